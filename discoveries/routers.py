@@ -1,0 +1,31 @@
+"""Database routing: the Control Room's models live on ``haven``, everything else on ``default``.
+
+Nothing is ever migrated into VH-Database.db: it belongs to the Control Room (REFERENCE.md).
+"""
+
+HAVEN_ALIAS = "haven"
+_HAVEN_MODELS = frozenset({"system", "planet", "moon", "havendiscovery", "ledgerentry"})
+
+
+def _is_haven(model) -> bool:
+    return model._meta.app_label == "discoveries" and model._meta.model_name in _HAVEN_MODELS
+
+
+class HavenRouter:
+    """Reads and writes of the Control Room models go to ``haven``; keeper models never do;
+    no relation crosses the two files; no migration ever runs on ``haven``."""
+
+    def db_for_read(self, model, **hints):
+        return HAVEN_ALIAS if _is_haven(model) else "default"
+
+    db_for_write = db_for_read
+
+    def allow_relation(self, obj1, obj2, **hints):
+        return _is_haven(type(obj1)) == _is_haven(type(obj2))
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        if db == HAVEN_ALIAS:
+            return False
+        if app_label == "discoveries" and model_name in _HAVEN_MODELS:
+            return False
+        return None

@@ -1,0 +1,23 @@
+"""The retry schedule of the sync queue (REFERENCE.md, "Retry schedule").
+
+A failed attempt *n* (1-based) is retried after ``base · 2^(n−1)``: with the default base of
+30 s that is 30 s, 60 s, 2 m, 4 m, 8 m, 16 m, 32 m, 64 m, 128 m; the ``max_attempts``-th failure
+is final. django-q2 has no backoff of its own, so the queue table keeps the due time.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+
+
+def retry_delay(attempt: int, *, base_seconds: int | None = None) -> timedelta:
+    """The wait after failed attempt ``attempt`` (1-based) before the item is due again.
+
+    ``base_seconds`` defaults to ``SYNC_BASE_DELAY_SECONDS``. Raises ``ValueError`` for an
+    attempt below 1.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
+    base = settings.SYNC_BASE_DELAY_SECONDS if base_seconds is None else base_seconds
+    # 2^62 seconds is far past any datetime; cap the exponent so huge max_attempts stay finite.
+    return timedelta(seconds=base * 2 ** min(attempt - 1, 20))

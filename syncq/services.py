@@ -1,0 +1,371 @@
+"""Every change of a queue item's state, and the sync batch that drives them.
+
+State machine (REFERENCE.md): ``pending → syncing`` by :func:`queue_items_claim`;
+``syncing → synced`` by success; ``syncing → pending`` (with backoff) or
+``→ max_retries_exceeded`` (the ``max_attempts``-th attempt) by failure. An attempt is counted
+when it is claimed, so a worker that dies mid-item still uses one up and a poison item cannot
+loop forever. Timestamps are UTC.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from discoveries.mapping import MappingError
+from discoveries.models import Discovery
+from syncq.backoff import retry_delay
+from syncq.errors import SyncError
+from syncq.haven_writer import haven_close, haven_discovery_write
+from syncq.models import KeeperInstance, SyncQueueItem, SyncStatus
+
+logger = logging.getLogger(__name__)
+
+_instance_id: str | None = None
+
+
+@dataclass
+class BatchReport:
+    """What one batch did: how many items it ``claimed`` and how they ended (``synced``,
+    ``retrying`` with backoff, ``exceeded``), plus ``errors`` as ``[(queue_id, text)]`` and
+    ``lease_expired``, items whose worker was lost on their last attempt. ``stopped_early`` is
+    set by :func:`sync_until_idle` when it ran out of time with items possibly still due."""
+
+    claimed: int = 0
+    synced: int = 0
+    retrying: int = 0
+    exceeded: int = 0
+    lease_expired: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def add(self, other: BatchReport) -> None:
+        for name in ("claimed", "synced", "retrying", "exceeded", "lease_expired"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
+    def __str__(self) -> str:
+        return (
+            f"claimed {self.claimed}, synced {self.synced}, retrying {self.retrying}, "
+            f"exceeded {self.exceeded}"
+        )
+
+
+def keeper_instance_id() -> str:
+    """This keeper database's id (text UUID), made on first use if the migration did not."""
+    global _instance_id
+    if _instance_id is None:
+        instance = KeeperInstance.objects.order_by("id").first()
+        if instance is None:
+            instance = KeeperInstance.objects.create()
+        _instance_id = str(instance.instance_id)
+    return _instance_id
+
+
+def queue_item_create(*, discovery: Discovery, synced_to: int | None = None) -> SyncQueueItem:
+    """Add the queue item of ``discovery``: due at once, or already ``synced`` to VH row
+    ``synced_to`` (a row linked rather than written). Call inside the discovery's transaction;
+    the unique ``discovery_id`` makes a second call fail with ``IntegrityError``."""
+    now = timezone.now()
+    if synced_to is None:
+        return SyncQueueItem.objects.create(
+            discovery=discovery, max_attempts=settings.SYNC_MAX_ATTEMPTS, created_at=now
+        )
+    return SyncQueueItem.objects.create(
+        discovery=discovery,
+        max_attempts=settings.SYNC_MAX_ATTEMPTS,
+        created_at=now,
+        sync_status=SyncStatus.SYNCED,
+        synced_at=now,
+        haven_discovery_id=synced_to,
+        metadata={"how": "linked"},
+    )
+
+
+def sync_kick() -> None:
+    """Ask django-q2 to run a sync batch now, so a new discovery reaches VH in about a second
+    rather than at the next scheduled run. Does nothing when VH is switched off."""
+    if not settings.USE_HAVEN_DATABASE:
+        return
+    from django_q.tasks import async_task
+
+    async_task("syncq.tasks.sync_due", group="keeper-sync", task_name="keeper-sync-kick")
+
+
+def _due_filter(now) -> Q:
+    lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    below_max = Q(sync_attempts__lt=F("max_attempts"))
+    due = (
+        Q(sync_status=SyncStatus.PENDING)
+        & below_max
+        & (Q(sync_attempts=0) | Q(next_retry_after__isnull=True) | Q(next_retry_after__lte=now))
+    )
+    lease_expired = Q(leased_until__lte=now) | (
+        Q(leased_until__isnull=True)
+        & (Q(last_sync_attempt__isnull=True) | Q(last_sync_attempt__lte=now - lease))
+    )
+    return due | (Q(sync_status=SyncStatus.SYNCING) & below_max & lease_expired)
+
+
+def queue_leases_expire(*, now=None) -> int:
+    """Mark ``max_retries_exceeded`` the items still ``syncing`` past their lease on their last
+    attempt (their worker died); returns how many. Items with attempts left are taken again by
+    :func:`queue_items_claim` instead."""
+    now = now or timezone.now()
+    lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    stale = (
+        Q(sync_status=SyncStatus.SYNCING)
+        & Q(sync_attempts__gte=F("max_attempts"))
+        & (
+            Q(leased_until__lte=now)
+            | (Q(leased_until__isnull=True) & Q(last_sync_attempt__lte=now - lease))
+            | (Q(leased_until__isnull=True) & Q(last_sync_attempt__isnull=True))
+        )
+    )
+    with transaction.atomic():
+        return SyncQueueItem.objects.filter(stale).update(
+            sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
+            sync_error="the worker was lost during the last attempt (lease expired)",
+            next_retry_after=None,
+            leased_until=None,
+            lease_token=None,
+        )
+
+
+def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]]:
+    """Atomically take up to ``limit`` due items (oldest first) for one worker.
+
+    Each taken item becomes ``syncing`` with one more attempt, ``last_sync_attempt`` now and a
+    lease of ``SYNC_LEASE_SECONDS`` under a fresh token. On SQLite the IMMEDIATE transaction
+    holds the write lock from its first statement; on PostgreSQL ``FOR UPDATE SKIP LOCKED``
+    lets concurrent workers take disjoint items. Returns ``(lease_token, items)`` with each
+    item's discovery loaded.
+    """
+    now = now or timezone.now()
+    token = uuid.uuid4().hex
+    with transaction.atomic():
+        ids = list(
+            SyncQueueItem.objects.select_for_update(skip_locked=True)
+            .filter(_due_filter(now))
+            .order_by("id")
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return token, []
+        SyncQueueItem.objects.filter(id__in=ids).update(
+            sync_status=SyncStatus.SYNCING,
+            sync_attempts=F("sync_attempts") + 1,
+            last_sync_attempt=now,
+            leased_until=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS),
+            lease_token=token,
+        )
+    items = list(SyncQueueItem.objects.filter(id__in=ids).order_by("id"))
+    # Not select_related: its inner join would hide an item whose discovery row is gone, and
+    # that item must fail visibly instead.
+    discoveries = Discovery.objects.in_bulk([item.discovery_id for item in items])
+    for item in items:
+        if item.discovery_id in discoveries:
+            item.discovery = discoveries[item.discovery_id]
+    return token, items
+
+
+def _merged_metadata(item: SyncQueueItem, **values) -> dict:
+    merged = dict(item.metadata) if isinstance(item.metadata, dict) else {}
+    merged.update(values)
+    return merged
+
+
+def queue_item_succeed(
+    *, item: SyncQueueItem, token: str, haven_discovery_id: int, how: str, unresolved: str | None
+) -> bool:
+    """Record that ``item`` is in VH as row ``haven_discovery_id`` (``how``: written, linked or
+    ledger; ``unresolved``: what of the location was not found). Returns ``False`` when the
+    lease was lost meanwhile (another worker or an operator took the item): the ledger then
+    makes the next attempt find the same row."""
+    now = timezone.now()
+    extra = {"how": how}
+    if how == "written":
+        extra["location_resolved"] = unresolved is None
+        extra["location_unresolved"] = unresolved
+    with transaction.atomic():
+        updated = SyncQueueItem.objects.filter(
+            id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
+        ).update(
+            sync_status=SyncStatus.SYNCED,
+            synced_at=now,
+            haven_discovery_id=haven_discovery_id,
+            sync_error=None,
+            next_retry_after=None,
+            leased_until=None,
+            lease_token=None,
+            metadata=_merged_metadata(item, **extra),
+        )
+        if updated:
+            Discovery.objects.filter(id=item.discovery_id).update(
+                haven_discovery_id=haven_discovery_id
+            )
+    if not updated:
+        logger.warning("queue item %s: lease lost before it could be marked synced", item.id)
+    return bool(updated)
+
+
+def queue_item_fail(*, item: SyncQueueItem, token: str, error: str) -> str | None:
+    """Record a failed attempt of ``item`` with the whole ``error`` text: back to ``pending``
+    due after :func:`retry_delay` of its attempt number, or ``max_retries_exceeded`` on its
+    ``max_attempts``-th. Returns the new state, or ``None`` if the lease was lost meanwhile."""
+    now = timezone.now()
+    attempt = item.sync_attempts
+    if attempt >= item.max_attempts:
+        changes = {"sync_status": SyncStatus.MAX_RETRIES_EXCEEDED, "next_retry_after": None}
+    else:
+        changes = {"sync_status": SyncStatus.PENDING, "next_retry_after": now + retry_delay(attempt)}
+    with transaction.atomic():
+        updated = SyncQueueItem.objects.filter(
+            id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
+        ).update(sync_error=error, leased_until=None, lease_token=None, **changes)
+    return changes["sync_status"] if updated else None
+
+
+def sync_batch(*, batch_size: int | None = None) -> BatchReport:
+    """Claim up to ``batch_size`` (default ``SYNC_BATCH_SIZE``) due items and copy each into
+    VH-Database.db; one item's failure is recorded on it and never stops the others.
+
+    Does nothing while ``USE_HAVEN_DATABASE`` is false. Closes the VH connection at the end so
+    the Control Room's file is not held open between batches.
+    """
+    report = BatchReport()
+    if not settings.USE_HAVEN_DATABASE:
+        return report
+    report.lease_expired = queue_leases_expire()
+    report.exceeded += report.lease_expired
+    token, items = queue_items_claim(limit=batch_size or settings.SYNC_BATCH_SIZE)
+    report.claimed = len(items)
+    try:
+        for item in items:
+            _sync_one(item, token, report)
+    finally:
+        haven_close()
+    return report
+
+
+def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
+    try:
+        outcome = haven_discovery_write(
+            discovery=item.discovery, keeper_instance=keeper_instance_id()
+        )
+    except (SyncError, MappingError, DatabaseError, Discovery.DoesNotExist) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:
+        # An unforeseen fault in one item must not strand the rest of the batch in `syncing`:
+        # it is recorded on the item (where operators look) and logged with its traceback.
+        logger.exception("queue item %s: unexpected error", item.id)
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        unresolved = outcome.location.unresolved if outcome.location else None
+        queue_item_succeed(
+            item=item,
+            token=token,
+            haven_discovery_id=outcome.haven_discovery_id,
+            how=outcome.how,
+            unresolved=unresolved,
+        )
+        report.synced += 1
+        return
+    state = queue_item_fail(item=item, token=token, error=error)
+    report.errors.append((item.id, error))
+    if state == SyncStatus.MAX_RETRIES_EXCEEDED:
+        report.exceeded += 1
+    elif state == SyncStatus.PENDING:
+        report.retrying += 1
+    logger.warning("queue item %s attempt %s failed: %s", item.id, item.sync_attempts, error)
+
+
+def sync_until_idle(
+    *, batch_size: int | None = None, max_seconds: float | None = None, on_batch=None
+) -> BatchReport:
+    """Run batches until one claims nothing, or until ``max_seconds`` have passed (``None``:
+    no limit). ``on_batch(number, report)`` is called after each batch that claimed items.
+    Items failing with backoff are not due again at once, so this ends."""
+    total = BatchReport()
+    started = time.monotonic()
+    number = 0
+    while True:
+        report = sync_batch(batch_size=batch_size)
+        total.add(report)
+        if not report.claimed:
+            return total
+        number += 1
+        if on_batch is not None:
+            on_batch(number, report)
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            total.stopped_early = True
+            return total
+
+
+def queue_prune(*, older_than_days: int | None = None) -> int:
+    """Delete ``synced`` items synced more than ``older_than_days`` (default
+    ``SYNC_PRUNE_AFTER_DAYS``) ago; their discoveries keep ``haven_discovery_id``, so they are
+    never queued again. Returns how many were deleted."""
+    days = settings.SYNC_PRUNE_AFTER_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    with transaction.atomic():
+        deleted, _ = SyncQueueItem.objects.filter(
+            sync_status=SyncStatus.SYNCED, synced_at__lt=cutoff
+        ).delete()
+    return deleted
+
+
+@dataclass
+class BackfillReport:
+    """What :func:`queue_backfill` did: discoveries ``linked`` to a VH row the old bot wrote
+    (queue item ``synced``), ``queued`` as ``pending``, and ``haven_error``, why VH could not
+    be searched (then everything was queued, and each attempt still links before writing)."""
+
+    linked: int = 0
+    queued: int = 0
+    haven_error: str | None = None
+
+
+def queue_backfill() -> BackfillReport:
+    """Give every discovery without a queue item (and not already in VH) its queue item.
+
+    A discovery the old bot already wrote into VH (same submitter id, submission timestamp and
+    description; REFERENCE.md) is linked to that row through the ledger and marked synced, not
+    written again. Safe to run again: it only looks at discoveries with no queue item.
+    """
+    report = BackfillReport()
+    waiting = Discovery.objects.filter(
+        queue_item__isnull=True, haven_discovery_id__isnull=True
+    ).order_by("id")
+    instance = keeper_instance_id()
+    try:
+        for discovery in waiting.iterator():
+            outcome = None
+            if report.haven_error is None:
+                try:
+                    outcome = haven_discovery_write(
+                        discovery=discovery, keeper_instance=instance, link_only=True
+                    )
+                except (SyncError, DatabaseError) as exc:
+                    report.haven_error = f"{type(exc).__name__}: {exc}"
+            with transaction.atomic():
+                if outcome is None:
+                    queue_item_create(discovery=discovery)
+                    report.queued += 1
+                else:
+                    queue_item_create(discovery=discovery, synced_to=outcome.haven_discovery_id)
+                    Discovery.objects.filter(id=discovery.id).update(
+                        haven_discovery_id=outcome.haven_discovery_id
+                    )
+                    report.linked += 1
+    finally:
+        haven_close()
+    return report

@@ -1,0 +1,39 @@
+"""django-q2 tasks. They take no model instances, only call services, and are safe to run
+twice at once (claims are atomic) or again after a redelivery."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+from syncq.services import queue_prune, sync_kick, sync_until_idle
+
+logger = logging.getLogger(__name__)
+
+
+def sync_due() -> dict[str, int]:
+    """Sync due items in batches for up to half the task timeout; if items are still due then,
+    queue another run rather than hold a worker. Returns the totals as a dict (kept by
+    django-q2 as the task's result)."""
+    budget = settings.SYNC_TASK_TIMEOUT_SECONDS / 2
+    report = sync_until_idle(max_seconds=budget)
+    totals = {
+        "claimed": report.claimed,
+        "synced": report.synced,
+        "retrying": report.retrying,
+        "exceeded": report.exceeded,
+    }
+    if report.claimed:
+        logger.info("sync: %s", report)
+    if report.stopped_early:
+        sync_kick()
+    return totals
+
+
+def prune_synced() -> int:
+    """Delete synced queue items older than ``SYNC_PRUNE_AFTER_DAYS``; returns the count."""
+    deleted = queue_prune()
+    if deleted:
+        logger.info("pruned %s synced queue items", deleted)
+    return deleted
