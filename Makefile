@@ -1,0 +1,40 @@
+# Keeper Sync. `make run` sets everything up and starts the service; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHAOS_ARGS ?=
+
+.PHONY: run test lint format check bench chaos install clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+.env:
+	cp .env.example .env
+	printf 'SECRET_KEY=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" >> .env
+	@echo "wrote .env with a new SECRET_KEY; edit it to point at your databases"
+
+run: install .env
+	mkdir -p data
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	$(PY) manage.py runservice
+
+test: install
+	$(PY) manage.py makemigrations --check --dry-run --settings=tests.settings
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache
