@@ -1,10 +1,12 @@
 """Settings for Keeper Sync.
 
 Every setting is read from the process environment or from a ``.env`` file in the project root
-(``.env.example`` lists them), through one typed django-environ reader. Relative paths are taken
+(``.env.example`` lists them; ``KEEPER_ENV_FILE`` names another file, or none when empty),
+through one typed django-environ reader; the environment wins over the file. Relative paths are taken
 from the project root. See README.md for what each one does.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -13,7 +15,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+# KEEPER_ENV_FILE names another file; empty reads none (the tests use that).
+_env_file = os.environ.get("KEEPER_ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file:
+    environ.Env.read_env(_env_file)
 
 
 def _project_path(value: str) -> Path:

@@ -13,10 +13,11 @@ logger = logging.getLogger(__name__)
 
 
 def sync_due() -> dict[str, int]:
-    """Sync due items in batches for up to half the task timeout; if items are still due then,
-    queue another run rather than hold a worker. Returns the totals as a dict (kept by
+    """Sync due items in batches for up to a quarter of the task timeout; if items may still be
+    due then, queue another run rather than hold a worker. Returns the totals as a dict (kept by
     django-q2 as the task's result)."""
-    budget = settings.SYNC_TASK_TIMEOUT_SECONDS / 2
+    # Between budget checks one batch may still take up to SYNC_BATCH_SIZE busy timeouts.
+    budget = settings.SYNC_TASK_TIMEOUT_SECONDS / 4
     report = sync_until_idle(max_seconds=budget)
     totals = {
         "claimed": report.claimed,

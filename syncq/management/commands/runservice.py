@@ -55,8 +55,11 @@ class Command(BaseCommand):
             "(admin at /admin/; make an account with: .venv/bin/python manage.py "
             "createsuperuser). Ctrl-C stops."
         )
+        # Each child gets its own session: a Ctrl-C reaches only this process, which then stops
+        # each child through its main process. (django-q2's cluster does not stop when SIGTERM
+        # reaches all of its processes at once.)
         children = {
-            name: subprocess.Popen(cmd, env=child_env, cwd=settings.BASE_DIR)
+            name: subprocess.Popen(cmd, env=child_env, cwd=settings.BASE_DIR, start_new_session=True)
             for name, cmd in commands.items()
         }
         stopping = False

@@ -1,0 +1,85 @@
+"""Shared fixtures: Control Room files built from its schema, the real samples from
+``../shared/fixtures`` (skipped when absent), and factories for keeper rows."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from discoveries.haven_files import haven_file_create
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+SAMPLE_VH = SHARED_FIXTURES / "vh_database_sample.db"
+LEGACY_KEEPER = SHARED_FIXTURES / "legacy_keeper.db"
+
+
+def shared_fixture(path: Path) -> Path:
+    """Return ``path`` or skip the test, saying why, when ../shared is not beside the clone."""
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared/fixtures is not beside this clone)")
+    return path
+
+
+def writable_copy(source: Path, target: Path) -> Path:
+    """Copy a (read-only) fixture so the test may write to it; the original stays untouched."""
+    shutil.copyfile(source, target)
+    target.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    return target
+
+
+@contextlib.contextmanager
+def haven_at(path: Path, settings):
+    """Point the ``haven`` alias and ``HAVEN_DB_PATH`` at ``path`` for the block."""
+    conn = connections["haven"]
+    old_name = conn.settings_dict["NAME"]
+    conn.settings_dict["NAME"] = f"file:{path}?mode=rw"
+    conn.close()
+    settings.HAVEN_DB_PATH = path
+    try:
+        yield path
+    finally:
+        conn.close()
+        conn.settings_dict["NAME"] = old_name
+
+
+@pytest.fixture
+def haven_db(tmp_path, settings):
+    """A VH-Database.db of the Control Room's schema with the demo systems
+    (``discoveries.haven_files.DEMO_SYSTEMS``), used by the sync. Tests using it need
+    ``@pytest.mark.django_db(transaction=True, databases=["default", "haven"])``."""
+    path = haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
+    with haven_at(path, settings):
+        yield path
+
+
+@pytest.fixture
+def sample_haven_db(tmp_path, settings):
+    """A writable copy of the real sample VH-Database.db, used by the sync."""
+    path = writable_copy(shared_fixture(SAMPLE_VH), tmp_path / "VH-Database.db")
+    with haven_at(path, settings):
+        yield path
+
+
+def make_discovery(**overrides):
+    """Store a valid discovery through the submit service; keyword arguments override the
+    defaults (a ruins discovery on Demo Alpha's planet Alpha Prime)."""
+    from discoveries.services import discovery_submit
+
+    fields = {
+        "user_id": "123456789012345678",
+        "username": "Tester",
+        "guild_id": "987654321098765432",
+        "discovery_type": "🏛️",
+        "system_name": "Demo Alpha",
+        "location": "Alpha Prime",
+        "description": "A broken tower.",
+        "type_fields": {"structure_type": "Tower"},
+    }
+    fields.update(overrides)
+    return discovery_submit(**fields)

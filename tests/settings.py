@@ -1,0 +1,22 @@
+"""Settings for the test suite: the project's own, with a throwaway keeper.db and secret."""
+
+import os
+import tempfile
+
+# A developer's own .env must not leak into the tests.
+os.environ["KEEPER_ENV_FILE"] = ""
+os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
+os.environ.setdefault("CACHE_URL", "locmemcache://")
+os.environ.setdefault("DEBUG", "false")
+
+from keeper_site.settings import *  # noqa: E402,F403
+from keeper_site.settings import DATABASES  # noqa: E402
+
+# A real file, not SQLite's in-memory database, so WAL, IMMEDIATE transactions and the busy
+# timeout behave as in production when tests use several connections.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"keeper-sync-test-{os.getpid()}.db")
+    }
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,153 @@
+"""The whole path with real processes: migrate, a real django-q2 cluster, submit, VH."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from discoveries.haven_files import haven_file_create
+from syncq.management.commands.runservice import Command as RunService
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNC_", "HAVEN_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="keeper_site.settings",
+        SECRET_KEY="worker-test",
+        CACHE_URL=f"filecache://{tmp_path / 'cache'}",
+        KEEPER_DB_PATH=str(tmp_path / "keeper.db"),
+        HAVEN_DB_PATH=str(tmp_path / "VH-Database.db"),
+        Q_WORKERS="1",
+        KEEPER_ENV_FILE="",
+    )
+    env.pop("DATABASE_URL", None)
+    env.update(extra)
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _vh_count(path: Path) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(*) FROM discoveries").fetchone()[0]
+
+
+def test_cluster_syncs_a_submitted_discovery_and_schedules_stay_single(tmp_path):
+    """A discovery submitted while a real qcluster runs reaches VH without sync_now, and
+    migrating twice leaves one set of sync schedules."""
+    env = _env(tmp_path)
+    haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
+    for _ in range(2):
+        done = _manage(env, "migrate", "--no-input", "-v0")
+        assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "keeper.db") as conn:
+        names = sorted(r[0] for r in conn.execute("SELECT name FROM django_q_schedule"))
+    assert names == ["keeper-prune-synced", "keeper-sync-1", "keeper-sync-2"]
+
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        entry = {
+            "user_id": "1",
+            "username": "Worker Test",
+            "discovery_type": "💎",
+            "system_name": "Demo Beta",
+            "location": "Beta Pebble",
+            "description": "Copper under the moon's crust.",
+            "resource_type": "Copper",
+        }
+        payload = tmp_path / "one.json"
+        payload.write_text(json.dumps([entry]), encoding="utf-8")
+        done = _manage(env, "submit_discovery", "--file", str(payload))
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        while _vh_count(tmp_path / "VH-Database.db") == 0 and time.monotonic() < deadline:
+            time.sleep(0.25)
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        try:
+            cluster.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(cluster.pid, signal.SIGKILL)  # any worker left behind
+
+    with sqlite3.connect(f"file:{tmp_path / 'VH-Database.db'}?mode=ro", uri=True) as conn:
+        rows = conn.execute(
+            "SELECT location_type, moon_id, resource_type FROM discoveries"
+        ).fetchall()
+    assert rows == [("moon", 2, "Copper")]
+    status = json.loads(_manage(env, "syncq_status", "--json").stdout)
+    assert status["queue"] == {"pending": 0, "syncing": 0, "synced": 1, "failed": 0}
+
+
+def test_runservice_uses_a_demo_haven_only_when_none_is_configured(tmp_path, settings, monkeypatch):
+    """With HAVEN_DB_PATH unset and no file at the default path, runservice makes a demo file
+    under data/demo/ and hands that path to its children; the default path stays absent."""
+    monkeypatch.delenv("HAVEN_DB_PATH", raising=False)
+    settings.BASE_DIR = tmp_path
+    settings.HAVEN_DB_PATH = tmp_path / "data" / "VH-Database.db"
+    settings.USE_HAVEN_DATABASE = True
+    child_env: dict[str, str] = {}
+    command = RunService()
+    described = command._choose_haven(child_env)
+    demo = tmp_path / "data" / "demo" / "VH-Database.db"
+    assert child_env["HAVEN_DB_PATH"] == str(demo)
+    assert demo.is_file() and "demo" in described
+    assert not settings.HAVEN_DB_PATH.exists()
+
+
+def test_runservice_never_swaps_a_configured_haven_for_the_demo(tmp_path, settings, monkeypatch):
+    """When HAVEN_DB_PATH is set but its file is missing, runservice keeps that path (items
+    wait) and creates nothing."""
+    missing = tmp_path / "moved-away" / "VH-Database.db"
+    monkeypatch.setenv("HAVEN_DB_PATH", str(missing))
+    settings.BASE_DIR = tmp_path
+    settings.HAVEN_DB_PATH = missing
+    settings.USE_HAVEN_DATABASE = True
+    child_env: dict[str, str] = {}
+    described = RunService()._choose_haven(child_env)
+    assert "HAVEN_DB_PATH" not in child_env
+    assert "MISSING" in described
+    assert not missing.exists() and not (tmp_path / "data").exists()
+
+
+def test_settings_refuse_to_start_without_a_secret_key(tmp_path):
+    """Without SECRET_KEY any command stops with an error naming the variable."""
+    env = _env(tmp_path)
+    env.pop("SECRET_KEY")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "SECRET_KEY is not set" in done.stderr
