@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from discoveries.models import Discovery, LocationType
@@ -214,7 +214,8 @@ def discovery_submit(*, submitted_at: datetime | None = None, **fields: object) 
 
     ``fields`` are the keyword arguments of :func:`discovery_validate`. ``submitted_at``
     (aware; default now) is stored in UTC, to the second, as the legacy rows are. Returns the
-    saved :class:`Discovery`. Raises :class:`DiscoveryInvalid` (nothing written).
+    saved :class:`Discovery`. Raises :class:`DiscoveryInvalid` (nothing written), and
+    ``ValueError`` for a naive ``submitted_at``.
     """
     return _discovery_store(discovery_validate(**fields), submitted_at)
 
@@ -222,8 +223,10 @@ def discovery_submit(*, submitted_at: datetime | None = None, **fields: object) 
 def _discovery_store(values: dict[str, object], submitted_at: datetime | None) -> Discovery:
     from syncq.services import queue_item_create, sync_kick
 
+    if submitted_at is not None and timezone.is_naive(submitted_at):
+        raise ValueError("submitted_at must be timezone-aware")
     stamp = (submitted_at or timezone.now()).astimezone(UTC).replace(microsecond=0)
-    with transaction.atomic():
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
         discovery = Discovery.objects.create(submission_timestamp=stamp, **values)
         queue_item_create(discovery=discovery)
         transaction.on_commit(sync_kick, robust=True)

@@ -43,7 +43,8 @@ class Command(BaseCommand):
 
                 data = json.load(sys.stdin)
             else:
-                with open(name, encoding="utf-8") as handle:
+                # utf-8-sig: files saved by Windows editors start with a byte-order mark.
+                with open(name, encoding="utf-8-sig") as handle:
                     data = json.load(handle)
         except OSError as exc:
             raise CommandError(f"cannot read {name}: {exc.strerror}") from exc

@@ -1,0 +1,490 @@
+"""The submit path: the submit services and ``manage.py submit_discovery``."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django_q.models import OrmQ
+
+from discoveries.models import Discovery
+from discoveries.services import DiscoveryInvalid, discovery_submit, discovery_submit_payload
+from syncq.models import SyncQueueItem, SyncStatus
+from tests.conftest import ROOT, make_discovery
+from tests.test_types import REFERENCE_TYPES
+
+pytestmark = pytest.mark.django_db
+
+RUINS = "\U0001f3db\ufe0f"
+LOGS = "\U0001f4dc"
+SAMPLE_FILE = ROOT / "examples" / "discoveries-sample.json"
+
+VALID = {
+    "user_id": "123456789012345678",
+    "username": "Tester",
+    "guild_id": "987654321098765432",
+    "discovery_type": RUINS,
+    "system_name": "Oculi",
+    "location": "Krospen L49",
+    "location_type": "planet",
+    "description": "A broken tower.",
+}
+
+
+def submit(**overrides) -> Discovery:
+    return discovery_submit(**{**VALID, **overrides})
+
+
+def refused(**overrides) -> dict[str, list[str]]:
+    """Submit, expect refusal, check nothing was written, and return the errors by field."""
+    with pytest.raises(DiscoveryInvalid) as caught:
+        submit(**overrides)
+    assert_nothing_written()
+    return caught.value.errors
+
+
+def assert_nothing_written() -> None:
+    assert Discovery.objects.count() == 0
+    assert SyncQueueItem.objects.count() == 0
+
+
+# --- storing ------------------------------------------------------------------------------------
+
+
+def test_type_given_by_name_is_stored_as_its_emoji():
+    """A type given by name is stored as the emoji, as keeper.db and VH expect."""
+    discovery = submit(discovery_type="ruins & STRUCTURES")
+    stored = Discovery.objects.get(pk=discovery.pk)
+    assert stored.discovery_type == RUINS
+    assert (stored.user_id, stored.username, stored.guild_id) == (
+        "123456789012345678",
+        "Tester",
+        "987654321098765432",
+    )
+    assert (stored.system_name, stored.location, stored.location_type) == (
+        "Oculi",
+        "Krospen L49",
+        "planet",
+    )
+    assert stored.description == "A broken tower."
+
+
+def test_type_fields_are_stored_in_metadata():
+    """The type's own fields are stored, trimmed, in metadata under their keys."""
+    discovery = submit(type_fields={"structure_type": "  Tower ", "purpose_function": "Shrine"})
+    stored = Discovery.objects.get(pk=discovery.pk)
+    assert stored.metadata == {"structure_type": "Tower", "purpose_function": "Shrine"}
+
+
+def test_submission_time_is_stored_in_utc_whole_seconds():
+    """A submission time in any zone is stored as UTC 'YYYY-MM-DD HH:MM:SS', whole seconds."""
+    when = datetime(2024, 3, 1, 0, 30, 15, 987654, tzinfo=timezone(timedelta(hours=1)))
+    discovery = submit(submitted_at=when)
+    stored = Discovery.objects.get(pk=discovery.pk)
+    assert stored.submission_timestamp == datetime(2024, 2, 29, 23, 30, 15, tzinfo=UTC)
+    assert stored.submission_timestamp.utcoffset() == timedelta(0)
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT CAST(submission_timestamp AS TEXT) FROM discoveries WHERE id = %s",
+                [stored.pk],
+            )
+            assert cursor.fetchone()[0] == "2024-02-29 23:30:15"
+
+
+def test_default_submission_time_is_now_to_the_second(monkeypatch):
+    """Without a submission time, the current UTC time is stored with its microseconds dropped."""
+    from django.utils import timezone as dj_timezone
+
+    now = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    monkeypatch.setattr(dj_timezone, "now", lambda: now)
+    discovery = submit()
+    stored = Discovery.objects.get(pk=discovery.pk)
+    assert stored.submission_timestamp == now.replace(microsecond=0)
+
+
+def test_submit_queues_exactly_one_pending_item():
+    """Each stored discovery gets one pending queue item, due at once, with 10 attempts allowed."""
+    discovery = make_discovery()
+    item = SyncQueueItem.objects.get()
+    assert item.discovery_id == discovery.pk
+    assert item.sync_status == SyncStatus.PENDING
+    assert item.sync_attempts == 0
+    assert item.max_attempts == 10
+    assert item.next_retry_after is None
+    assert Discovery.objects.count() == 1
+
+
+def test_discovery_is_not_kept_when_its_queue_item_fails(monkeypatch):
+    """Discovery and queue item are one transaction: if queuing fails, no discovery is kept."""
+    import syncq.services
+
+    def broken(**kwargs):
+        raise RuntimeError("queue unavailable")
+
+    monkeypatch.setattr(syncq.services, "queue_item_create", broken)
+    with pytest.raises(RuntimeError, match="queue unavailable"):
+        make_discovery()
+    assert_nothing_written()
+
+
+# --- refusing -----------------------------------------------------------------------------------
+
+
+def test_every_bad_field_is_reported_at_once_and_nothing_written():
+    """One refusal names every bad field (not just the first), and nothing is written."""
+    with pytest.raises(DiscoveryInvalid) as caught:
+        submit(
+            description="",
+            discovery_type="dragons",
+            evidence_url="ftp://x",
+            condition="c" * 201,
+            user_id="not-a-snowflake",
+        )
+    errors = caught.value.errors
+    assert set(errors) == {"description", "discovery_type", "evidence_url", "condition", "user_id"}
+    assert errors["description"] == ["is required"]
+    assert "dragons" in errors["discovery_type"][0]
+    assert "200" in errors["condition"][0]
+    message = str(caught.value)
+    for field in errors:
+        assert field in message
+    assert_nothing_written()
+
+
+def test_missing_required_fields_are_all_named():
+    """A submission missing everything names each required field."""
+    with pytest.raises(DiscoveryInvalid) as caught:
+        discovery_submit(user_id=None, username=None, discovery_type=None, description=None)
+    assert {
+        "user_id",
+        "username",
+        "discovery_type",
+        "description",
+        "system_name",
+        "location",
+    } <= set(caught.value.errors)
+    assert_nothing_written()
+
+
+LIMIT_CASES = [
+    pytest.param("description", None, 1000, id="description-1000"),
+    pytest.param("structure_type", RUINS, 200, id="ruins-type-field-200"),
+    pytest.param("key_excerpt", LOGS, 500, id="key-excerpt-500"),
+    pytest.param("language_status", LOGS, 200, id="logs-other-field-200"),
+]
+
+
+def _with_length(field: str, dtype: str | None, length: int) -> dict[str, object]:
+    if dtype is None:
+        return {field: "d" * length}
+    return {"discovery_type": dtype, "type_fields": {field: "t" * length}}
+
+
+@pytest.mark.parametrize(("field", "dtype", "limit"), LIMIT_CASES)
+def test_field_at_its_limit_is_accepted(field, dtype, limit):
+    """A field exactly at its REFERENCE.md limit is stored whole."""
+    discovery = submit(**_with_length(field, dtype, limit))
+    stored = Discovery.objects.get(pk=discovery.pk)
+    value = stored.description if dtype is None else stored.metadata[field]
+    assert len(value) == limit
+
+
+@pytest.mark.parametrize(("field", "dtype", "limit"), LIMIT_CASES)
+def test_field_one_over_its_limit_is_refused(field, dtype, limit):
+    """A field one character over its limit is refused, naming the field and the limit."""
+    errors = refused(**_with_length(field, dtype, limit + 1))
+    assert set(errors) == {field}
+    assert str(limit) in errors[field][0]
+
+
+def test_field_of_another_type_is_refused():
+    """A value for another type's field (a species on ruins) is refused rather than lost."""
+    errors = refused(type_fields={"structure_type": "Tower", "species_type": "Raptor"})
+    assert set(errors) == {"species_type"}
+    assert "Ruins & structures" in errors["species_type"][0]
+
+
+def test_unknown_type_field_is_refused():
+    """A key that is no type's field is refused and named."""
+    errors = refused(type_fields={"colour": "red"})
+    assert set(errors) == {"colour"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [pytest.param("before\x00after", id="nul"), pytest.param("before\ud800after", id="surrogate")],
+)
+@pytest.mark.parametrize("where", ["description", "username", "type_field"])
+def test_nul_and_lone_surrogate_are_refused(bad, where):
+    """Text with a NUL byte or a lone surrogate is refused cleanly, not stored or crashed on."""
+    if where == "type_field":
+        errors = refused(type_fields={"structure_type": bad})
+        assert set(errors) == {"structure_type"}
+    else:
+        errors = refused(**{where: bad})
+        assert set(errors) == {where}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://x", "javascript:alert(1)", "example.org/a.png", "https://", "data:image/png;base64,AA"],
+)
+def test_evidence_must_be_an_http_link(url):
+    """An evidence link that is not http(s) is refused."""
+    errors = refused(evidence_url=url)
+    assert set(errors) == {"evidence_url"}
+
+
+@pytest.mark.parametrize("url", ["https://example.org/a.png", "http://example.org/a.png"])
+def test_http_evidence_is_stored(url):
+    """An http(s) evidence link is stored as given."""
+    discovery = submit(evidence_url=url)
+    assert Discovery.objects.get(pk=discovery.pk).evidence_url == url
+
+
+@pytest.mark.parametrize("user_id", ["abc", "12a4", "-5", "12 34", "1" * 21, 1.5, True])
+def test_user_id_must_be_digits(user_id):
+    """A submitter id that is not a Discord snowflake (digits only) is refused."""
+    errors = refused(user_id=user_id)
+    assert set(errors) == {"user_id"}
+
+
+def test_numeric_user_id_is_stored_as_text():
+    """A snowflake given as a number is stored as its digits."""
+    discovery = submit(user_id=123456789012345678)
+    assert Discovery.objects.get(pk=discovery.pk).user_id == "123456789012345678"
+
+
+def test_guild_id_must_be_digits():
+    """A guild id that is not digits is refused."""
+    assert set(refused(guild_id="guild")) == {"guild_id"}
+
+
+def test_space_discovery_needs_no_location():
+    """A discovery in space may leave the location empty."""
+    discovery = submit(location_type="space", location="")
+    stored = Discovery.objects.get(pk=discovery.pk)
+    assert stored.location_type == "space"
+    assert stored.location == "Space"
+
+
+@pytest.mark.parametrize("location_type", ["planet", "moon", None])
+def test_planet_or_moon_discovery_needs_a_location(location_type):
+    """A discovery on a planet or moon (or of unstated kind) must name its location."""
+    assert set(refused(location_type=location_type, location="  ")) == {"location"}
+
+
+def test_unknown_location_type_is_refused():
+    """A location type other than planet, moon or space is refused."""
+    assert set(refused(location_type="ocean")) == {"location_type"}
+
+
+# --- the kick after commit ----------------------------------------------------------------------
+
+
+def test_sync_is_kicked_after_commit(monkeypatch, django_capture_on_commit_callbacks):
+    """A stored discovery asks for a sync once, and only after its transaction commits."""
+    import syncq.services
+
+    kicks = []
+    monkeypatch.setattr(syncq.services, "sync_kick", lambda: kicks.append("kick"))
+    with django_capture_on_commit_callbacks(execute=True):
+        make_discovery()
+        assert kicks == []
+    assert kicks == ["kick"]
+
+
+def test_refused_submission_kicks_nothing(monkeypatch, django_capture_on_commit_callbacks):
+    """A refused submission schedules no sync."""
+    import syncq.services
+
+    kicks = []
+    monkeypatch.setattr(syncq.services, "sync_kick", lambda: kicks.append("kick"))
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(DiscoveryInvalid),
+    ):
+        submit(description="")
+    assert callbacks == []
+    assert kicks == []
+
+
+def test_kick_enqueues_a_django_q_task(settings, django_capture_on_commit_callbacks):
+    """With VH switched on, a submission puts one sync task on django-q2's queue."""
+    settings.USE_HAVEN_DATABASE = True
+    with django_capture_on_commit_callbacks(execute=True):
+        make_discovery()
+    task = OrmQ.objects.get()
+    assert task.func() == "syncq.tasks.sync_due"
+
+
+def test_no_kick_when_haven_is_switched_off(settings, django_capture_on_commit_callbacks):
+    """With USE_HAVEN_DATABASE false, a submission is stored and queued but no task is sent."""
+    settings.USE_HAVEN_DATABASE = False
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        make_discovery()
+    assert len(callbacks) == 1
+    assert OrmQ.objects.count() == 0
+    assert SyncQueueItem.objects.count() == 1
+
+
+# --- discovery_submit_payload -------------------------------------------------------------------
+
+
+def payload(**overrides) -> dict[str, object]:
+    return {**VALID, "structure_type": "Tower", **overrides}
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [([], "an array"), ("ruins", "a string"), (None, "null"), (3, "a number"), (2.5, "a number")],
+    ids=["list", "string", "null", "int", "float"],
+)
+def test_payload_that_is_not_an_object_is_refused(value, kind):
+    """A JSON payload that is not an object is refused, saying what it is instead."""
+    with pytest.raises(DiscoveryInvalid) as caught:
+        discovery_submit_payload(value)
+    assert caught.value.errors == {"discovery": [f"must be a JSON object, not {kind}"]}
+    assert_nothing_written()
+
+
+def test_payload_unknown_keys_are_refused_and_named():
+    """Unknown keys are refused by name, together with any other bad field."""
+    with pytest.raises(DiscoveryInvalid) as caught:
+        discovery_submit_payload(payload(colour="red", planet="Krospen", description=""))
+    errors = caught.value.errors
+    assert set(errors) == {"colour", "planet", "description"}
+    assert "colour" in str(caught.value)
+    assert_nothing_written()
+
+
+def test_payload_empty_object_names_required_fields():
+    """An empty object is refused naming each required field."""
+    with pytest.raises(DiscoveryInvalid) as caught:
+        discovery_submit_payload({})
+    assert {"user_id", "username", "discovery_type", "description"} <= set(caught.value.errors)
+    assert_nothing_written()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        payload(),
+        {**VALID, "metadata": {"structure_type": "Tower"}},
+    ],
+    ids=["top-level", "under-metadata"],
+)
+def test_payload_type_fields_top_level_or_under_metadata(body):
+    """Type fields may be given as top-level keys or inside 'metadata'; both are stored alike."""
+    discovery = discovery_submit_payload(body)
+    stored = Discovery.objects.get(pk=discovery.pk)
+    assert stored.metadata == {"structure_type": "Tower"}
+    assert stored.discovery_type == RUINS
+    assert SyncQueueItem.objects.filter(discovery=stored).count() == 1
+
+
+@pytest.mark.parametrize("metadata", [["structure_type"], "Tower", 3], ids=repr)
+def test_payload_metadata_must_be_an_object(metadata):
+    """A 'metadata' that is not a JSON object is refused by name."""
+    with pytest.raises(DiscoveryInvalid) as caught:
+        discovery_submit_payload({**VALID, "metadata": metadata})
+    assert set(caught.value.errors) == {"metadata"}
+    assert_nothing_written()
+
+
+def test_payload_type_field_of_another_type_under_metadata_is_refused():
+    """A field of another type is refused whether top-level or inside 'metadata'."""
+    with pytest.raises(DiscoveryInvalid) as caught:
+        discovery_submit_payload({**VALID, "metadata": {"ship_class": "Hauler"}})
+    assert set(caught.value.errors) == {"ship_class"}
+    assert_nothing_written()
+
+
+# --- manage.py submit_discovery -----------------------------------------------------------------
+
+ENTRY_LINE = re.compile(r"^entry (\d+): discovery (\d+) queued", re.MULTILINE)
+
+
+def run_command(path) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("submit_discovery", file=str(path), stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_command_submits_the_sample_file(tmp_path):
+    """The sample file's ten discoveries, one per type, are stored and each new id printed."""
+    path = shutil.copyfile(SAMPLE_FILE, tmp_path / "sample.json")
+    out, err = run_command(path)
+    printed = ENTRY_LINE.findall(out)
+    assert [int(entry) for entry, _ in printed] == list(range(1, 11))
+    ids = {int(pk) for _, pk in printed}
+    assert ids == set(Discovery.objects.values_list("pk", flat=True))
+    assert len(ids) == 10
+    assert "10 submitted, 0 refused" in out
+    assert err == ""
+    stored_types = set(Discovery.objects.values_list("discovery_type", flat=True))
+    assert stored_types == {emoji for emoji, _, _ in REFERENCE_TYPES}
+    assert SyncQueueItem.objects.filter(sync_status=SyncStatus.PENDING).count() == 10
+
+
+def test_command_accepts_a_single_object(tmp_path):
+    """A file holding one JSON object (not a list) submits that one discovery."""
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(payload()), encoding="utf-8")
+    out, _ = run_command(path)
+    (entry, pk), *rest = ENTRY_LINE.findall(out)
+    assert rest == []
+    assert Discovery.objects.get().pk == int(pk)
+
+
+def test_command_stores_good_entries_and_reports_bad_ones(tmp_path):
+    """Good entries are stored; each bad one is reported by entry number and field; exit 1."""
+    sample = json.loads(SAMPLE_FILE.read_text(encoding="utf-8"))
+    entries = [
+        sample[0],
+        {**sample[1], "description": ""},
+        sample[2],
+        {**sample[3], "evidence_url": "javascript:alert(1)", "colour": "red"},
+        ["not", "an", "object"],
+    ]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as caught:
+        call_command("submit_discovery", file=str(path), stdout=out, stderr=err)
+    assert caught.value.code == 1
+    printed = ENTRY_LINE.findall(out.getvalue())
+    assert [int(entry) for entry, _ in printed] == [1, 3]
+    assert {int(pk) for _, pk in printed} == set(Discovery.objects.values_list("pk", flat=True))
+    assert SyncQueueItem.objects.count() == 2
+    assert "2 submitted, 3 refused" in out.getvalue()
+    report = {line.split(":", 1)[0]: line for line in err.getvalue().splitlines()}
+    assert set(report) == {"entry 2", "entry 4", "entry 5"}
+    assert "description" in report["entry 2"]
+    assert "evidence_url" in report["entry 4"]
+    assert "colour" in report["entry 4"]
+    assert "JSON object" in report["entry 5"]
+
+
+def test_command_refuses_a_file_that_is_not_json(tmp_path):
+    """A file that is not JSON stops the command with a CommandError and writes nothing."""
+    path = tmp_path / "broken.json"
+    path.write_text('[{"user_id": "1",', encoding="utf-8")
+    with pytest.raises(CommandError, match="not valid JSON"):
+        run_command(path)
+    assert_nothing_written()
+
+
+def test_command_refuses_a_missing_file(tmp_path):
+    """A file that does not exist stops the command with a CommandError naming it."""
+    path = tmp_path / "absent.json"
+    with pytest.raises(CommandError, match="absent.json"):
+        run_command(path)
+    assert_nothing_written()
