@@ -313,13 +313,19 @@ def sync_until_idle(
 def queue_prune(*, older_than_days: int | None = None) -> int:
     """Delete ``synced`` items synced more than ``older_than_days`` (default
     ``SYNC_PRUNE_AFTER_DAYS``) ago; their discoveries keep ``haven_discovery_id``, so they are
-    never queued again. Returns how many were deleted."""
+    never queued again. Rows an old bot synced carry the VH id on the queue item only: it is
+    copied to the discovery first, and an item with no VH id anywhere is kept, being the only
+    record that its discovery is in VH. Returns how many were deleted."""
     days = settings.SYNC_PRUNE_AFTER_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - timedelta(days=days)
     with transaction.atomic():
-        deleted, _ = SyncQueueItem.objects.filter(
-            sync_status=SyncStatus.SYNCED, synced_at__lt=cutoff
-        ).delete()
+        old = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED, synced_at__lt=cutoff)
+        carried = old.filter(
+            haven_discovery_id__isnull=False, discovery__haven_discovery_id__isnull=True
+        ).values_list("discovery_id", "haven_discovery_id")
+        for discovery_id, haven_id in list(carried):
+            Discovery.objects.filter(id=discovery_id).update(haven_discovery_id=haven_id)
+        deleted, _ = old.filter(discovery__haven_discovery_id__isnull=False).delete()
     return deleted
 
 

@@ -1,0 +1,266 @@
+"""The sync when VH-Database.db is missing, read-only, locked or of another schema: items wait
+with backoff, nothing is lost, and the Control Room's file is never created or altered."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from discoveries.haven import LedgerEntry
+from discoveries.haven_files import SCHEMA_PATH, _insert_demo, haven_file_create
+from discoveries.models import HavenDiscovery, System
+from syncq.models import SyncQueueItem, SyncStatus
+from syncq.services import queue_backfill, sync_batch
+from tests.conftest import haven_at, make_discovery
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+
+
+def _item(discovery) -> SyncQueueItem:
+    return SyncQueueItem.objects.get(discovery_id=discovery.id)
+
+
+def _make_due(item: SyncQueueItem) -> None:
+    SyncQueueItem.objects.filter(id=item.id).update(
+        next_retry_after=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _journal_mode(path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _assert_waiting(item: SyncQueueItem, *words: str) -> None:
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.PENDING
+    assert item.sync_attempts == 1
+    assert item.next_retry_after > timezone.now()
+    for word in words:
+        assert word in item.sync_error
+
+
+def test_missing_vh_is_waited_for_and_never_created(tmp_path, settings):
+    """With VH missing, items back off and no file appears; once it is back, they sync."""
+    path = tmp_path / "VH-Database.db"
+    with haven_at(path, settings):
+        discovery = make_discovery(description="waiting for the Control Room")
+        report = sync_batch()
+
+        assert (report.claimed, report.retrying, report.synced) == (1, 1, 0)
+        item = _item(discovery)
+        _assert_waiting(item, "missing")
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+        assert not path.exists()
+        assert not path.with_name(path.name + "-wal").exists()
+        assert not path.with_name(path.name + "-shm").exists()
+
+        haven_file_create(path, with_demo_data=True)
+        _make_due(item)
+        report = sync_batch()
+
+        assert report.synced == 1, report.errors
+        item.refresh_from_db()
+        assert item.sync_status == SyncStatus.SYNCED
+        assert HavenDiscovery.objects.get().description == "waiting for the Control Room"
+
+
+def test_read_only_vh_is_retried_and_left_unchanged(haven_db):
+    """A write-protected VH file makes items wait with backoff; the file is not touched."""
+    haven_db.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    try:
+        if os.access(haven_db, os.W_OK):
+            pytest.skip("running as root: a read-only mode does not stop writes")
+        before = _digest(haven_db)
+        discovery = make_discovery()
+        report = sync_batch()
+        assert (report.claimed, report.retrying) == (1, 1)
+        _assert_waiting(_item(discovery), "readonly")
+        assert _digest(haven_db) == before
+    finally:
+        haven_db.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def test_locked_vh_makes_items_wait_then_sync_exactly_once(haven_db, monkeypatch):
+    """While the Control Room holds VH's write lock items wait; afterwards each syncs once."""
+    monkeypatch.setitem(connections["haven"].settings_dict["OPTIONS"], "timeout", 0.2)
+    connections["haven"].close()
+    control_room = sqlite3.connect(haven_db, timeout=0, isolation_level=None)
+    try:
+        control_room.execute("BEGIN IMMEDIATE")
+        control_room.execute(
+            "INSERT INTO systems (id, name, x, y, z, region)"
+            " VALUES ('SYS_CR_00000001', 'Control Room Edit', 0, 0, 0, 'Edits')"
+        )
+        discovery = make_discovery(description="queued during a lock")
+        report = sync_batch()
+        assert (report.claimed, report.retrying, report.synced) == (1, 1, 0)
+        item = _item(discovery)
+        _assert_waiting(item, "locked")
+        control_room.execute("COMMIT")
+    finally:
+        control_room.close()
+
+    _make_due(item)
+    report = sync_batch()
+
+    assert report.synced == 1, report.errors
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.SYNCED
+    assert HavenDiscovery.objects.filter(description="queued during a lock").count() == 1
+    assert LedgerEntry.objects.count() == 1
+    assert System.objects.filter(name="Control Room Edit").exists(), "the other write is kept"
+
+
+def test_sync_leaves_the_journal_mode_of_a_wal_file_alone(sample_haven_db):
+    """Syncing into the real sample (WAL) keeps it in WAL mode."""
+    assert _journal_mode(sample_haven_db) == "wal"
+    make_discovery(system_name="Oculi", location="Erren", description="near the haven")
+    assert sync_batch().synced == 1
+    assert _journal_mode(sample_haven_db) == "wal"
+    vh_row = HavenDiscovery.objects.get(description="near the haven")
+    assert vh_row.system_id == "SYS_EUCLID_F04784DD"
+
+
+def test_sync_leaves_the_journal_mode_of_a_rollback_journal_file_alone(haven_db):
+    """Syncing into a VH file in 'delete' journal mode does not switch it to WAL."""
+    assert _journal_mode(haven_db) == "delete"
+    make_discovery()
+    assert sync_batch().synced == 1
+    assert _journal_mode(haven_db) == "delete"
+    assert not haven_db.with_name(haven_db.name + "-wal").exists()
+
+
+def _haven_file_without(path, column: str):
+    """A VH file of the Control Room's schema minus one type column, with the demo systems."""
+    schema = SCHEMA_PATH.read_text(encoding="utf-8")
+    assert f" {column} TEXT," in schema
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(schema.replace(f" {column} TEXT,", ""))
+        _insert_demo(conn)
+        conn.commit()
+    finally:
+        conn.close()
+    return path
+
+
+def _haven_columns(path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {row[1] for row in conn.execute("PRAGMA table_info(discoveries)")}
+    finally:
+        conn.close()
+
+
+def test_missing_vh_column_is_named_and_other_types_still_sync(tmp_path, settings):
+    """A VH file lacking structure_type fails ruins with that name; bones still sync."""
+    path = _haven_file_without(tmp_path / "VH-Database.db", "structure_type")
+    with haven_at(path, settings):
+        ruins = make_discovery(description="ruins need structure_type")
+        bones = make_discovery(
+            discovery_type="🦴",
+            description="bones need no structure_type",
+            type_fields={"species_type": "Crab"},
+        )
+        report = sync_batch()
+
+        assert (report.claimed, report.synced, report.retrying) == (2, 1, 1)
+        ruins_item = _item(ruins)
+        _assert_waiting(ruins_item, "structure_type")
+        assert _item(bones).sync_status == SyncStatus.SYNCED
+        assert "structure_type" not in _haven_columns(path), "VH's schema is never altered"
+
+        # An operator puts the column back: the next attempt succeeds.
+        conn = sqlite3.connect(path)
+        conn.execute("ALTER TABLE discoveries ADD COLUMN structure_type TEXT")
+        conn.commit()
+        conn.close()
+        _make_due(ruins_item)
+        assert sync_batch().synced == 1
+        assert HavenDiscovery.objects.get(id=_item(ruins).haven_discovery_id).structure_type == (
+            "Tower"
+        )
+
+
+def test_switched_off_vh_leaves_items_queued_untouched(haven_db, settings):
+    """With USE_HAVEN_DATABASE false nothing is claimed or written; switched on, items sync."""
+    settings.USE_HAVEN_DATABASE = False
+    before = _digest(haven_db)
+    discovery = make_discovery()
+    assert sync_batch().claimed == 0
+    item = _item(discovery)
+    assert (item.sync_status, item.sync_attempts) == (SyncStatus.PENDING, 0)
+    assert _digest(haven_db) == before
+
+    settings.USE_HAVEN_DATABASE = True
+    assert sync_batch().synced == 1
+
+
+def test_backfill_with_vh_missing_queues_everything_and_creates_nothing(tmp_path, settings):
+    """Backfill without VH queues every discovery (the sync links later) and says why."""
+    path = tmp_path / "VH-Database.db"
+    with haven_at(path, settings):
+        discovery = make_discovery()
+        SyncQueueItem.objects.filter(discovery_id=discovery.id).delete()
+
+        report = queue_backfill()
+
+        assert (report.linked, report.queued) == (0, 1)
+        assert "missing" in report.haven_error
+        assert _item(discovery).sync_status == SyncStatus.PENDING
+        assert list(tmp_path.iterdir()) == []
+
+
+def _open_paths() -> set[str]:
+    fd_dir = "/proc/self/fd"
+    if not os.path.isdir(fd_dir):
+        pytest.skip("needs /proc to list this process's open files")
+    paths = set()
+    for fd in os.listdir(fd_dir):
+        try:
+            paths.add(os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            continue  # closed meanwhile
+    return paths
+
+
+def test_vh_file_is_not_held_open_between_batches(haven_db):
+    """After a batch the Control Room's file (and its journal) is not held open by the sync."""
+    make_discovery()
+    assert sync_batch().synced == 1
+    assert not {p for p in _open_paths() if p.startswith(str(haven_db))}
+
+
+def test_vh_file_replaced_while_open_gets_the_next_write(haven_db):
+    """If VH is moved away and a new file put in its place, writes go to the new file."""
+    discovery = make_discovery(description="for the new file")
+    assert HavenDiscovery.objects.count() == 0  # the haven connection is now open
+    assert connections["haven"].connection is not None
+    moved = haven_db.rename(haven_db.with_name("VH-Database.old.db"))
+    haven_file_create(haven_db, with_demo_data=True)
+    before = _digest(moved)
+
+    assert sync_batch().synced == 1, "the write must go to the file now at HAVEN_DB_PATH"
+
+    assert _digest(moved) == before
+    conn = sqlite3.connect(haven_db)
+    try:
+        rows = conn.execute("SELECT id, description FROM discoveries").fetchall()
+    finally:
+        conn.close()
+    assert rows == [(_item(discovery).haven_discovery_id, "for the new file")]

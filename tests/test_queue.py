@@ -1,0 +1,652 @@
+"""The sync queue's state machine, driven through syncq.services (REFERENCE.md, "sync_queue",
+"Retry schedule"), the operators' SQL run as written, and the django-q2 schedules."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from discoveries.haven import LedgerEntry
+from discoveries.models import Discovery, HavenDiscovery
+from syncq import services
+from syncq.haven_writer import haven_close, haven_discovery_write
+from syncq.models import KeeperInstance, SyncQueueItem, SyncStatus
+from syncq.selectors import queue_status
+from syncq.services import (
+    keeper_instance_id,
+    queue_backfill,
+    queue_item_create,
+    queue_item_fail,
+    queue_item_succeed,
+    queue_items_claim,
+    queue_leases_expire,
+    queue_prune,
+    sync_batch,
+)
+from tests.conftest import make_discovery
+
+WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+KEEPER_ONLY = pytest.mark.django_db
+
+
+def _item(discovery: Discovery) -> SyncQueueItem:
+    return SyncQueueItem.objects.get(discovery_id=discovery.id)
+
+
+def _make_due(item: SyncQueueItem) -> None:
+    """Move the item's due time into the past, as if its backoff had run out."""
+    SyncQueueItem.objects.filter(id=item.id).update(
+        next_retry_after=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def _claim_ids(**kwargs) -> list[int]:
+    _, items = queue_items_claim(limit=kwargs.pop("limit", 100), **kwargs)
+    return [item.id for item in items]
+
+
+def _fail_once(item: SyncQueueItem, error: str = "VH said no") -> SyncQueueItem:
+    """Claim ``item`` (which must be the only due item) and record a failed attempt; returns
+    it reloaded."""
+    token, items = queue_items_claim(limit=100)
+    assert [i.id for i in items] == [item.id]
+    queue_item_fail(item=items[0], token=token, error=error)
+    return SyncQueueItem.objects.get(id=item.id)
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+
+@KEEPER_ONLY
+def test_new_item_is_pending_and_due_at_once():
+    """A submitted discovery gets a pending queue item that the next claim takes."""
+    discovery = make_discovery()
+    item = _item(discovery)
+    assert item.sync_status == SyncStatus.PENDING
+    assert item.sync_attempts == 0
+    assert item.max_attempts == 10
+    assert _claim_ids() == [item.id]
+
+
+@KEEPER_ONLY
+def test_claim_makes_item_syncing_under_a_lease(settings):
+    """Claiming marks the item syncing, counts the attempt and leases it to the claimer."""
+    settings.SYNC_LEASE_SECONDS = 300
+    item = _item(make_discovery())
+    now = timezone.now()
+    token, items = queue_items_claim(limit=10, now=now)
+    assert [i.id for i in items] == [item.id]
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.SYNCING
+    assert item.sync_attempts == 1
+    assert item.last_sync_attempt == now
+    assert item.leased_until == now + timedelta(seconds=300)
+    assert item.lease_token == token
+    assert _claim_ids() == [], "an item under a live lease is not claimed twice"
+
+
+@WITH_HAVEN
+def test_success_stores_vh_id_on_item_and_discovery(haven_db):
+    """A synced item and its discovery both name the VH row the discovery became."""
+    discovery = make_discovery(description="A tower with no door.")
+    before = timezone.now()
+    report = sync_batch()
+    assert (report.claimed, report.synced) == (1, 1), report.errors
+    item = _item(discovery)
+    vh_row = HavenDiscovery.objects.get()
+    assert item.sync_status == SyncStatus.SYNCED
+    assert item.haven_discovery_id == vh_row.id
+    assert item.synced_at >= before
+    assert item.sync_error is None
+    assert item.lease_token is None
+    discovery.refresh_from_db()
+    assert discovery.haven_discovery_id == vh_row.id
+    assert vh_row.description == "A tower with no door."
+    assert vh_row.discord_user_id == discovery.user_id
+
+
+@KEEPER_ONLY
+def test_failures_back_off_30_then_60_seconds_and_keep_the_whole_error(settings):
+    """The 1st failure waits 30 s and the 2nd 60 s; the error text is stored in full."""
+    settings.SYNC_BASE_DELAY_SECONDS = 30
+    item = _item(make_discovery())
+    long_error = "OperationalError: disk I/O error\n" + "detail " * 1000
+
+    before = timezone.now()
+    item = _fail_once(item, long_error)
+    after = timezone.now()
+    assert item.sync_status == SyncStatus.PENDING
+    assert item.sync_attempts == 1
+    assert item.sync_error == long_error
+    assert before + timedelta(seconds=30) <= item.next_retry_after <= after + timedelta(seconds=30)
+    assert item.lease_token is None
+    assert _claim_ids() == [], "an item in backoff is not due"
+
+    _make_due(item)
+    before = timezone.now()
+    item = _fail_once(item, "second")
+    after = timezone.now()
+    assert item.sync_attempts == 2
+    assert item.sync_error == "second"
+    assert before + timedelta(seconds=60) <= item.next_retry_after <= after + timedelta(seconds=60)
+
+
+@KEEPER_ONLY
+def test_max_attempts_th_failure_is_final():
+    """An item with max_attempts 3 is max_retries_exceeded after its 3rd failure, not retried."""
+    item = _item(make_discovery())
+    SyncQueueItem.objects.filter(id=item.id).update(max_attempts=3)
+    for attempt in (1, 2):
+        item = _fail_once(item)
+        assert item.sync_status == SyncStatus.PENDING, f"after attempt {attempt}"
+        _make_due(item)
+    item = _fail_once(item, "third strike")
+    assert item.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
+    assert item.sync_attempts == 3
+    assert item.sync_error == "third strike"
+    assert item.next_retry_after is None
+    assert _claim_ids(now=timezone.now() + timedelta(days=365)) == []
+
+
+@WITH_HAVEN
+def test_ten_failed_syncs_follow_the_whole_retry_schedule(haven_db, settings):
+    """A failing item is retried after 30 s·2^(n−1) nine times and given up on the 10th."""
+    settings.SYNC_BASE_DELAY_SECONDS = 30
+    discovery = make_discovery()
+    Discovery.objects.filter(id=discovery.id).update(discovery_type="not a type")
+    item = _item(discovery)
+    assert item.max_attempts == 10
+    for attempt in range(1, 10):
+        before = timezone.now()
+        report = sync_batch()
+        after = timezone.now()
+        assert (report.claimed, report.retrying) == (1, 1), f"attempt {attempt}"
+        item.refresh_from_db()
+        delay = timedelta(seconds=30 * 2 ** (attempt - 1))
+        assert item.sync_status == SyncStatus.PENDING
+        assert item.sync_attempts == attempt
+        assert before + delay <= item.next_retry_after <= after + delay, f"attempt {attempt}"
+        assert sync_batch().claimed == 0, "not due again before its backoff ends"
+        _make_due(item)
+    report = sync_batch()
+    item.refresh_from_db()
+    assert report.exceeded == 1
+    assert item.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
+    assert item.sync_attempts == 10
+    assert "not a type" in item.sync_error
+    assert HavenDiscovery.objects.count() == 0
+
+
+@KEEPER_ONLY
+def test_items_not_yet_due_are_left_alone():
+    """Only items whose backoff has ended are claimed; the rest wait for their due time."""
+    waiting = _item(make_discovery(description="waiting"))
+    fresh = _item(make_discovery(description="fresh"))
+    due_at = timezone.now() + timedelta(minutes=5)
+    SyncQueueItem.objects.filter(id=waiting.id).update(sync_attempts=1, next_retry_after=due_at)
+    assert _claim_ids(now=due_at - timedelta(seconds=1)) == [fresh.id]
+    assert _claim_ids(now=due_at) == [waiting.id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_claim_every_item_exactly_once():
+    """Two workers claiming at once over 40 due items never take the same item twice."""
+    ids = {_item(make_discovery(description=f"item {n}")).id for n in range(40)}
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        try:
+            start.wait(timeout=10)
+            while True:
+                _, items = queue_items_claim(limit=10)
+                if not items:
+                    return
+                claimed[name].extend(item.id for item in items)
+        except BaseException as exc:  # reported to the test thread below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert not set(claimed["a"]) & set(claimed["b"])
+    assert sorted(claimed["a"] + claimed["b"]) == sorted(ids)
+    assert set(SyncQueueItem.objects.values_list("sync_status", "sync_attempts")) == {
+        (SyncStatus.SYNCING, 1)
+    }
+
+
+# --- leases -----------------------------------------------------------------------------------
+
+
+@KEEPER_ONLY
+def test_item_whose_lease_ran_out_is_claimed_again():
+    """An item left syncing by a dead worker is taken again once its lease has passed."""
+    item = _item(make_discovery())
+    first_token, _ = queue_items_claim(limit=10)
+    SyncQueueItem.objects.filter(id=item.id).update(
+        leased_until=timezone.now() - timedelta(seconds=1)
+    )
+    second_token, items = queue_items_claim(limit=10)
+    assert [i.id for i in items] == [item.id]
+    item.refresh_from_db()
+    assert item.sync_attempts == 2
+    assert item.lease_token == second_token != first_token
+
+
+@KEEPER_ONLY
+def test_lost_worker_on_last_attempt_is_marked_exceeded():
+    """A lapsed lease on the last attempt ends as max_retries_exceeded, a live one is kept."""
+    lost = _item(make_discovery(description="lost"))
+    busy = _item(make_discovery(description="busy"))
+    now = timezone.now()
+    SyncQueueItem.objects.filter(id__in=[lost.id, busy.id]).update(
+        sync_status=SyncStatus.SYNCING, sync_attempts=10, last_sync_attempt=now, lease_token="x"
+    )
+    SyncQueueItem.objects.filter(id=lost.id).update(leased_until=now - timedelta(seconds=1))
+    SyncQueueItem.objects.filter(id=busy.id).update(leased_until=now + timedelta(minutes=5))
+
+    assert queue_leases_expire() == 1
+    lost.refresh_from_db()
+    busy.refresh_from_db()
+    assert lost.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
+    assert "lease" in lost.sync_error
+    assert busy.sync_status == SyncStatus.SYNCING
+    assert _claim_ids(now=now + timedelta(hours=1)) == [], "neither is claimable"
+
+
+@KEEPER_ONLY
+def test_legacy_syncing_row_without_lease_is_recovered(settings):
+    """An old bot's row stuck in 'syncing' with no lease columns set is claimed again."""
+    settings.SYNC_LEASE_SECONDS = 300
+    stuck = _item(make_discovery(description="stuck since 2025"))
+    recent = _item(make_discovery(description="tried a moment ago"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE sync_queue SET sync_status = 'syncing', sync_attempts = 1,"
+            " leased_until = NULL, lease_token = NULL, last_sync_attempt = %s WHERE id = %s",
+            ["2025-11-09 01:40:00", stuck.id],
+        )
+    SyncQueueItem.objects.filter(id=recent.id).update(
+        sync_status=SyncStatus.SYNCING, sync_attempts=1, last_sync_attempt=timezone.now()
+    )
+    assert _claim_ids() == [stuck.id]
+    stuck.refresh_from_db()
+    assert (stuck.sync_status, stuck.sync_attempts) == (SyncStatus.SYNCING, 2)
+    assert stuck.leased_until is not None
+
+
+@KEEPER_ONLY
+def test_worker_that_lost_its_lease_changes_nothing():
+    """Success or failure reported under a stale lease token leaves the item as it is."""
+    discovery = make_discovery()
+    token, (item,) = queue_items_claim(limit=10)
+    fields = ("sync_status", "sync_attempts", "sync_error", "next_retry_after", "lease_token")
+    before = SyncQueueItem.objects.values(*fields).get(id=item.id)
+
+    assert (
+        queue_item_succeed(
+            item=item, token="stale", haven_discovery_id=99, how="written", unresolved=None
+        )
+        is False
+    )
+    assert queue_item_fail(item=item, token="stale", error="late") is None
+
+    assert SyncQueueItem.objects.values(*fields).get(id=item.id) == before
+    discovery.refresh_from_db()
+    assert discovery.haven_discovery_id is None
+    assert queue_item_succeed(
+        item=item, token=token, haven_discovery_id=99, how="written", unresolved=None
+    )
+
+
+# --- one batch, VH, and the ledger -----------------------------------------------------------
+
+
+@WITH_HAVEN
+def test_bad_items_do_not_block_the_rest_of_their_batch(haven_db):
+    """An item that cannot be mapped fails on its own; the good items of its batch sync."""
+    good_1 = make_discovery(description="good one")
+    bad_type = make_discovery(description="bad type")
+    bad_meta = make_discovery(description="bad metadata")
+    good_2 = make_discovery(description="good two")
+    Discovery.objects.filter(id=bad_type.id).update(discovery_type="🧀")
+    Discovery.objects.filter(id=bad_meta.id).update(metadata=["not", "an", "object"])
+
+    report = sync_batch()
+
+    assert (report.claimed, report.synced, report.retrying) == (4, 2, 2)
+    for discovery in (good_1, good_2):
+        assert _item(discovery).sync_status == SyncStatus.SYNCED
+    type_item, meta_item = _item(bad_type), _item(bad_meta)
+    assert type_item.sync_status == meta_item.sync_status == SyncStatus.PENDING
+    assert "🧀" in type_item.sync_error
+    assert "metadata" in meta_item.sync_error
+    assert sorted(HavenDiscovery.objects.values_list("description", flat=True)) == [
+        "good one",
+        "good two",
+    ]
+
+
+@WITH_HAVEN
+def test_unexpected_error_in_one_item_is_recorded_and_the_batch_goes_on(haven_db, monkeypatch):
+    """An unforeseen exception while writing one item fails that item only, with its text."""
+    from syncq import haven_writer
+
+    real_write = haven_writer.haven_discovery_write
+
+    def flaky_write(*, discovery, **kwargs):
+        if discovery.description == "trips a bug":
+            raise RuntimeError("unforeseen fault")
+        return real_write(discovery=discovery, **kwargs)
+
+    monkeypatch.setattr(services, "haven_discovery_write", flaky_write)
+    make_discovery(description="before")
+    buggy = make_discovery(description="trips a bug")
+    make_discovery(description="after")
+
+    report = sync_batch()
+
+    assert (report.claimed, report.synced, report.retrying) == (3, 2, 1)
+    item = _item(buggy)
+    assert item.sync_status == SyncStatus.PENDING
+    assert item.sync_error == "RuntimeError: unforeseen fault"
+    assert HavenDiscovery.objects.count() == 2
+
+
+@WITH_HAVEN
+def test_write_committed_before_a_crash_is_not_written_again(haven_db):
+    """A VH write whose worker died before marking the item is found again, not duplicated."""
+    discovery = make_discovery(description="written just before the crash")
+    token, (item,) = queue_items_claim(limit=10)
+    outcome = haven_discovery_write(discovery=item.discovery, keeper_instance=keeper_instance_id())
+    haven_close()
+    assert outcome.how == "written"
+    # The worker dies here: the item stays syncing until its lease runs out.
+    SyncQueueItem.objects.filter(id=item.id).update(
+        leased_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    report = sync_batch()
+
+    assert (report.claimed, report.synced) == (1, 1), report.errors
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.SYNCED
+    assert item.haven_discovery_id == outcome.haven_discovery_id
+    assert item.sync_attempts == 2
+    discovery.refresh_from_db()
+    assert discovery.haven_discovery_id == outcome.haven_discovery_id
+    assert HavenDiscovery.objects.filter(description="written just before the crash").count() == 1
+    assert HavenDiscovery.objects.count() == 1
+    assert LedgerEntry.objects.count() == 1
+
+
+@WITH_HAVEN
+def test_new_keeper_database_with_the_same_ids_writes_its_own_rows(haven_db, monkeypatch):
+    """Another keeper.db whose discovery ids start again is not mistaken for the first one."""
+    first = make_discovery(description="from the first keeper.db")
+    assert sync_batch().synced == 1
+    first_vh_id = _item(first).haven_discovery_id
+
+    # A new keeper.db: a new instance id, and a different discovery under the same id.
+    monkeypatch.setattr(services, "_instance_id", None)
+    KeeperInstance.objects.all().delete()
+    same_id = first.id
+    first.delete()
+    second = Discovery.objects.create(
+        id=same_id,
+        user_id="222222222222222222",
+        username="Someone else",
+        discovery_type="🦴",
+        location="Beta Rock",
+        system_name="Demo Beta",
+        description="from the second keeper.db",
+        metadata={"species_type": "Crab"},
+    )
+    queue_item_create(discovery=second)
+
+    assert sync_batch().synced == 1
+    second_vh_id = _item(second).haven_discovery_id
+    assert second_vh_id != first_vh_id
+    assert HavenDiscovery.objects.get(id=first_vh_id).description == "from the first keeper.db"
+    assert HavenDiscovery.objects.get(id=second_vh_id).description == "from the second keeper.db"
+    assert LedgerEntry.objects.filter(keeper_discovery_id=same_id).count() == 2
+
+
+# --- operators' SQL (REFERENCE.md), run as written -------------------------------------------
+
+
+def _exceeded_item(description: str) -> SyncQueueItem:
+    item = _item(make_discovery(description=description, location="Alpha Prime"))
+    SyncQueueItem.objects.filter(id=item.id).update(max_attempts=1)
+    return _fail_once(item, "VH-Database.db is missing")
+
+
+@KEEPER_ONLY
+def test_operator_group_by_counts_states():
+    """The operators' GROUP BY query counts the items per state."""
+    _exceeded_item("exceeded")
+    _item(make_discovery(description="pending"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sync_status, COUNT(*) FROM sync_queue GROUP BY sync_status;")
+        counts = dict(cursor.fetchall())
+    assert counts == {"pending": 1, "max_retries_exceeded": 1}
+
+
+@KEEPER_ONLY
+def test_operator_failed_items_query_lists_them_with_their_discovery():
+    """The operators' JOIN lists exceeded items with system name, location and username."""
+    item = _exceeded_item("exceeded")
+    _item(make_discovery(description="pending"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sq.id, sq.discovery_id, sq.sync_attempts, sq.sync_error,"
+            " d.system_name, d.location, d.username\n"
+            "  FROM sync_queue sq JOIN discoveries d ON sq.discovery_id = d.id\n"
+            " WHERE sq.sync_status = 'max_retries_exceeded';"
+        )
+        rows = cursor.fetchall()
+    assert rows == [
+        (
+            item.id,
+            item.discovery_id,
+            1,
+            "VH-Database.db is missing",
+            "Demo Alpha",
+            "Alpha Prime",
+            "Tester",
+        )
+    ]
+
+
+@KEEPER_ONLY
+def test_operator_retry_update_makes_items_due_at_once():
+    """The operators' reset UPDATE makes an exceeded item and one in backoff claimable now."""
+    exceeded = _exceeded_item("gave up")
+    backing_off = _fail_once(_item(make_discovery(description="in backoff")))
+    assert backing_off.next_retry_after > timezone.now()
+    assert _claim_ids() == []
+
+    with connection.cursor() as cursor:
+        for item in (exceeded, backing_off):
+            cursor.execute(
+                "UPDATE sync_queue SET sync_status = 'pending', sync_attempts = 0,"
+                " sync_error = NULL WHERE id = %s",
+                [item.id],
+            )
+
+    assert _claim_ids() == [exceeded.id, backing_off.id]
+    exceeded.refresh_from_db()
+    assert (exceeded.sync_status, exceeded.sync_attempts) == (SyncStatus.SYNCING, 1)
+
+
+# --- pruning, backfill, status, schedules ---------------------------------------------------
+
+
+@WITH_HAVEN
+def test_prune_deletes_only_old_synced_items_and_backfill_leaves_them_alone(haven_db, settings):
+    """Old synced items are pruned; their discoveries keep the VH id and are never re-queued."""
+    settings.SYNC_PRUNE_AFTER_DAYS = 30
+    old_failed = _exceeded_item("failed long ago")
+    old_synced = make_discovery(description="synced long ago")
+    new_synced = make_discovery(description="synced yesterday")
+    requeued = make_discovery(description="synced long ago, then re-queued by an operator")
+    assert sync_batch().synced == 3
+    old_pending = make_discovery(description="pending for ages")
+    long_ago = timezone.now() - timedelta(days=31)
+    SyncQueueItem.objects.filter(discovery_id__in=[old_synced.id, requeued.id]).update(
+        synced_at=long_ago
+    )
+    SyncQueueItem.objects.filter(discovery_id=new_synced.id).update(
+        synced_at=timezone.now() - timedelta(days=29)
+    )
+    SyncQueueItem.objects.filter(discovery_id__in=[old_pending.id, old_failed.discovery_id]).update(
+        created_at=long_ago, last_sync_attempt=long_ago
+    )
+    with connection.cursor() as cursor:  # the operators' retry leaves synced_at as it was
+        cursor.execute(
+            "UPDATE sync_queue SET sync_status = 'pending', sync_attempts = 0,"
+            " sync_error = NULL WHERE id = %s",
+            [_item(requeued).id],
+        )
+    vh_id = _item(old_synced).haven_discovery_id
+
+    assert queue_prune() == 1
+
+    assert not SyncQueueItem.objects.filter(discovery_id=old_synced.id).exists()
+    assert SyncQueueItem.objects.count() == 4
+    assert _item(requeued).sync_status == SyncStatus.PENDING
+    old_synced.refresh_from_db()
+    assert old_synced.haven_discovery_id == vh_id
+    report = queue_backfill()
+    assert (report.linked, report.queued) == (0, 0)
+    assert not SyncQueueItem.objects.filter(discovery_id=old_synced.id).exists()
+    assert HavenDiscovery.objects.count() == 3
+
+
+@WITH_HAVEN
+def test_prune_keeps_the_vh_id_of_rows_an_old_bot_synced(haven_db):
+    """Pruning an old bot's synced row keeps its VH id on the discovery, so backfill skips it."""
+    long_ago = timezone.now() - timedelta(days=400)
+    recorded = make_discovery(description="synced by the old bot")
+    unrecorded = make_discovery(description="synced by the old bot, VH id not recorded")
+    # As adopted from an old sync_queue: the VH id is on the queue item only, or nowhere.
+    SyncQueueItem.objects.filter(discovery_id=recorded.id).update(
+        sync_status=SyncStatus.SYNCED, haven_discovery_id=24, synced_at=long_ago
+    )
+    SyncQueueItem.objects.filter(discovery_id=unrecorded.id).update(
+        sync_status=SyncStatus.SYNCED, synced_at=long_ago
+    )
+
+    assert queue_prune() == 1
+
+    recorded.refresh_from_db()
+    assert recorded.haven_discovery_id == 24
+    assert _item(unrecorded).sync_status == SyncStatus.SYNCED, "its only record of being in VH"
+    report = queue_backfill()
+    assert (report.linked, report.queued) == (0, 0)
+    assert sync_batch().claimed == 0
+    assert HavenDiscovery.objects.count() == 0
+
+
+@KEEPER_ONLY
+def test_queue_status_has_the_control_room_shape_and_counts(settings):
+    """queue_status gives every key old /sync/status clients read, with the right counts."""
+    settings.SYNC_INTERVAL_SECONDS = 30
+    _exceeded_item("failed")
+    for n in range(2):
+        make_discovery(description=f"pending {n}")
+    synced = [_item(make_discovery(description=f"synced {n}")) for n in range(3)]
+    syncing = _item(make_discovery(description="syncing"))
+    SyncQueueItem.objects.filter(id__in=[i.id for i in synced]).update(
+        sync_status=SyncStatus.SYNCED
+    )
+    last = timezone.now() + timedelta(seconds=5)
+    SyncQueueItem.objects.filter(id=syncing.id).update(
+        sync_status=SyncStatus.SYNCING, last_sync_attempt=last
+    )
+
+    status = queue_status()
+
+    assert set(status) == {"status", "sync_worker", "queue", "totals"}
+    assert status["status"] == "ok"
+    assert set(status["sync_worker"]) == {
+        "is_running",
+        "sync_interval",
+        "uptime_seconds",
+        "last_sync_time",
+    }
+    assert status["sync_worker"]["is_running"] is False
+    assert status["sync_worker"]["sync_interval"] == 30
+    assert status["sync_worker"]["last_sync_time"] == last.isoformat()
+    assert status["queue"] == {"pending": 2, "syncing": 1, "synced": 3, "failed": 1}
+    assert status["totals"] == {"total_synced": 3, "total_failed": 1}
+
+
+def _schedules():
+    from django_q.models import Schedule
+
+    return sorted(
+        (s.name, s.func, s.schedule_type, s.minutes, s.repeats) for s in Schedule.objects.all()
+    )
+
+
+@KEEPER_ONLY
+def test_schedules_register_is_idempotent_and_removes_duplicates(settings):
+    """Registering twice gives two 1-minute sync schedules 30 s apart plus the daily prune."""
+    from django_q.models import Schedule
+
+    from syncq.schedules import PRUNE_FUNC, SYNC_FUNC, schedules_register
+
+    settings.SYNC_INTERVAL_SECONDS = 30
+    Schedule.objects.all().delete()
+    expected = [
+        ("keeper-prune-synced", PRUNE_FUNC, Schedule.DAILY, None, -1),
+        ("keeper-sync-1", SYNC_FUNC, Schedule.MINUTES, 1, -1),
+        ("keeper-sync-2", SYNC_FUNC, Schedule.MINUTES, 1, -1),
+    ]
+
+    schedules_register()
+    first = Schedule.objects.get(name="keeper-sync-1").next_run
+    second = Schedule.objects.get(name="keeper-sync-2").next_run
+    assert second - first == timedelta(seconds=30)
+    schedules_register()
+    assert _schedules() == expected
+
+    Schedule.objects.create(name="keeper-sync-1", func=SYNC_FUNC, schedule_type=Schedule.MINUTES)
+    Schedule.objects.create(name="hand-made sync", func=SYNC_FUNC, schedule_type=Schedule.HOURLY)
+    Schedule.objects.create(name="keeper-prune-synced", func=PRUNE_FUNC)
+    Schedule.objects.create(name="someone else's", func="other.app.task")
+    schedules_register()
+    assert _schedules() == sorted(
+        [*expected, ("someone else's", "other.app.task", Schedule.ONCE, None, -1)]
+    )
+
+
+@KEEPER_ONLY
+def test_schedules_follow_a_longer_interval(settings):
+    """With a 120 s interval there is one 2-minute sync schedule (plus the prune), no leftover."""
+    from django_q.models import Schedule
+
+    from syncq.schedules import PRUNE_FUNC, SYNC_FUNC, schedules_register
+
+    Schedule.objects.all().delete()
+    settings.SYNC_INTERVAL_SECONDS = 30
+    schedules_register()
+    settings.SYNC_INTERVAL_SECONDS = 120
+    schedules_register()
+    schedules_register()
+    assert _schedules() == [
+        ("keeper-prune-synced", PRUNE_FUNC, Schedule.DAILY, None, -1),
+        ("keeper-sync-1", SYNC_FUNC, Schedule.MINUTES, 2, -1),
+    ]
