@@ -19,8 +19,14 @@ class AdoptionError(RuntimeError):
     """An existing table cannot be adopted without losing or rewriting data."""
 
 
-def adopt_table(app_label: str, model_name: str):
-    """Return a ``RunPython`` forwards function that creates or adopts the model's table."""
+def adopt_table(app_label: str, model_name: str, *, normalize_datetimes: bool = False):
+    """Return a ``RunPython`` forwards function that creates or adopts the model's table.
+
+    ``normalize_datetimes`` rewrites, on SQLite, the existing rows' date-time text written as
+    ISO 8601 with ``T`` or a zone suffix (``2025-11-12T01:53:40Z``, ``…+02:00``) into Django's
+    UTC form (``2025-11-12 01:53:40.000``), the same instant: the queue compares these columns
+    as text in SQL, where ``T`` sorts after a space and the same day would look later.
+    """
 
     def forwards(apps, schema_editor) -> None:
         model = apps.get_model(app_label, model_name)
@@ -37,8 +43,26 @@ def adopt_table(app_label: str, model_name: str):
             if field.column not in existing:
                 _add_missing_column(schema_editor, model, field)
         _add_missing_indexes(schema_editor, model, constraints)
+        if normalize_datetimes and connection.vendor == "sqlite":
+            _normalize_datetimes(schema_editor, model, existing)
 
     return forwards
+
+
+def _normalize_datetimes(schema_editor, model, existing: set[str]) -> None:
+    quote = schema_editor.quote_name
+    table = quote(model._meta.db_table)
+    for field in model._meta.local_fields:
+        if field.get_internal_type() != "DateTimeField" or field.column not in existing:
+            continue
+        column = quote(field.column)
+        utc = f"strftime('%Y-%m-%d %H:%M:%f', {column})"
+        # Only values SQLite can read are rewritten; anything else stays as it was.
+        schema_editor.execute(
+            f"UPDATE {table} SET {column} = {utc}"
+            f" WHERE {utc} IS NOT NULL AND ({column} LIKE '%T%' OR {column} LIKE '%Z'"
+            f" OR {column} GLOB '*[+-][0-9][0-9]:[0-9][0-9]')"
+        )
 
 
 def _add_missing_column(schema_editor, model, field) -> None:

@@ -180,9 +180,7 @@ def discovery_validate(
     clean["location_type"] = kind
     place = _text(errors, "location", location, max_length=200, required=kind != "space")
     clean["location"] = place if place is not None else "Space"
-    clean["system_name"] = _text(
-        errors, "system_name", system_name, max_length=200, required=True
-    )
+    clean["system_name"] = _text(errors, "system_name", system_name, max_length=200, required=True)
 
     url = _text(errors, "evidence_url", evidence_url, max_length=EVIDENCE_URL_MAX_LENGTH)
     if url is not None and "evidence_url" not in errors:

@@ -2,8 +2,8 @@
 
 Every setting is read from the process environment or from a ``.env`` file in the project root
 (``.env.example`` lists them; ``KEEPER_ENV_FILE`` names another file, or none when empty),
-through one typed django-environ reader; the environment wins over the file. Relative paths are taken
-from the project root. See README.md for what each one does.
+through one typed django-environ reader; the environment wins over the file. Relative paths
+are taken from the project root. See README.md for what each one does.
 """
 
 import os
@@ -95,7 +95,7 @@ if env.str("DATABASE_URL", default=""):
     _default_db = env.db_url("DATABASE_URL")
 else:
     _default_db = {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": "discoveries.keeper_sqlite",
         "NAME": str(KEEPER_DB_PATH),
         "OPTIONS": {
             "timeout": KEEPER_BUSY_TIMEOUT_SECONDS,
@@ -164,9 +164,7 @@ Q_CLUSTER = {
 }
 
 CACHES = {
-    "default": env.cache_url(
-        "CACHE_URL", default=f"filecache://{_project_path('data/cache')}"
-    )
+    "default": env.cache_url("CACHE_URL", default=f"filecache://{_project_path('data/cache')}")
 }
 
 # --- i18n, static, logging -------------------------------------------------------------------

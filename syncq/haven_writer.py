@@ -202,9 +202,7 @@ def haven_discovery_write(
             location_type=discovery.location_type,
             system=system_snapshot(cursor, discovery.system_name),
         )
-        row = discovery_to_haven_row(
-            discovery, location=location, keeper_discovery_id=discovery.id
-        )
+        row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
         missing = sorted(set(row) - _haven_columns(cursor))
         if missing:
             raise HavenSchemaError(

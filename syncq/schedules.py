@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 SYNC_FUNC = "syncq.tasks.sync_due"
@@ -48,7 +48,7 @@ def schedules_register() -> list[str]:
         "minutes": None,
         "first_run": now + timedelta(minutes=5),
     }
-    with transaction.atomic():
+    with transaction.atomic(using=router.db_for_write(Schedule)):
         ours = Schedule.objects.select_for_update().filter(func__in=[SYNC_FUNC, PRUNE_FUNC])
         ours = list(ours.order_by("id"))
         kept: dict[str, Schedule] = {}

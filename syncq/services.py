@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -130,7 +130,7 @@ def queue_leases_expire(*, now=None) -> int:
             | (Q(leased_until__isnull=True) & Q(last_sync_attempt__isnull=True))
         )
     )
-    with transaction.atomic():
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
         return SyncQueueItem.objects.filter(stale).update(
             sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
             sync_error="the worker was lost during the last attempt (lease expired)",
@@ -151,7 +151,7 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
-    with transaction.atomic():
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
         ids = list(
             SyncQueueItem.objects.select_for_update(skip_locked=True)
             .filter(_due_filter(now))
@@ -195,7 +195,7 @@ def queue_item_succeed(
     if how == "written":
         extra["location_resolved"] = unresolved is None
         extra["location_unresolved"] = unresolved
-    with transaction.atomic():
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
         updated = SyncQueueItem.objects.filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
         ).update(
@@ -226,8 +226,11 @@ def queue_item_fail(*, item: SyncQueueItem, token: str, error: str) -> str | Non
     if attempt >= item.max_attempts:
         changes = {"sync_status": SyncStatus.MAX_RETRIES_EXCEEDED, "next_retry_after": None}
     else:
-        changes = {"sync_status": SyncStatus.PENDING, "next_retry_after": now + retry_delay(attempt)}
-    with transaction.atomic():
+        changes = {
+            "sync_status": SyncStatus.PENDING,
+            "next_retry_after": now + retry_delay(attempt),
+        }
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
         updated = SyncQueueItem.objects.filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
         ).update(sync_error=error, leased_until=None, lease_token=None, **changes)
@@ -318,15 +321,24 @@ def queue_prune(*, older_than_days: int | None = None) -> int:
     record that its discovery is in VH. Returns how many were deleted."""
     days = settings.SYNC_PRUNE_AFTER_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - timedelta(days=days)
-    with transaction.atomic():
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
         old = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED, synced_at__lt=cutoff)
-        carried = old.filter(
-            haven_discovery_id__isnull=False, discovery__haven_discovery_id__isnull=True
-        ).values_list("discovery_id", "haven_discovery_id")
-        for discovery_id, haven_id in list(carried):
-            Discovery.objects.filter(id=discovery_id).update(haven_discovery_id=haven_id)
+        _haven_ids_carry(old)
         deleted, _ = old.filter(discovery__haven_discovery_id__isnull=False).delete()
     return deleted
+
+
+def _haven_ids_carry(items) -> int:
+    """Copy the VH id of synced queue items onto discoveries that lack it (rows an old bot
+    synced keep it on the queue item only); returns how many discoveries were updated."""
+    carried = items.filter(
+        sync_status=SyncStatus.SYNCED,
+        haven_discovery_id__isnull=False,
+        discovery__haven_discovery_id__isnull=True,
+    ).values_list("discovery_id", "haven_discovery_id")
+    for discovery_id, haven_id in list(carried):
+        Discovery.objects.filter(id=discovery_id).update(haven_discovery_id=haven_id)
+    return len(carried)
 
 
 @dataclass
@@ -345,9 +357,12 @@ def queue_backfill() -> BackfillReport:
 
     A discovery the old bot already wrote into VH (same submitter id, submission timestamp and
     description; REFERENCE.md) is linked to that row through the ledger and marked synced, not
-    written again. Safe to run again: it only looks at discoveries with no queue item.
+    written again. Discoveries whose queue item an old bot marked synced get its VH id. Safe to
+    run again: it only looks at discoveries with no queue item.
     """
     report = BackfillReport()
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        _haven_ids_carry(SyncQueueItem.objects.all())
     waiting = Discovery.objects.filter(
         queue_item__isnull=True, haven_discovery_id__isnull=True
     ).order_by("id")
@@ -362,7 +377,7 @@ def queue_backfill() -> BackfillReport:
                     )
                 except (SyncError, DatabaseError) as exc:
                     report.haven_error = f"{type(exc).__name__}: {exc}"
-            with transaction.atomic():
+            with transaction.atomic(using=DEFAULT_DB_ALIAS):
                 if outcome is None:
                     queue_item_create(discovery=discovery)
                     report.queued += 1

@@ -14,7 +14,7 @@ from keeper_site.settings import DATABASES  # noqa: E402
 
 # A real file, not SQLite's in-memory database, so WAL, IMMEDIATE transactions and the busy
 # timeout behave as in production when tests use several connections.
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+if DATABASES["default"]["ENGINE"] == "discoveries.keeper_sqlite":
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"keeper-sync-test-{os.getpid()}.db")
     }

@@ -431,3 +431,78 @@ def test_old_bot_sync_queue_is_adopted_and_its_stuck_row_recovered(tmp_path):
         (old_id,)
     ]
     assert vh_count(haven, (TINY_USER, TINY_OTHER_USER)) == 3
+
+
+def test_stale_references_in_the_old_bots_tables_do_not_stop_migrate(tmp_path):
+    """A pattern_discoveries row pointing at a long-deleted discovery is kept, and migrate runs."""
+    keeper = tiny_keeper(tmp_path / "keeper.db")
+    haven, _ = demo_haven_with_old_bot_row(tmp_path / "VH-Database.db")
+    conn = sqlite3.connect(keeper)
+    conn.execute(
+        "CREATE TABLE pattern_discoveries (id INTEGER PRIMARY KEY AUTOINCREMENT, pattern_id"
+        " INTEGER, discovery_id INTEGER, FOREIGN KEY (pattern_id) REFERENCES patterns (id),"
+        " FOREIGN KEY (discovery_id) REFERENCES discoveries (id))"
+    )
+    conn.execute("INSERT INTO pattern_discoveries (pattern_id, discovery_id) VALUES (1, 999)")
+    conn.commit()
+    conn.close()
+
+    manage("migrate", "--no-input", keeper=keeper, haven=haven)
+
+    assert query(keeper, "SELECT pattern_id, discovery_id FROM pattern_discoveries") == [(1, 999)]
+    assert "queued" in manage("sync_backfill", keeper=keeper, haven=haven)
+
+
+def test_old_bot_iso_timestamps_are_read_as_the_same_instants(tmp_path):
+    """Queue times an old bot wrote as ISO 8601 with T and Z become Django's UTC text, so an
+    item due earlier the same day is due at once; non-dates stay as they were."""
+    keeper = tiny_keeper(tmp_path / "keeper.db", with_sync_queue=True)
+    haven, _ = demo_haven_with_old_bot_row(tmp_path / "VH-Database.db")
+    conn = sqlite3.connect(keeper)
+    today = conn.execute("SELECT strftime('%Y-%m-%d', 'now')").fetchone()[0]
+    conn.execute(
+        "INSERT INTO sync_queue (discovery_id, sync_status, sync_attempts, max_attempts,"
+        " next_retry_after, created_at, sync_error, metadata)"
+        " VALUES (2, 'pending', 1, 10, ?, ?, 'x', '{}')",
+        (f"{today}T00:00:00Z", "2025-11-12T02:08:51+02:00"),
+    )
+    conn.execute(
+        "INSERT INTO sync_queue (discovery_id, sync_status, sync_attempts, max_attempts,"
+        " next_retry_after, created_at, metadata)"
+        " VALUES (3, 'pending', 1, 10, NULL, 'not a date T', '{}')"
+    )
+    conn.commit()
+    conn.close()
+
+    manage("migrate", "--no-input", keeper=keeper, haven=haven)
+
+    rows = query(keeper, "SELECT discovery_id, next_retry_after, created_at FROM sync_queue")
+    assert sorted(rows) == [
+        (2, f"{today} 00:00:00.000", "2025-11-12 00:08:51.000"),
+        (3, None, "not a date T"),
+    ]
+    out = manage("sync_now", keeper=keeper, haven=haven)
+    assert query(keeper, "SELECT sync_status FROM sync_queue WHERE discovery_id = 2") == [
+        ("synced",)
+    ], out
+
+
+def test_backfill_gives_discoveries_the_vh_id_an_old_bot_recorded(tmp_path):
+    """A discovery whose old-bot queue row is synced gets that VH id on backfill and is not
+    queued again."""
+    keeper = tiny_keeper(tmp_path / "keeper.db", with_sync_queue=True)
+    haven, old_id = demo_haven_with_old_bot_row(tmp_path / "VH-Database.db")
+    conn = sqlite3.connect(keeper)
+    conn.execute(
+        "INSERT INTO sync_queue (discovery_id, sync_status, sync_attempts, max_attempts,"
+        " haven_discovery_id, created_at, synced_at, metadata)"
+        " VALUES (1, 'synced', 1, 10, ?, '2025-11-12 01:53:35', '2025-11-12 01:53:40', '{}')",
+        (old_id,),
+    )
+    conn.commit()
+    conn.close()
+    manage("migrate", "--no-input", keeper=keeper, haven=haven)
+
+    assert "linked 0, queued 2" in manage("sync_backfill", keeper=keeper, haven=haven)
+
+    assert query(keeper, "SELECT haven_discovery_id FROM discoveries WHERE id = 1") == [(old_id,)]

@@ -126,7 +126,7 @@ class Migration(migrations.Migration):
             ],
         ),
         migrations.RunPython(
-            adopt_table("syncq", "SyncQueueItem"), migrations.RunPython.noop
+            adopt_table("syncq", "SyncQueueItem", normalize_datetimes=True), migrations.RunPython.noop
         ),
         migrations.RunPython(create_instance, migrations.RunPython.noop),
     ]

@@ -59,7 +59,9 @@ class Command(BaseCommand):
         # each child through its main process. (django-q2's cluster does not stop when SIGTERM
         # reaches all of its processes at once.)
         children = {
-            name: subprocess.Popen(cmd, env=child_env, cwd=settings.BASE_DIR, start_new_session=True)
+            name: subprocess.Popen(
+                cmd, env=child_env, cwd=settings.BASE_DIR, start_new_session=True
+            )
             for name, cmd in commands.items()
         }
         stopping = False
@@ -84,7 +86,7 @@ class Command(BaseCommand):
 
     def _where_keeper(self) -> str:
         db = settings.DATABASES["default"]
-        return db["NAME"] if db["ENGINE"].endswith("sqlite3") else f"{db['ENGINE']} database"
+        return db["NAME"] if "sqlite" in db["ENGINE"] else f"{db['ENGINE']} database"
 
     def _choose_haven(self, child_env: dict[str, str]) -> str:
         if not settings.USE_HAVEN_DATABASE:
