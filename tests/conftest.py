@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,38 @@ def make_discovery(**overrides):
     }
     fields.update(overrides)
     return discovery_submit(**fields)
+
+
+def manage_env(*, keeper: Path, haven: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``manage.py`` process on these files: this process's, less every
+    Keeper Sync setting (and the developer's .env), plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "KEEPER_", "HAVEN_", "SYNC_", "USE_HAVEN", "Q_"))
+        and k not in ("DATABASE_URL", "CACHE_URL", "SECRET_KEY")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="keeper_site.settings",
+        SECRET_KEY="tests-only",
+        CACHE_URL="locmemcache://",
+        KEEPER_ENV_FILE="",
+        KEEPER_DB_PATH=str(keeper),
+        HAVEN_DB_PATH=str(haven),
+    )
+    env.update(extra)
+    return env
+
+
+def run_manage(*args: str, env: dict[str, str], timeout: float = 120):
+    """Run ``manage.py args`` in a new process from the project root; returns the
+    ``CompletedProcess`` (text output), whatever its exit code."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -5,16 +5,20 @@ the rest once."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from discoveries.haven_files import haven_file_create
-from tests.conftest import LEGACY_KEEPER, ROOT, SAMPLE_VH, shared_fixture, writable_copy
+from tests.conftest import (
+    LEGACY_KEEPER,
+    SAMPLE_VH,
+    manage_env,
+    run_manage,
+    shared_fixture,
+    writable_copy,
+)
 
 #: The two submitters of legacy_keeper.db.
 LEGACY_USERS = ("343202264256216529", "930484704533555958")
@@ -124,30 +128,7 @@ LEGACY_COLUMNS = (
 
 def manage(*args: str, keeper: Path, haven: Path) -> str:
     """Run ``manage.py`` in a new process on these files; returns its output, fails on error."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "KEEPER_", "HAVEN_", "SYNC_", "USE_HAVEN"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="keeper_site.settings",
-        SECRET_KEY="test",
-        CACHE_URL="locmemcache://",
-        DATABASE_URL="",
-        KEEPER_ENV_FILE="",
-        KEEPER_DB_PATH=str(keeper),
-        HAVEN_DB_PATH=str(haven),
-        USE_HAVEN_DATABASE="true",
-    )
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_manage(*args, env=manage_env(keeper=keeper, haven=haven))
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
     return result.stdout
 

@@ -14,36 +14,22 @@ from pathlib import Path
 
 from discoveries.haven_files import haven_file_create
 from syncq.management.commands.runservice import Command as RunService
+from tests.conftest import manage_env, run_manage
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNC_", "HAVEN_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="keeper_site.settings",
-        SECRET_KEY="worker-test",
+def _env(tmp_path: Path) -> dict[str, str]:
+    return manage_env(
+        keeper=tmp_path / "keeper.db",
+        haven=tmp_path / "VH-Database.db",
         CACHE_URL=f"filecache://{tmp_path / 'cache'}",
-        KEEPER_DB_PATH=str(tmp_path / "keeper.db"),
-        HAVEN_DB_PATH=str(tmp_path / "VH-Database.db"),
         Q_WORKERS="1",
-        KEEPER_ENV_FILE="",
     )
-    env.pop("DATABASE_URL", None)
-    env.update(extra)
-    return env
 
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_manage(*args, env=env)
 
 
 def _vh_count(path: Path) -> int:
@@ -140,14 +126,6 @@ def test_settings_refuse_to_start_without_a_secret_key(tmp_path):
     """Without SECRET_KEY any command stops with an error naming the variable."""
     env = _env(tmp_path)
     env.pop("SECRET_KEY")
-    done = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _manage(env, "check")
     assert done.returncode != 0
     assert "SECRET_KEY is not set" in done.stderr
