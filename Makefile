@@ -25,7 +25,6 @@ run: install .env
 	$(PY) manage.py runservice
 
 test: install
-	$(PY) manage.py makemigrations --check --dry-run --settings=tests.settings
 	$(PY) -m pytest
 
 lint: install

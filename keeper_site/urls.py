@@ -1,8 +1,10 @@
-"""Keeper Sync's URLs: the admin for now; the Control Room API joins under /sync/."""
+"""Keeper Sync's URLs: the admin; the Control Room API joins under /sync/."""
 
 from django.contrib import admin
 from django.urls import path
+from django.views.generic import RedirectView
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
 ]

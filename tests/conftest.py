@@ -121,3 +121,17 @@ def run_manage(*args: str, env: dict[str, str], timeout: float = 120):
         timeout=timeout,
         check=False,
     )
+
+
+def _fixture_files() -> dict[str, tuple[int, int]]:
+    if not SHARED_FIXTURES.is_dir():
+        return {}
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in SHARED_FIXTURES.iterdir()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_fixtures_stay_untouched():
+    """The suite never writes into ../shared/fixtures, not even SQLite's -wal/-shm files."""
+    before = _fixture_files()
+    yield
+    assert _fixture_files() == before, "a test wrote into ../shared/fixtures"
