@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -18,7 +21,7 @@ from discoveries.haven_files import SCHEMA_PATH, _insert_demo, haven_file_create
 from discoveries.models import HavenDiscovery, System
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.services import queue_backfill, sync_batch
-from tests.conftest import haven_at, make_discovery
+from tests.conftest import ROOT, haven_at, make_discovery, manage_env, run_manage
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
 
@@ -93,6 +96,54 @@ def test_read_only_vh_is_retried_and_left_unchanged(haven_db):
         assert _digest(haven_db) == before
     finally:
         haven_db.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+#: Runs a command as root without the capabilities that let root ignore file modes.
+NO_DAC_OVERRIDE = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv (a non-root run is covered by the test above)",
+)
+def test_read_only_vh_blocks_a_root_worker_without_dac_override(tmp_path):
+    """As root (as CI runs), a sync process that cannot override file modes finds a read-only
+    VH unwritable: the item waits, the file is unchanged, and once writable again it syncs."""
+    keeper, haven = tmp_path / "keeper.db", tmp_path / "VH-Database.db"
+    haven_file_create(haven, with_demo_data=True)
+    env = manage_env(keeper=keeper, haven=haven)
+    entry = tmp_path / "one.json"
+    entry.write_text(
+        '[{"user_id": "1", "username": "RO", "discovery_type": "ruins", '
+        '"system_name": "Demo Alpha", "location": "Alpha Prime", "description": "read-only"}]',
+        encoding="utf-8",
+    )
+    for args in (("migrate", "--no-input", "-v0"), ("submit_discovery", "--file", str(entry))):
+        assert run_manage(*args, env=env).returncode == 0
+    haven.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    before = _digest(haven)
+
+    blocked = subprocess.run(
+        [*NO_DAC_OVERRIDE, sys.executable, "manage.py", "sync_now"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert "retrying 1" in blocked.stdout, blocked.stdout + blocked.stderr
+    assert "readonly" in blocked.stdout
+    assert _digest(haven) == before
+    haven.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    with sqlite3.connect(keeper) as conn:  # the operators' retry statement
+        conn.execute(
+            "UPDATE sync_queue SET sync_status = 'pending', sync_attempts = 0,"
+            " sync_error = NULL WHERE id = 1"
+        )
+    assert "synced 1" in run_manage("sync_now", env=env).stdout
+    with sqlite3.connect(haven) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM discoveries").fetchone() == (1,)
 
 
 def test_locked_vh_makes_items_wait_then_sync_exactly_once(haven_db, monkeypatch):
