@@ -140,6 +140,16 @@ def queue_leases_expire(*, now=None) -> int:
         )
 
 
+def queue_exhausted_close() -> int:
+    """Mark ``max_retries_exceeded`` the ``pending`` items that have no attempt left (an old
+    bot's rows, or ``max_attempts`` lowered by hand), which would otherwise wait forever;
+    their last error is kept. Returns how many."""
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        return SyncQueueItem.objects.filter(
+            sync_status=SyncStatus.PENDING, sync_attempts__gte=F("max_attempts")
+        ).update(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED, next_retry_after=None)
+
+
 def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]]:
     """Atomically take up to ``limit`` due items (oldest first) for one worker.
 
@@ -248,7 +258,7 @@ def sync_batch(*, batch_size: int | None = None) -> BatchReport:
     if not settings.USE_HAVEN_DATABASE:
         return report
     report.lease_expired = queue_leases_expire()
-    report.exceeded += report.lease_expired
+    report.exceeded += report.lease_expired + queue_exhausted_close()
     token, items = queue_items_claim(limit=batch_size or settings.SYNC_BATCH_SIZE)
     report.claimed = len(items)
     try:

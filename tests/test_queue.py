@@ -19,6 +19,7 @@ from syncq.selectors import queue_status
 from syncq.services import (
     keeper_instance_id,
     queue_backfill,
+    queue_exhausted_close,
     queue_item_create,
     queue_item_fail,
     queue_item_succeed,
@@ -263,6 +264,24 @@ def test_lost_worker_on_last_attempt_is_marked_exceeded():
     assert "lease" in lost.sync_error
     assert busy.sync_status == SyncStatus.SYNCING
     assert _claim_ids(now=now + timedelta(hours=1)) == [], "neither is claimable"
+
+
+@KEEPER_ONLY
+def test_pending_item_without_attempts_left_is_closed_not_left_waiting():
+    """A pending row with no attempt left (an old bot's, or max lowered by hand) is marked
+    max_retries_exceeded, keeping its last error, instead of waiting forever."""
+    spent = _item(make_discovery(description="spent"))
+    fresh = _item(make_discovery(description="fresh"))
+    SyncQueueItem.objects.filter(id=spent.id).update(
+        sync_attempts=10, max_attempts=10, sync_error="old bot: database is locked"
+    )
+
+    assert queue_exhausted_close() == 1
+    spent.refresh_from_db()
+    fresh.refresh_from_db()
+    assert spent.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
+    assert spent.sync_error == "old bot: database is locked"
+    assert fresh.sync_status == SyncStatus.PENDING
 
 
 @KEEPER_ONLY
