@@ -26,6 +26,9 @@ from discoveries.types import (
 )
 
 SNOWFLAKE = re.compile(r"^[0-9]{1,20}$")
+#: C0 controls but tab, newline and carriage return; DEL and the C1 controls.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 EVIDENCE_URL_MAX_LENGTH = 2000
 
 #: Free-text keeper columns a submission may carry, with their length limits in characters.
@@ -79,22 +82,40 @@ class _Errors(dict):
         self.setdefault(field, []).append(message)
 
 
+def _blank(value: object) -> bool:
+    """Whether ``value`` leaves a field unset: ``None``, or text of nothing but spaces (control
+    characters are not spaces here, so they are always reported)."""
+    return value is None or (
+        isinstance(value, str) and not value.strip() and not CONTROL_CHARACTER.search(value)
+    )
+
+
+def _unsafe(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text (a control character, a lone surrogate), or
+    ``None`` when it can."""
+    if found := CONTROL_CHARACTER.search(value):
+        return (
+            f"contains the control character U+{ord(found.group()):04X} "
+            "(only tab, newline and carriage return are allowed)"
+        )
+    if _SURROGATE.search(value):
+        return "contains an unpaired UTF-16 surrogate"
+    return None
+
+
 def _text(
     errors: _Errors, field: str, value: object, *, max_length: int, required: bool = False
 ) -> str | None:
-    """Check one text value; returns it stripped, or ``None`` when empty and optional."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """Check one text value; returns it stripped, or ``None`` when blank and optional."""
+    if _blank(value):
         if required:
             errors.add(field, "is required")
         return None
     if not isinstance(value, str):
         errors.add(field, f"must be text, not {type(value).__name__}")
         return None
-    if "\x00" in value:
-        errors.add(field, "contains a NUL character")
-        return None
-    if any("\ud800" <= ch <= "\udfff" for ch in value):
-        errors.add(field, "contains an unpaired UTF-16 surrogate")
+    if problem := _unsafe(value):
+        errors.add(field, problem)
         return None
     value = value.strip()
     if len(value) > max_length:
@@ -123,7 +144,7 @@ def _type_values(
         if dtype is None:
             continue  # the type itself is already reported
         if key not in by_key:
-            if raw not in (None, ""):
+            if not _blank(raw):
                 errors.add(key, f"is not a field of {dtype}")
             continue
         text = _text(errors, key, raw, max_length=by_key[key].max_length)
@@ -149,9 +170,12 @@ def discovery_validate(
     """Check a submission and return the keeper column values to store.
 
     ``discovery_type`` is an emoji or a name (see :func:`discoveries.types.discovery_type_lookup`);
-    ``location_type`` is ``planet``, ``moon``, ``space`` or empty; ``type_fields`` holds the
-    type's own fields by key; ``optional_text`` the other free-text columns of
-    ``OPTIONAL_TEXT_LIMITS``. Raises :class:`DiscoveryInvalid` naming every bad field.
+    ``location_type`` is ``planet``, ``moon``, ``space`` in any case (stored lower case) or
+    empty; ``type_fields`` holds the type's own fields by key (a blank value for another
+    type's field is ignored, as an empty one); ``optional_text`` the other free-text columns of
+    ``OPTIONAL_TEXT_LIMITS``. Text is stripped of surrounding spaces, and refused when it holds
+    a control character other than tab, newline and carriage return (C0, DEL, C1) or a lone
+    surrogate. Raises :class:`DiscoveryInvalid` naming every bad field.
     """
     errors = _Errors()
     clean: dict[str, object] = {}
@@ -160,8 +184,10 @@ def discovery_validate(
     clean["username"] = _text(errors, "username", username, max_length=100, required=True)
 
     dtype = None
-    if discovery_type in (None, ""):
+    if _blank(discovery_type):
         errors.add("discovery_type", "is required")
+    elif isinstance(discovery_type, str) and (problem := _unsafe(discovery_type)):
+        errors.add("discovery_type", problem)
     else:
         dtype = discovery_type_lookup(discovery_type)
         if dtype is None:
@@ -172,11 +198,13 @@ def discovery_validate(
         errors, "description", description, max_length=DESCRIPTION_MAX_LENGTH, required=True
     )
     kind = None
-    if location_type not in (None, ""):
-        if location_type not in LocationType.values:
-            errors.add("location_type", "must be one of planet, moon, space")
-        else:
-            kind = location_type
+    if isinstance(location_type, str) and (problem := _unsafe(location_type)):
+        errors.add("location_type", problem)
+    elif not _blank(location_type):
+        kind = location_type.strip().lower() if isinstance(location_type, str) else None
+        if kind not in LocationType.values:
+            errors.add("location_type", "must be one of planet, moon, space (in any case)")
+            kind = None
     clean["location_type"] = kind
     place = _text(errors, "location", location, max_length=200, required=kind != "space")
     clean["location"] = place if place is not None else "Space"
@@ -247,7 +275,7 @@ def discovery_submit_payload(payload: object) -> Discovery:
         elif key == "metadata":
             if isinstance(value, Mapping):
                 type_fields = {**value, **type_fields}
-            elif value not in (None, ""):
+            elif not _blank(value):
                 errors.add("metadata", "must be a JSON object of the type's fields")
         elif key in PAYLOAD_KEYS:
             kwargs[key] = value

@@ -14,7 +14,8 @@ DESCRIPTION_MAX_LENGTH = 1000
 TYPE_FIELD_MAX_LENGTH = 200
 KEY_EXCERPT_MAX_LENGTH = 500
 
-_VARIATION_SELECTOR = "\ufe0f"
+#: U+FE0E (text style) and U+FE0F (emoji style) only choose how an emoji is drawn.
+_VARIATION_SELECTORS = str.maketrans("", "", "\ufe0e\ufe0f")
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ ALL_TYPE_FIELD_KEYS: tuple[str, ...] = tuple(k for t in DISCOVERY_TYPES for k in
 
 
 def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFC", text).replace(_VARIATION_SELECTOR, "")
+    text = unicodedata.normalize("NFC", text).translate(_VARIATION_SELECTORS)
     return " ".join(text.split()).casefold()
 
 
@@ -159,9 +160,9 @@ for _type in DISCOVERY_TYPES:
 
 
 def discovery_type_lookup(value: object) -> DiscoveryType | None:
-    """Find a type by its emoji (with or without the U+FE0F variation selector), its slug, its
-    name or ``"emoji name"``, ignoring case and extra spaces; ``None`` when nothing matches or
-    ``value`` is not a string."""
+    """Find a type by its emoji (with or without a variation selector, U+FE0F or U+FE0E), its
+    slug, its name or ``"emoji name"``, ignoring case and extra spaces; ``None`` when nothing
+    matches or ``value`` is not a string."""
     if not isinstance(value, str):
         return None
     return _LOOKUP.get(_fold(value))

@@ -3,11 +3,17 @@
 Every setting is read from the process environment or from a ``.env`` file in the project root
 (``.env.example`` lists them; ``KEEPER_ENV_FILE`` names another file, or none when empty),
 through one typed django-environ reader; the environment wins over the file. Relative paths
-are taken from the project root. See README.md for what each one does.
+are taken from the project root. A typed setting (a number, a yes/no, a path, ``LOG_LEVEL``)
+left empty counts as unset, and one whose value does not parse stops the start with
+``ImproperlyConfigured`` naming the variable and the value. See README.md for what each one does.
 """
 
+import math
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -20,14 +26,79 @@ _env_file = os.environ.get("KEEPER_ENV_FILE", str(BASE_DIR / ".env"))
 if _env_file:
     environ.Env.read_env(_env_file)
 
+_BOOLEAN = {
+    **dict.fromkeys(("true", "1", "yes", "on"), True),
+    **dict.fromkeys(("false", "0", "no", "off"), False),
+}
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 
-def _project_path(value: str) -> Path:
-    path = Path(value).expanduser()
+
+def _typed(name: str, default, parse: Callable[[str], object], expected: str):
+    """Read ``name`` through ``env`` and convert it with ``parse``; unset or empty (after
+    trimming spaces) gives ``default``. ``parse`` returns ``None`` for a value it refuses, which
+    raises ``ImproperlyConfigured`` naming the variable, its value and what was ``expected``."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    value = parse(raw)
+    if value is None:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not valid: expected {expected}")
+    return value
+
+
+def _env_bool(name: str, *, default: bool) -> bool:
+    """A yes/no setting: true/false, 1/0, yes/no or on/off, in any case."""
+    return _typed(
+        name, default, lambda raw: _BOOLEAN.get(raw.lower()), "true/false, 1/0, yes/no or on/off"
+    )
+
+
+def _env_int(name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
+    """A whole number from ``minimum`` to ``maximum`` (inclusive; no upper bound when None)."""
+    top = "" if maximum is None else f" and at most {maximum}"
+    expected = f"a whole number of at least {minimum}{top}"
+
+    def parse(raw: str) -> int | None:
+        if not _INTEGER.fullmatch(raw):
+            return None
+        value = int(raw)
+        return value if value >= minimum and (maximum is None or value <= maximum) else None
+
+    return _typed(name, default, parse, expected)
+
+
+def _env_seconds(name: str, *, default: float) -> float:
+    """A duration in seconds: a number of zero or more, decimals allowed (``5``, ``2.5``)."""
+
+    def parse(raw: str) -> float | None:
+        if not _DECIMAL.fullmatch(raw):
+            return None
+        value = float(raw)
+        return value if math.isfinite(value) and value >= 0 else None
+
+    return _typed(name, default, parse, "a number of seconds, zero or more (e.g. 5 or 2.5)")
+
+
+def _env_choice(name: str, *, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (upper case), given in any case."""
+    return _typed(
+        name,
+        default,
+        lambda raw: raw.upper() if raw.upper() in choices else None,
+        "one of " + ", ".join(choices),
+    )
+
+
+def _env_path(name: str, *, default: str) -> Path:
+    """A file path; ``~`` is expanded and a relative path is taken from the project root.
+    Unset or empty gives ``default``, never the project folder itself."""
+    path = Path(_typed(name, default, str, "a path")).expanduser()
     return path if path.is_absolute() else BASE_DIR / path
 
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
-DEBUG = env.bool("DEBUG", default=False)
+DEBUG = _env_bool("DEBUG", default=False)
 if not SECRET_KEY:
     raise ImproperlyConfigured(
         "SECRET_KEY is not set: put it in the environment or in .env (make run writes one)"
@@ -81,15 +152,15 @@ TEMPLATES = [
 # keeper.db is ours: WAL lets readers run beside the one writer, the busy timeout makes a second
 # writer wait instead of failing with "database is locked", and IMMEDIATE transactions take the
 # write lock at BEGIN so a read-then-write transaction never fails half-way on an upgrade.
-KEEPER_DB_PATH = _project_path(env.str("KEEPER_DB_PATH", default="data/keeper.db"))
-KEEPER_BUSY_TIMEOUT_SECONDS = env.float("KEEPER_BUSY_TIMEOUT_SECONDS", default=30.0)
+KEEPER_DB_PATH = _env_path("KEEPER_DB_PATH", default="data/keeper.db")
+KEEPER_BUSY_TIMEOUT_SECONDS = _env_seconds("KEEPER_BUSY_TIMEOUT_SECONDS", default=30.0)
 
 # VH-Database.db belongs to the Control Room. It is opened with mode=rw (a missing file is an
 # error, never silently created) and a busy timeout, and nothing about the file is changed:
 # no journal mode, no pragmas that persist.
-HAVEN_DB_PATH = _project_path(env.str("HAVEN_DB_PATH", default="data/VH-Database.db"))
-USE_HAVEN_DATABASE = env.bool("USE_HAVEN_DATABASE", default=True)
-HAVEN_BUSY_TIMEOUT_SECONDS = env.float("HAVEN_BUSY_TIMEOUT_SECONDS", default=5.0)
+HAVEN_DB_PATH = _env_path("HAVEN_DB_PATH", default="data/VH-Database.db")
+USE_HAVEN_DATABASE = _env_bool("USE_HAVEN_DATABASE", default=True)
+HAVEN_BUSY_TIMEOUT_SECONDS = _env_seconds("HAVEN_BUSY_TIMEOUT_SECONDS", default=5.0)
 
 if env.str("DATABASE_URL", default=""):
     _default_db = env.db_url("DATABASE_URL")
@@ -108,7 +179,8 @@ DATABASES = {
     "default": _default_db,
     "haven": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": f"file:{HAVEN_DB_PATH}?mode=rw",
+        # A URI path is percent-decoded, and '#' or '?' would end it: quote the file's path.
+        "NAME": f"file:{quote(str(HAVEN_DB_PATH), safe='/')}?mode=rw",
         "OPTIONS": {
             "timeout": HAVEN_BUSY_TIMEOUT_SECONDS,
             "transaction_mode": "IMMEDIATE",
@@ -121,31 +193,29 @@ DATABASE_ROUTERS = ["discoveries.routers.HavenRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sync queue ------------------------------------------------------------------------------
-SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=30)
-SYNC_BATCH_SIZE = env.int("SYNC_BATCH_SIZE", default=10)
-SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=10)
-SYNC_BASE_DELAY_SECONDS = env.int("SYNC_BASE_DELAY_SECONDS", default=30)
-SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=300)
-SYNC_PRUNE_AFTER_DAYS = env.int("SYNC_PRUNE_AFTER_DAYS", default=30)
-SYNC_API_PORT = env.int("SYNC_API_PORT", default=8080)
+SYNC_INTERVAL_SECONDS = _env_int("SYNC_INTERVAL_SECONDS", default=30, minimum=1)
+SYNC_BATCH_SIZE = _env_int("SYNC_BATCH_SIZE", default=10, minimum=1)
+SYNC_MAX_ATTEMPTS = _env_int("SYNC_MAX_ATTEMPTS", default=10, minimum=1)
+SYNC_BASE_DELAY_SECONDS = _env_int("SYNC_BASE_DELAY_SECONDS", default=30, minimum=1)
+SYNC_LEASE_SECONDS = _env_int("SYNC_LEASE_SECONDS", default=300, minimum=1)
+SYNC_PRUNE_AFTER_DAYS = _env_int("SYNC_PRUNE_AFTER_DAYS", default=30, minimum=1)
+SYNC_API_PORT = _env_int("SYNC_API_PORT", default=8080, minimum=1, maximum=65535)
 SYNC_API_HOST = env.str("SYNC_API_HOST", default="127.0.0.1")
 
-for _name in (
-    "SYNC_INTERVAL_SECONDS",
-    "SYNC_BATCH_SIZE",
-    "SYNC_MAX_ATTEMPTS",
-    "SYNC_BASE_DELAY_SECONDS",
-    "SYNC_LEASE_SECONDS",
-    "SYNC_PRUNE_AFTER_DAYS",
-):
-    if globals()[_name] < 1:
-        raise ImproperlyConfigured(f"{_name} must be a positive integer")
-
-# One sync task may run this long before django-q2 kills it. It stays well inside the lease,
-# so an item whose worker was killed is only taken again after that worker is gone.
-SYNC_TASK_TIMEOUT_SECONDS = min(120, max(10, SYNC_LEASE_SECONDS // 2))
+# One batch's worst case: every item in it may wait the whole VH busy timeout, plus slack for
+# the keeper.db work around them.
+SYNC_BATCH_WORST_SECONDS = SYNC_BATCH_SIZE * HAVEN_BUSY_TIMEOUT_SECONDS + 10
+# syncq.tasks.sync_due runs batches for SYNC_BATCH_WORST_SECONDS, then may start one more batch:
+# django-q2 kills a task only after both, with slack. The lease must outlast that, so an item
+# whose worker was killed is taken again only after that worker is gone.
+SYNC_TASK_TIMEOUT_SECONDS = int(2 * SYNC_BATCH_WORST_SECONDS + 10)
 if SYNC_LEASE_SECONDS <= SYNC_TASK_TIMEOUT_SECONDS:
-    raise ImproperlyConfigured("SYNC_LEASE_SECONDS must be at least 20 seconds")
+    raise ImproperlyConfigured(
+        f"SYNC_LEASE_SECONDS ({SYNC_LEASE_SECONDS}) must exceed the sync task timeout "
+        f"({SYNC_TASK_TIMEOUT_SECONDS} s = 2 × (SYNC_BATCH_SIZE {SYNC_BATCH_SIZE} × "
+        f"HAVEN_BUSY_TIMEOUT_SECONDS {HAVEN_BUSY_TIMEOUT_SECONDS:g} + 10) + 10); "
+        "raise it or lower those"
+    )
 
 # --- django-q2 -------------------------------------------------------------------------------
 # django-q2 only drives the queue: the sync_queue table owns due times and backoff. `retry` is a
@@ -153,7 +223,7 @@ if SYNC_LEASE_SECONDS <= SYNC_TASK_TIMEOUT_SECONDS:
 Q_CLUSTER = {
     "name": "keeper",
     "orm": "default",
-    "workers": env.int("Q_WORKERS", default=2),
+    "workers": _env_int("Q_WORKERS", default=2, minimum=1),
     "timeout": SYNC_TASK_TIMEOUT_SECONDS,
     "retry": SYNC_TASK_TIMEOUT_SECONDS + 60,
     "max_attempts": 1,
@@ -164,7 +234,7 @@ Q_CLUSTER = {
 }
 
 CACHES = {
-    "default": env.cache_url("CACHE_URL", default=f"filecache://{_project_path('data/cache')}")
+    "default": env.cache_url("CACHE_URL", default=f"filecache://{BASE_DIR / 'data' / 'cache'}")
 }
 
 # --- i18n, static, logging -------------------------------------------------------------------
@@ -188,5 +258,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": _env_choice(
+            "LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        ),
+    },
 }

@@ -232,6 +232,68 @@ def test_nul_and_lone_surrogate_are_refused(bad, where):
         assert set(errors) == {where}
 
 
+CONTROL_CASES = [
+    pytest.param("\x01", "U+0001", id="soh"),
+    pytest.param("\x0b", "U+000B", id="vertical-tab"),
+    pytest.param("\x1b", "U+001B", id="escape"),
+    pytest.param("\x1f", "U+001F", id="unit-separator"),
+    pytest.param("\x7f", "U+007F", id="delete"),
+    pytest.param("\x85", "U+0085", id="next-line"),
+    pytest.param("\x9f", "U+009F", id="c1-last"),
+]
+
+TEXT_FIELDS = [
+    "description",
+    "username",
+    "system_name",
+    "location",
+    "evidence_url",
+    "condition",
+    "type_field",
+]
+
+
+@pytest.mark.parametrize(("char", "code"), CONTROL_CASES)
+@pytest.mark.parametrize("where", TEXT_FIELDS)
+def test_control_characters_are_refused_naming_the_field(char, code, where):
+    """A C0 or C1 control character (or DEL) in any text field, even at its end where
+    stripping would hide it, is refused with a message naming the field and the character."""
+    bad = f"https://example.org/a{char}" if where == "evidence_url" else f"Tower{char}"
+    if where == "type_field":
+        where, overrides = "structure_type", {"type_fields": {"structure_type": bad}}
+    else:
+        overrides = {where: bad}
+    with pytest.raises(DiscoveryInvalid) as caught:
+        submit(**overrides)
+    assert caught.value.errors == {
+        where: [
+            f"contains the control character {code} "
+            "(only tab, newline and carriage return are allowed)"
+        ]
+    }
+    assert str(caught.value).startswith(f"{where}: contains the control character {code}")
+    assert_nothing_written()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("discovery_type", "ruins\x1f"), ("location_type", "planet\x85")],
+)
+def test_control_characters_in_type_and_location_type_are_refused(field, value):
+    """The type and the location type, though looked up rather than stored, refuse a control
+    character too instead of matching with it stripped away."""
+    errors = refused(**{field: value})
+    assert set(errors) == {field}
+    assert "control character" in errors[field][0]
+
+
+def test_tab_newline_and_carriage_return_are_kept():
+    """Tab, newline and carriage return are ordinary text inside a description."""
+    text = "First line\r\nsecond\tcolumn\nthird"
+    discovery = submit(description=text)
+    assert Discovery.objects.get(pk=discovery.pk).description == text
+
+
 @pytest.mark.parametrize(
     "url",
     ["ftp://x", "javascript:alert(1)", "example.org/a.png", "https://", "data:image/png;base64,AA"],
@@ -284,6 +346,28 @@ def test_planet_or_moon_discovery_needs_a_location(location_type):
 def test_unknown_location_type_is_refused():
     """A location type other than planet, moon or space is refused."""
     assert set(refused(location_type="ocean")) == {"location_type"}
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"), [("Planet", "planet"), ("MOON", "moon"), (" Space ", "space")]
+)
+def test_location_type_is_read_in_any_case_and_stored_lower_case(given, stored):
+    """'Planet', 'MOON' or ' Space ' are accepted and stored as planet, moon, space."""
+    discovery = submit(location_type=given)
+    assert Discovery.objects.get(pk=discovery.pk).location_type == stored
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"], ids=["empty", "spaces", "tab-newline"])
+def test_blank_field_of_another_type_is_ignored(blank):
+    """A blank value for another type's field (as a form sends for fields left empty) is
+    ignored like an empty one: the discovery is stored without it."""
+    discovery = submit(type_fields={"structure_type": "Tower", "species_type": blank})
+    assert Discovery.objects.get(pk=discovery.pk).metadata == {"structure_type": "Tower"}
+
+
+def test_blank_discovery_type_is_reported_as_missing():
+    """A type of nothing but spaces is reported as missing, like an empty one."""
+    assert refused(discovery_type="   ") == {"discovery_type": ["is required"]}
 
 
 # --- the kick after commit ----------------------------------------------------------------------
@@ -399,6 +483,17 @@ def test_payload_metadata_must_be_an_object(metadata):
     assert_nothing_written()
 
 
+@pytest.mark.parametrize("where", ["top-level", "under-metadata"])
+def test_payload_blank_field_of_another_type_is_ignored(where):
+    """In a JSON payload too, a blank field of another type is ignored, top-level or inside
+    'metadata', and a blank 'metadata' is ignored as an empty one."""
+    blank = {"ship_class": "  "}
+    body = payload(**blank) if where == "top-level" else payload(metadata={**blank})
+    discovery = discovery_submit_payload(body)
+    assert Discovery.objects.get(pk=discovery.pk).metadata == {"structure_type": "Tower"}
+    assert discovery_submit_payload(payload(metadata=" ")).pk != discovery.pk
+
+
 def test_payload_type_field_of_another_type_under_metadata_is_refused():
     """A field of another type is refused whether top-level or inside 'metadata'."""
     with pytest.raises(DiscoveryInvalid) as caught:
@@ -415,6 +510,14 @@ ENTRY_LINE = re.compile(r"^entry (\d+): discovery (\d+) queued", re.MULTILINE)
 def run_command(path) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
     call_command("submit_discovery", file=str(path), stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def run_command_on_stdin(data: bytes) -> tuple[str, str]:
+    """Run the command with ``--file -`` and ``data`` as the bytes on standard input."""
+    out, err = io.StringIO(), io.StringIO()
+    stdin = io.TextIOWrapper(io.BytesIO(data), encoding="latin-1")
+    call_command("submit_discovery", file="-", stdin=stdin, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
 
 
@@ -488,3 +591,76 @@ def test_command_refuses_a_missing_file(tmp_path):
     with pytest.raises(CommandError, match="absent.json"):
         run_command(path)
     assert_nothing_written()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param("[" * 100_000 + "]" * 100_000, "nested too deeply", id="deep"),
+        pytest.param('[{"user_id": ' + "7" * 5000 + "}]", "more than 4300 digits", id="huge-int"),
+    ],
+)
+def test_command_refuses_json_python_cannot_take(tmp_path, content, message):
+    """JSON nested 100000 deep, or holding a 5000-digit integer, stops the command with a
+    CommandError saying why, not a traceback, and writes nothing."""
+    path = tmp_path / "hostile.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CommandError, match=message):
+        run_command(path)
+    assert_nothing_written()
+
+
+def test_command_reads_utf8_stdin_with_a_byte_order_mark():
+    """'--file -' reads standard input as UTF-8 bytes, a leading byte-order mark (as
+    PowerShell sends) included, whatever the terminal's own encoding."""
+    data = "\ufeff".encode() + json.dumps([payload(username="Zoë 🦊")], ensure_ascii=False).encode()
+    out, err = run_command_on_stdin(data)
+    assert err == ""
+    assert "1 submitted" in out
+    assert Discovery.objects.get().username == "Zoë 🦊"
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_command_refuses_input_that_is_not_utf8(tmp_path, source):
+    """A file or standard input that is not UTF-8 (here Latin-1) stops the command with a
+    CommandError saying so, and writes nothing."""
+    body = payload(username="Zoë", discovery_type="ruins")
+    data = json.dumps([body], ensure_ascii=False).encode("latin-1")
+    with pytest.raises(CommandError, match="is not UTF-8"):
+        if source == "stdin":
+            run_command_on_stdin(data)
+        else:
+            path = tmp_path / "latin1.json"
+            path.write_bytes(data)
+            run_command(path)
+    assert_nothing_written()
+
+
+def test_command_reports_a_database_error_and_goes_on(tmp_path, monkeypatch):
+    """When keeper.db fails one entry (locked past its busy timeout), that entry is reported
+    as not stored, the next entries are still stored, and the command exits 1."""
+    from django.db import OperationalError
+
+    import syncq.services
+
+    real_create = syncq.services.queue_item_create
+    calls = []
+
+    def locked_on_second(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 2:
+            raise OperationalError("database is locked")
+        return real_create(**kwargs)
+
+    monkeypatch.setattr(syncq.services, "queue_item_create", locked_on_second)
+    path = tmp_path / "three.json"
+    path.write_text(json.dumps([payload(), payload(), payload()]), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as caught:
+        call_command("submit_discovery", file=str(path), stdout=out, stderr=err)
+    assert caught.value.code == 1
+    assert [entry for entry, _ in ENTRY_LINE.findall(out.getvalue())] == ["1", "3"]
+    assert err.getvalue() == "entry 2: not stored: database is locked\n"
+    assert "2 submitted, 0 refused, 1 not stored" in out.getvalue()
+    assert Discovery.objects.count() == 2
+    assert SyncQueueItem.objects.count() == 2

@@ -12,6 +12,7 @@ from discoveries.types import (
 )
 
 VS16 = "\ufe0f"
+VS15 = "\ufe0e"
 
 #: The type table of ../shared/REFERENCE.md, written out independently of discoveries.types.
 #: Emoji are escaped so that no editor can silently add or drop the U+FE0F variation selector.
@@ -100,6 +101,17 @@ def test_lookup_by_emoji_with_and_without_variation_selector(emoji, name, keys):
 
 
 @pytest.mark.parametrize(("emoji", "name", "keys"), REFERENCE_TYPES, ids=TYPE_IDS)
+def test_lookup_by_emoji_with_text_variation_selector(emoji, name, keys):
+    """A type is found by its emoji followed by U+FE0E (text style) instead of U+FE0F."""
+    assert discovery_type_lookup(emoji.replace(VS16, "") + VS15).name == name
+
+
+def test_gear_in_text_style_is_technology():
+    """'⚙︎' (gear with U+FE0E), as some keyboards send it, is the technology type."""
+    assert discovery_type_lookup("\u2699\ufe0e").slug == "tech"
+
+
+@pytest.mark.parametrize(("emoji", "name", "keys"), REFERENCE_TYPES, ids=TYPE_IDS)
 def test_lookup_by_name_ignores_case_and_spacing(emoji, name, keys):
     """A type is found by its name in any case and with stray or doubled spaces."""
     assert discovery_type_lookup(name).emoji == emoji
@@ -125,6 +137,7 @@ def test_lookup_by_slug_and_by_emoji_name(dtype):
         "Ruins & structure",
         "\U0001f409",
         "\ufe0f",
+        "\ufe0e",
         None,
         3,
         ["\U0001f9b4"],

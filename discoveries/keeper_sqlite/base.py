@@ -1,17 +1,40 @@
 """The SQLite backend for keeper.db: Django's own, except that a schema change checks foreign
-keys only in the tables Django manages.
+keys only in the tables Django manages, and that the file's folder is created when missing.
 
 keeper.db also holds the old bot's tables (patterns, pattern_discoveries, archive_entries, …),
 which are not ours and may hold references to discoveries that were deleted long ago. Django's
 schema editor runs ``PRAGMA foreign_key_check`` over the whole file after every migration, so
 one such stale row would stop ``migrate`` before it starts. Those rows are kept as they are.
+
+keeper.db is ours, so on a fresh clone ``manage.py migrate`` creates it, folder and all
+(``KEEPER_DB_PATH=some/new/dir/keeper.db``), where SQLite alone would fail with "unable to open
+database file".
 """
 
+from pathlib import Path
+
 from django.db.backends.sqlite3 import base
+from django.db.utils import OperationalError
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    """Django's SQLite wrapper with :meth:`check_constraints` limited to Django's tables."""
+    """Django's SQLite wrapper with :meth:`check_constraints` limited to Django's tables and a
+    missing folder of the database file created on connecting."""
+
+    def get_new_connection(self, conn_params):
+        """Create the folder of a plain file ``NAME`` (not ``:memory:``, not a ``file:`` URI,
+        whose path and options are SQLite's to interpret), then connect as Django does.
+        Raises ``OperationalError`` naming the folder when it cannot be created."""
+        name = str(conn_params["database"])
+        if name != ":memory:" and not name.startswith("file:"):
+            folder = Path(name).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OperationalError(
+                    f"cannot create {folder}, the folder of {name}: {exc.strerror}"
+                ) from exc
+        return super().get_new_connection(conn_params)
 
     def check_constraints(self, table_names=None):
         if table_names is None:

@@ -1,0 +1,210 @@
+"""Settings from the environment: strict typed values, empty paths, the sync timing rule, and
+the two databases' files. Each case starts ``manage.py`` in a clean environment."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from discoveries.haven_files import haven_file_create
+from tests.conftest import ROOT, haven_at, make_discovery, manage_env, run_manage
+
+#: A folder name holding every character that means something in an SQLite URI.
+URI_HOSTILE = "ha#sh?q%41"
+
+
+def manage(tmp_path: Path, *args: str, **overrides: str):
+    """Run ``manage.py args`` on files under ``tmp_path`` with ``overrides`` in the env."""
+    env = manage_env(keeper=tmp_path / "keeper.db", haven=tmp_path / "VH-Database.db", **overrides)
+    return run_manage(*args, env=env)
+
+
+def printed(tmp_path: Path, expression: str, **overrides: str) -> str:
+    """The last line ``manage.py shell`` prints for ``print(expression)`` (``settings`` is
+    django.conf.settings)."""
+    done = manage(
+        tmp_path,
+        "shell",
+        "-v0",
+        "-c",
+        f"from django.conf import settings; print({expression})",
+        **overrides,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def refused(tmp_path: Path, **overrides: str) -> str:
+    """Run ``manage.py check``, expect it to stop on the settings, and return its stderr."""
+    done = manage(tmp_path, "check", **overrides)
+    assert done.returncode != 0, done.stdout
+    assert "ImproperlyConfigured" in done.stderr
+    return done.stderr
+
+
+# --- typed values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("USE_HAVEN_DATABASE", "maybe"),
+        ("USE_HAVEN_DATABASE", "2"),
+        ("DEBUG", "yes please"),
+        ("HAVEN_BUSY_TIMEOUT_SECONDS", "abc"),
+        ("HAVEN_BUSY_TIMEOUT_SECONDS", "-1"),
+        ("HAVEN_BUSY_TIMEOUT_SECONDS", "nan"),
+        ("KEEPER_BUSY_TIMEOUT_SECONDS", "-0.5"),
+        ("SYNC_BATCH_SIZE", "0"),
+        ("SYNC_BATCH_SIZE", "1.5"),
+        ("SYNC_LEASE_SECONDS", "ten"),
+        ("SYNC_API_PORT", "70000"),
+        ("Q_WORKERS", "0"),
+        ("LOG_LEVEL", "loud"),
+    ],
+)
+def test_bad_typed_value_stops_the_start_naming_it(tmp_path, name, value):
+    """A typed setting whose value does not parse (or is out of range) stops manage.py with
+    ImproperlyConfigured naming the variable and the bad value, never a silent default."""
+    stderr = refused(tmp_path, **{name: value})
+    assert f"{name}={value!r} is not valid" in stderr
+
+
+@pytest.mark.parametrize(
+    ("debug", "use_haven"), [("TRUE", "False"), ("Yes", "no"), ("ON", "off"), ("1", "0")]
+)
+def test_booleans_accept_the_usual_words_in_any_case(tmp_path, debug, use_haven):
+    """true/false, yes/no, on/off and 1/0 are read as booleans whatever their case."""
+    shown = printed(
+        tmp_path,
+        "settings.DEBUG, settings.USE_HAVEN_DATABASE",
+        DEBUG=debug,
+        USE_HAVEN_DATABASE=use_haven,
+    )
+    assert shown == "True False"
+
+
+def test_empty_values_mean_the_defaults(tmp_path):
+    """Empty database paths give the default files (not the project folder), and an empty
+    number its default."""
+    shown = printed(
+        tmp_path,
+        "settings.KEEPER_DB_PATH, settings.HAVEN_DB_PATH, settings.SYNC_BATCH_SIZE",
+        KEEPER_DB_PATH="",
+        HAVEN_DB_PATH="",
+        SYNC_BATCH_SIZE="",
+    )
+    assert shown == f"{ROOT / 'data' / 'keeper.db'} {ROOT / 'data' / 'VH-Database.db'} 10"
+
+
+# --- sync timing --------------------------------------------------------------------------------
+
+
+def test_default_timing_is_consistent(tmp_path):
+    """With the defaults a batch may take 60 s, a task 130 s (django-q2's timeout), and
+    django-q2 redelivers only after 190 s; manage.py check passes."""
+    assert manage(tmp_path, "check").returncode == 0
+    shown = printed(
+        tmp_path,
+        "settings.SYNC_BATCH_WORST_SECONDS, settings.SYNC_TASK_TIMEOUT_SECONDS,"
+        " settings.Q_CLUSTER['timeout'], settings.Q_CLUSTER['retry']",
+    )
+    assert shown == "60.0 130 130 190"
+
+
+def test_lease_not_longer_than_the_task_timeout_is_refused_with_the_rule(tmp_path):
+    """A lease that does not outlast the sync task is refused, the message showing the rule
+    with the numbers that gave the timeout."""
+    stderr = refused(tmp_path, SYNC_LEASE_SECONDS="130")
+    assert (
+        "SYNC_LEASE_SECONDS (130) must exceed the sync task timeout (130 s = 2 × "
+        "(SYNC_BATCH_SIZE 10 × HAVEN_BUSY_TIMEOUT_SECONDS 5 + 10) + 10); raise it or lower those"
+    ) in stderr
+    assert manage(tmp_path, "check", SYNC_LEASE_SECONDS="131").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "timeout"),
+    [
+        ({"HAVEN_BUSY_TIMEOUT_SECONDS": "20"}, 430),
+        ({"SYNC_BATCH_SIZE": "50"}, 530),
+        (
+            {
+                "SYNC_BATCH_SIZE": "4",
+                "HAVEN_BUSY_TIMEOUT_SECONDS": "2.5",
+                "SYNC_LEASE_SECONDS": "50",
+            },
+            50,
+        ),
+    ],
+    ids=["longer-busy-timeout", "larger-batch", "decimal-busy-timeout"],
+)
+def test_batch_size_and_busy_timeout_raise_the_lease_needed(tmp_path, overrides, timeout):
+    """A longer VH busy timeout or a larger batch lengthens the sync task, so a lease that
+    no longer outlasts it is refused."""
+    stderr = refused(tmp_path, **overrides)
+    assert f"must exceed the sync task timeout ({timeout} s = " in stderr
+
+
+# --- database files -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+def test_haven_file_in_a_folder_with_uri_characters_syncs(tmp_path, settings):
+    """A VH file whose folder name holds '#', '?' and '%' is the file synced into, and no
+    stray database appears beside that folder."""
+    from syncq.services import sync_batch
+
+    haven = haven_file_create(tmp_path / URI_HOSTILE / "VH-Database.db", with_demo_data=True)
+    with haven_at(haven, settings):
+        make_discovery()
+        report = sync_batch()
+    assert (report.claimed, report.synced) == (1, 1), report
+    with sqlite3.connect(haven) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM discoveries").fetchone() == (1,)
+    assert [p.name for p in tmp_path.iterdir()] == [URI_HOSTILE]
+
+
+def test_haven_db_path_with_uri_characters_is_the_file_opened(tmp_path):
+    """HAVEN_DB_PATH in a folder named with '#', '?' and '%' is the file manage.py sync_now
+    writes to, and no other file is created beside that folder."""
+    haven = haven_file_create(tmp_path / URI_HOSTILE / "VH-Database.db", with_demo_data=True)
+    (tmp_path / "keeper").mkdir()
+    entry = tmp_path / "keeper" / "one.json"
+    entry.write_text(
+        json.dumps(
+            {
+                "user_id": "1",
+                "username": "Path Test",
+                "discovery_type": "ruins",
+                "system_name": "Demo Alpha",
+                "location": "Alpha Prime",
+                "description": "A tower by a strange path.",
+            }
+        ),
+        encoding="utf-8",
+    )
+    env = manage_env(keeper=tmp_path / "keeper" / "keeper.db", haven=haven)
+    for args in (("migrate", "--no-input", "-v0"), ("submit_discovery", "--file", str(entry))):
+        done = run_manage(*args, env=env)
+        assert done.returncode == 0, done.stderr
+    synced = run_manage("sync_now", env=env)
+    assert "synced 1" in synced.stdout, synced.stdout + synced.stderr
+    with sqlite3.connect(haven) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM discoveries").fetchone() == (1,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([URI_HOSTILE, "keeper"])
+
+
+def test_migrate_creates_the_missing_folder_of_keeper_db(tmp_path):
+    """On a fresh clone, migrate creates keeper.db together with the folders it is to be in."""
+    keeper = tmp_path / "some" / "new" / "dir" / "keeper.db"
+    done = run_manage(
+        "migrate", "--no-input", "-v0", env=manage_env(keeper=keeper, haven=tmp_path / "VH.db")
+    )
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(keeper) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"discoveries", "sync_queue"} <= tables
