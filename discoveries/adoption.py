@@ -95,11 +95,22 @@ def _add_missing_indexes(schema_editor, model, constraints: dict) -> None:
         columns = tuple(model._meta.get_field(name).column for name in index.fields)
         if columns not in covered:
             schema_editor.add_index(model, index)
+    quote = schema_editor.quote_name
+    table = model._meta.db_table
     for field in model._meta.local_fields:
         if field.unique and not field.primary_key and (field.column,) not in unique:
-            quote = schema_editor.quote_name
-            name = f"{model._meta.db_table}_{field.column}_uniq"
+            with schema_editor.connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT {quote(field.column)} FROM {quote(table)}"
+                    f" GROUP BY {quote(field.column)} HAVING COUNT(*) > 1 LIMIT 10"
+                )
+                repeated = [row[0] for row in cursor.fetchall()]
+            if repeated:
+                raise AdoptionError(
+                    f"table {table!r} has several rows for {field.column} "
+                    f"{', '.join(map(str, repeated))}; keep one row each, then migrate again"
+                )
             schema_editor.execute(
-                f"CREATE UNIQUE INDEX {quote(name)} ON {quote(model._meta.db_table)}"
+                f"CREATE UNIQUE INDEX {quote(f'{table}_{field.column}_uniq')} ON {quote(table)}"
                 f" ({quote(field.column)})"
             )

@@ -170,16 +170,19 @@ class HavenDiscovery(models.Model):
 class LedgerEntry(models.Model):
     """A row of ``keeper_sync_ledger``: which VH discovery a keeper discovery became.
 
-    ``keeper_instance`` tells keeper databases apart, so a new keeper.db whose ids start again
-    at 1 is never mistaken for the one that wrote the earlier rows. ``how`` is ``written`` (we
-    inserted the VH row) or ``linked`` (the old bot had written it). ``location_resolved`` is 0
-    when the system, planet or moon was not found and the row was written with NULL ids.
-    ``recorded_at`` is UTC text.
+    A keeper discovery is named by its id, submitter and submission second (UTC text), so a
+    keeper.db whose ids were used again for other discoveries is never confused with the one
+    that wrote the row. ``how`` is ``written`` (we inserted the VH row) or ``linked`` (the old
+    bot had written it). ``location_resolved`` is 0 when the system, planet or moon was not
+    found and the row was written with NULL ids. ``recorded_at`` is UTC text.
     """
 
-    pk = models.CompositePrimaryKey("keeper_instance", "keeper_discovery_id")
-    keeper_instance = models.TextField()
+    pk = models.CompositePrimaryKey(
+        "keeper_discovery_id", "discord_user_id", "submission_timestamp"
+    )
     keeper_discovery_id = models.IntegerField()
+    discord_user_id = models.TextField()
+    submission_timestamp = models.TextField()
     haven_discovery_id = models.IntegerField()
     how = models.TextField()
     location_resolved = models.IntegerField()

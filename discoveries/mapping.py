@@ -105,17 +105,24 @@ def _as_int(value: object, default: int = 0) -> int:
         return default
 
 
-def _type_fields(metadata: object) -> dict[str, object]:
+def _type_fields(metadata: object) -> tuple[dict[str, object], str | None]:
+    """The type-specific values held in ``metadata``, and why none could be read (or None)."""
     if metadata in (None, "", {}):
-        return {}
+        return {}, None
     if isinstance(metadata, str):
         try:
             metadata = json.loads(metadata)
         except json.JSONDecodeError as exc:
-            raise MappingError(f"metadata is not valid JSON: {exc}") from exc
+            return {}, f"metadata is not valid JSON ({exc})"
     if not isinstance(metadata, dict):
-        raise MappingError(f"metadata is not a JSON object but {type(metadata).__name__}")
-    return metadata
+        return {}, f"metadata is not a JSON object but {type(metadata).__name__}"
+    return metadata, None
+
+
+def _column_text(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def discovery_to_haven_row(
@@ -126,16 +133,20 @@ def discovery_to_haven_row(
     ``discovery`` is anything with the keeper column attributes (a ``Discovery``). Returns
     ``{vh_column: value}`` holding the common columns plus the four columns of the discovery's
     type (other types' columns are left out, so a VH file lacking them still takes this type).
-    Raises :class:`MappingError` for an unknown type or metadata that is not a JSON object.
+    Legacy metadata that holds no JSON object cannot give type fields: the row is written
+    without them and its ``metadata`` marker says why, rather than the discovery being held
+    back. Non-text values are written as JSON. Raises :class:`MappingError` for an unknown type.
     """
     dtype = discovery_type_lookup(discovery.discovery_type)
     if dtype is None:
         raise MappingError(f"unknown discovery type {discovery.discovery_type!r}")
-    values = _type_fields(discovery.metadata)
+    values, unreadable = _type_fields(discovery.metadata)
     evidence = (discovery.evidence_url or "").strip() or None
     marker: dict[str, object] = {"source": "keeper", "keeper_discovery_id": keeper_discovery_id}
     if location.unresolved:
         marker["location_unresolved"] = location.unresolved
+    if unreadable:
+        marker["type_fields_unreadable"] = unreadable
     row: dict[str, object] = {
         "discovery_type": dtype.emoji,
         "system_id": location.system_id,
@@ -161,8 +172,7 @@ def discovery_to_haven_row(
         "metadata": json.dumps(marker, ensure_ascii=False),
     }
     for key in dtype.field_keys:
-        value = values.get(key)
-        row[key] = None if value in (None, "") else str(value)
+        row[key] = _column_text(values.get(key))
     return row
 
 

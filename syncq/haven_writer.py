@@ -2,18 +2,23 @@
 
 What Keeper Sync adds to the Control Room's file, and nothing else:
 
-* table ``keeper_sync_ledger (keeper_instance, keeper_discovery_id, haven_discovery_id, how,
-  location_resolved, recorded_at)`` with primary key ``(keeper_instance, keeper_discovery_id)``,
-  and index ``keeper_sync_ledger_haven`` on ``haven_discovery_id``; both made on the first
-  write with ``CREATE … IF NOT EXISTS``;
+* table ``keeper_sync_ledger (keeper_discovery_id, discord_user_id, submission_timestamp,
+  haven_discovery_id, how, location_resolved, recorded_at)`` with primary key
+  ``(keeper_discovery_id, discord_user_id, submission_timestamp)``, and index
+  ``keeper_sync_ledger_haven`` on ``haven_discovery_id``; both made on the first write with
+  ``CREATE … IF NOT EXISTS``;
 * one row in ``discoveries`` per keeper discovery, and its ledger row, in one VH transaction.
 
 Because the ledger row commits with the VH row, a worker that dies after the VH commit but
 before keeper.db records it leaves a ledger row behind, and the next attempt returns the same
-VH id instead of inserting again. A VH row the old bot wrote before the queue existed (same
-``discord_user_id``, ``submission_timestamp`` and ``description``, not yet in the ledger) is
-linked rather than written twice (REFERENCE.md). The file is opened read-write without create
-(``mode=rw``), with a busy timeout; its journal mode and pragmas are left as they are.
+VH id instead of inserting again. The ledger names a discovery by its keeper id *and* its
+submitter and submission second, so a keeper.db restored from a backup, or a new one, whose
+ids are used again for other discoveries is never mistaken for the one that wrote a row. A VH
+row the old bot wrote before the queue existed (same ``discord_user_id``,
+``submission_timestamp`` and ``description``, not yet in the ledger) is linked rather than
+written twice (REFERENCE.md). The file is opened read-write without create (``mode=rw``), with
+a busy timeout, and closed after each discovery, so SQLite folds each write into the file
+itself whenever no other program holds it open; its journal mode and pragmas are left alone.
 """
 
 from __future__ import annotations
@@ -41,16 +46,20 @@ logger = logging.getLogger(__name__)
 
 LEDGER_DDL = (
     "CREATE TABLE IF NOT EXISTS keeper_sync_ledger ("
-    " keeper_instance TEXT NOT NULL,"
     " keeper_discovery_id INTEGER NOT NULL,"
+    " discord_user_id TEXT NOT NULL,"
+    " submission_timestamp TEXT NOT NULL,"
     " haven_discovery_id INTEGER NOT NULL,"
     " how TEXT NOT NULL,"
     " location_resolved INTEGER NOT NULL,"
     " recorded_at TEXT NOT NULL,"
-    " PRIMARY KEY (keeper_instance, keeper_discovery_id))",
+    " PRIMARY KEY (keeper_discovery_id, discord_user_id, submission_timestamp))",
     "CREATE INDEX IF NOT EXISTS keeper_sync_ledger_haven"
     " ON keeper_sync_ledger (haven_discovery_id)",
 )
+
+#: VH columns the exactly-once checks read, before any mapped column is needed.
+LOOKUP_COLUMNS = ("discord_user_id", "description", "submission_timestamp")
 
 _file_identity: tuple[int, int] | None = None
 
@@ -135,6 +144,14 @@ def system_snapshot(cursor, system_name: str | None) -> SystemSnapshot | None:
     return SystemSnapshot(system_id, planets, moons)
 
 
+def _identity(discovery) -> tuple[int, str, str]:
+    return (
+        discovery.id,
+        str(discovery.user_id),
+        haven_timestamp(discovery.submission_timestamp) or "",
+    )
+
+
 def _legacy_match(cursor, discovery) -> int | None:
     stamp = haven_timestamp(discovery.submission_timestamp)
     cursor.execute(
@@ -150,25 +167,52 @@ def _legacy_match(cursor, discovery) -> int | None:
     return row[0] if row else None
 
 
-def _ledger_record(cursor, instance: str, discovery_id: int, haven_id: int, how: str, ok: bool):
+def _ledger_find(cursor, discovery) -> int | None:
     cursor.execute(
-        "INSERT INTO keeper_sync_ledger (keeper_instance, keeper_discovery_id,"
-        " haven_discovery_id, how, location_resolved, recorded_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
+        "SELECT haven_discovery_id, discord_user_id, submission_timestamp"
+        " FROM keeper_sync_ledger WHERE keeper_discovery_id = %s",
+        [discovery.id],
+    )
+    rows = cursor.fetchall()
+    identity = _identity(discovery)
+    for haven_id, user_id, stamp in rows:
+        if (discovery.id, user_id, stamp) == identity:
+            return haven_id
+    if rows:
+        logger.warning(
+            "keeper discovery %s: the ledger holds another discovery under this id (keeper.db "
+            "restored from a backup, or replaced?); this one is written as new",
+            discovery.id,
+        )
+    return None
+
+
+def _ledger_record(cursor, discovery, haven_id: int, how: str, resolved: bool) -> None:
+    cursor.execute(
+        "INSERT INTO keeper_sync_ledger (keeper_discovery_id, discord_user_id,"
+        " submission_timestamp, haven_discovery_id, how, location_resolved, recorded_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
         [
-            instance,
-            discovery_id,
+            *_identity(discovery),
             haven_id,
             how,
-            1 if ok else 0,
+            1 if resolved else 0,
             timezone.now().strftime(HAVEN_TIMESTAMP_FORMAT),
         ],
     )
 
 
-def haven_discovery_write(
-    *, discovery, keeper_instance: str, link_only: bool = False
-) -> WriteOutcome | None:
+def _require_columns(columns: frozenset[str], needed, purpose: str) -> None:
+    missing = sorted(set(needed) - columns)
+    if missing:
+        raise HavenSchemaError(
+            "VH-Database.db table 'discoveries' has no column "
+            + ", ".join(repr(c) for c in missing)
+            + f" ({purpose})"
+        )
+
+
+def haven_discovery_write(*, discovery, link_only: bool = False) -> WriteOutcome | None:
     """Put one keeper discovery into VH-Database.db exactly once.
 
     In one VH write transaction: return the ledger's row if this discovery was written before;
@@ -180,19 +224,16 @@ def haven_discovery_write(
     """
     conn = haven_connection()
     with transaction.atomic(using=HAVEN_ALIAS), conn.cursor() as cursor:
+        columns = _haven_columns(cursor)
+        _require_columns(columns, LOOKUP_COLUMNS, "needed to find rows already written")
         for statement in LEDGER_DDL:
             cursor.execute(statement)
-        cursor.execute(
-            "SELECT haven_discovery_id FROM keeper_sync_ledger"
-            " WHERE keeper_instance = %s AND keeper_discovery_id = %s",
-            [keeper_instance, discovery.id],
-        )
-        done = cursor.fetchone()
+        done = _ledger_find(cursor, discovery)
         if done is not None:
-            return WriteOutcome(done[0], "ledger", None)
+            return WriteOutcome(done, "ledger", None)
         linked = _legacy_match(cursor, discovery)
         if linked is not None:
-            _ledger_record(cursor, keeper_instance, discovery.id, linked, "linked", True)
+            _ledger_record(cursor, discovery, linked, "linked", True)
             return WriteOutcome(linked, "linked", None)
         if link_only:
             return None
@@ -203,22 +244,15 @@ def haven_discovery_write(
             system=system_snapshot(cursor, discovery.system_name),
         )
         row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
-        missing = sorted(set(row) - _haven_columns(cursor))
-        if missing:
-            raise HavenSchemaError(
-                "VH-Database.db table 'discoveries' has no column "
-                + ", ".join(repr(c) for c in missing)
-            )
-        columns = ", ".join(f'"{c}"' for c in row)
+        _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
+        names = ", ".join(f'"{c}"' for c in row)
         marks = ", ".join(["%s"] * len(row))
         cursor.execute(
-            f"INSERT INTO discoveries ({columns}) VALUES ({marks})",  # noqa: S608 - names from the mapping
+            f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608 - names from the mapping
             list(row.values()),
         )
         haven_id = cursor.lastrowid
-        _ledger_record(
-            cursor, keeper_instance, discovery.id, haven_id, "written", location.resolved
-        )
+        _ledger_record(cursor, discovery, haven_id, "written", location.resolved)
     if location.unresolved:
         logger.warning(
             "discovery %s written to VH #%s with an unresolved location: %s",

@@ -6,8 +6,6 @@ with a backoff, and the ``max_attempts``-th failure to ``max_retries_exceeded``.
 as written.
 """
 
-import uuid
-
 from django.db import models
 from django.utils import timezone
 
@@ -61,20 +59,3 @@ class SyncQueueItem(models.Model):
 
     def __str__(self) -> str:
         return f"queue item {self.id} (discovery {self.discovery_id}, {self.sync_status})"
-
-
-class KeeperInstance(models.Model):
-    """This keeper database's identity, made once when it is migrated.
-
-    The ledger in VH-Database.db is keyed by it and the discovery id, so a new keeper.db (ids
-    starting at 1 again) never mistakes another database's rows for its own.
-    """
-
-    instance_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        db_table = "keeper_instance"
-
-    def __str__(self) -> str:
-        return str(self.instance_id)

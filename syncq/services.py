@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -25,11 +26,9 @@ from discoveries.models import Discovery
 from syncq.backoff import retry_delay
 from syncq.errors import SyncError
 from syncq.haven_writer import haven_close, haven_discovery_write
-from syncq.models import KeeperInstance, SyncQueueItem, SyncStatus
+from syncq.models import SyncQueueItem, SyncStatus
 
 logger = logging.getLogger(__name__)
-
-_instance_id: str | None = None
 
 
 @dataclass
@@ -59,17 +58,6 @@ class BatchReport:
         )
 
 
-def keeper_instance_id() -> str:
-    """This keeper database's id (text UUID), made on first use if the migration did not."""
-    global _instance_id
-    if _instance_id is None:
-        instance = KeeperInstance.objects.order_by("id").first()
-        if instance is None:
-            instance = KeeperInstance.objects.create()
-        _instance_id = str(instance.instance_id)
-    return _instance_id
-
-
 def queue_item_create(*, discovery: Discovery, synced_to: int | None = None) -> SyncQueueItem:
     """Add the queue item of ``discovery``: due at once, or already ``synced`` to VH row
     ``synced_to`` (a row linked rather than written). Call inside the discovery's transaction;
@@ -90,10 +78,22 @@ def queue_item_create(*, discovery: Discovery, synced_to: int | None = None) -> 
     )
 
 
+#: While this cache key lives, a sync run has been requested and has not started yet.
+KICK_CACHE_KEY = "keeper-sync:kick-requested"
+KICK_WINDOW_SECONDS = 2
+
+
 def sync_kick() -> None:
     """Ask django-q2 to run a sync batch now, so a new discovery reaches VH in about a second
-    rather than at the next scheduled run. Does nothing when VH is switched off."""
+    rather than at the next scheduled run. Does nothing when VH is switched off.
+
+    A burst of submissions asks once: the request is skipped while an earlier one has not
+    started (the cache key, cleared by :func:`syncq.tasks.sync_due` as it starts, or after
+    ``KICK_WINDOW_SECONDS``), since that run will take every item committed before it claims.
+    """
     if not settings.USE_HAVEN_DATABASE:
+        return
+    if not cache.add(KICK_CACHE_KEY, True, timeout=KICK_WINDOW_SECONDS):
         return
     from django_q.tasks import async_task
 
@@ -271,9 +271,7 @@ def sync_batch(*, batch_size: int | None = None) -> BatchReport:
 
 def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
     try:
-        outcome = haven_discovery_write(
-            discovery=item.discovery, keeper_instance=keeper_instance_id()
-        )
+        outcome = haven_discovery_write(discovery=item.discovery)
     except (SyncError, MappingError, DatabaseError, Discovery.DoesNotExist) as exc:
         error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
@@ -282,17 +280,27 @@ def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
         logger.exception("queue item %s: unexpected error", item.id)
         error = f"{type(exc).__name__}: {exc}"
     else:
-        unresolved = outcome.location.unresolved if outcome.location else None
-        queue_item_succeed(
-            item=item,
-            token=token,
-            haven_discovery_id=outcome.haven_discovery_id,
-            how=outcome.how,
-            unresolved=unresolved,
-        )
-        report.synced += 1
+        error = None
+    finally:
+        haven_close()
+    try:
+        if error is None:
+            queue_item_succeed(
+                item=item,
+                token=token,
+                haven_discovery_id=outcome.haven_discovery_id,
+                how=outcome.how,
+                unresolved=outcome.location.unresolved if outcome.location else None,
+            )
+            report.synced += 1
+            return
+        state = queue_item_fail(item=item, token=token, error=error)
+    except DatabaseError:
+        # keeper.db itself refused (locked past its busy timeout, say): the item keeps its
+        # lease and is taken again when it lapses; the ledger keeps a VH write single.
+        logger.exception("queue item %s: could not record the attempt in keeper.db", item.id)
+        report.errors.append((item.id, "keeper.db could not record the attempt"))
         return
-    state = queue_item_fail(item=item, token=token, error=error)
     report.errors.append((item.id, error))
     if state == SyncStatus.MAX_RETRIES_EXCEEDED:
         report.exceeded += 1
@@ -373,20 +381,23 @@ def queue_backfill() -> BackfillReport:
     report = BackfillReport()
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         _haven_ids_carry(SyncQueueItem.objects.all())
-    waiting = Discovery.objects.filter(
-        queue_item__isnull=True, haven_discovery_id__isnull=True
-    ).order_by("id")
-    instance = keeper_instance_id()
-    try:
-        for discovery in waiting.iterator():
+    # Ids first: an open read cursor would keep SQLite from taking the write lock later.
+    waiting = list(
+        Discovery.objects.filter(queue_item__isnull=True, haven_discovery_id__isnull=True)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    for start in range(0, len(waiting), 500):
+        chunk = Discovery.objects.in_bulk(waiting[start : start + 500])
+        for discovery in chunk.values():
             outcome = None
             if report.haven_error is None:
                 try:
-                    outcome = haven_discovery_write(
-                        discovery=discovery, keeper_instance=instance, link_only=True
-                    )
+                    outcome = haven_discovery_write(discovery=discovery, link_only=True)
                 except (SyncError, DatabaseError) as exc:
                     report.haven_error = f"{type(exc).__name__}: {exc}"
+                finally:
+                    haven_close()
             with transaction.atomic(using=DEFAULT_DB_ALIAS):
                 if outcome is None:
                     queue_item_create(discovery=discovery)
@@ -397,6 +408,4 @@ def queue_backfill() -> BackfillReport:
                         haven_discovery_id=outcome.haven_discovery_id
                     )
                     report.linked += 1
-    finally:
-        haven_close()
     return report

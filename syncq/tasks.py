@@ -6,19 +6,21 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.core.cache import cache
 
-from syncq.services import queue_prune, sync_kick, sync_until_idle
+from syncq.services import KICK_CACHE_KEY, queue_prune, sync_kick, sync_until_idle
 
 logger = logging.getLogger(__name__)
 
 
 def sync_due() -> dict[str, int]:
-    """Sync due items in batches for up to a quarter of the task timeout; if items may still be
+    """Sync due items in batches for up to ``SYNC_BATCH_WORST_SECONDS``; if items may still be
     due then, queue another run rather than hold a worker. Returns the totals as a dict (kept by
     django-q2 as the task's result)."""
-    # Between budget checks one batch may still take up to SYNC_BATCH_SIZE busy timeouts.
-    budget = settings.SYNC_TASK_TIMEOUT_SECONDS / 4
-    report = sync_until_idle(max_seconds=budget)
+    # From here on, a new submission must ask for a run of its own.
+    cache.delete(KICK_CACHE_KEY)
+    # One more batch may start at the budget's end: see SYNC_TASK_TIMEOUT_SECONDS.
+    report = sync_until_idle(max_seconds=settings.SYNC_BATCH_WORST_SECONDS)
     totals = {
         "claimed": report.claimed,
         "synced": report.synced,

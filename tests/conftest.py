@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.db import connections
@@ -41,7 +42,7 @@ def haven_at(path: Path, settings):
     """Point the ``haven`` alias and ``HAVEN_DB_PATH`` at ``path`` for the block."""
     conn = connections["haven"]
     old_name = conn.settings_dict["NAME"]
-    conn.settings_dict["NAME"] = f"file:{path}?mode=rw"
+    conn.settings_dict["NAME"] = f"file:{quote(str(path), safe='/')}?mode=rw"
     conn.close()
     settings.HAVEN_DB_PATH = path
     try:
@@ -121,6 +122,14 @@ def run_manage(*args: str, env: dict[str, str], timeout: float = 120):
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache (the sync's kick requests live there)."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 def _fixture_files() -> dict[str, tuple[int, int]]:

@@ -262,7 +262,6 @@ def test_migrate_keeps_every_row_of_the_old_bot(legacy_files):
         0
     ] == (0,)
     assert after["sync_queue"] == 0
-    assert after["keeper_instance"] == 1
 
 
 def test_adoption_links_the_old_rows_and_writes_the_rest_once(legacy_files):
@@ -370,7 +369,6 @@ def test_migrating_twice_changes_nothing(source, tmp_path):
     assert table_counts(keeper) == counts
     assert query(keeper, "SELECT type, name, sql FROM sqlite_master ORDER BY type, name") == schema
     assert counts["django_q_schedule"] == 3
-    assert len(query(keeper, "SELECT instance_id FROM keeper_instance")) == 1
 
 
 def test_old_bot_sync_queue_is_adopted_and_its_stuck_row_recovered(tmp_path):
@@ -487,3 +485,28 @@ def test_backfill_gives_discoveries_the_vh_id_an_old_bot_recorded(tmp_path):
     assert "linked 0, queued 2" in manage("sync_backfill", keeper=keeper, haven=haven)
 
     assert query(keeper, "SELECT haven_discovery_id FROM discoveries WHERE id = 1") == [(old_id,)]
+
+
+def test_old_sync_queue_with_repeated_discoveries_is_refused_clearly(tmp_path):
+    """An old sync_queue holding two rows for one discovery stops migrate with a message
+    naming the discovery id, and keeps both rows."""
+    keeper = tiny_keeper(tmp_path / "keeper.db")
+    haven, _ = demo_haven_with_old_bot_row(tmp_path / "VH-Database.db")
+    conn = sqlite3.connect(keeper)
+    conn.executescript(
+        LEGACY_SYNC_QUEUE_DDL.replace(
+            "discovery_id INTEGER NOT NULL UNIQUE", "discovery_id INTEGER"
+        )
+    )
+    conn.executemany(
+        "INSERT INTO sync_queue (discovery_id, sync_status, metadata) VALUES (?, 'pending', '{}')",
+        [(2,), (2,), (3,)],
+    )
+    conn.commit()
+    conn.close()
+
+    result = run_manage("migrate", "--no-input", env=manage_env(keeper=keeper, haven=haven))
+
+    assert result.returncode != 0
+    assert "several rows for discovery_id 2" in result.stderr
+    assert query(keeper, "SELECT COUNT(*) FROM sync_queue") == [(3,)]

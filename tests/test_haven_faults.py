@@ -315,3 +315,71 @@ def test_vh_file_replaced_while_open_gets_the_next_write(haven_db):
     finally:
         conn.close()
     assert rows == [(_item(discovery).haven_discovery_id, "for the new file")]
+
+
+def test_each_write_reaches_the_wal_file_itself_so_moving_it_loses_nothing(
+    sample_haven_db, monkeypatch
+):
+    """Into a WAL-mode VH that no other program holds open, each synced row is in the main
+    file before the next item starts: the main file alone (as a careless move of it mid-batch
+    would leave) has every row written so far."""
+    from syncq import services
+
+    seen_in_main_file: list[bool] = []
+    real_succeed = services.queue_item_succeed
+
+    def succeed_and_look(**kwargs):
+        main_only = f"file:{sample_haven_db}?mode=ro&immutable=1"  # reads no -wal at all
+        conn = sqlite3.connect(main_only, uri=True)
+        try:
+            found = conn.execute(
+                "SELECT COUNT(*) FROM discoveries WHERE id = ?", (kwargs["haven_discovery_id"],)
+            ).fetchone()
+        finally:
+            conn.close()
+        seen_in_main_file.append(found == (1,))
+        return real_succeed(**kwargs)
+
+    monkeypatch.setattr(services, "queue_item_succeed", succeed_and_look)
+    for n in range(3):
+        make_discovery(system_name="Oculi", location="Krospen L49", description=f"move-safe {n}")
+
+    assert sync_batch().synced == 3
+
+    assert seen_in_main_file == [True, True, True]
+    assert not sample_haven_db.with_name(sample_haven_db.name + "-wal").exists()
+
+
+def test_vh_without_a_column_the_duplicate_checks_read_is_named(tmp_path, settings):
+    """A VH file lacking discord_user_id fails each item with an error naming that column,
+    before anything is written."""
+    path = tmp_path / "VH-Database.db"
+    haven_file_create(path, with_demo_data=True)
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE discoveries DROP COLUMN discord_user_id")
+    conn.commit()
+    conn.close()
+    with haven_at(path, settings):
+        discovery = make_discovery()
+        report = sync_batch()
+    assert (report.claimed, report.retrying) == (1, 1)
+    _assert_waiting(_item(discovery), "discord_user_id")
+    conn = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert conn.execute("SELECT COUNT(*) FROM discoveries").fetchone() == (0,)
+    finally:
+        conn.close()
+    assert "keeper_sync_ledger" not in tables
+
+
+def test_migrate_refuses_the_haven_database(haven_db):
+    """manage.py migrate --database haven stops with a clear error and adds nothing to VH."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    before = _digest(haven_db)
+    with pytest.raises(CommandError, match="belongs to the Control Room"):
+        call_command("migrate", database="haven", verbosity=0)
+    connections["haven"].close()
+    assert _digest(haven_db) == before

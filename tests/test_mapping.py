@@ -198,10 +198,20 @@ def test_unknown_type_is_a_mapping_error(discovery_type):
     ],
     ids=["json-list", "python-list", "json-string", "broken-json", "legacy-f"],
 )
-def test_metadata_that_is_not_an_object_is_a_mapping_error(metadata, message):
-    """Metadata that is a JSON list, another non-object, or not JSON at all is refused clearly."""
-    with pytest.raises(MappingError, match=message):
-        to_row(keeper(metadata=metadata))
+def test_unreadable_metadata_still_writes_the_discovery_and_says_why(metadata, message):
+    """Legacy metadata that is a JSON list, another non-object, or not JSON at all gives no
+    type fields: the row is written without them and its marker says why."""
+    row = to_row(keeper(metadata=metadata))
+    assert row["structure_type"] is None
+    assert row["description"]
+    assert message in json.loads(row["metadata"])["type_fields_unreadable"]
+
+
+def test_non_text_type_values_are_written_as_json():
+    """A type field holding a number or an object in legacy metadata is written as JSON text."""
+    row = to_row(keeper(metadata={"structure_type": {"a": 1}, "architectural_style": 3}))
+    assert row["structure_type"] == '{"a": 1}'
+    assert row["architectural_style"] == "3"
 
 
 # --- location resolution ------------------------------------------------------------------------

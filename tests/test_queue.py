@@ -14,10 +14,9 @@ from discoveries.haven import LedgerEntry
 from discoveries.models import Discovery, HavenDiscovery
 from syncq import services
 from syncq.haven_writer import haven_close, haven_discovery_write
-from syncq.models import KeeperInstance, SyncQueueItem, SyncStatus
+from syncq.models import SyncQueueItem, SyncStatus
 from syncq.selectors import queue_status
 from syncq.services import (
-    keeper_instance_id,
     queue_backfill,
     queue_exhausted_close,
     queue_item_create,
@@ -334,7 +333,8 @@ def test_worker_that_lost_its_lease_changes_nothing():
 
 @WITH_HAVEN
 def test_bad_items_do_not_block_the_rest_of_their_batch(haven_db):
-    """An item that cannot be mapped fails on its own; the good items of its batch sync."""
+    """An item that cannot be mapped fails on its own; the good items of its batch sync, and
+    one with unreadable legacy metadata is written without its type fields."""
     good_1 = make_discovery(description="good one")
     bad_type = make_discovery(description="bad type")
     bad_meta = make_discovery(description="bad metadata")
@@ -344,17 +344,20 @@ def test_bad_items_do_not_block_the_rest_of_their_batch(haven_db):
 
     report = sync_batch()
 
-    assert (report.claimed, report.synced, report.retrying) == (4, 2, 2)
-    for discovery in (good_1, good_2):
+    assert (report.claimed, report.synced, report.retrying) == (4, 3, 1)
+    for discovery in (good_1, good_2, bad_meta):
         assert _item(discovery).sync_status == SyncStatus.SYNCED
-    type_item, meta_item = _item(bad_type), _item(bad_meta)
-    assert type_item.sync_status == meta_item.sync_status == SyncStatus.PENDING
+    type_item = _item(bad_type)
+    assert type_item.sync_status == SyncStatus.PENDING
     assert "🧀" in type_item.sync_error
-    assert "metadata" in meta_item.sync_error
     assert sorted(HavenDiscovery.objects.values_list("description", flat=True)) == [
+        "bad metadata",
         "good one",
         "good two",
     ]
+    written = HavenDiscovery.objects.get(description="bad metadata")
+    assert written.structure_type is None
+    assert "not a JSON object" in written.metadata
 
 
 @WITH_HAVEN
@@ -388,7 +391,7 @@ def test_write_committed_before_a_crash_is_not_written_again(haven_db):
     """A VH write whose worker died before marking the item is found again, not duplicated."""
     discovery = make_discovery(description="written just before the crash")
     token, (item,) = queue_items_claim(limit=10)
-    outcome = haven_discovery_write(discovery=item.discovery, keeper_instance=keeper_instance_id())
+    outcome = haven_discovery_write(discovery=item.discovery)
     haven_close()
     assert outcome.how == "written"
     # The worker dies here: the item stays syncing until its lease runs out.
@@ -411,15 +414,13 @@ def test_write_committed_before_a_crash_is_not_written_again(haven_db):
 
 
 @WITH_HAVEN
-def test_new_keeper_database_with_the_same_ids_writes_its_own_rows(haven_db, monkeypatch):
-    """Another keeper.db whose discovery ids start again is not mistaken for the first one."""
-    first = make_discovery(description="from the first keeper.db")
+def test_reused_discovery_id_writes_its_own_row(haven_db):
+    """A keeper.db restored from a backup (or a new one) that gives an id already in the ledger
+    to another discovery gets that discovery written, not marked synced to the other's row."""
+    first = make_discovery(description="from before the backup was restored")
     assert sync_batch().synced == 1
     first_vh_id = _item(first).haven_discovery_id
 
-    # A new keeper.db: a new instance id, and a different discovery under the same id.
-    monkeypatch.setattr(services, "_instance_id", None)
-    KeeperInstance.objects.all().delete()
     same_id = first.id
     first.delete()
     second = Discovery.objects.create(
@@ -429,7 +430,7 @@ def test_new_keeper_database_with_the_same_ids_writes_its_own_rows(haven_db, mon
         discovery_type="🦴",
         location="Beta Rock",
         system_name="Demo Beta",
-        description="from the second keeper.db",
+        description="submitted after the restore",
         metadata={"species_type": "Crab"},
     )
     queue_item_create(discovery=second)
@@ -437,9 +438,28 @@ def test_new_keeper_database_with_the_same_ids_writes_its_own_rows(haven_db, mon
     assert sync_batch().synced == 1
     second_vh_id = _item(second).haven_discovery_id
     assert second_vh_id != first_vh_id
-    assert HavenDiscovery.objects.get(id=first_vh_id).description == "from the first keeper.db"
-    assert HavenDiscovery.objects.get(id=second_vh_id).description == "from the second keeper.db"
+    first_row = HavenDiscovery.objects.get(id=first_vh_id)
+    assert first_row.description == "from before the backup was restored"
+    assert HavenDiscovery.objects.get(id=second_vh_id).description == "submitted after the restore"
     assert LedgerEntry.objects.filter(keeper_discovery_id=same_id).count() == 2
+
+
+@WITH_HAVEN
+def test_same_discovery_after_its_queue_table_is_rebuilt_is_not_written_again(haven_db):
+    """Queue rows lost and made again (migrate syncq zero, then migrate) find the ledger entry
+    of the same discovery and do not duplicate its VH row."""
+    discovery = make_discovery(description="synced once")
+    assert sync_batch().synced == 1
+    SyncQueueItem.objects.all().delete()
+    Discovery.objects.filter(id=discovery.id).update(haven_discovery_id=None)
+    discovery.refresh_from_db()
+    queue_item_create(discovery=discovery)
+
+    report = sync_batch()
+
+    assert report.synced == 1
+    assert _item(discovery).metadata["how"] == "ledger"
+    assert HavenDiscovery.objects.filter(description="synced once").count() == 1
 
 
 # --- operators' SQL (REFERENCE.md), run as written -------------------------------------------
@@ -669,3 +689,55 @@ def test_schedules_follow_a_longer_interval(settings):
         ("keeper-prune-synced", PRUNE_FUNC, Schedule.DAILY, None, -1),
         ("keeper-sync-1", SYNC_FUNC, Schedule.MINUTES, 2, -1),
     ]
+
+
+@WITH_HAVEN
+def test_keeper_db_refusing_one_record_does_not_stop_the_batch(haven_db, monkeypatch):
+    """If keeper.db cannot record one item's success (locked past its busy timeout), that item
+    keeps its lease for a later attempt and the rest of the batch is still synced."""
+    from django.db import OperationalError
+
+    first = make_discovery(description="record refused")
+    second = make_discovery(description="recorded")
+    real_succeed = services.queue_item_succeed
+
+    def refuse_first(*, item, **kwargs):
+        if item.discovery_id == first.id:
+            raise OperationalError("database is locked")
+        return real_succeed(item=item, **kwargs)
+
+    monkeypatch.setattr(services, "queue_item_succeed", refuse_first)
+
+    report = sync_batch()
+
+    assert report.synced == 1
+    assert _item(second).sync_status == SyncStatus.SYNCED
+    stuck = _item(first)
+    assert stuck.sync_status == SyncStatus.SYNCING and stuck.leased_until is not None
+    # When the lease lapses, the ledger turns the retry into a record, not a second row.
+    monkeypatch.setattr(services, "queue_item_succeed", real_succeed)
+    SyncQueueItem.objects.filter(id=stuck.id).update(
+        leased_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert sync_batch().synced == 1
+    assert _item(first).metadata["how"] == "ledger"
+    assert HavenDiscovery.objects.filter(description="record refused").count() == 1
+
+
+@KEEPER_ONLY
+def test_a_burst_of_submissions_asks_the_worker_once(django_capture_on_commit_callbacks):
+    """Ten submissions in a row queue one sync request; once that run starts, the next
+    submission asks again."""
+    from django_q.models import OrmQ
+
+    from syncq.tasks import sync_due
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for n in range(10):
+            make_discovery(description=f"burst {n}")
+    assert OrmQ.objects.count() == 1
+
+    sync_due()  # the worker's run begins (VH is not reachable here; that does not matter)
+    with django_capture_on_commit_callbacks(execute=True):
+        make_discovery(description="after the run started")
+    assert OrmQ.objects.count() == 2

@@ -1,15 +1,8 @@
 import django.db.models.deletion
 import django.utils.timezone
-import uuid
 from django.db import migrations, models
 
 from discoveries.adoption import adopt_table
-
-
-def create_instance(apps, schema_editor):
-    KeeperInstance = apps.get_model("syncq", "KeeperInstance")
-    if not KeeperInstance.objects.using(schema_editor.connection.alias).exists():
-        KeeperInstance.objects.using(schema_editor.connection.alias).create()
 
 
 class Migration(migrations.Migration):
@@ -20,28 +13,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.CreateModel(
-            name="KeeperInstance",
-            fields=[
-                (
-                    "id",
-                    models.AutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                (
-                    "instance_id",
-                    models.UUIDField(default=uuid.uuid4, editable=False, unique=True),
-                ),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-            ],
-            options={
-                "db_table": "keeper_instance",
-            },
-        ),
         # Some old keeper.db files already have sync_queue: adopt it (discoveries.adoption).
         migrations.SeparateDatabaseAndState(
             state_operations=[
@@ -128,5 +99,4 @@ class Migration(migrations.Migration):
         migrations.RunPython(
             adopt_table("syncq", "SyncQueueItem", normalize_datetimes=True), migrations.RunPython.noop
         ),
-        migrations.RunPython(create_instance, migrations.RunPython.noop),
     ]

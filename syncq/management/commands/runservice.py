@@ -91,7 +91,7 @@ class Command(BaseCommand):
     def _choose_haven(self, child_env: dict[str, str]) -> str:
         if not settings.USE_HAVEN_DATABASE:
             return "not used (USE_HAVEN_DATABASE=false: discoveries stay queued)"
-        if "HAVEN_DB_PATH" in os.environ or Path(settings.HAVEN_DB_PATH).exists():
+        if os.environ.get("HAVEN_DB_PATH") or Path(settings.HAVEN_DB_PATH).exists():
             state = "" if Path(settings.HAVEN_DB_PATH).exists() else " (MISSING: items wait)"
             return f"{settings.HAVEN_DB_PATH}{state}"
         demo = Path(settings.BASE_DIR) / DEMO_HAVEN
