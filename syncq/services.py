@@ -100,19 +100,23 @@ def sync_kick() -> None:
     async_task("syncq.tasks.sync_due", group="keeper-sync", task_name="keeper-sync-kick")
 
 
-def _due_filter(now) -> Q:
+def _lease_lapsed(now) -> Q:
+    """Items whose lease has run out; an old bot's rows have no lease, only an attempt time."""
     lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    return Q(leased_until__lte=now) | (
+        Q(leased_until__isnull=True)
+        & (Q(last_sync_attempt__isnull=True) | Q(last_sync_attempt__lte=now - lease))
+    )
+
+
+def _due_filter(now) -> Q:
     below_max = Q(sync_attempts__lt=F("max_attempts"))
     due = (
         Q(sync_status=SyncStatus.PENDING)
         & below_max
         & (Q(sync_attempts=0) | Q(next_retry_after__isnull=True) | Q(next_retry_after__lte=now))
     )
-    lease_expired = Q(leased_until__lte=now) | (
-        Q(leased_until__isnull=True)
-        & (Q(last_sync_attempt__isnull=True) | Q(last_sync_attempt__lte=now - lease))
-    )
-    return due | (Q(sync_status=SyncStatus.SYNCING) & below_max & lease_expired)
+    return due | (Q(sync_status=SyncStatus.SYNCING) & below_max & _lease_lapsed(now))
 
 
 def queue_leases_expire(*, now=None) -> int:
@@ -120,15 +124,10 @@ def queue_leases_expire(*, now=None) -> int:
     attempt (their worker died); returns how many. Items with attempts left are taken again by
     :func:`queue_items_claim` instead."""
     now = now or timezone.now()
-    lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     stale = (
         Q(sync_status=SyncStatus.SYNCING)
         & Q(sync_attempts__gte=F("max_attempts"))
-        & (
-            Q(leased_until__lte=now)
-            | (Q(leased_until__isnull=True) & Q(last_sync_attempt__lte=now - lease))
-            | (Q(leased_until__isnull=True) & Q(last_sync_attempt__isnull=True))
-        )
+        & _lease_lapsed(now)
     )
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         return SyncQueueItem.objects.filter(stale).update(
