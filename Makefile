@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHAOS_ARGS ?=
 
-.PHONY: run test lint format check bench chaos install clean
+.PHONY: run setup test lint format install clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,9 @@ install: $(VENV)/.installed
 	printf 'SECRET_KEY=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" >> .env
 	@echo "wrote .env with a new SECRET_KEY; edit it to point at your databases"
 
-run: install .env
-	mkdir -p data
+setup: install .env
+
+run: setup
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	$(PY) manage.py runservice

@@ -7,9 +7,15 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "keeper_site.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:
+        # A setting that is missing or wrong: say which, without a traceback.
+        sys.stderr.write(f"Keeper Sync cannot start: {exc}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -38,10 +38,12 @@ def printed(tmp_path: Path, expression: str, **overrides: str) -> str:
 
 
 def refused(tmp_path: Path, **overrides: str) -> str:
-    """Run ``manage.py check``, expect it to stop on the settings, and return its stderr."""
+    """Run ``manage.py check``, expect it to stop on the settings with exit code 2 and one
+    line instead of a traceback, and return its stderr."""
     done = manage(tmp_path, "check", **overrides)
-    assert done.returncode != 0, done.stdout
-    assert "ImproperlyConfigured" in done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("Keeper Sync cannot start: ")
+    assert "Traceback" not in done.stderr
     return done.stderr
 
 

@@ -123,9 +123,10 @@ def test_runservice_never_swaps_a_configured_haven_for_the_demo(tmp_path, settin
 
 
 def test_settings_refuse_to_start_without_a_secret_key(tmp_path):
-    """Without SECRET_KEY any command stops with an error naming the variable."""
+    """Without SECRET_KEY any command stops (exit 2) with one line naming the variable."""
     env = _env(tmp_path)
     env.pop("SECRET_KEY")
     done = _manage(env, "check")
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert "SECRET_KEY is not set" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -55,6 +55,7 @@ class Command(BaseCommand):
             "(admin at /admin/; make an account with: .venv/bin/python manage.py "
             "createsuperuser). Ctrl-C stops."
         )
+        self.stdout.flush()  # the notices must reach a log file before the children write
         # Each child gets its own session: a Ctrl-C reaches only this process, which then stops
         # each child through its main process. (django-q2's cluster does not stop when SIGTERM
         # reaches all of its processes at once.)
