@@ -193,12 +193,14 @@ DATABASE_ROUTERS = ["discoveries.routers.HavenRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sync queue ------------------------------------------------------------------------------
-SYNC_INTERVAL_SECONDS = _env_int("SYNC_INTERVAL_SECONDS", default=30, minimum=1)
-SYNC_BATCH_SIZE = _env_int("SYNC_BATCH_SIZE", default=10, minimum=1)
-SYNC_MAX_ATTEMPTS = _env_int("SYNC_MAX_ATTEMPTS", default=10, minimum=1)
-SYNC_BASE_DELAY_SECONDS = _env_int("SYNC_BASE_DELAY_SECONDS", default=30, minimum=1)
-SYNC_LEASE_SECONDS = _env_int("SYNC_LEASE_SECONDS", default=300, minimum=1)
-SYNC_PRUNE_AFTER_DAYS = _env_int("SYNC_PRUNE_AFTER_DAYS", default=30, minimum=1)
+# Upper bounds keep every computed due time and lease inside what a datetime can hold.
+_DAY = 86_400
+SYNC_INTERVAL_SECONDS = _env_int("SYNC_INTERVAL_SECONDS", default=30, minimum=1, maximum=_DAY)
+SYNC_BATCH_SIZE = _env_int("SYNC_BATCH_SIZE", default=10, minimum=1, maximum=10_000)
+SYNC_MAX_ATTEMPTS = _env_int("SYNC_MAX_ATTEMPTS", default=10, minimum=1, maximum=1_000)
+SYNC_BASE_DELAY_SECONDS = _env_int("SYNC_BASE_DELAY_SECONDS", default=30, minimum=1, maximum=_DAY)
+SYNC_LEASE_SECONDS = _env_int("SYNC_LEASE_SECONDS", default=300, minimum=1, maximum=7 * _DAY)
+SYNC_PRUNE_AFTER_DAYS = _env_int("SYNC_PRUNE_AFTER_DAYS", default=30, minimum=1, maximum=36_500)
 SYNC_API_PORT = _env_int("SYNC_API_PORT", default=8080, minimum=1, maximum=65535)
 SYNC_API_HOST = env.str("SYNC_API_HOST", default="127.0.0.1")
 

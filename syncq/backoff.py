@@ -9,9 +9,13 @@ from datetime import timedelta
 
 from django.conf import settings
 
+#: The longest wait between two attempts, however many attempts an item is allowed.
+MAX_RETRY_DELAY = timedelta(days=7)
+
 
 def retry_delay(attempt: int, *, base_seconds: int | None = None) -> timedelta:
-    """The wait after failed attempt ``attempt`` (1-based) before the item is due again.
+    """The wait after failed attempt ``attempt`` (1-based) before the item is due again, at
+    most ``MAX_RETRY_DELAY``.
 
     ``base_seconds`` defaults to ``SYNC_BASE_DELAY_SECONDS``. Raises ``ValueError`` for an
     attempt below 1.
@@ -19,5 +23,6 @@ def retry_delay(attempt: int, *, base_seconds: int | None = None) -> timedelta:
     if attempt < 1:
         raise ValueError(f"attempt numbers start at 1, got {attempt}")
     base = settings.SYNC_BASE_DELAY_SECONDS if base_seconds is None else base_seconds
-    # 2^62 seconds is far past any datetime; cap the exponent so huge max_attempts stay finite.
-    return timedelta(seconds=base * 2 ** min(attempt - 1, 20))
+    # The doubling stops at MAX_RETRY_DELAY, so a long attempt table never overflows a date.
+    seconds = min(base * 2 ** (attempt - 1), MAX_RETRY_DELAY.total_seconds())
+    return timedelta(seconds=seconds)

@@ -110,6 +110,35 @@ def haven_connection():
     return conn
 
 
+def _path_identity() -> tuple[int, int] | None:
+    try:
+        st = os.stat(settings.HAVEN_DB_PATH)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _replaced_during_write(conn) -> None:
+    """Raise :class:`HavenUnavailable` if the file at ``HAVEN_DB_PATH`` is no longer the one
+    this connection opened (moved away, or another put in its place, while we wrote).
+
+    SQLite finds a WAL file by name: our committed pages still sit in ``VH-Database.db-wal``,
+    which now stands beside the new file and would be replayed into it. A TRUNCATE checkpoint
+    through our connection first moves those pages into the file we wrote (wherever it went)
+    and empties the WAL, so the new file is left intact. The caller's item is then retried
+    into the file now at the path.
+    """
+    if _path_identity() == _file_identity:
+        return
+    with conn.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    haven_close()
+    raise HavenUnavailable(
+        "VH-Database.db was moved or replaced while this discovery was being written; it is "
+        "written again into the file now at HAVEN_DB_PATH"
+    )
+
+
 def haven_close() -> None:
     """Close the ``haven`` connection so that no file handle is held between batches."""
     connections[HAVEN_ALIAS].close()
@@ -224,40 +253,46 @@ def haven_discovery_write(*, discovery, link_only: bool = False) -> WriteOutcome
     """
     conn = haven_connection()
     with transaction.atomic(using=HAVEN_ALIAS), conn.cursor() as cursor:
-        columns = _haven_columns(cursor)
-        _require_columns(columns, LOOKUP_COLUMNS, "needed to find rows already written")
-        for statement in LEDGER_DDL:
-            cursor.execute(statement)
-        done = _ledger_find(cursor, discovery)
-        if done is not None:
-            return WriteOutcome(done, "ledger", None)
-        linked = _legacy_match(cursor, discovery)
-        if linked is not None:
-            _ledger_record(cursor, discovery, linked, "linked", True)
-            return WriteOutcome(linked, "linked", None)
-        if link_only:
-            return None
-        location = location_resolve(
-            system_name=discovery.system_name,
-            location=discovery.location,
-            location_type=discovery.location_type,
-            system=system_snapshot(cursor, discovery.system_name),
-        )
-        row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
-        _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
-        names = ", ".join(f'"{c}"' for c in row)
-        marks = ", ".join(["%s"] * len(row))
-        cursor.execute(
-            f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608 - names from the mapping
-            list(row.values()),
-        )
-        haven_id = cursor.lastrowid
-        _ledger_record(cursor, discovery, haven_id, "written", location.resolved)
-    if location.unresolved:
+        outcome = _write_in_transaction(cursor, discovery, link_only=link_only)
+    _replaced_during_write(conn)
+    if outcome is not None and outcome.location and outcome.location.unresolved:
         logger.warning(
             "discovery %s written to VH #%s with an unresolved location: %s",
             discovery.id,
-            haven_id,
-            location.unresolved,
+            outcome.haven_discovery_id,
+            outcome.location.unresolved,
         )
+    return outcome
+
+
+def _write_in_transaction(cursor, discovery, *, link_only: bool) -> WriteOutcome | None:
+    columns = _haven_columns(cursor)
+    _require_columns(columns, LOOKUP_COLUMNS, "needed to find rows already written")
+    for statement in LEDGER_DDL:
+        cursor.execute(statement)
+    done = _ledger_find(cursor, discovery)
+    if done is not None:
+        return WriteOutcome(done, "ledger", None)
+    linked = _legacy_match(cursor, discovery)
+    if linked is not None:
+        _ledger_record(cursor, discovery, linked, "linked", True)
+        return WriteOutcome(linked, "linked", None)
+    if link_only:
+        return None
+    location = location_resolve(
+        system_name=discovery.system_name,
+        location=discovery.location,
+        location_type=discovery.location_type,
+        system=system_snapshot(cursor, discovery.system_name),
+    )
+    row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
+    _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
+    names = ", ".join(f'"{c}"' for c in row)
+    marks = ", ".join(["%s"] * len(row))
+    cursor.execute(
+        f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608 - names from the mapping
+        list(row.values()),
+    )
+    haven_id = cursor.lastrowid
+    _ledger_record(cursor, discovery, haven_id, "written", location.resolved)
     return WriteOutcome(haven_id, "written", location)

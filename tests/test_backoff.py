@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from syncq.backoff import retry_delay
+from syncq.backoff import MAX_RETRY_DELAY, retry_delay
 
 REFERENCE_SCHEDULE = [30, 60, 120, 240, 480, 960, 1920, 3840, 7680]
 
@@ -54,3 +54,9 @@ def test_huge_attempt_numbers_stay_representable():
     now = timezone.now()
     due = now + retry_delay(1000)
     assert due - now >= retry_delay(9)
+
+
+def test_delay_stops_doubling_at_a_week():
+    """A long attempt table waits at most MAX_RETRY_DELAY, never past what a date can hold."""
+    assert retry_delay(1000, base_seconds=86_400) == MAX_RETRY_DELAY == timedelta(days=7)
+    assert retry_delay(15, base_seconds=30) == timedelta(seconds=30 * 2**14)

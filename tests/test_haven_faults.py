@@ -383,3 +383,51 @@ def test_migrate_refuses_the_haven_database(haven_db):
         call_command("migrate", database="haven", verbosity=0)
     connections["haven"].close()
     assert _digest(haven_db) == before
+
+
+def test_vh_replaced_during_a_write_is_left_intact_and_the_item_retried(
+    sample_haven_db, monkeypatch
+):
+    """If the operator moves VH away and puts another file in its place while a discovery is
+    being written, the new file is not damaged by the old file's WAL, the item is retried, and
+    it is then written into the file now at HAVEN_DB_PATH."""
+    from syncq import haven_writer
+
+    moved = sample_haven_db.with_name("VH-moved.db")
+    replacement = sample_haven_db.with_name("replacement.db")
+    haven_file_create(replacement, with_demo_data=True)
+    real_snapshot = haven_writer.system_snapshot
+
+    def snapshot_then_swap(cursor, system_name):
+        found = real_snapshot(cursor, system_name)
+        if not moved.exists():
+            sample_haven_db.rename(moved)
+            replacement.rename(sample_haven_db)
+        return found
+
+    monkeypatch.setattr(haven_writer, "system_snapshot", snapshot_then_swap)
+    discovery = make_discovery(
+        system_name="Oculi", location="Krospen L49", description="written during a swap"
+    )
+
+    report = sync_batch()
+
+    assert (report.synced, report.retrying) == (0, 1)
+    _assert_waiting(_item(discovery), "moved or replaced")
+    for path in (moved, sample_haven_db):
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        finally:
+            conn.close()
+    wal = sample_haven_db.with_name(sample_haven_db.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0, "no stale WAL pages beside the new file"
+
+    _make_due(_item(discovery))
+    assert sync_batch().synced == 1
+    conn = sqlite3.connect(sample_haven_db)
+    try:
+        rows = conn.execute("SELECT description, location_name FROM discoveries").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("written during a swap", "Krospen L49")]

@@ -210,3 +210,16 @@ def test_migrate_creates_the_missing_folder_of_keeper_db(tmp_path):
     with sqlite3.connect(keeper) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"discoveries", "sync_queue"} <= tables
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SYNC_LEASE_SECONDS", "300000000000"),
+        ("SYNC_BASE_DELAY_SECONDS", "1000000"),
+        ("SYNC_BATCH_SIZE", "10000000"),
+    ],
+)
+def test_values_too_large_to_schedule_are_refused(tmp_path, name, value):
+    """Durations and sizes past their upper bound stop the start instead of crashing a batch."""
+    assert f"{name}={value!r}" in refused(tmp_path, **{name: value})

@@ -130,3 +130,19 @@ def test_settings_refuse_to_start_without_a_secret_key(tmp_path):
     assert done.returncode == 2
     assert "SECRET_KEY is not set" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sync_now_reports_a_locked_keeper_db_without_a_traceback(tmp_path):
+    """When keeper.db stays locked past its busy timeout, sync_now says so in one line."""
+    env = _env(tmp_path)
+    haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
+    assert _manage(env, "migrate", "--no-input", "-v0").returncode == 0
+    holder = sqlite3.connect(tmp_path / "keeper.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        done = _manage({**env, "KEEPER_BUSY_TIMEOUT_SECONDS": "0.2"}, "sync_now")
+    finally:
+        holder.close()
+    assert done.returncode == 1
+    assert "keeper.db: OperationalError: database is locked" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,6 +1,7 @@
 """``manage.py sync_now [--until-idle]``: run sync batches in the foreground."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from syncq.services import sync_batch, sync_until_idle
 
@@ -23,13 +24,18 @@ class Command(BaseCommand):
         if not settings.USE_HAVEN_DATABASE:
             self.stdout.write("USE_HAVEN_DATABASE is false: nothing is synced, items stay queued")
             return
-        if until_idle:
-            report = sync_until_idle(
-                batch_size=batch_size,
-                on_batch=lambda n, r: self.stdout.write(f"batch {n}: {r}"),
-            )
-        else:
-            report = sync_batch(batch_size=batch_size)
+        try:
+            if until_idle:
+                report = sync_until_idle(
+                    batch_size=batch_size,
+                    on_batch=lambda n, r: self.stdout.write(f"batch {n}: {r}"),
+                )
+            else:
+                report = sync_batch(batch_size=batch_size)
+        except DatabaseError as exc:
+            # keeper.db itself failed (locked past its busy timeout, say); items already
+            # claimed are taken again when their lease lapses.
+            raise CommandError(f"keeper.db: {type(exc).__name__}: {exc}") from exc
         for queue_id, error in report.errors:
             self.stdout.write(f"  queue item {queue_id}: {error}")
         self.stdout.write(f"total: {report}")
