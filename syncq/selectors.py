@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+import math
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db import connection
+from django.db.models import CharField, Count, F, Func, Max
+from django.utils import timezone
 
 from syncq.models import SyncQueueItem, SyncStatus
 
@@ -50,7 +53,7 @@ def queue_status() -> dict[str, object]:
             "is_running": bool(clusters),
             "sync_interval": settings.SYNC_INTERVAL_SECONDS,
             "uptime_seconds": round(uptime, 1),
-            "last_sync_time": last.astimezone(UTC).isoformat() if last else None,
+            "last_sync_time": _iso(last),
         },
         "queue": {
             "pending": counts[SyncStatus.PENDING],
@@ -63,3 +66,113 @@ def queue_status() -> dict[str, object]:
             "total_failed": counts[SyncStatus.MAX_RETRIES_EXCEEDED],
         },
     }
+
+
+def _utc_text(field: str):
+    """On SQLite, the column as SQLite's own UTC text ``YYYY-MM-DD HH:MM:SS``: rows written by
+    other tools may use ``T`` and ``Z``/``+00:00``, which compare wrongly as plain text."""
+    return Func(F(field), function="datetime", output_field=CharField())
+
+
+def _since(queryset, field: str, since: datetime):
+    if connection.vendor == "sqlite":
+        key = f"{field}_utc"
+        return queryset.annotate(**{key: _utc_text(field)}).filter(
+            **{f"{key}__gte": since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")}
+        )
+    return queryset.filter(**{f"{field}__gte": since})
+
+
+def _ordered_by_time(queryset, field: str, *, descending: bool):
+    if connection.vendor == "sqlite":
+        key = f"{field}_utc"
+        queryset = queryset.annotate(**{key: _utc_text(field)})
+        return queryset.order_by(f"-{key}" if descending else key, "id")
+    return queryset.order_by(f"-{field}" if descending else field, "id")
+
+
+def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
+    """Figures of the queue, computed from the database (true in every process):
+    ``counts`` per state; ``oldest_pending_age_seconds`` (None when nothing is pending);
+    ``synced_last_hour`` and ``synced_last_day``; ``sync_seconds`` ``{mean, p95, sample}``,
+    queued→synced over the last 1,000 synced items (None when there are none); and
+    ``top_errors``, the 10 most common error texts of items not synced, as
+    ``[{error, count}]``. Times stored as other tools write them (``T`` or space, ``Z`` or
+    ``+00:00``) count in the right windows."""
+    now = now or timezone.now()
+    synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED)
+    oldest = (
+        _ordered_by_time(
+            SyncQueueItem.objects.filter(sync_status=SyncStatus.PENDING),
+            "created_at",
+            descending=False,
+        )
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    recent = list(
+        _ordered_by_time(synced.exclude(synced_at=None), "synced_at", descending=True).values_list(
+            "created_at", "synced_at"
+        )[:1000]
+    )
+    durations = sorted(
+        max(0.0, (done - queued).total_seconds()) for queued, done in recent if queued and done
+    )
+    timing = None
+    if durations:
+        timing = {
+            "mean": round(sum(durations) / len(durations), 3),
+            "p95": round(
+                durations[min(len(durations) - 1, math.ceil(0.95 * len(durations)) - 1)], 3
+            ),
+            "sample": len(durations),
+        }
+    errors = (
+        SyncQueueItem.objects.exclude(sync_status=SyncStatus.SYNCED)
+        .exclude(sync_error=None)
+        .exclude(sync_error="")
+        .values("sync_error")
+        .annotate(count=Count("id"))
+        .order_by("-count", "sync_error")[:10]
+    )
+    return {
+        "counts": queue_counts(),
+        "oldest_pending_age_seconds": (
+            round(max(0.0, (now - oldest).total_seconds()), 1) if oldest else None
+        ),
+        "synced_last_hour": _since(synced, "synced_at", now - timedelta(hours=1)).count(),
+        "synced_last_day": _since(synced, "synced_at", now - timedelta(days=1)).count(),
+        "sync_seconds": timing,
+        "top_errors": [{"error": e["sync_error"], "count": e["count"]} for e in errors],
+    }
+
+
+def failed_items(*, limit: int) -> list[dict[str, object]]:
+    """The newest ``limit`` items in ``max_retries_exceeded``, in the Control Room's
+    ``/sync/failed`` item shape (REFERENCE.md): ``queue_id, discovery_id, sync_attempts,
+    sync_error, created_at, last_sync_attempt, system_name, location, discovery_type,
+    username`` (times ISO 8601 UTC or None)."""
+    rows = (
+        SyncQueueItem.objects.filter(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED)
+        .select_related("discovery")
+        .order_by("-id")[:limit]
+    )
+    return [
+        {
+            "queue_id": item.id,
+            "discovery_id": item.discovery_id,
+            "sync_attempts": item.sync_attempts,
+            "sync_error": item.sync_error,
+            "created_at": _iso(item.created_at),
+            "last_sync_attempt": _iso(item.last_sync_attempt),
+            "system_name": item.discovery.system_name,
+            "location": item.discovery.location,
+            "discovery_type": item.discovery.discovery_type,
+            "username": item.discovery.username,
+        }
+        for item in rows
+    ]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None

@@ -24,7 +24,7 @@ from django.utils import timezone
 from discoveries.mapping import MappingError
 from discoveries.models import Discovery
 from syncq.backoff import retry_delay
-from syncq.errors import SyncError
+from syncq.errors import QueueItemNotFound, QueueItemNotRetryable, SyncError
 from syncq.haven_writer import haven_close, haven_discovery_write
 from syncq.models import SyncQueueItem, SyncStatus
 
@@ -407,4 +407,76 @@ def queue_backfill() -> BackfillReport:
                         haven_discovery_id=outcome.haven_discovery_id
                     )
                     report.linked += 1
+    return report
+
+
+#: The states an operator retry may reset (REFERENCE.md: "An operator retry resets attempts to
+#: 0 and makes the item due at once"); synced and syncing items are refused.
+RETRYABLE = (SyncStatus.PENDING, SyncStatus.MAX_RETRIES_EXCEEDED)
+
+
+@dataclass
+class RetryReport:
+    """What a bulk retry did: ``reset`` item ids, ``refused`` as ``{id: state}`` for synced or
+    syncing items, and ``missing`` ids that name no item."""
+
+    reset: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+    missing: list[int] = field(default_factory=list)
+
+
+def _retry_reset(queryset) -> list[int]:
+    """Reset the retryable items of ``queryset`` exactly as the operators' SQL does (pending,
+    attempts 0, error cleared) and also make them due now; returns their ids."""
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        ids = list(
+            queryset.select_for_update()
+            .filter(sync_status__in=RETRYABLE)
+            .values_list("id", flat=True)
+        )
+        SyncQueueItem.objects.filter(id__in=ids, sync_status__in=RETRYABLE).update(
+            sync_status=SyncStatus.PENDING,
+            sync_attempts=0,
+            sync_error=None,
+            next_retry_after=None,
+            leased_until=None,
+            lease_token=None,
+        )
+        if ids:
+            transaction.on_commit(sync_kick, robust=True)
+    return ids
+
+
+def queue_item_retry(*, item_id: int) -> SyncQueueItem:
+    """Retry one item now (operators: API, admin, bot). Raises :class:`QueueItemNotFound` or
+    :class:`QueueItemNotRetryable` (synced or syncing); returns the reset item."""
+    report = queue_items_retry(ids=[item_id])
+    if report.missing:
+        raise QueueItemNotFound(f"no queue item {item_id}")
+    if report.refused:
+        raise QueueItemNotRetryable(item_id, report.refused[item_id])
+    return SyncQueueItem.objects.get(id=item_id)
+
+
+def queue_items_retry(*, ids: list[int] | None = None, status: str | None = None) -> RetryReport:
+    """Retry many items by ``ids`` or by ``status`` (``max_retries_exceeded`` or ``pending``),
+    with the same rule per item as :func:`queue_item_retry`. Exactly one of the two must be
+    given (``ValueError`` otherwise)."""
+    if (ids is None) == (status is None):
+        raise ValueError("give either ids or status")
+    report = RetryReport()
+    if status is not None:
+        if status not in RETRYABLE:
+            raise ValueError(f"status must be one of {', '.join(RETRYABLE)}")
+        report.reset = _retry_reset(SyncQueueItem.objects.filter(sync_status=status))
+        return report
+    wanted = list(dict.fromkeys(ids))
+    report.reset = _retry_reset(SyncQueueItem.objects.filter(id__in=wanted))
+    states = dict(SyncQueueItem.objects.filter(id__in=wanted).values_list("id", "sync_status"))
+    done = set(report.reset)
+    for item_id in wanted:
+        if item_id not in states:
+            report.missing.append(item_id)
+        elif item_id not in done:
+            report.refused[item_id] = states[item_id]
     return report
