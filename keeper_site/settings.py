@@ -113,6 +113,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "discoveries",
     "syncq",
@@ -218,6 +221,34 @@ if SYNC_LEASE_SECONDS <= SYNC_TASK_TIMEOUT_SECONDS:
         f"HAVEN_BUSY_TIMEOUT_SECONDS {HAVEN_BUSY_TIMEOUT_SECONDS:g} + 10) + 10); "
         "raise it or lower those"
     )
+
+# --- The Control Room API (Django REST framework) --------------------------------------------
+# Old Control Room scripts read /sync/status without credentials: this opens that and
+# /sync/statistics (counts only, no user data) to anonymous reads, and nothing else.
+SYNC_API_PUBLIC_READ = _env_bool("SYNC_API_PUBLIC_READ", default=False)
+SYNC_API_RETRY_RATE = env.str("SYNC_API_RETRY_RATE", default="60/min")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["syncq.permissions.SyncQueuePermission"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"sync_retry": SYNC_API_RETRY_RATE},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Keeper Sync: Control Room API",
+    "DESCRIPTION": "The sync queue between The Keeper's keeper.db and the Control Room's "
+    "VH-Database.db: health, counts, failures and retries.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 # --- django-q2 -------------------------------------------------------------------------------
 # django-q2 only drives the queue: the sync_queue table owns due times and backoff. `retry` is a

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -81,6 +83,31 @@ def haven_status() -> str:
     if not settings.USE_HAVEN_DATABASE:
         return "disabled"
     return "ok" if os.path.isfile(settings.HAVEN_DB_PATH) else "missing"
+
+
+def haven_probe(*, timeout_seconds: float = 0.2) -> str:
+    """The Control Room file's state for ``/health``: ``disabled``, ``missing``, ``locked``
+    (another program holds its write lock now, or the file is read-only) or ``ok``. Opens it
+    read-write without create and takes and releases the write lock, writing nothing."""
+    status = haven_status()
+    if status != "ok":
+        return status
+    uri = f"file:{quote(str(settings.HAVEN_DB_PATH), safe='/')}?mode=rw"
+    try:
+        probe = sqlite3.connect(uri, uri=True, timeout=timeout_seconds, isolation_level=None)
+    except sqlite3.Error:
+        return "missing"
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        # A read-only file cannot take writes either: to the operator it is locked.
+        text = str(exc)
+        locked = any(word in text for word in ("locked", "busy", "readonly"))
+        return "locked" if locked else "missing"
+    finally:
+        probe.close()
+    return "ok"
 
 
 def haven_connection():

@@ -1,0 +1,225 @@
+"""The Control Room API: ``/health`` and ``/sync/*`` (REFERENCE.md, "Monitoring API").
+
+Views are thin: reads come from :mod:`syncq.selectors`, retries go through
+:mod:`syncq.services`, whose errors become 404 and 409 here. Old clients' keys are kept.
+"""
+
+from __future__ import annotations
+
+from django.db import DatabaseError, connection
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from botrunner.selectors import bot_online
+from syncq import serializers as s
+from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
+from syncq.haven_writer import haven_probe
+from syncq.models import SyncQueueItem
+from syncq.selectors import failed_items, queue_statistics, queue_status, worker_clusters
+from syncq.services import queue_item_retry, queue_items_retry
+
+ERRORS = {
+    401: OpenApiResponse(s.ErrorDetailSerializer, description="No or bad credentials."),
+    403: OpenApiResponse(s.ErrorDetailSerializer, description="Lacks the permission."),
+}
+RETRY_ERRORS = {
+    **ERRORS,
+    429: OpenApiResponse(s.ErrorDetailSerializer, description="Too many retries; wait."),
+}
+
+
+class HealthView(APIView):
+    """Whether the service can work: keeper.db, VH-Database.db, the worker and the bot."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        auth=[],
+        responses={
+            200: s.HealthSerializer,
+            503: OpenApiResponse(s.HealthSerializer, description="keeper.db is unreachable."),
+        },
+    )
+    def get(self, request):
+        try:
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            database = "ok"
+        except DatabaseError:
+            database = "unreachable"
+        running = bool(worker_clusters())
+        body = {
+            "status": "healthy" if database == "ok" else "unhealthy",
+            "bot_online": bot_online(),
+            "sync_worker_running": running,
+            "timestamp": timezone.now().isoformat(),
+            "database": database,
+            "haven_database": haven_probe(),
+            "worker": "running" if running else "stopped",
+        }
+        code = status.HTTP_200_OK if database == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+        return Response(body, status=code)
+
+
+class StatusView(APIView):
+    """Queue counts and the worker's state, as old Control Room clients read them."""
+
+    public_read = True
+
+    @extend_schema(responses={200: s.StatusSerializer, **ERRORS})
+    def get(self, request):
+        return Response(queue_status())
+
+
+class StatisticsView(APIView):
+    """Figures of the queue: counts, age of the oldest pending item, throughput, sync time
+    and the most common errors."""
+
+    public_read = True
+
+    @extend_schema(responses={200: s.StatisticsSerializer, **ERRORS})
+    def get(self, request):
+        return Response({"status": "ok", "statistics": queue_statistics()})
+
+
+class FailedView(APIView):
+    """Items that used up their attempts (``max_retries_exceeded``), newest first."""
+
+    @extend_schema(
+        parameters=[s.FailedQuerySerializer],
+        responses={
+            200: s.FailedSerializer,
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
+            **ERRORS,
+        },
+    )
+    def get(self, request):
+        query = s.FailedQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        limit = min(query.validated_data["limit"], s.FAILED_LIMIT_MAX)
+        items = failed_items(limit=limit)
+        return Response({"status": "ok", "failed_items": items, "count": len(items)})
+
+
+class ItemPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "page_size"
+
+
+@extend_schema(
+    parameters=[s.ItemFilterSerializer],
+    responses={200: s.QueueItemSerializer, **ERRORS},
+)
+class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
+    """The queue, newest first, filterable by ``status``, ``discovery_id`` and a
+    ``since``/``until`` window (ISO 8601) on ``created_at``."""
+
+    serializer_class = s.QueueItemSerializer
+    pagination_class = ItemPagination
+
+    def get_queryset(self):
+        items = SyncQueueItem.objects.select_related("discovery")
+        if self.action != "list":
+            return items
+        query = s.ItemFilterSerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        wanted = query.validated_data
+        if "status" in wanted:
+            items = items.filter(sync_status=wanted["status"])
+        if "discovery_id" in wanted:
+            items = items.filter(discovery_id=wanted["discovery_id"])
+        if "since" in wanted:
+            items = items.filter(created_at__gte=wanted["since"])
+        if "until" in wanted:
+            items = items.filter(created_at__lte=wanted["until"])
+        return items
+
+
+class RetryOneView(APIView):
+    """Reset one ``max_retries_exceeded`` or ``pending`` item: attempts 0, error cleared, due
+    now, and the worker asked to run."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "sync_retry"
+
+    @extend_schema(
+        operation_id="sync_retry_one",
+        request=None,
+        responses={
+            200: s.MessageSerializer,
+            404: OpenApiResponse(s.MessageSerializer, description="No such queue item."),
+            409: OpenApiResponse(s.MessageSerializer, description="Already synced or syncing."),
+            **RETRY_ERRORS,
+        },
+    )
+    def post(self, request, queue_id: int):
+        try:
+            queue_item_retry(item_id=queue_id)
+        except QueueItemNotFound as exc:
+            return Response({"status": "error", "message": str(exc)}, status=404)
+        except QueueItemNotRetryable as exc:
+            return Response({"status": "error", "message": str(exc)}, status=409)
+        return Response(
+            {
+                "status": "ok",
+                "message": f"queue item {queue_id} reset: due now",
+                "queue_id": queue_id,
+            }
+        )
+
+
+class RetryManyView(APIView):
+    """Reset many items, by ``ids`` or by ``status``, with the same rule per item."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "sync_retry"
+
+    @extend_schema(
+        operation_id="sync_retry_many",
+        request=s.BulkRetrySerializer,
+        responses={
+            200: s.BulkRetryResultSerializer,
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="Neither or both of the keys."),
+            **RETRY_ERRORS,
+        },
+    )
+    def post(self, request):
+        body = s.BulkRetrySerializer(data=request.data)
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["the body must be a JSON object"]})
+        body.is_valid(raise_exception=True)
+        report = queue_items_retry(
+            ids=body.validated_data.get("ids"), status=body.validated_data.get("status")
+        )
+        return Response(
+            {
+                "status": "ok",
+                "reset": len(report.reset),
+                "reset_ids": report.reset,
+                "refused": {str(k): v for k, v in report.refused.items()},
+                "missing": report.missing,
+            }
+        )
+
+
+__all__ = [
+    "FailedView",
+    "HealthView",
+    "QueueItemViewSet",
+    "RetryManyView",
+    "RetryOneView",
+    "StatisticsView",
+    "StatusView",
+]

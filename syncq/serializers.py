@@ -1,0 +1,185 @@
+"""Shapes of the Control Room API (REFERENCE.md, "Monitoring API"), for validation and for the
+OpenAPI schema."""
+
+from rest_framework import serializers
+
+from syncq.models import SyncQueueItem, SyncStatus
+from syncq.services import RETRYABLE
+
+FAILED_LIMIT_DEFAULT = 20
+FAILED_LIMIT_MAX = 200
+
+
+class FailedQuerySerializer(serializers.Serializer):
+    """``?limit=``: 1 to 200 items (default 20); larger values are capped at 200."""
+
+    limit = serializers.IntegerField(required=False, default=FAILED_LIMIT_DEFAULT, min_value=1)
+
+
+class ItemFilterSerializer(serializers.Serializer):
+    """Filters of ``/sync/items/``: state, discovery, and a window on ``created_at``."""
+
+    status = serializers.ChoiceField(choices=SyncStatus.values, required=False)
+    discovery_id = serializers.IntegerField(required=False, min_value=1)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class DiscoverySummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    discovery_type = serializers.CharField()
+    system_name = serializers.CharField(allow_null=True)
+    location = serializers.CharField()
+    username = serializers.CharField()
+    submission_timestamp = serializers.DateTimeField(allow_null=True)
+
+
+class QueueItemSerializer(serializers.ModelSerializer):
+    """A queue item with its discovery's summary and its last error."""
+
+    discovery = DiscoverySummarySerializer(read_only=True)
+
+    class Meta:
+        model = SyncQueueItem
+        fields = [
+            "id",
+            "discovery_id",
+            "sync_status",
+            "sync_attempts",
+            "max_attempts",
+            "last_sync_attempt",
+            "next_retry_after",
+            "sync_error",
+            "haven_discovery_id",
+            "created_at",
+            "synced_at",
+            "discovery",
+        ]
+        read_only_fields = fields
+
+
+class BulkRetrySerializer(serializers.Serializer):
+    """Either ``ids`` (queue item ids) or ``status`` (``max_retries_exceeded`` or
+    ``pending``), not both."""
+
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, min_length=1, max_length=10_000
+    )
+    status = serializers.ChoiceField(choices=list(RETRYABLE), required=False)
+
+    def validate(self, attrs):
+        if ("ids" in attrs) == ("status" in attrs):
+            raise serializers.ValidationError("give either 'ids' or 'status'")
+        return attrs
+
+
+# --- response shapes, for the schema --------------------------------------------------------
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["healthy", "unhealthy"])
+    bot_online = serializers.BooleanField()
+    sync_worker_running = serializers.BooleanField()
+    timestamp = serializers.DateTimeField()
+    database = serializers.ChoiceField(choices=["ok", "unreachable"])
+    haven_database = serializers.ChoiceField(choices=["ok", "missing", "locked", "disabled"])
+    worker = serializers.ChoiceField(choices=["running", "stopped"])
+
+
+class SyncWorkerSerializer(serializers.Serializer):
+    is_running = serializers.BooleanField()
+    sync_interval = serializers.IntegerField()
+    uptime_seconds = serializers.FloatField()
+    last_sync_time = serializers.DateTimeField(allow_null=True)
+
+
+class QueueCountsSerializer(serializers.Serializer):
+    pending = serializers.IntegerField()
+    syncing = serializers.IntegerField()
+    synced = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class TotalsSerializer(serializers.Serializer):
+    total_synced = serializers.IntegerField()
+    total_failed = serializers.IntegerField()
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    sync_worker = SyncWorkerSerializer()
+    queue = QueueCountsSerializer()
+    totals = TotalsSerializer()
+
+
+class StateCountsSerializer(serializers.Serializer):
+    pending = serializers.IntegerField()
+    syncing = serializers.IntegerField()
+    synced = serializers.IntegerField()
+    max_retries_exceeded = serializers.IntegerField()
+
+
+class SyncSecondsSerializer(serializers.Serializer):
+    mean = serializers.FloatField()
+    p95 = serializers.FloatField()
+    sample = serializers.IntegerField()
+
+
+class ErrorCountSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class FiguresSerializer(serializers.Serializer):
+    counts = StateCountsSerializer()
+    oldest_pending_age_seconds = serializers.FloatField(allow_null=True)
+    synced_last_hour = serializers.IntegerField()
+    synced_last_day = serializers.IntegerField()
+    sync_seconds = SyncSecondsSerializer(allow_null=True)
+    top_errors = ErrorCountSerializer(many=True)
+
+
+class StatisticsSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    statistics = FiguresSerializer()
+
+
+class FailedItemSerializer(serializers.Serializer):
+    queue_id = serializers.IntegerField()
+    discovery_id = serializers.IntegerField()
+    sync_attempts = serializers.IntegerField()
+    sync_error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField(allow_null=True)
+    last_sync_attempt = serializers.DateTimeField(allow_null=True)
+    system_name = serializers.CharField(allow_null=True)
+    location = serializers.CharField()
+    discovery_type = serializers.CharField()
+    username = serializers.CharField()
+
+
+class FailedSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    failed_items = FailedItemSerializer(many=True)
+    count = serializers.IntegerField()
+
+
+class MessageSerializer(serializers.Serializer):
+    """The old API's answer to a retry, also used for its errors."""
+
+    status = serializers.ChoiceField(choices=["ok", "error"])
+    message = serializers.CharField()
+    queue_id = serializers.IntegerField(required=False)
+
+
+class BulkRetryResultSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    reset = serializers.IntegerField()
+    reset_ids = serializers.ListField(child=serializers.IntegerField())
+    refused = serializers.DictField(child=serializers.CharField())
+    missing = serializers.ListField(child=serializers.IntegerField())
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    """DRF's error body for authentication, permission and throttling errors."""
+
+    detail = serializers.CharField()
