@@ -226,7 +226,12 @@ if SYNC_LEASE_SECONDS <= SYNC_TASK_TIMEOUT_SECONDS:
 # Old Control Room scripts read /sync/status without credentials: this opens that and
 # /sync/statistics (counts only, no user data) to anonymous reads, and nothing else.
 SYNC_API_PUBLIC_READ = _env_bool("SYNC_API_PUBLIC_READ", default=False)
-SYNC_API_RETRY_RATE = env.str("SYNC_API_RETRY_RATE", default="60/min")
+SYNC_API_RETRY_RATE = _typed(
+    "SYNC_API_RETRY_RATE",
+    "60/min",
+    lambda raw: raw if re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", raw) else None,
+    "a DRF rate such as 60/min or 5/s",
+)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
