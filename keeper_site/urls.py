@@ -12,3 +12,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("syncq.urls")),
 ]
+
+handler404 = "syncq.api.not_found"

@@ -7,14 +7,18 @@ Views are thin: reads come from :mod:`syncq.selectors`, retries go through
 from __future__ import annotations
 
 from django.db import DatabaseError, connection
+from django.http import JsonResponse
 from django.utils import timezone
+from django.views.defaults import page_not_found
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
@@ -22,8 +26,13 @@ from botrunner.selectors import bot_online
 from syncq import serializers as s
 from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
 from syncq.haven_writer import haven_probe
-from syncq.models import SyncQueueItem
-from syncq.selectors import failed_items, queue_statistics, queue_status, worker_clusters
+from syncq.selectors import (
+    failed_items,
+    queue_items,
+    queue_statistics,
+    queue_status,
+    worker_clusters,
+)
 from syncq.services import queue_item_retry, queue_items_retry
 
 ERRORS = {
@@ -118,9 +127,23 @@ class ItemPagination(CursorPagination):
     page_size_query_param = "page_size"
 
 
-@extend_schema(
-    parameters=[s.ItemFilterSerializer],
-    responses={200: s.QueueItemSerializer, **ERRORS},
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[s.ItemFilterSerializer],
+        responses={
+            200: s.QueueItemSerializer(many=True),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="A filter does not parse."),
+            404: OpenApiResponse(s.ErrorDetailSerializer, description="The cursor is invalid."),
+            **ERRORS,
+        },
+    ),
+    retrieve=extend_schema(
+        responses={
+            200: s.QueueItemSerializer,
+            404: OpenApiResponse(s.ErrorDetailSerializer, description="No such queue item."),
+            **ERRORS,
+        },
+    ),
 )
 class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
     """The queue, newest first, filterable by ``status``, ``discovery_id`` and a
@@ -130,29 +153,36 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = ItemPagination
 
     def get_queryset(self):
-        items = SyncQueueItem.objects.select_related("discovery")
         if self.action != "list":
-            return items
+            return queue_items()
         query = s.ItemFilterSerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        wanted = query.validated_data
-        if "status" in wanted:
-            items = items.filter(sync_status=wanted["status"])
-        if "discovery_id" in wanted:
-            items = items.filter(discovery_id=wanted["discovery_id"])
-        if "since" in wanted:
-            items = items.filter(created_at__gte=wanted["since"])
-        if "until" in wanted:
-            items = items.filter(created_at__lte=wanted["until"])
-        return items
+        return queue_items(**query.validated_data)
+
+
+class RetryThrottle(ScopedRateThrottle):
+    """DRF's scoped throttle (scope ``sync_retry``), reading its rate when a request comes
+    rather than once at import, so a changed ``SYNC_API_RETRY_RATE`` takes effect."""
+
+    scope_attr = "throttle_scope"
+
+    @property
+    def THROTTLE_RATES(self):  # noqa: N802 - DRF's attribute name
+        return api_settings.DEFAULT_THROTTLE_RATES
+
+
+UNSUPPORTED = OpenApiResponse(
+    s.ErrorDetailSerializer, description="The body is not JSON (Content-Type application/json)."
+)
 
 
 class RetryOneView(APIView):
     """Reset one ``max_retries_exceeded`` or ``pending`` item: attempts 0, error cleared, due
     now, and the worker asked to run."""
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [RetryThrottle]
     throttle_scope = "sync_retry"
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="sync_retry_one",
@@ -161,6 +191,7 @@ class RetryOneView(APIView):
             200: s.MessageSerializer,
             404: OpenApiResponse(s.MessageSerializer, description="No such queue item."),
             409: OpenApiResponse(s.MessageSerializer, description="Already synced or syncing."),
+            415: UNSUPPORTED,
             **RETRY_ERRORS,
         },
     )
@@ -183,8 +214,9 @@ class RetryOneView(APIView):
 class RetryManyView(APIView):
     """Reset many items, by ``ids`` or by ``status``, with the same rule per item."""
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [RetryThrottle]
     throttle_scope = "sync_retry"
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="sync_retry_many",
@@ -192,6 +224,7 @@ class RetryManyView(APIView):
         responses={
             200: s.BulkRetryResultSerializer,
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="Neither or both of the keys."),
+            415: UNSUPPORTED,
             **RETRY_ERRORS,
         },
     )
@@ -214,7 +247,19 @@ class RetryManyView(APIView):
         )
 
 
+def not_found(request, exception=None):
+    """Django's 404 handler: JSON for the API's paths (a client never gets an HTML page
+    there), Django's own page elsewhere."""
+    if request.path == "/health" or request.path.startswith("/sync/"):
+        # Both error shapes of the API: the old clients' and DRF's.
+        return JsonResponse(
+            {"status": "error", "message": "not found", "detail": "Not found."}, status=404
+        )
+    return page_not_found(request, exception)
+
+
 __all__ = [
+    "not_found",
     "FailedView",
     "HealthView",
     "QueueItemViewSet",

@@ -74,13 +74,36 @@ def _utc_text(field: str):
     return Func(F(field), function="datetime", output_field=CharField())
 
 
-def _since(queryset, field: str, since: datetime):
+def _since(queryset, field: str, since: datetime, *, lookup: str = "gte"):
     if connection.vendor == "sqlite":
         key = f"{field}_utc"
-        return queryset.annotate(**{key: _utc_text(field)}).filter(
-            **{f"{key}__gte": since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")}
-        )
-    return queryset.filter(**{f"{field}__gte": since})
+        if key not in queryset.query.annotations:
+            queryset = queryset.annotate(**{key: _utc_text(field)})
+        # datetime() keeps whole seconds: compare whole seconds on both sides.
+        bound = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return queryset.filter(**{f"{key}__{lookup}": bound})
+    return queryset.filter(**{f"{field}__{lookup}": since})
+
+
+def queue_items(
+    *,
+    status: str | None = None,
+    discovery_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+):
+    """Queue items with their discoveries, filtered by state, discovery and a window on
+    ``created_at`` (inclusive, to the second, right for times other tools wrote)."""
+    items = SyncQueueItem.objects.select_related("discovery")
+    if status is not None:
+        items = items.filter(sync_status=status)
+    if discovery_id is not None:
+        items = items.filter(discovery_id=discovery_id)
+    if since is not None:
+        items = _since(items, "created_at", since)
+    if until is not None:
+        items = _since(items, "created_at", until, lookup="lte")
+    return items
 
 
 def _ordered_by_time(queryset, field: str, *, descending: bool):
