@@ -20,3 +20,6 @@ if DATABASES["default"]["ENGINE"] == "discoveries.keeper_sqlite":
     }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Whitenoise warns about a missing STATIC_ROOT; the tests serve no collected files.
+STATIC_ROOT = tempfile.mkdtemp(prefix="keeper-sync-static-")
