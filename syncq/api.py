@@ -28,6 +28,7 @@ from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
 from syncq.haven_writer import haven_probe
 from syncq.selectors import (
     failed_items,
+    iso_utc,
     queue_items,
     queue_statistics,
     queue_status,
@@ -71,7 +72,7 @@ class HealthView(APIView):
             "status": "healthy" if database == "ok" else "unhealthy",
             "bot_online": bot_online(),
             "sync_worker_running": running,
-            "timestamp": timezone.now().isoformat(),
+            "timestamp": iso_utc(timezone.now()),
             "database": database,
             "haven_database": haven_probe(),
             "worker": "running" if running else "stopped",
@@ -253,7 +254,9 @@ def not_found(request, exception=None):
     if request.path == "/health" or request.path.startswith("/sync/"):
         # Both error shapes of the API: the old clients' and DRF's.
         return JsonResponse(
-            {"status": "error", "message": "not found", "detail": "Not found."}, status=404
+            {"status": "error", "message": "not found", "detail": "Not found."},
+            status=404,
+            json_dumps_params={"separators": (",", ":")},
         )
     return page_not_found(request, exception)
 

@@ -53,7 +53,7 @@ def queue_status() -> dict[str, object]:
             "is_running": bool(clusters),
             "sync_interval": settings.SYNC_INTERVAL_SECONDS,
             "uptime_seconds": round(uptime, 1),
-            "last_sync_time": _iso(last),
+            "last_sync_time": iso_utc(last),
         },
         "queue": {
             "pending": counts[SyncStatus.PENDING],
@@ -186,8 +186,8 @@ def failed_items(*, limit: int) -> list[dict[str, object]]:
             "discovery_id": item.discovery_id,
             "sync_attempts": item.sync_attempts,
             "sync_error": item.sync_error,
-            "created_at": _iso(item.created_at),
-            "last_sync_attempt": _iso(item.last_sync_attempt),
+            "created_at": iso_utc(item.created_at),
+            "last_sync_attempt": iso_utc(item.last_sync_attempt),
             "system_name": item.discovery.system_name,
             "location": item.discovery.location,
             "discovery_type": item.discovery.discovery_type,
@@ -197,5 +197,6 @@ def failed_items(*, limit: int) -> list[dict[str, object]]:
     ]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, as DRF writes times, or None."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None

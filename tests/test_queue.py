@@ -627,7 +627,7 @@ def test_queue_status_has_the_control_room_shape_and_counts(settings):
     }
     assert status["sync_worker"]["is_running"] is False
     assert status["sync_worker"]["sync_interval"] == 30
-    assert status["sync_worker"]["last_sync_time"] == last.isoformat()
+    assert status["sync_worker"]["last_sync_time"] == last.isoformat().replace("+00:00", "Z")
     assert status["queue"] == {"pending": 2, "syncing": 1, "synced": 3, "failed": 1}
     assert status["totals"] == {"total_synced": 3, "total_failed": 1}
 
