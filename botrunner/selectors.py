@@ -1,5 +1,6 @@
 """What other processes may read about the bot."""
 
+import logging
 from datetime import timedelta
 
 from django.core.cache import cache
@@ -9,8 +10,14 @@ from django.utils import timezone
 BOT_HEARTBEAT_CACHE_KEY = "keeper-bot:heartbeat"
 BOT_HEARTBEAT_FRESH = timedelta(seconds=90)
 
+logger = logging.getLogger(__name__)
+
 
 def bot_online() -> bool:
     """True when the bot, in whatever process, recorded a heartbeat in the last 90 s."""
-    beat = cache.get(BOT_HEARTBEAT_CACHE_KEY)
+    try:
+        beat = cache.get(BOT_HEARTBEAT_CACHE_KEY)
+    except Exception as exc:  # the cache backend's own errors vary by backend
+        logger.warning("cannot read the bot's heartbeat: %s", exc)
+        return False
     return beat is not None and timezone.now() - beat <= BOT_HEARTBEAT_FRESH

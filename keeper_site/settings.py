@@ -240,6 +240,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["syncq.permissions.SyncQueuePermission"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"sync_retry": SYNC_API_RETRY_RATE},
+    "EXCEPTION_HANDLER": "syncq.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Keeper Sync: Control Room API",

@@ -14,3 +14,4 @@ urlpatterns = [
 ]
 
 handler404 = "syncq.api.not_found"
+handler500 = "syncq.api.server_error"

@@ -6,14 +6,17 @@ Views are thin: reads come from :mod:`syncq.selectors`, retries go through
 
 from __future__ import annotations
 
+import logging
+
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.defaults import page_not_found
+from django.views.defaults import server_error as django_server_error
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
@@ -21,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from botrunner.selectors import bot_online
 from syncq import serializers as s
@@ -35,6 +39,11 @@ from syncq.selectors import (
     worker_clusters,
 )
 from syncq.services import queue_item_retry, queue_items_retry
+
+logger = logging.getLogger(__name__)
+
+#: The largest id SQLite and PostgreSQL store; larger ones name no item.
+MAX_ID = 2**63 - 1
 
 ERRORS = {
     401: OpenApiResponse(s.ErrorDetailSerializer, description="No or bad credentials."),
@@ -63,7 +72,8 @@ class HealthView(APIView):
         try:
             connection.ensure_connection()
             with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
+                # The queue table, not just the file: a wrong or unmigrated keeper.db is down.
+                cursor.execute("SELECT 1 FROM sync_queue LIMIT 1")
             database = "ok"
         except DatabaseError:
             database = "unreachable"
@@ -122,10 +132,24 @@ class FailedView(APIView):
 
 
 class ItemPagination(CursorPagination):
+    """Newest first by id; a cursor whose position is not an id is invalid (404), like any
+    other cursor that does not decode."""
+
     ordering = "-id"
     page_size = 50
     max_page_size = 200
     page_size_query_param = "page_size"
+
+    def decode_cursor(self, request):
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None and not _is_id(cursor.position):
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
+
+
+def _is_id(value: object) -> bool:
+    text = str(value)
+    return text.isascii() and text.isdigit() and int(text) <= MAX_ID
 
 
 @extend_schema_view(
@@ -171,6 +195,15 @@ class RetryThrottle(ScopedRateThrottle):
     def THROTTLE_RATES(self):  # noqa: N802 - DRF's attribute name
         return api_settings.DEFAULT_THROTTLE_RATES
 
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:  # the cache backend's own errors vary by backend
+            # Without a working cache there is no count to throttle by: let the retry
+            # through (it is authenticated and permission-checked) and say so.
+            logger.warning("retry throttle skipped: the cache failed: %s", exc)
+            return True
+
 
 UNSUPPORTED = OpenApiResponse(
     s.ErrorDetailSerializer, description="The body is not JSON (Content-Type application/json)."
@@ -197,6 +230,8 @@ class RetryOneView(APIView):
         },
     )
     def post(self, request, queue_id: int):
+        if queue_id > MAX_ID:
+            return Response({"status": "error", "message": f"no queue item {queue_id}"}, 404)
         try:
             queue_item_retry(item_id=queue_id)
         except QueueItemNotFound as exc:
@@ -248,21 +283,51 @@ class RetryManyView(APIView):
         )
 
 
+def _is_api_path(path: str) -> bool:
+    return path.rstrip("/") in ("/health", "/sync") or path.startswith("/sync/")
+
+
+def _json_error(status_code: int, message: str, detail: str) -> JsonResponse:
+    # Both error shapes of the API: the old clients' and DRF's.
+    return JsonResponse(
+        {"status": "error", "message": message, "detail": detail},
+        status=status_code,
+        json_dumps_params={"separators": (",", ":")},
+    )
+
+
 def not_found(request, exception=None):
-    """Django's 404 handler: JSON for the API's paths (a client never gets an HTML page
-    there), Django's own page elsewhere."""
-    if request.path == "/health" or request.path.startswith("/sync/"):
-        # Both error shapes of the API: the old clients' and DRF's.
-        return JsonResponse(
-            {"status": "error", "message": "not found", "detail": "Not found."},
-            status=404,
-            json_dumps_params={"separators": (",", ":")},
-        )
+    """Django's 404 handler: JSON for the API's paths, Django's own page elsewhere. (DRF's
+    browsable API still answers HTML to a browser that asks for it.)"""
+    if _is_api_path(request.path):
+        return _json_error(404, "not found", "Not found.")
     return page_not_found(request, exception)
 
 
+def server_error(request):
+    """Django's 500 handler: JSON for the API's paths, Django's own page elsewhere."""
+    if _is_api_path(request.path):
+        return _json_error(500, "internal error", "A server error occurred.")
+    return django_server_error(request)
+
+
+def exception_handler(exc, context):
+    """DRF's exception handler, plus: keeper.db failing (locked past its busy timeout,
+    unreachable, not migrated) answers 503 in JSON instead of a 500 page."""
+    response = drf_exception_handler(exc, context)
+    if response is None and isinstance(exc, DatabaseError):
+        logger.warning("API request failed on keeper.db: %s", exc)
+        return Response(
+            {"status": "error", "message": "keeper.db is unavailable; try again shortly"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    return response
+
+
 __all__ = [
+    "exception_handler",
     "not_found",
+    "server_error",
     "FailedView",
     "HealthView",
     "QueueItemViewSet",

@@ -87,11 +87,19 @@ def haven_status() -> str:
 
 def haven_probe(*, timeout_seconds: float = 0.2) -> str:
     """The Control Room file's state for ``/health``: ``disabled``, ``missing``, ``locked``
-    (another program holds its write lock now, or the file is read-only) or ``ok``. Opens it
-    read-write without create and takes and releases the write lock, writing nothing."""
+    (another program holds its write lock now, or the file is read-only) or ``ok``; a file
+    that is not a SQLite database counts as missing. Opens it read-write without create and
+    takes and releases the write lock, writing nothing."""
     status = haven_status()
     if status != "ok":
         return status
+    try:
+        # SQLite quietly opens a write-protected file read-only; the OS tells the truth.
+        os.close(os.open(settings.HAVEN_DB_PATH, os.O_RDWR))
+    except PermissionError:
+        return "locked"
+    except OSError:
+        return "missing"
     uri = f"file:{quote(str(settings.HAVEN_DB_PATH), safe='/')}?mode=rw"
     try:
         probe = sqlite3.connect(uri, uri=True, timeout=timeout_seconds, isolation_level=None)
@@ -100,7 +108,7 @@ def haven_probe(*, timeout_seconds: float = 0.2) -> str:
     try:
         probe.execute("BEGIN IMMEDIATE")
         probe.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         # A read-only file cannot take writes either: to the operator it is locked.
         text = str(exc)
         locked = any(word in text for word in ("locked", "busy", "readonly"))

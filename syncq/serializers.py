@@ -20,7 +20,7 @@ class ItemFilterSerializer(serializers.Serializer):
     """Filters of ``/sync/items/``: state, discovery, and a window on ``created_at``."""
 
     status = serializers.ChoiceField(choices=SyncStatus.values, required=False)
-    discovery_id = serializers.IntegerField(required=False, min_value=1)
+    discovery_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
 
@@ -63,7 +63,10 @@ class BulkRetrySerializer(serializers.Serializer):
     ``pending``), not both."""
 
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, min_length=1, max_length=10_000
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        min_length=1,
+        max_length=10_000,
     )
     status = serializers.ChoiceField(choices=list(RETRYABLE), required=False)
 

@@ -4,7 +4,9 @@ rows written by other tools, /health, and the OpenAPI schema and docs."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -1138,3 +1140,128 @@ def test_docs_page_uses_only_local_static_files():
     for url in scripts:
         if url.startswith(static):
             assert finders.find(url[len(static) :].split("?")[0]), f"{url} is not a static file"
+
+
+# --- hostile requests and broken surroundings (found by probing the running server) ------------
+
+
+@API
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("post", "/sync/retry/9223372036854775808", None),
+        ("post", "/sync/retry", {"ids": [99999999999999999999]}),
+        ("get", "/sync/items/?discovery_id=9223372036854775808", None),
+    ],
+)
+def test_ids_beyond_what_a_database_holds_are_refused_in_json(admin, method, url, body):
+    """An id past 2^63−1 answers a JSON 404 or 400, never a server error."""
+    response = (
+        getattr(admin, method)(url, body, format="json") if body else getattr(admin, method)(url)
+    )
+    assert response.status_code in (400, 404)
+    assert response["Content-Type"].startswith("application/json")
+
+
+@API
+@pytest.mark.parametrize("position", ["p=abc", "p=", "p=1.5", "r=1&p=abc"])
+def test_a_cursor_whose_position_is_not_an_id_is_invalid(admin, position):
+    """A well-encoded cursor with a position that is not an id answers 404 Invalid cursor."""
+    cursor = base64.b64encode(position.encode()).decode()
+    response = admin.get("/sync/items/", {"cursor": cursor})
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Invalid cursor"}
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+def test_health_when_vh_is_not_a_database(tmp_path, settings):
+    """A file at HAVEN_DB_PATH that is not SQLite is reported missing, with a 200."""
+    garbage = tmp_path / "VH-Database.db"
+    garbage.write_bytes(b"not a database at all " * 300)
+    settings.HAVEN_DB_PATH = garbage
+    response = APIClient().get("/health")
+    assert response.status_code == 200
+    assert response.json()["haven_database"] == "missing"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
+def test_health_when_vh_is_read_only(haven_db):
+    """A write-protected VH file is reported locked: the sync cannot write it."""
+    haven_db.chmod(0o444)
+    try:
+        assert APIClient().get("/health").json()["haven_database"] == "locked"
+    finally:
+        haven_db.chmod(0o644)
+
+
+@API
+def test_health_of_an_unmigrated_keeper_db_is_503(monkeypatch):
+    """A keeper.db without the queue table (wrong path, never migrated) is down: 503."""
+    from django.db import connection
+
+    real_cursor = connection.cursor
+
+    class NoQueueTable:
+        def __init__(self):
+            self.inner = real_cursor()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.inner.close()
+
+        def execute(self, sql, params=None):
+            if "sync_queue" in sql:
+                from django.db import OperationalError
+
+                raise OperationalError("no such table: sync_queue")
+            return self.inner.execute(sql, params)
+
+    monkeypatch.setattr(connection, "cursor", NoQueueTable)
+    response = APIClient().get("/health")
+    assert response.status_code == 503
+    assert response.json()["database"] == "unreachable"
+
+
+@API
+def test_a_keeper_db_failure_during_a_request_answers_503_json(admin, monkeypatch):
+    """keeper.db failing under a request (locked past its busy timeout) answers 503 JSON."""
+    from django.db import OperationalError
+
+    from syncq import api
+
+    def locked(**kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(api, "queue_item_retry", locked)
+    response = admin.post("/sync/retry/1")
+    assert response.status_code == 503
+    assert response.json()["status"] == "error"
+
+
+@API
+def test_a_broken_cache_neither_breaks_health_nor_blocks_retries(admin, monkeypatch):
+    """With the cache failing, /health still answers (bot offline) and retries go through."""
+    from django.core.cache import cache
+
+    def broken(*args, **kwargs):
+        raise OSError("cache directory is gone")
+
+    item = _exceeded("retry me while the cache is down")
+    monkeypatch.setattr(cache, "get", broken)
+    monkeypatch.setattr(cache, "set", broken)
+    monkeypatch.setattr(cache, "add", broken)
+    health = APIClient().get("/health")
+    assert health.status_code == 200 and health.json()["bot_online"] is False
+    assert admin.post(f"/sync/retry/{item.id}").status_code == 200
+
+
+@API
+@pytest.mark.parametrize("url", ["/health/", "/sync", "/sync/", "/sync/nothing/here"])
+def test_unknown_api_paths_answer_json_404(admin, url):
+    """Paths near the API's that match nothing answer JSON, not Django's HTML page."""
+    response = admin.get(url)
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
