@@ -109,7 +109,12 @@ class StatisticsView(APIView):
 
     @extend_schema(responses={200: s.StatisticsSerializer, **ERRORS})
     def get(self, request):
-        return Response({"status": "ok", "statistics": queue_statistics()})
+        figures = queue_statistics()
+        if not request.user.is_authenticated:
+            # Anonymous readers (SYNC_API_PUBLIC_READ) get counts only: error texts can quote
+            # what users typed.
+            figures["top_errors"] = []
+        return Response({"status": "ok", "statistics": figures})
 
 
 class FailedView(APIView):

@@ -916,6 +916,7 @@ def test_public_read_opens_only_status_and_statistics(settings):
     statistics = anonymous.get("/sync/statistics")
     assert statistics.status_code == 200
     assert statistics.json()["statistics"]["counts"]["max_retries_exceeded"] == 1
+    assert statistics.json()["statistics"]["top_errors"] == [], "no error texts for anonymous"
 
     assert anonymous.get("/sync/items/").status_code == 401
     assert anonymous.get(f"/sync/items/{item.id}/").status_code == 401
