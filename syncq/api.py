@@ -238,7 +238,7 @@ class RetryOneView(APIView):
         if queue_id > MAX_ID:
             return Response({"status": "error", "message": f"no queue item {queue_id}"}, 404)
         try:
-            queue_item_retry(item_id=queue_id)
+            queue_item_retry(item_id=queue_id, actor=request.user, source="api")
         except QueueItemNotFound as exc:
             return Response({"status": "error", "message": str(exc)}, status=404)
         except QueueItemNotRetryable as exc:
@@ -275,7 +275,10 @@ class RetryManyView(APIView):
             raise ValidationError({"non_field_errors": ["the body must be a JSON object"]})
         body.is_valid(raise_exception=True)
         report = queue_items_retry(
-            ids=body.validated_data.get("ids"), status=body.validated_data.get("status")
+            ids=body.validated_data.get("ids"),
+            status=body.validated_data.get("status"),
+            actor=request.user,
+            source="api",
         )
         return Response(
             {

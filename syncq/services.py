@@ -26,7 +26,7 @@ from discoveries.models import Discovery
 from syncq.backoff import retry_delay
 from syncq.errors import QueueItemNotFound, QueueItemNotRetryable, SyncError
 from syncq.haven_writer import haven_close, haven_discovery_write
-from syncq.models import SyncQueueItem, SyncStatus
+from syncq.models import AttemptOutcome, OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
 
 logger = logging.getLogger(__name__)
 
@@ -192,13 +192,41 @@ def _merged_metadata(item: SyncQueueItem, **values) -> dict:
     return merged
 
 
+def _attempt_record(
+    item: SyncQueueItem,
+    *,
+    started_at,
+    finished_at,
+    outcome: str,
+    error: str | None = None,
+    haven_discovery_id: int | None = None,
+) -> None:
+    started_at = started_at or item.last_sync_attempt or finished_at
+    SyncAttempt.objects.create(
+        queue_item_id=item.id,
+        number=item.sync_attempts,
+        started_at=started_at,
+        duration_ms=max(0, round((finished_at - started_at).total_seconds() * 1000)),
+        outcome=outcome,
+        error=error,
+        haven_discovery_id=haven_discovery_id,
+    )
+
+
 def queue_item_succeed(
-    *, item: SyncQueueItem, token: str, haven_discovery_id: int, how: str, unresolved: str | None
+    *,
+    item: SyncQueueItem,
+    token: str,
+    haven_discovery_id: int,
+    how: str,
+    unresolved: str | None,
+    started_at=None,
 ) -> bool:
     """Record that ``item`` is in VH as row ``haven_discovery_id`` (``how``: written, linked or
     ledger; ``unresolved``: what of the location was not found). Returns ``False`` when the
     lease was lost meanwhile (another worker or an operator took the item): the ledger then
-    makes the next attempt find the same row."""
+    makes the next attempt find the same row. The attempt (from ``started_at``, default the
+    claim time) is added to the item's history."""
     now = timezone.now()
     extra = {"how": how}
     if how == "written":
@@ -221,15 +249,23 @@ def queue_item_succeed(
             Discovery.objects.filter(id=item.discovery_id).update(
                 haven_discovery_id=haven_discovery_id
             )
+            _attempt_record(
+                item,
+                started_at=started_at,
+                finished_at=now,
+                outcome=AttemptOutcome.SYNCED,
+                haven_discovery_id=haven_discovery_id,
+            )
     if not updated:
         logger.warning("queue item %s: lease lost before it could be marked synced", item.id)
     return bool(updated)
 
 
-def queue_item_fail(*, item: SyncQueueItem, token: str, error: str) -> str | None:
+def queue_item_fail(*, item: SyncQueueItem, token: str, error: str, started_at=None) -> str | None:
     """Record a failed attempt of ``item`` with the whole ``error`` text: back to ``pending``
     due after :func:`retry_delay` of its attempt number, or ``max_retries_exceeded`` on its
-    ``max_attempts``-th. Returns the new state, or ``None`` if the lease was lost meanwhile."""
+    ``max_attempts``-th; the attempt is added to the item's history. Returns the new state, or
+    ``None`` if the lease was lost meanwhile."""
     now = timezone.now()
     attempt = item.sync_attempts
     if attempt >= item.max_attempts:
@@ -243,6 +279,15 @@ def queue_item_fail(*, item: SyncQueueItem, token: str, error: str) -> str | Non
         updated = SyncQueueItem.objects.filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
         ).update(sync_error=error, leased_until=None, lease_token=None, **changes)
+        if updated:
+            exceeded = changes["sync_status"] == SyncStatus.MAX_RETRIES_EXCEEDED
+            _attempt_record(
+                item,
+                started_at=started_at,
+                finished_at=now,
+                outcome=AttemptOutcome.EXCEEDED if exceeded else AttemptOutcome.RETRYING,
+                error=error,
+            )
     return changes["sync_status"] if updated else None
 
 
@@ -269,6 +314,7 @@ def sync_batch(*, batch_size: int | None = None) -> BatchReport:
 
 
 def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
+    started_at = timezone.now()
     try:
         outcome = haven_discovery_write(discovery=item.discovery)
     except (SyncError, MappingError, DatabaseError, Discovery.DoesNotExist) as exc:
@@ -290,10 +336,11 @@ def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
                 haven_discovery_id=outcome.haven_discovery_id,
                 how=outcome.how,
                 unresolved=outcome.location.unresolved if outcome.location else None,
+                started_at=started_at,
             )
             report.synced += 1
             return
-        state = queue_item_fail(item=item, token=token, error=error)
+        state = queue_item_fail(item=item, token=token, error=error, started_at=started_at)
     except DatabaseError:
         # keeper.db itself refused (locked past its busy timeout, say): the item keeps its
         # lease and is taken again when it lapses; the ledger keeps a VH write single.
@@ -332,17 +379,18 @@ def sync_until_idle(
 
 def queue_prune(*, older_than_days: int | None = None) -> int:
     """Delete ``synced`` items synced more than ``older_than_days`` (default
-    ``SYNC_PRUNE_AFTER_DAYS``) ago; their discoveries keep ``haven_discovery_id``, so they are
-    never queued again. Rows an old bot synced carry the VH id on the queue item only: it is
-    copied to the discovery first, and an item with no VH id anywhere is kept, being the only
-    record that its discovery is in VH. Returns how many were deleted."""
+    ``SYNC_PRUNE_AFTER_DAYS``) ago, with their attempt history; their discoveries keep
+    ``haven_discovery_id``, so they are never queued again. Rows an old bot synced carry the
+    VH id on the queue item only: it is copied to the discovery first, and an item with no VH
+    id anywhere is kept, being the only record that its discovery is in VH. Returns how many
+    queue items were deleted."""
     days = settings.SYNC_PRUNE_AFTER_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - timedelta(days=days)
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         old = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED, synced_at__lt=cutoff)
         _haven_ids_carry(old)
-        deleted, _ = old.filter(discovery__haven_discovery_id__isnull=False).delete()
-    return deleted
+        _, per_model = old.filter(discovery__haven_discovery_id__isnull=False).delete()
+    return per_model.get(SyncQueueItem._meta.label, 0)
 
 
 def _haven_ids_carry(items) -> int:
@@ -447,10 +495,11 @@ def _retry_reset(queryset) -> list[int]:
     return ids
 
 
-def queue_item_retry(*, item_id: int) -> SyncQueueItem:
+def queue_item_retry(*, item_id: int, actor=None, source: str = "api") -> SyncQueueItem:
     """Retry one item now (operators: API, admin, bot). Raises :class:`QueueItemNotFound` or
-    :class:`QueueItemNotRetryable` (synced or syncing); returns the reset item."""
-    report = queue_items_retry(ids=[item_id])
+    :class:`QueueItemNotRetryable` (synced or syncing); returns the reset item. A reset is
+    recorded as an :class:`OperatorAction` of ``actor`` (a user, or None) via ``source``."""
+    report = queue_items_retry(ids=[item_id], actor=actor, source=source)
     if report.missing:
         raise QueueItemNotFound(f"no queue item {item_id}")
     if report.refused:
@@ -458,10 +507,17 @@ def queue_item_retry(*, item_id: int) -> SyncQueueItem:
     return SyncQueueItem.objects.get(id=item_id)
 
 
-def queue_items_retry(*, ids: list[int] | None = None, status: str | None = None) -> RetryReport:
+def queue_items_retry(
+    *,
+    ids: list[int] | None = None,
+    status: str | None = None,
+    actor=None,
+    source: str = "api",
+) -> RetryReport:
     """Retry many items by ``ids`` or by ``status`` (``max_retries_exceeded`` or ``pending``),
     with the same rule per item as :func:`queue_item_retry`. Exactly one of the two must be
-    given (``ValueError`` otherwise)."""
+    given (``ValueError`` otherwise). Each call that resets anything is recorded as an
+    :class:`OperatorAction` of ``actor`` via ``source`` (``api``, ``admin``, ``bot``)."""
     if (ids is None) == (status is None):
         raise ValueError("give either ids or status")
     report = RetryReport()
@@ -469,14 +525,39 @@ def queue_items_retry(*, ids: list[int] | None = None, status: str | None = None
         if status not in RETRYABLE:
             raise ValueError(f"status must be one of {', '.join(RETRYABLE)}")
         report.reset = _retry_reset(SyncQueueItem.objects.filter(sync_status=status))
-        return report
-    wanted = list(dict.fromkeys(ids))
-    report.reset = _retry_reset(SyncQueueItem.objects.filter(id__in=wanted))
-    states = dict(SyncQueueItem.objects.filter(id__in=wanted).values_list("id", "sync_status"))
-    done = set(report.reset)
-    for item_id in wanted:
-        if item_id not in states:
-            report.missing.append(item_id)
-        elif item_id not in done:
-            report.refused[item_id] = states[item_id]
+    else:
+        wanted = list(dict.fromkeys(ids))
+        report.reset = _retry_reset(SyncQueueItem.objects.filter(id__in=wanted))
+        states = dict(SyncQueueItem.objects.filter(id__in=wanted).values_list("id", "sync_status"))
+        done = set(report.reset)
+        for item_id in wanted:
+            if item_id not in states:
+                report.missing.append(item_id)
+            elif item_id not in done:
+                report.refused[item_id] = states[item_id]
+    if report.reset:
+        operator_action_record(
+            actor=actor,
+            source=source,
+            action="retry",
+            items_changed=len(report.reset),
+            detail={"status": status} if status is not None else {"ids": report.reset[:1000]},
+        )
     return report
+
+
+def operator_action_record(
+    *, actor, source: str, action: str, items_changed: int, detail: dict
+) -> OperatorAction:
+    """Keep a record of an operator's change to the queue: ``actor`` (a user or None, shown as
+    "anonymous"), ``source`` (api, admin, bot), ``action``, how many items it changed, and
+    ``detail`` (ids, at most 1,000, or the filter used)."""
+    authenticated = actor is not None and getattr(actor, "is_authenticated", False)
+    return OperatorAction.objects.create(
+        actor=actor if authenticated else None,
+        actor_name=actor.get_username() if authenticated else "anonymous",
+        source=source,
+        action=action,
+        items_changed=items_changed,
+        detail=detail,
+    )
