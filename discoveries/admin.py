@@ -1,18 +1,512 @@
-from django.contrib import admin
+"""The Discovery admin: the operators' console for browsing, finding and fixing discoveries.
 
+The list shows each discovery's sync state (linked to its queue item) and whether its location
+resolved in VH, which the sync records in the queue item's ``metadata["location_resolved"]``.
+The change page shows the type's four fields by their labels, lets an operator edit them (with
+the limits of REFERENCE.md, as :mod:`discoveries.types` holds them), and previews the exact VH
+row the mapping would write now. "Save and retry sync" and the list action retry through
+:mod:`syncq.services`, so every retry is recorded as an operator action of source ``admin``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import DatabaseError
+from django.db.models import Q
+from django.http import HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html
+
+from discoveries.mapping import (
+    MappingError,
+    ResolvedLocation,
+    discovery_to_haven_row,
+    location_resolve,
+)
 from discoveries.models import Discovery
+from discoveries.types import DISCOVERY_TYPES, DiscoveryType, discovery_type_lookup
+from syncq.errors import HavenUnavailable, QueueItemNotFound, QueueItemNotRetryable
+from syncq.haven_writer import haven_close, haven_connection, system_snapshot
+from syncq.models import SyncQueueItem, SyncStatus
+from syncq.services import queue_item_retry, queue_items_retry
+
+#: Form field name prefix of the type's four fields; the rest of the name is the metadata key.
+TYPE_FIELD_PREFIX = "type__"
+SAVE_AND_RETRY = "_saveretry"
+
+
+def _queue_item(discovery: Discovery) -> SyncQueueItem | None:
+    """The discovery's queue item, or ``None`` for a row that has none (not yet adopted)."""
+    try:
+        return discovery.queue_item
+    except ObjectDoesNotExist:
+        return None
+
+
+def _actor(request):
+    """The request's user as a model instance, for the operator action's ``actor``.
+
+    ``request.user`` is a lazy wrapper, which :class:`discoveries.routers.HavenRouter` does not
+    recognise as a keeper model when the action row is related to it.
+    """
+    return get_user_model().objects.get(pk=request.user.pk)
+
+
+def _emoji_variants(dtype: DiscoveryType) -> set[str]:
+    # Legacy rows may store an emoji without its variation selector (or with the text one).
+    bare = dtype.emoji.replace("\ufe0f", "")
+    return {dtype.emoji, bare, bare + "\ufe0e"}
+
+
+# --- list filters ---------------------------------------------------------------------------
+
+
+class DiscoveryTypeFilter(admin.SimpleListFilter):
+    """The ten types by emoji and name, however the emoji is stored, plus unknown values."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        return [(t.slug, str(t)) for t in DISCOVERY_TYPES] + [("unknown", "Unknown type")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "unknown":
+            known = set().union(*(_emoji_variants(t) for t in DISCOVERY_TYPES))
+            return queryset.exclude(discovery_type__in=known)
+        for dtype in DISCOVERY_TYPES:
+            if self.value() == dtype.slug:
+                return queryset.filter(discovery_type__in=_emoji_variants(dtype))
+        return queryset
+
+
+class SyncStateFilter(admin.SimpleListFilter):
+    """The queue item's state, or no queue item at all."""
+
+    title = "sync state"
+    parameter_name = "sync_state"
+
+    def lookups(self, request, model_admin):
+        return [*SyncStatus.choices, ("none", "No queue item")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(queue_item__isnull=True)
+        if self.value() in SyncStatus.values:
+            return queryset.filter(queue_item__sync_status=self.value())
+        return queryset
+
+
+class LocationResolvedFilter(admin.SimpleListFilter):
+    """Whether the sync found the location in VH (from the queue item's metadata)."""
+
+    title = "location in VH"
+    parameter_name = "resolved"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Resolved"), ("no", "Unresolved"), ("unknown", "Unknown")]
+
+    def queryset(self, request, queryset):
+        resolved = Q(queue_item__metadata__location_resolved=True)
+        unresolved = Q(queue_item__metadata__location_resolved=False)
+        if self.value() == "yes":
+            return queryset.filter(resolved)
+        if self.value() == "no":
+            return queryset.filter(unresolved)
+        if self.value() == "unknown":
+            # Not exclude(resolved | unresolved): SQL's NULL for a missing key would hide
+            # the very rows asked for.
+            known = Discovery.objects.filter(resolved | unresolved).values("pk")
+            return queryset.exclude(pk__in=known)
+        return queryset
+
+
+# --- the change form -------------------------------------------------------------------------
+
+
+class DiscoveryAdminForm(forms.ModelForm):
+    """A discovery's columns, its type as a choice of the ten, and (added per type by
+    :meth:`DiscoveryAdmin.get_form`) the type's four fields, stored in ``metadata``.
+
+    ``metadata`` shows only the keys other than the type's fields, and must be a JSON object:
+    on save the type's fields are written into it (a blank field removes its key).
+    """
+
+    class Meta:
+        model = Discovery
+        fields = (
+            "discovery_type",
+            "description",
+            "system_name",
+            "location",
+            "location_type",
+            "planet_name",
+            "galaxy_name",
+            "coordinates",
+            "username",
+            "guild_id",
+            "time_period",
+            "condition",
+            "significance",
+            "evidence_url",
+            "related_discoveries",
+            "tags",
+            "analysis_status",
+            "pattern_matches",
+            "mystery_tier",
+            "metadata",
+        )
+
+    dtype: DiscoveryType | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = self.instance.discovery_type if self.instance.pk else None
+        choices = [(t.emoji, str(t)) for t in DISCOVERY_TYPES]
+        known = discovery_type_lookup(current)
+        if "discovery_type" in self.fields:
+            if current and known is None:
+                choices.insert(0, (current, f"Unknown type {current!r}: choose one"))
+            self.fields["discovery_type"] = forms.ChoiceField(
+                choices=choices,
+                initial=known.emoji if known else current,
+                help_text="Unknown types cannot be mapped to VH; choose one of the ten.",
+            )
+            if known is not None:
+                self.initial["discovery_type"] = known.emoji
+        metadata = self.instance.metadata
+        if self.dtype is not None and isinstance(metadata, dict) and "metadata" in self.fields:
+            self.initial["metadata"] = {
+                k: v for k, v in metadata.items() if k not in self.dtype.field_keys
+            }
+            for field in self.dtype.fields:
+                value = metadata.get(field.key)
+                if value is not None:
+                    self.initial[TYPE_FIELD_PREFIX + field.key] = (
+                        value if isinstance(value, str) else str(value)
+                    )
+        if "metadata" in self.fields:
+            self.fields[
+                "metadata"
+            ].help_text = (
+                "A JSON object. The type's fields above are stored in it under their keys."
+            )
+
+    def clean_metadata(self):
+        metadata = self.cleaned_data.get("metadata")
+        if metadata in (None, ""):
+            return {}
+        if not isinstance(metadata, dict):
+            raise forms.ValidationError(
+                "must be a JSON object ({} to start afresh); the sync reads the type's fields "
+                "from it"
+            )
+        return metadata
+
+    def clean(self):
+        cleaned = super().clean()
+        metadata = cleaned.get("metadata")
+        if self.dtype is None or not isinstance(metadata, dict):
+            return cleaned
+        merged = dict(metadata)
+        for field in self.dtype.fields:
+            value = cleaned.get(TYPE_FIELD_PREFIX + field.key)
+            if value:
+                merged[field.key] = value
+            else:
+                merged.pop(field.key, None)
+        cleaned["metadata"] = merged
+        return cleaned
+
+
+# --- the VH row preview ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HavenPreview:
+    """What the mapping would write for a discovery now: the VH ``row`` (``None`` when it
+    cannot be built), the ``location`` resolution, and ``problem``, why there is no row."""
+
+    row: dict[str, object] | None
+    location: ResolvedLocation | None
+    problem: str | None
+
+
+def haven_preview(discovery: Discovery) -> HavenPreview:
+    """Build the VH row :func:`discoveries.mapping.discovery_to_haven_row` would write for
+    ``discovery``, reading (never writing) the discovery's system from VH-Database.db.
+
+    The connection is made query-only for the read and always closed after it, so the admin
+    holds no handle on the Control Room's file. A missing or disabled VH, or one that cannot
+    be read, is reported in ``problem`` rather than raised.
+    """
+    try:
+        connection = haven_connection()
+        with connection.cursor() as cursor:
+            # SQLite refuses any write on this connection until it is closed below.
+            cursor.execute("PRAGMA query_only = ON")
+            snapshot = system_snapshot(cursor, discovery.system_name)
+    except HavenUnavailable as exc:
+        return HavenPreview(None, None, str(exc))
+    except DatabaseError as exc:
+        return HavenPreview(None, None, f"VH-Database.db could not be read: {exc}")
+    finally:
+        haven_close()
+    location = location_resolve(
+        system_name=discovery.system_name,
+        location=discovery.location,
+        location_type=discovery.location_type,
+        system=snapshot,
+    )
+    try:
+        row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
+    except MappingError as exc:
+        return HavenPreview(None, location, f"the mapping refuses this discovery: {exc}")
+    return HavenPreview(row, location, None)
+
+
+# --- the admin -------------------------------------------------------------------------------
 
 
 @admin.register(Discovery)
 class DiscoveryAdmin(admin.ModelAdmin):
+    """Discoveries with their sync state; new ones come only through the submit service."""
+
+    form = DiscoveryAdminForm
     list_display = (
         "id",
-        "discovery_type",
+        "type_display",
         "system_name",
         "location",
         "username",
         "submission_timestamp",
-        "haven_discovery_id",
+        "sync_state",
+        "location_resolved",
     )
-    list_filter = ("discovery_type",)
+    list_display_links = ("id", "type_display")
+    list_filter = (
+        DiscoveryTypeFilter,
+        SyncStateFilter,
+        LocationResolvedFilter,
+        "system_name",
+        "submission_timestamp",
+    )
+    list_select_related = ("queue_item",)
     search_fields = ("description", "system_name", "location", "username")
+    actions = ["retry_sync"]
+    readonly_fields = (
+        "id",
+        "user_id",
+        "submission_timestamp",
+        "haven_discovery_id",
+        "type_fields_display",
+        "sync_state",
+        "location_resolved",
+        "sync_error",
+        "haven_row_preview",
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        dtype = obj.type if obj is not None else None
+        type_fields = ["type_fields_display"]
+        if dtype is not None and self.has_change_permission(request, obj):
+            type_fields += [TYPE_FIELD_PREFIX + f.key for f in dtype.fields]
+        return [
+            (
+                None,
+                {
+                    "fields": [
+                        "id",
+                        "discovery_type",
+                        "description",
+                        "system_name",
+                        "location",
+                        "location_type",
+                        "planet_name",
+                        "galaxy_name",
+                        "coordinates",
+                    ]
+                },
+            ),
+            (
+                "Submitter",
+                {"fields": ["user_id", "username", "guild_id", "submission_timestamp"]},
+            ),
+            ("Type fields", {"fields": type_fields}),
+            (
+                "Other columns",
+                {
+                    "fields": [
+                        "time_period",
+                        "condition",
+                        "significance",
+                        "evidence_url",
+                        "related_discoveries",
+                        "tags",
+                        "analysis_status",
+                        "pattern_matches",
+                        "mystery_tier",
+                        "metadata",
+                    ]
+                },
+            ),
+            (
+                "Sync",
+                {
+                    "fields": [
+                        "sync_state",
+                        "location_resolved",
+                        "sync_error",
+                        "haven_discovery_id",
+                    ]
+                },
+            ),
+            ("VH row preview", {"fields": ["haven_row_preview"]}),
+        ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        dtype = obj.type if obj is not None else None
+        attrs: dict[str, object] = {"dtype": dtype}
+        for field in dtype.fields if dtype else ():
+            attrs[TYPE_FIELD_PREFIX + field.key] = forms.CharField(
+                label=field.label,
+                max_length=field.max_length,
+                required=False,
+                help_text=f"metadata key {field.key!r}, at most {field.max_length} characters",
+            )
+        kwargs["form"] = type("DiscoveryAdminForm", (self.form,), attrs)
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def has_add_permission(self, request) -> bool:
+        # A discovery without its queue item would never sync: new ones go through
+        # discoveries.services.discovery_submit (the bot, the API, manage.py submit_discovery).
+        return False
+
+    # --- columns -----------------------------------------------------------------------------
+
+    @admin.display(description="type", ordering="discovery_type")
+    def type_display(self, obj: Discovery) -> str:
+        dtype = obj.type
+        return str(dtype) if dtype else f"❓ unknown ({obj.discovery_type!r})"
+
+    @admin.display(description="sync state", ordering="queue_item__sync_status")
+    def sync_state(self, obj: Discovery):
+        item = _queue_item(obj)
+        if item is None:
+            return "no queue item"
+        url = reverse("admin:syncq_syncqueueitem_change", args=[item.pk])
+        return format_html('<a href="{}">{}</a>', url, item.get_sync_status_display())
+
+    @admin.display(description="location in VH", boolean=True)
+    def location_resolved(self, obj: Discovery) -> bool | None:
+        item = _queue_item(obj)
+        metadata = item.metadata if item is not None else None
+        value = metadata.get("location_resolved") if isinstance(metadata, dict) else None
+        return value if isinstance(value, bool) else None
+
+    @admin.display(description="last sync error")
+    def sync_error(self, obj: Discovery) -> str:
+        item = _queue_item(obj)
+        return (item.sync_error if item else None) or "-"
+
+    @admin.display(description="type's fields")
+    def type_fields_display(self, obj: Discovery) -> str:
+        dtype = obj.type
+        if dtype is None:
+            return f"unknown type {obj.discovery_type!r}: choose a type to see its fields"
+        values = obj.type_fields
+        return render_to_string(
+            "admin/discoveries/discovery/type_fields.html",
+            {
+                "dtype": dtype,
+                "fields": [(f.label, values.get(f.key)) for f in dtype.fields],
+                "unreadable": not isinstance(obj.metadata, dict | None),
+            },
+        )
+
+    @admin.display(description="VH row")
+    def haven_row_preview(self, obj: Discovery) -> str:
+        preview = haven_preview(obj)
+        item = _queue_item(obj)
+        return render_to_string(
+            "admin/discoveries/discovery/haven_preview.html",
+            {
+                "preview": preview,
+                "row": list(preview.row.items()) if preview.row else [],
+                "synced_to": item.haven_discovery_id
+                if item and item.sync_status == SyncStatus.SYNCED
+                else None,
+            },
+        )
+
+    # --- retry ---------------------------------------------------------------------------------
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["show_save_and_retry"] = (
+            obj is not None
+            and self.has_change_permission(request, obj)
+            and _queue_item(obj) is not None
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def response_change(self, request, obj):
+        if SAVE_AND_RETRY not in request.POST:
+            return super().response_change(request, obj)
+        self.message_user(request, f"Discovery #{obj.pk} was saved.", messages.SUCCESS)
+        self._retry_one(request, obj)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def _retry_one(self, request, obj: Discovery) -> None:
+        item_id = (
+            SyncQueueItem.objects.filter(discovery_id=obj.pk).values_list("id", flat=True).first()
+        )
+        if item_id is None:
+            self.message_user(
+                request, f"Discovery #{obj.pk} has no queue item to retry.", messages.WARNING
+            )
+            return
+        try:
+            queue_item_retry(item_id=item_id, actor=_actor(request), source="admin")
+        except QueueItemNotRetryable as exc:
+            self.message_user(request, f"Not retried: {exc}.", messages.WARNING)
+        except QueueItemNotFound:
+            self.message_user(
+                request, f"Not retried: queue item {item_id} is gone.", messages.WARNING
+            )
+        else:
+            self.message_user(
+                request,
+                f"Queue item {item_id} is pending again with its attempts reset; "
+                "the sync takes it next.",
+                messages.SUCCESS,
+            )
+
+    @admin.action(description="Retry sync of the selected discoveries", permissions=["change"])
+    def retry_sync(self, request, queryset):
+        item_ids = list(
+            SyncQueueItem.objects.filter(discovery__in=queryset).values_list("id", flat=True)
+        )
+        without = queryset.count() - len(item_ids)
+        report = queue_items_retry(ids=item_ids, actor=_actor(request), source="admin")
+        if report.reset:
+            self.message_user(
+                request, f"{len(report.reset)} queue item(s) reset to pending.", messages.SUCCESS
+            )
+        if report.refused:
+            states = ", ".join(sorted(set(report.refused.values())))
+            self.message_user(
+                request,
+                f"{len(report.refused)} queue item(s) not retried: they are {states}; only "
+                "pending or failed items retry.",
+                messages.WARNING,
+            )
+        if without:
+            self.message_user(
+                request, f"{without} discovery(ies) have no queue item.", messages.WARNING
+            )

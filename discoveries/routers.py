@@ -7,8 +7,9 @@ HAVEN_ALIAS = "haven"
 _HAVEN_MODELS = frozenset({"system", "planet", "moon", "havendiscovery", "ledgerentry"})
 
 
-def _is_haven(model) -> bool:
-    return model._meta.app_label == "discoveries" and model._meta.model_name in _HAVEN_MODELS
+def _is_haven(model_or_instance) -> bool:
+    meta = model_or_instance._meta
+    return meta.app_label == "discoveries" and meta.model_name in _HAVEN_MODELS
 
 
 class HavenRouter:
@@ -21,7 +22,8 @@ class HavenRouter:
     db_for_write = db_for_read
 
     def allow_relation(self, obj1, obj2, **hints):
-        return _is_haven(type(obj1)) == _is_haven(type(obj2))
+        # ``_meta`` rather than ``type()``: request.user is a lazy wrapper around the user.
+        return _is_haven(obj1) == _is_haven(obj2)
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         if db == HAVEN_ALIAS:

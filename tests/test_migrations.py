@@ -22,3 +22,15 @@ def test_router_keeps_every_migration_off_haven():
         assert router.allow_migrate_model("default", model) is False
         assert router.db_for_write(model) == "haven"
     assert router.db_for_write(apps.get_model("discoveries", "Discovery")) == "default"
+
+
+def test_router_accepts_a_lazy_user_in_relations():
+    """A relation to request.user (a lazy wrapper) is allowed: it is a keeper model."""
+    from django.contrib.auth import get_user_model
+    from django.db import router
+    from django.utils.functional import SimpleLazyObject
+
+    from syncq.models import OperatorAction
+
+    lazy_user = SimpleLazyObject(lambda: get_user_model()(username="someone"))
+    assert router.allow_relation(OperatorAction(), lazy_user) is True

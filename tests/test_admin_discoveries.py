@@ -1,0 +1,410 @@
+"""The Discovery admin through Django's test client on real rows: the list (columns, filters,
+search, bounded queries), the change page (type fields by label, the VH row preview) and
+editing a discovery that failed to map, then retrying it."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.urls import reverse
+
+from discoveries.models import Discovery
+from syncq.models import OperatorAction, SyncQueueItem, SyncStatus
+from syncq.services import sync_batch
+from tests.conftest import make_discovery
+
+WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+CHANGELIST = reverse("admin:discoveries_discovery_changelist")
+
+
+def _change_url(discovery: Discovery) -> str:
+    return reverse("admin:discoveries_discovery_change", args=[discovery.pk])
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def root():
+    """A superuser."""
+    return get_user_model().objects.create_superuser("root", "root@example.org", "pw")
+
+
+@pytest.fixture
+def viewer():
+    """A staff user who may only view discoveries and queue items."""
+    user = get_user_model().objects.create_user("viewer", "v@example.org", "pw", is_staff=True)
+    user.user_permissions.add(
+        Permission.objects.get(codename="view_discovery"),
+        Permission.objects.get(codename="view_syncqueueitem"),
+    )
+    return user
+
+
+@pytest.fixture
+def no_haven(settings):
+    """VH switched off, so no page depends on a file on this machine."""
+    settings.USE_HAVEN_DATABASE = False
+
+
+def _discovery(
+    state: str | None = SyncStatus.PENDING, resolved: bool | None = None, **fields
+) -> Discovery:
+    """A discovery stored through the submit service whose queue item is then put in
+    ``state`` (``None``: the item is removed) with ``location_resolved`` in its metadata."""
+    if "discovery_type" in fields:
+        fields.setdefault("type_fields", {})
+    discovery = make_discovery(**fields)
+    items = SyncQueueItem.objects.filter(discovery=discovery)
+    if state is None:
+        items.delete()
+        return discovery
+    metadata = {"how": "written", "location_resolved": resolved} if resolved is not None else {}
+    items.update(sync_status=state, metadata=metadata)
+    return discovery
+
+
+def _shown_ids(response) -> set[int]:
+    assert response.status_code == 200
+    return {d.pk for d in response.context["cl"].result_list}
+
+
+def _messages(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def _form_data(response, **changes) -> dict[str, str]:
+    """The POST body of the change form as shown in ``response``, with ``changes`` applied."""
+    form = response.context["adminform"].form
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        data[name] = "" if value is None else str(value)
+    data.update(changes)
+    return data
+
+
+# --- the list --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_list_shows_type_sync_state_link_and_resolution_for_every_state(root, no_haven):
+    """Each row shows its type's emoji and name, its queue item's state linked to the item,
+    and whether the location resolved in VH (yes, no, unknown)."""
+    rows = [
+        _discovery(SyncStatus.PENDING, description="pending one"),
+        _discovery(SyncStatus.SYNCING, description="syncing one"),
+        _discovery(SyncStatus.SYNCED, resolved=True, description="synced resolved"),
+        _discovery(SyncStatus.SYNCED, resolved=False, description="synced unresolved"),
+        _discovery(SyncStatus.MAX_RETRIES_EXCEEDED, description="gave up", discovery_type="🦴"),
+        _discovery(None, description="no item"),
+    ]
+    response = _client(root).get(CHANGELIST)
+    html = response.content.decode()
+    assert _shown_ids(response) == {d.pk for d in rows}
+    for label in ("Pending", "Syncing", "Synced", "Max retries exceeded", "no queue item"):
+        assert label in html
+    assert "🏛️ Ruins &amp; structures" in html
+    assert "🦴 Ancient bones &amp; fossils" in html
+    item = SyncQueueItem.objects.get(discovery=rows[4])
+    assert reverse("admin:syncq_syncqueueitem_change", args=[item.pk]) in html
+    assert 'alt="True"' in html and 'alt="False"' in html and 'alt="None"' in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rows", [5, 50])
+def test_list_query_count_does_not_grow_with_rows(
+    rows, root, no_haven, django_assert_max_num_queries
+):
+    """The list page takes the same bounded number of queries for 5 and for 50 discoveries."""
+    states = list(SyncStatus.values)
+    for n in range(rows):
+        _discovery(states[n % len(states)], resolved=bool(n % 2), description=f"row {n}")
+    client = _client(root)
+    with django_assert_max_num_queries(8):
+        response = client.get(CHANGELIST)
+    assert len(_shown_ids(response)) == rows
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("resolved=yes", {"resolved"}),
+        ("resolved=no", {"unresolved"}),
+        ("resolved=unknown", {"pending", "exceeded", "orphan"}),
+        ("sync_state=max_retries_exceeded", {"exceeded"}),
+        ("sync_state=synced", {"resolved", "unresolved"}),
+        ("sync_state=none", {"orphan"}),
+        ("type=bones", {"exceeded"}),
+        ("system_name=Demo Beta", {"pending"}),
+    ],
+)
+def test_filters_select_the_matching_discoveries(query, expected, root, no_haven):
+    """The resolved, sync state, type and system filters each show exactly their rows."""
+    rows = {
+        "resolved": _discovery(SyncStatus.SYNCED, resolved=True),
+        "unresolved": _discovery(SyncStatus.SYNCED, resolved=False),
+        "pending": _discovery(SyncStatus.PENDING, system_name="Demo Beta", location="Beta Rock"),
+        "exceeded": _discovery(SyncStatus.MAX_RETRIES_EXCEEDED, discovery_type="🦴"),
+        "orphan": _discovery(None),
+    }
+    response = _client(root).get(f"{CHANGELIST}?{query}")
+    assert _shown_ids(response) == {rows[name].pk for name in expected}
+
+
+@pytest.mark.django_db
+def test_date_filter_keeps_only_recent_submissions(root, no_haven):
+    """The submitted-at filter "Past 7 days" leaves out an old submission."""
+    recent = _discovery()
+    old = make_discovery(description="old", submitted_at=datetime(2020, 1, 1, tzinfo=UTC))
+    response = _client(root).get(CHANGELIST)
+    assert _shown_ids(response) == {recent.pk, old.pk}
+    spec = next(s for s in response.context["cl"].filter_specs if s.title == "submission timestamp")
+    past_week = next(
+        c for c in spec.choices(response.context["cl"]) if c["display"] == "Past 7 days"
+    )
+    response = _client(root).get(CHANGELIST + past_week["query_string"])
+    assert _shown_ids(response) == {recent.pk}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [("glowing spire", "spire"), ("Demo Gamma", "gamma"), ("Beta Rock", "beta"), ("zoe", "zoe")],
+)
+def test_search_matches_description_system_location_and_username(q, expected, root, no_haven):
+    """Search finds a discovery by its description, system, location or submitter's name."""
+    rows = {
+        "spire": _discovery(description="A glowing spire on a hill."),
+        "gamma": _discovery(system_name="Demo Gamma", location="Gamma Ice"),
+        "beta": _discovery(system_name="Demo Beta", location="Beta Rock"),
+        "zoe": _discovery(username="Zoe"),
+    }
+    response = _client(root).get(CHANGELIST, {"q": q})
+    assert _shown_ids(response) == {rows[expected].pk}
+
+
+@pytest.mark.django_db
+def test_viewer_sees_the_list_without_actions_and_cannot_retry(viewer, no_haven):
+    """A view-only staff user browses discoveries but gets no action and no retry button,
+    and a forged "Save and retry sync" is refused with 403 and changes nothing."""
+    discovery = _discovery(SyncStatus.MAX_RETRIES_EXCEEDED)
+    client = _client(viewer)
+    response = client.get(CHANGELIST)
+    assert _shown_ids(response) == {discovery.pk}
+    assert response.context["action_form"] is None
+    page = client.get(_change_url(discovery))
+    assert page.status_code == 200
+    assert "Save and retry sync" not in page.content.decode()
+    forged = client.post(_change_url(discovery), {"_saveretry": "1"})
+    assert forged.status_code == 403
+    assert SyncQueueItem.objects.get(discovery=discovery).sync_status == (
+        SyncStatus.MAX_RETRIES_EXCEEDED
+    )
+    assert not OperatorAction.objects.exists()
+
+
+# --- the change page -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_change_page_shows_every_field_and_the_type_fields_by_label(viewer, no_haven):
+    """The change page lists every keeper column and the type's four fields under their
+    labels with their stored values."""
+    discovery = _discovery(
+        discovery_type="🦴",
+        type_fields={"species_type": "Raptor", "estimated_age": "Old"},
+    )
+    response = _client(viewer).get(_change_url(discovery))
+    html = response.content.decode()
+    shown = {
+        name
+        for fieldset in response.context["adminform"]
+        for line in fieldset
+        for f in line
+        for name in [f.field["name"]]
+    }
+    assert {f.name for f in Discovery._meta.concrete_fields} <= shown
+    for label in ("Species type", "Size / scale", "Preservation quality", "Estimated age"):
+        assert label in html
+    assert "Raptor" in html and "Old" in html
+
+
+@pytest.mark.django_db
+def test_preview_says_why_when_vh_is_switched_off(root, no_haven):
+    """With USE_HAVEN_DATABASE false the preview shows the reason instead of a row."""
+    response = _client(root).get(_change_url(_discovery()))
+    assert "No preview: USE_HAVEN_DATABASE is false" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_preview_says_why_when_vh_is_missing(root, settings, tmp_path):
+    """With no file at HAVEN_DB_PATH the preview says VH-Database.db is missing."""
+    settings.HAVEN_DB_PATH = tmp_path / "absent.db"
+    response = _client(root).get(_change_url(_discovery()))
+    assert "No preview: VH-Database.db is missing" in response.content.decode()
+
+
+@WITH_HAVEN
+def test_preview_shows_the_vh_row_with_resolved_ids_and_writes_nothing(root, haven_db):
+    """The preview shows the exact mapped row (resolved system and planet, the type's
+    columns) and leaves VH-Database.db untouched."""
+    discovery = _discovery(type_fields={"structure_type": "Obelisk"})
+    response = _client(root).get(_change_url(discovery))
+    html = response.content.decode()
+    assert "resolved in VH (system SYS_DEMO_0000A001, planet #" in html
+    for text in ("<code>structure_type</code>", "Obelisk", "<code>discovered_by</code>"):
+        assert text in html
+    assert f"&quot;keeper_discovery_id&quot;: {discovery.pk}" in html
+    with sqlite3.connect(haven_db) as vh:
+        assert vh.execute("SELECT count(*) FROM discoveries").fetchone() == (0,)
+        tables = {r[0] for r in vh.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "keeper_sync_ledger" not in tables
+
+
+@WITH_HAVEN
+def test_preview_reports_an_unresolved_location_and_an_unknown_type(root, haven_db):
+    """An unknown moon is reported as unresolved, and an unknown type as refused by the
+    mapping, each in words on the page."""
+    lost = _discovery(location="Nowhere", location_type="moon")
+    odd = _discovery()
+    Discovery.objects.filter(pk=odd.pk).update(discovery_type="🛸")
+    client = _client(root)
+    assert (
+        "moon &#x27;Nowhere&#x27; not found in system"
+        in client.get(_change_url(lost)).content.decode()
+    )
+    html = client.get(_change_url(odd)).content.decode()
+    assert "the mapping refuses this discovery: unknown discovery type" in html
+
+
+# --- edit, then retry ------------------------------------------------------------------------
+
+
+@WITH_HAVEN
+def test_fixing_a_failed_discovery_then_save_and_retry_syncs_it(root, haven_db):
+    """A discovery whose type cannot be mapped ends max_retries_exceeded; choosing a type,
+    filling its field and "Save and retry sync" resets the item to pending, records an
+    admin operator action, and the next batch writes the fixed row to VH."""
+    discovery = make_discovery(type_fields={"structure_type": "Tower"})
+    Discovery.objects.filter(pk=discovery.pk).update(discovery_type="🛸")
+    SyncQueueItem.objects.filter(discovery=discovery).update(max_attempts=1)
+    sync_batch()
+    item = SyncQueueItem.objects.get(discovery=discovery)
+    assert item.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
+    assert "MappingError" in item.sync_error
+
+    client = _client(root)
+    # A known type first, so the form offers its fields.
+    page = client.get(_change_url(discovery))
+    saved = client.post(_change_url(discovery), _form_data(page, discovery_type="🏛️", _continue="1"))
+    assert saved.status_code == 302
+    page = client.get(_change_url(discovery))
+    assert "Save and retry sync" in page.content.decode()
+    response = client.post(
+        _change_url(discovery),
+        _form_data(page, **{"type__structure_type": "Spire", "_saveretry": "1"}),
+    )
+    assert response.status_code == 302
+    assert any("pending again" in m for m in _messages(response))
+
+    item.refresh_from_db()
+    assert (item.sync_status, item.sync_attempts, item.sync_error) == (SyncStatus.PENDING, 0, None)
+    action = OperatorAction.objects.get()
+    assert (action.source, action.actor, action.items_changed) == ("admin", root, 1)
+    discovery.refresh_from_db()
+    assert discovery.metadata["structure_type"] == "Spire"
+
+    sync_batch()
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.SYNCED
+    with sqlite3.connect(haven_db) as vh:
+        row = vh.execute(
+            "SELECT discovery_type, structure_type FROM discoveries WHERE id = ?",
+            [item.haven_discovery_id],
+        ).fetchone()
+    assert row == ("🏛️", "Spire")
+
+
+@pytest.mark.django_db
+def test_type_field_longer_than_its_limit_is_refused(root, no_haven):
+    """A type field over its limit (200 characters) is refused and nothing is saved."""
+    discovery = _discovery(SyncStatus.MAX_RETRIES_EXCEEDED)
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    response = client.post(
+        _change_url(discovery),
+        _form_data(page, **{"type__structure_type": "x" * 201, "_saveretry": "1"}),
+    )
+    assert response.status_code == 200
+    assert "Ensure this value has at most 200 characters" in response.content.decode()
+    assert SyncQueueItem.objects.get(discovery=discovery).sync_status == (
+        SyncStatus.MAX_RETRIES_EXCEEDED
+    )
+
+
+@pytest.mark.django_db
+def test_metadata_that_is_no_json_object_is_refused_until_replaced(root, no_haven):
+    """Legacy metadata holding a JSON array must be replaced by an object; then the type
+    field is stored in it."""
+    discovery = _discovery()
+    Discovery.objects.filter(pk=discovery.pk).update(metadata=["legacy"])
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    assert "The metadata holds no JSON object" in page.content.decode()
+    refused = client.post(_change_url(discovery), _form_data(page, type__structure_type="Arch"))
+    assert refused.status_code == 200
+    assert "must be a JSON object" in refused.content.decode()
+    saved = client.post(
+        _change_url(discovery), _form_data(page, metadata="{}", type__structure_type="Arch")
+    )
+    assert saved.status_code == 302
+    discovery.refresh_from_db()
+    assert discovery.metadata == {"structure_type": "Arch"}
+
+
+@pytest.mark.django_db
+def test_save_and_retry_of_a_synced_discovery_is_refused_with_a_message(root, no_haven):
+    """ "Save and retry sync" on a synced discovery saves the edit but leaves the item synced,
+    says why, and records no operator action."""
+    discovery = _discovery(SyncStatus.SYNCED, resolved=True)
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    response = client.post(
+        _change_url(discovery), _form_data(page, username="Renamed", _saveretry="1")
+    )
+    assert response.status_code == 302
+    assert any("Not retried" in m and "synced" in m for m in _messages(response))
+    assert SyncQueueItem.objects.get(discovery=discovery).sync_status == SyncStatus.SYNCED
+    assert Discovery.objects.get(pk=discovery.pk).username == "Renamed"
+    assert not OperatorAction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_retry_action_resets_failed_items_and_refuses_synced_ones(root, no_haven):
+    """The list action resets the selected failed item, refuses the synced one with a
+    message, and records one admin operator action."""
+    failed = _discovery(SyncStatus.MAX_RETRIES_EXCEEDED)
+    done = _discovery(SyncStatus.SYNCED, resolved=True)
+    response = _client(root).post(
+        CHANGELIST,
+        {"action": "retry_sync", "_selected_action": [failed.pk, done.pk]},
+        follow=True,
+    )
+    texts = _messages(response) or [str(m) for m in response.context["messages"]]
+    assert any("1 queue item(s) reset to pending" in m for m in texts)
+    assert any("1 queue item(s) not retried: they are synced" in m for m in texts)
+    assert SyncQueueItem.objects.get(discovery=failed).sync_status == SyncStatus.PENDING
+    assert SyncQueueItem.objects.get(discovery=done).sync_status == SyncStatus.SYNCED
+    action = OperatorAction.objects.get()
+    assert (action.source, action.items_changed) == ("admin", 1)
