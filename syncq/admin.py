@@ -1,6 +1,84 @@
-from django.contrib import admin
+"""The operators' console for the sync queue: browse items, read why they failed, and retry or
+reset them one or thousands at a time. Every change goes through :mod:`syncq.services`, which
+refuses synced and syncing items and records an :class:`OperatorAction` (source ``admin``)."""
 
-from syncq.models import OperatorAction, SyncAttempt, SyncQueueItem
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Count
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.translation import ngettext
+
+from discoveries.models import Discovery
+from syncq.models import OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
+from syncq.services import RETRYABLE, queue_items_reset_attempts, queue_items_retry
+
+#: A bulk action over more items than this shows a confirmation page with the count first.
+CONFIRM_ABOVE = 100
+
+#: How many characters of an error the list shows; the detail page shows all of it.
+ERROR_PREVIEW_CHARS = 80
+
+#: Badge colours per state; white text reads on each in the light and the dark admin theme.
+STATE_COLOURS = {
+    SyncStatus.PENDING: "#b7791f",
+    SyncStatus.SYNCING: "#2b6cb0",
+    SyncStatus.SYNCED: "#2f855a",
+    SyncStatus.MAX_RETRIES_EXCEEDED: "#c53030",
+}
+
+
+def retry_due_text(item: SyncQueueItem, now: datetime) -> str:
+    """When the worker will try ``item`` again, as an operator reads it: ``"due now"``,
+    ``"in 3 min"``, ``"in 2 h"``, ``"in 4 d"``, or ``"—"`` when it will not be tried on its own
+    (synced, syncing, exceeded, or out of attempts). The due rule is :class:`SyncQueueItem`'s."""
+    if item.sync_status != SyncStatus.PENDING or item.sync_attempts >= item.max_attempts:
+        return "—"
+    if item.sync_attempts == 0 or item.next_retry_after is None or item.next_retry_after <= now:
+        return "due now"
+    seconds = (item.next_retry_after - now).total_seconds()
+    if seconds < 60:
+        return f"in {math.ceil(seconds)} s"
+    if seconds < 3600:
+        return f"in {math.ceil(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"in {round(seconds / 3600)} h"
+    return f"in {round(seconds / 86400)} d"
+
+
+class ErrorTextFilter(admin.SimpleListFilter):
+    """The ten most common error texts, most frequent first, each with its count."""
+
+    title = "error text"
+    parameter_name = "error"
+
+    def lookups(self, request, model_admin):
+        rows = (
+            SyncQueueItem.objects.exclude(sync_error__isnull=True)
+            .exclude(sync_error="")
+            .order_by()
+            .values("sync_error")
+            .annotate(n=Count("id"))
+            .order_by("-n", "sync_error")[:10]
+        )
+        return [
+            (row["sync_error"], f"{Truncator(row['sync_error']).chars(60)} ({row['n']})")
+            for row in rows
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(sync_error=self.value())
+        return queryset
 
 
 class SyncAttemptInline(admin.TabularInline):
@@ -18,19 +96,232 @@ class SyncAttemptInline(admin.TabularInline):
 
 @admin.register(SyncQueueItem)
 class SyncQueueItemAdmin(admin.ModelAdmin):
+    """The queue, read-only field by field: states change only through the actions, which call
+    the retry services."""
+
     list_display = (
         "id",
-        "discovery_id",
-        "sync_status",
-        "sync_attempts",
-        "max_attempts",
-        "next_retry_after",
+        "discovery_link",
+        "state",
+        "attempts",
+        "next_retry",
+        "last_error",
         "haven_discovery_id",
+        "created_at",
     )
-    list_filter = ("sync_status",)
-    search_fields = ("sync_error",)
-    raw_id_fields = ("discovery",)
+    list_filter = ("sync_status", ErrorTextFilter, ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=id", "sync_error")
+    list_per_page = 100
+    actions = ("retry_selected", "retry_all_exceeded", "reset_attempts")
+    fields = (
+        "discovery_link",
+        "state",
+        "attempts",
+        "next_retry",
+        "full_error",
+        "haven_discovery_id",
+        "created_at",
+        "last_sync_attempt",
+        "next_retry_after",
+        "synced_at",
+        "leased_until",
+        "metadata",
+    )
+    readonly_fields = fields
     inlines = [SyncAttemptInline]
+
+    def has_add_permission(self, request) -> bool:
+        # Queue items are created with their discovery (discovery_submit), never by hand.
+        return False
+
+    # --- columns ---------------------------------------------------------------------------
+
+    @admin.display(description="discovery", ordering="discovery_id")
+    def discovery_link(self, item: SyncQueueItem) -> str:
+        if not self.admin_site.is_registered(Discovery):
+            return str(item.discovery_id)
+        url = reverse(
+            f"{self.admin_site.name}:discoveries_discovery_change", args=[item.discovery_id]
+        )
+        return format_html('<a href="{}">{}</a>', url, item.discovery_id)
+
+    @admin.display(description="state", ordering="sync_status")
+    def state(self, item: SyncQueueItem) -> str:
+        return format_html(
+            '<span class="sync-state sync-state-{}" style="background:{};color:#fff;'
+            'padding:2px 8px;border-radius:10px;white-space:nowrap">{}</span>',
+            item.sync_status,
+            STATE_COLOURS.get(item.sync_status, "#4a5568"),
+            item.get_sync_status_display(),
+        )
+
+    @admin.display(description="attempts", ordering="sync_attempts")
+    def attempts(self, item: SyncQueueItem) -> str:
+        return f"{item.sync_attempts} / {item.max_attempts}"
+
+    @admin.display(description="next retry", ordering="next_retry_after")
+    def next_retry(self, item: SyncQueueItem) -> str:
+        text = retry_due_text(item, timezone.now())
+        if item.next_retry_after is None or text == "—":
+            return text
+        return format_html(
+            '<span title="{}">{}</span>', item.next_retry_after.isoformat(timespec="seconds"), text
+        )
+
+    @admin.display(description="last error")
+    def last_error(self, item: SyncQueueItem) -> str:
+        if not item.sync_error:
+            return "—"
+        return Truncator(item.sync_error).chars(ERROR_PREVIEW_CHARS)
+
+    @admin.display(description="last error")
+    def full_error(self, item: SyncQueueItem) -> str:
+        if not item.sync_error:
+            return "—"
+        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', item.sync_error)
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # Deleting a queue item would silently drop its discovery from the sync.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def changelist_view(self, request, extra_context=None):
+        if (
+            request.method == "POST"
+            and _posted_action(request) == "retry_all_exceeded"
+            and "retry_all_exceeded" in self.get_actions(request)
+        ):
+            # "Retry all exceeded" means every exceeded item under the current filters, whatever
+            # is ticked, so it runs without a ticked row too (Django refuses empty selections).
+            post = request.POST.copy()
+            post["select_across"] = "1"
+            if not post.getlist(ACTION_CHECKBOX_NAME):
+                post.setlist(ACTION_CHECKBOX_NAME, ["all"])
+            request.POST = post
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Retry selected", permissions=["change"])
+    def retry_selected(self, request, queryset):
+        return self._bulk(
+            request,
+            queryset,
+            name="retry_selected",
+            verb="Retry selected",
+            service=queue_items_retry,
+            done="Retried {n} queue item.|Retried {n} queue items.",
+        )
+
+    @admin.action(description="Retry all exceeded", permissions=["change"])
+    def retry_all_exceeded(self, request, queryset):
+        return self._bulk(
+            request,
+            queryset.filter(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED),
+            name="retry_all_exceeded",
+            verb="Retry all exceeded",
+            service=queue_items_retry,
+            done="Retried {n} exceeded queue item.|Retried {n} exceeded queue items.",
+            always_confirm=True,
+        )
+
+    @admin.action(description="Reset attempts", permissions=["change"])
+    def reset_attempts(self, request, queryset):
+        return self._bulk(
+            request,
+            queryset,
+            name="reset_attempts",
+            verb="Reset attempts",
+            service=queue_items_reset_attempts,
+            done=("Reset the attempts of {n} queue item.|Reset the attempts of {n} queue items."),
+        )
+
+    def _bulk(self, request, queryset, *, name, verb, service, done, always_confirm=False):
+        """Run ``service`` on the items of ``queryset`` (the ticked rows, or every row under
+        the filters with "select all"), after a confirmation page when the set is large, spans
+        the filter, or ``always_confirm``. Reports what changed and what was refused."""
+        select_across = forms.BooleanField(required=False).clean(request.POST.get("select_across"))
+        if request.POST.get("post") != "yes":
+            per_state = dict(queryset.order_by().values_list("sync_status").annotate(n=Count("id")))
+            total = sum(per_state.values())
+            if total == 0:
+                self.message_user(request, "No queue item matches; nothing changed.", messages.INFO)
+                return None
+            if always_confirm or select_across or total > CONFIRM_ABOVE:
+                return self._confirmation(request, name=name, verb=verb, per_state=per_state)
+        ids = list(queryset.order_by().values_list("id", flat=True))
+        report = service(ids=ids, actor=request.user, source="admin")
+        if report.reset:
+            one, many = done.split("|")
+            self.message_user(
+                request,
+                ngettext(one, many, len(report.reset)).format(n=len(report.reset)),
+                messages.SUCCESS,
+            )
+        if report.refused:
+            n = len(report.refused)
+            self.message_user(
+                request,
+                ngettext(
+                    "Refused {n} queue item that is synced or syncing; only pending or exceeded "
+                    "items can be retried.",
+                    "Refused {n} queue items that are synced or syncing; only pending or "
+                    "exceeded items can be retried.",
+                    n,
+                ).format(n=n),
+                messages.WARNING,
+            )
+        if report.missing:
+            n = len(report.missing)
+            self.message_user(
+                request,
+                ngettext(
+                    "{n} queue item no longer exists.", "{n} queue items no longer exist.", n
+                ).format(n=n),
+                messages.WARNING,
+            )
+        if not (report.reset or report.refused or report.missing):
+            self.message_user(request, "No queue item matches; nothing changed.", messages.INFO)
+        return None
+
+    def _confirmation(self, request, *, name, verb, per_state):
+        """The page that shows how many items an action would change and refuse, and posts
+        the same action again with ``post=yes`` when the operator confirms."""
+        opts = self.model._meta
+        changing = sum(n for state, n in per_state.items() if state in RETRYABLE)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Are you sure?",
+            "subtitle": None,
+            "opts": opts,
+            "app_label": opts.app_label,
+            "action_name": name,
+            "action_verb": verb,
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+            "total": sum(per_state.values()),
+            "changing": changing,
+            "refusing": sum(per_state.values()) - changing,
+            "per_state": [
+                (SyncStatus(state).label if state in SyncStatus.values else state, n)
+                for state, n in sorted(per_state.items())
+            ],
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/syncq/syncqueueitem/action_confirmation.html", context
+        )
+
+
+def _posted_action(request) -> str | None:
+    """The action an admin changelist POST chose, read as Django's ``response_action`` does."""
+    names = request.POST.getlist("action")
+    try:
+        return names[int(request.POST.get("index", 0))]
+    except (ValueError, IndexError):
+        return None
 
 
 @admin.register(OperatorAction)

@@ -546,6 +546,49 @@ def queue_items_retry(
     return report
 
 
+def queue_items_reset_attempts(*, ids: list[int], actor=None, source: str = "api") -> RetryReport:
+    """Give items back their whole allowance: ``sync_attempts`` 0 and due now, a
+    ``max_retries_exceeded`` item ``pending`` again. Unlike a retry, the last error text is
+    kept, so operators still see why the item failed until its next attempt replaces it.
+
+    Same rule per item as :func:`queue_items_retry` (REFERENCE.md: synced and syncing items are
+    refused); returns a :class:`RetryReport` of ``ids``. A call that changes anything is recorded
+    as an :class:`OperatorAction` ``reset_attempts`` of ``actor`` via ``source``.
+    """
+    wanted = list(dict.fromkeys(ids))
+    report = RetryReport()
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        states = dict(
+            SyncQueueItem.objects.select_for_update()
+            .filter(id__in=wanted)
+            .values_list("id", "sync_status")
+        )
+        for item_id in wanted:
+            if item_id not in states:
+                report.missing.append(item_id)
+            elif states[item_id] in RETRYABLE:
+                report.reset.append(item_id)
+            else:
+                report.refused[item_id] = states[item_id]
+        SyncQueueItem.objects.filter(id__in=report.reset, sync_status__in=RETRYABLE).update(
+            sync_status=SyncStatus.PENDING,
+            sync_attempts=0,
+            next_retry_after=None,
+            leased_until=None,
+            lease_token=None,
+        )
+        if report.reset:
+            operator_action_record(
+                actor=actor,
+                source=source,
+                action="reset_attempts",
+                items_changed=len(report.reset),
+                detail={"ids": report.reset[:1000]},
+            )
+            transaction.on_commit(sync_kick, robust=True)
+    return report
+
+
 def operator_action_record(
     *, actor, source: str, action: str, items_changed: int, detail: dict
 ) -> OperatorAction:
