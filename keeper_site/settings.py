@@ -139,7 +139,7 @@ WSGI_APPLICATION = "keeper_site.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "keeper_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -1,12 +1,17 @@
-"""Keeper Sync's URLs: the Control Room API, its OpenAPI schema and docs, and the admin."""
+"""Keeper Sync's URLs: the Control Room API, its OpenAPI schema and docs, and the admin with
+the queue dashboard (both ahead of ``admin.site.urls``, so they win over its catch-all)."""
 
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from syncq.dashboard import admin_index, queue_dashboard
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("admin/dashboard/", admin.site.admin_view(queue_dashboard), name="keeper-dashboard"),
+    path("admin/", admin.site.admin_view(admin_index)),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -10,12 +10,51 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
 
 from discoveries.haven_files import haven_file_create
 
 DEMO_HAVEN = Path("data/demo/VH-Database.db")
 STOP_GRACE_SECONDS = 10
+CREATE_ADMIN_HINT = ".venv/bin/python manage.py createsuperuser"
+
+
+def admin_first_run() -> str:
+    """Make sure an operator can sign in to the admin, and say how, as one line to print.
+
+    With ``DJANGO_SUPERUSER_USERNAME`` and ``DJANGO_SUPERUSER_PASSWORD`` set (and optionally
+    ``DJANGO_SUPERUSER_EMAIL``; Django's own variables for ``createsuperuser --noinput``), that
+    superuser is created through ``createsuperuser`` when no user of that name exists; an
+    existing user is never changed, its password least of all. Without them, when no superuser
+    exists, the line names the one command that makes one. Raises ``CommandError`` when only
+    one of the two variables is set (a half-configured account must not pass unnoticed)."""
+    username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "").strip()
+    password = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
+    users = get_user_model()._default_manager
+    if username and password:
+        if users.filter(**{get_user_model().USERNAME_FIELD: username}).exists():
+            return f"Admin: sign in as {username} (existing account, left as it is)."
+        # An explicit empty email is how --noinput accepts a superuser without one.
+        email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "").strip()
+        call_command(
+            "createsuperuser", interactive=False, username=username, email=email, verbosity=0
+        )
+        return f"Admin: created superuser {username} from DJANGO_SUPERUSER_*; sign in at /admin/."
+    if username or password:
+        missing = "DJANGO_SUPERUSER_PASSWORD" if username else "DJANGO_SUPERUSER_USERNAME"
+        raise CommandError(
+            f"{missing} is not set: set both DJANGO_SUPERUSER_USERNAME and "
+            "DJANGO_SUPERUSER_PASSWORD to create the first admin, or neither."
+        )
+    if users.filter(is_superuser=True).exists():
+        return "Admin: sign in at /admin/ with your account."
+    return (
+        "Admin: no admin account yet. Make one with: "
+        f"{CREATE_ADMIN_HINT} (or set DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD "
+        "before make run)."
+    )
 
 
 class Command(BaseCommand):
@@ -23,13 +62,16 @@ class Command(BaseCommand):
         "Start the django-q2 cluster (the sync worker) and the web server on "
         "SYNC_API_HOST:SYNC_API_PORT, and stop both on Ctrl-C or SIGTERM. When HAVEN_DB_PATH "
         "is unset and there is no VH-Database.db at the default path, use (and, the first "
-        "time, create) a demo Control Room database under data/demo/ and say so."
+        "time, create) a demo Control Room database under data/demo/ and say so. First, "
+        "create the superuser named by DJANGO_SUPERUSER_USERNAME/_PASSWORD if it does not "
+        "exist, or, when there is no superuser at all, print the command that makes one."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
 
     def handle(self, *args, web_workers, **options):
+        admin_line = admin_first_run()
         child_env = dict(os.environ)
         haven = self._choose_haven(child_env)
         python = sys.executable
@@ -52,8 +94,7 @@ class Command(BaseCommand):
         }
         self.stdout.write(
             f"Keeper Sync: keeper.db {self._where_keeper()}; VH {haven}; web on http://{bind}/ "
-            "(admin at /admin/; make an account with: .venv/bin/python manage.py "
-            "createsuperuser). Ctrl-C stops."
+            f"(admin at /admin/, queue dashboard at /admin/dashboard/). Ctrl-C stops.\n{admin_line}"
         )
         self.stdout.flush()  # the notices must reach a log file before the children write
         # Each child gets its own session: a Ctrl-C reaches only this process, which then stops

@@ -1,0 +1,184 @@
+"""The operator console's queue dashboard: one admin page (and a summary on the admin index)
+with the counts per state, the oldest pending age, the synced items per hour over the last 24
+hours as an SVG drawn here, the top errors and whether the worker is alive.
+
+Every figure comes from a fixed set of grouped queries, so the page costs the same number of
+queries with ten queue rows or a hundred thousand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.db.models import CharField, Count, F, Func, Value
+from django.db.models.functions import TruncHour
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from syncq.models import SyncQueueItem, SyncStatus
+from syncq.selectors import queue_counts, queue_statistics, worker_clusters
+
+VIEW_PERMISSION = "syncq.view_syncqueueitem"
+HOURS = 24
+HOUR_KEY = "%Y-%m-%d %H"
+
+# The chart's geometry, in SVG user units.
+CHART_WIDTH = 720
+CHART_HEIGHT = 180
+CHART_TOP = 16
+CHART_BOTTOM = 24
+CHART_LEFT = 36
+BAR_GAP = 4
+
+
+def _hour_key_sqlite():
+    """``strftime('%Y-%m-%d %H', datetime(synced_at))``: SQLite reads every form other tools
+    write (``T`` or space, ``Z``, ``+00:00``) and gives the UTC hour as text."""
+    utc = Func(F("synced_at"), function="datetime", output_field=CharField())
+    return Func(Value(HOUR_KEY), utc, function="strftime", output_field=CharField())
+
+
+def throughput_by_hour(*, now: datetime | None = None, hours: int = HOURS) -> list[dict]:
+    """Queue items synced in each of the last ``hours`` whole UTC hours, the current one last,
+    counted in one grouped query over ``synced_at``: ``[{"hour": datetime (UTC, on the hour),
+    "count": int}]``, every hour present, zeros included. Items synced in the future (a clock
+    ahead) are left out."""
+    now = (now or timezone.now()).astimezone(UTC)
+    last = now.replace(minute=0, second=0, microsecond=0)
+    first = last - timedelta(hours=hours - 1)
+    synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED).order_by()
+    if connection.vendor == "sqlite":
+        rows = (
+            synced.annotate(hour=_hour_key_sqlite())
+            .filter(hour__gte=first.strftime(HOUR_KEY), hour__lte=last.strftime(HOUR_KEY))
+            .values("hour")
+            .annotate(n=Count("id"))
+            .values_list("hour", "n")
+        )
+        counts = dict(rows)
+    else:
+        rows = (
+            synced.filter(synced_at__gte=first, synced_at__lt=last + timedelta(hours=1))
+            .annotate(hour=TruncHour("synced_at", tzinfo=UTC))
+            .values("hour")
+            .annotate(n=Count("id"))
+            .values_list("hour", "n")
+        )
+        counts = {hour.astimezone(UTC).strftime(HOUR_KEY): n for hour, n in rows}
+    slots = [first + timedelta(hours=i) for i in range(hours)]
+    return [{"hour": hour, "count": counts.get(hour.strftime(HOUR_KEY), 0)} for hour in slots]
+
+
+def throughput_chart(series: list[dict]) -> dict:
+    """The geometry of the bar chart of :func:`throughput_by_hour`'s ``series``, for the
+    template to draw: ``bars`` (``x, y, width, height, count``, ``hour`` as UTC text
+    ``YYYY-MM-DD HH``, axis ``label``), the axis ``peak`` and the chart's ``width``,
+    ``height`` and ``baseline``, in SVG units."""
+    peak = max((slot["count"] for slot in series), default=0)
+    plot_height = CHART_HEIGHT - CHART_TOP - CHART_BOTTOM
+    baseline = CHART_TOP + plot_height
+    step = (CHART_WIDTH - CHART_LEFT) / max(1, len(series))
+    bars = []
+    for i, slot in enumerate(series):
+        height = round(plot_height * slot["count"] / peak, 1) if peak else 0
+        bars.append(
+            {
+                "x": round(CHART_LEFT + i * step + BAR_GAP / 2, 1),
+                "y": round(baseline - height, 1),
+                "width": round(step - BAR_GAP, 1),
+                "height": height,
+                "count": slot["count"],
+                "hour": slot["hour"].strftime(HOUR_KEY),
+                "label": slot["hour"].strftime("%H") if i % 3 == 0 else "",
+                "label_x": round(CHART_LEFT + i * step + step / 2, 1),
+            }
+        )
+    return {
+        "bars": bars,
+        "peak": peak,
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "baseline": baseline,
+        "left": CHART_LEFT,
+        "top": CHART_TOP,
+        "label_y": CHART_HEIGHT - 6,
+    }
+
+
+def age_text(seconds: float | None) -> str:
+    """``seconds`` as an operator reads an age: ``"45 s"``, ``"12 min"``, ``"3 h 5 min"``,
+    ``"2 d 4 h"``; ``"—"`` for None."""
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if hours < 1:
+        return f"{minutes} min"
+    if days < 1:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
+
+
+def worker_summary() -> dict:
+    """Whether a django-q2 cluster reported in the last few seconds (``alive``) and, for each
+    one, ``host``, ``status``, ``workers`` (process count) and ``uptime`` (text)."""
+    clusters = worker_clusters()
+    return {
+        "alive": bool(clusters),
+        "clusters": [
+            {
+                "host": getattr(c, "host", "?"),
+                "status": getattr(c, "status", "?"),
+                "workers": len(getattr(c, "workers", []) or []),
+                "uptime": age_text(c.uptime()) if getattr(c, "tob", None) else "—",
+            }
+            for c in clusters
+        ],
+    }
+
+
+def _state_rows(counts: dict[str, int]) -> list[dict]:
+    return [
+        {"value": state.value, "label": state.label, "count": counts.get(state.value, 0)}
+        for state in SyncStatus
+    ]
+
+
+def queue_dashboard(request):
+    """The dashboard page, served at ``/admin/dashboard/`` through ``admin.site.admin_view``
+    (staff only, the admin's login otherwise); needs "Can view queue item" (403 without it)."""
+    if not request.user.has_perm(VIEW_PERMISSION):
+        raise PermissionDenied
+    now = timezone.now()
+    stats = queue_statistics(now=now)
+    series = throughput_by_hour(now=now)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Sync queue dashboard",
+        "now": now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "states": _state_rows(stats["counts"]),
+        "total": sum(stats["counts"].values()),
+        "oldest_pending_age": age_text(stats["oldest_pending_age_seconds"]),
+        "oldest_pending_seconds": stats["oldest_pending_age_seconds"],
+        "synced_last_hour": stats["synced_last_hour"],
+        "synced_last_day": stats["synced_last_day"],
+        "sync_seconds": stats["sync_seconds"],
+        "top_errors": stats["top_errors"],
+        "chart": throughput_chart(series),
+        "chart_total": sum(slot["count"] for slot in series),
+        "worker": worker_summary(),
+    }
+    return TemplateResponse(request, "admin/keeper_dashboard.html", context)
+
+
+def admin_index(request):
+    """The admin index (served through ``admin.site.admin_view``), plus the queue's counts per
+    state for users who may view queue items (one grouped query)."""
+    extra = {}
+    if request.user.has_perm(VIEW_PERMISSION):
+        extra["queue_states"] = _state_rows(queue_counts())
+    return admin.site.index(request, extra_context=extra)
