@@ -30,7 +30,13 @@ from discoveries.mapping import (
     location_resolve,
 )
 from discoveries.models import Discovery
-from discoveries.types import DISCOVERY_TYPES, DiscoveryType, discovery_type_lookup
+from discoveries.services import OPTIONAL_TEXT_LIMITS, text_unsafe
+from discoveries.types import (
+    DESCRIPTION_MAX_LENGTH,
+    DISCOVERY_TYPES,
+    DiscoveryType,
+    discovery_type_lookup,
+)
 from syncq.errors import HavenUnavailable, QueueItemNotFound, QueueItemNotRetryable
 from syncq.haven_writer import haven_close, haven_connection, system_snapshot
 from syncq.models import SyncQueueItem, SyncStatus
@@ -211,6 +217,18 @@ class DiscoveryAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        # The submit path's text rules (discoveries.services) hold for edits too.
+        limits = {"description": DESCRIPTION_MAX_LENGTH, **OPTIONAL_TEXT_LIMITS}
+        for name, value in list(cleaned.items()):
+            texts = value.values() if name == "metadata" and isinstance(value, dict) else [value]
+            for text in texts:
+                if isinstance(text, str) and (problem := text_unsafe(text)):
+                    self.add_error(name, problem)
+                    break
+            if isinstance(value, str) and name in limits and len(value) > limits[name]:
+                self.add_error(
+                    name, f"is {len(value)} characters long; the limit is {limits[name]}"
+                )
         metadata = cleaned.get("metadata")
         if self.dtype is None or not isinstance(metadata, dict):
             return cleaned

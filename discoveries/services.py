@@ -90,7 +90,7 @@ def _blank(value: object) -> bool:
     )
 
 
-def _unsafe(value: str) -> str | None:
+def text_unsafe(value: str) -> str | None:
     """Why ``value`` cannot be stored as text (a control character, a lone surrogate), or
     ``None`` when it can."""
     if found := CONTROL_CHARACTER.search(value):
@@ -114,7 +114,7 @@ def _text(
     if not isinstance(value, str):
         errors.add(field, f"must be text, not {type(value).__name__}")
         return None
-    if problem := _unsafe(value):
+    if problem := text_unsafe(value):
         errors.add(field, problem)
         return None
     value = value.strip()
@@ -186,7 +186,7 @@ def discovery_validate(
     dtype = None
     if _blank(discovery_type):
         errors.add("discovery_type", "is required")
-    elif isinstance(discovery_type, str) and (problem := _unsafe(discovery_type)):
+    elif isinstance(discovery_type, str) and (problem := text_unsafe(discovery_type)):
         errors.add("discovery_type", problem)
     else:
         dtype = discovery_type_lookup(discovery_type)
@@ -198,7 +198,7 @@ def discovery_validate(
         errors, "description", description, max_length=DESCRIPTION_MAX_LENGTH, required=True
     )
     kind = None
-    if isinstance(location_type, str) and (problem := _unsafe(location_type)):
+    if isinstance(location_type, str) and (problem := text_unsafe(location_type)):
         errors.add("location_type", problem)
     elif not _blank(location_type):
         kind = location_type.strip().lower() if isinstance(location_type, str) else None

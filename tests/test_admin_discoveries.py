@@ -408,3 +408,51 @@ def test_retry_action_resets_failed_items_and_refuses_synced_ones(root, no_haven
     assert SyncQueueItem.objects.get(discovery=done).sync_status == SyncStatus.SYNCED
     action = OperatorAction.objects.get()
     assert (action.source, action.items_changed) == ("admin", 1)
+
+
+@pytest.mark.django_db
+def test_date_times_that_name_no_real_moment_do_not_break_the_pages(client):
+    """'2024-02-30' written into keeper.db by another tool reads as missing: the lists and the
+    dashboard still render."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from tests.conftest import make_discovery
+
+    make_discovery(description="bad dates")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE sync_queue SET created_at = '2024-02-30 10:00:00',"
+            " next_retry_after = '2024-01-01 25:00:00'"
+        )
+        cursor.execute("UPDATE discoveries SET submission_timestamp = '2024-02-30 10:00:00'")
+    client.force_login(get_user_model().objects.create_superuser("root", "r@example.org", "pw"))
+    for url in (
+        "/admin/syncq/syncqueueitem/",
+        "/admin/discoveries/discovery/",
+        "/admin/dashboard/",
+    ):
+        assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_admin_edits_follow_the_submission_text_rules(client):
+    """An edit with a 1,001-character description or a control character is refused."""
+    from django.contrib.auth import get_user_model
+
+    from tests.conftest import make_discovery
+
+    discovery = make_discovery(description="fine")
+    client.force_login(get_user_model().objects.create_superuser("root", "r@example.org", "pw"))
+    url = f"/admin/discoveries/discovery/{discovery.id}/change/"
+    page = client.get(url)
+    form = page.context["adminform"].form
+    data = {k: ("" if v is None else v) for k, v in form.initial.items()}
+    data["metadata"] = "{}"
+    for bad in ("x" * 1001, "bell \x07 here"):
+        data["description"] = bad
+        response = client.post(url, data)
+        assert response.status_code == 200, "the form is shown again with its errors"
+        assert "description" in response.context["adminform"].form.errors
+    discovery.refresh_from_db()
+    assert discovery.description == "fine"

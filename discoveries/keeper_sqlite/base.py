@@ -16,10 +16,20 @@ from pathlib import Path
 from django.db.backends.sqlite3 import base
 from django.db.utils import OperationalError
 
+from discoveries.keeper_sqlite.operations import DatabaseOperations, parse_datetime_or_none
+
+# Django registers these with Python's sqlite3 module (process-wide) for columns declared
+# datetime/timestamp; the tolerant parser reads text naming no real moment as missing.
+base.Database.register_converter("datetime", base.decoder(parse_datetime_or_none))
+base.Database.register_converter("timestamp", base.decoder(parse_datetime_or_none))
+
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    """Django's SQLite wrapper with :meth:`check_constraints` limited to Django's tables and a
-    missing folder of the database file created on connecting."""
+    """Django's SQLite wrapper with :meth:`check_constraints` limited to Django's tables, a
+    missing folder of the database file created on connecting, and date-time text that names
+    no real moment read as missing (:mod:`discoveries.keeper_sqlite.operations`)."""
+
+    ops_class = DatabaseOperations
 
     def get_new_connection(self, conn_params):
         """Create the folder of a plain file ``NAME`` (not ``:memory:``, not a ``file:`` URI,
