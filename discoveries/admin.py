@@ -136,6 +136,11 @@ class LocationResolvedFilter(admin.SimpleListFilter):
 # --- the change form -------------------------------------------------------------------------
 
 
+#: The most ticked discoveries the list's retry action takes without the queue list's
+#: confirmation step.
+DISCOVERY_RETRY_LIMIT = 100
+
+
 class DiscoveryAdminForm(forms.ModelForm):
     """A discovery's columns, its type as a choice of the ten, and (added per type by
     :meth:`DiscoveryAdmin.get_form`) the type's four fields, stored in ``metadata``.
@@ -507,6 +512,19 @@ class DiscoveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry sync of the selected discoveries", permissions=["change"])
     def retry_sync(self, request, queryset):
+        if (
+            request.POST.get("select_across") == "1"
+            or len(request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)) > DISCOVERY_RETRY_LIMIT
+        ):
+            # Large retries belong to the queue list, which counts and asks before it acts.
+            self.message_user(
+                request,
+                f"Nothing changed: this action retries at most {DISCOVERY_RETRY_LIMIT} ticked "
+                "discoveries. To retry more, use Queue items, which shows the count and asks "
+                "first.",
+                messages.WARNING,
+            )
+            return None
         item_ids = list(
             SyncQueueItem.objects.filter(discovery__in=queryset).values_list("id", flat=True)
         )

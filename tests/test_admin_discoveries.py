@@ -456,3 +456,33 @@ def test_admin_edits_follow_the_submission_text_rules(client):
         assert "description" in response.context["adminform"].form.errors
     discovery.refresh_from_db()
     assert discovery.description == "fine"
+
+
+@pytest.mark.django_db
+def test_retrying_every_matching_discovery_is_sent_to_the_queue_list(client):
+    """'Select all' with the discovery list's retry changes nothing and points to the queue
+    list, which confirms before a large retry."""
+    from django.contrib.auth import get_user_model
+
+    from syncq.models import SyncQueueItem, SyncStatus
+    from tests.conftest import make_discovery
+
+    discoveries = [make_discovery(description=f"stuck {n}") for n in range(3)]
+    SyncQueueItem.objects.update(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED, sync_attempts=10)
+    client.force_login(get_user_model().objects.create_superuser("root", "r@example.org", "pw"))
+
+    response = client.post(
+        "/admin/discoveries/discovery/",
+        {
+            "action": "retry_sync",
+            "index": 0,
+            "select_across": 1,
+            "_selected_action": [discoveries[0].id],
+        },
+        follow=True,
+    )
+
+    assert "Nothing changed: this action retries at most" in response.content.decode()
+    assert set(SyncQueueItem.objects.values_list("sync_status", flat=True)) == {
+        SyncStatus.MAX_RETRIES_EXCEEDED
+    }
