@@ -473,9 +473,11 @@ class RetryReport:
     missing: list[int] = field(default_factory=list)
 
 
-def _retry_reset(queryset) -> list[int]:
-    """Reset the retryable items of ``queryset`` exactly as the operators' SQL does (pending,
-    attempts 0, error cleared) and also make them due now; returns their ids."""
+def _retry_reset(queryset, *, clear_error: bool = True) -> list[int]:
+    """Reset the retryable items of ``queryset`` as the operators' SQL does (pending, attempts
+    0, and the error cleared unless ``clear_error`` is false) and also make them due now;
+    returns their ids."""
+    changes = {"sync_error": None} if clear_error else {}
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         ids = list(
             queryset.select_for_update()
@@ -485,14 +487,30 @@ def _retry_reset(queryset) -> list[int]:
         SyncQueueItem.objects.filter(id__in=ids, sync_status__in=RETRYABLE).update(
             sync_status=SyncStatus.PENDING,
             sync_attempts=0,
-            sync_error=None,
             next_retry_after=None,
             leased_until=None,
             lease_token=None,
+            **changes,
         )
         if ids:
             transaction.on_commit(sync_kick, robust=True)
     return ids
+
+
+def _reset_by_ids(ids: list[int], *, clear_error: bool) -> RetryReport:
+    """Reset the retryable items among ``ids``; report the others as refused or missing."""
+    wanted = list(dict.fromkeys(ids))
+    report = RetryReport(
+        reset=_retry_reset(SyncQueueItem.objects.filter(id__in=wanted), clear_error=clear_error)
+    )
+    states = dict(SyncQueueItem.objects.filter(id__in=wanted).values_list("id", "sync_status"))
+    done = set(report.reset)
+    for item_id in wanted:
+        if item_id not in states:
+            report.missing.append(item_id)
+        elif item_id not in done:
+            report.refused[item_id] = states[item_id]
+    return report
 
 
 def queue_item_retry(*, item_id: int, actor=None, source: str = "api") -> SyncQueueItem:
@@ -520,21 +538,12 @@ def queue_items_retry(
     :class:`OperatorAction` of ``actor`` via ``source`` (``api``, ``admin``, ``bot``)."""
     if (ids is None) == (status is None):
         raise ValueError("give either ids or status")
-    report = RetryReport()
     if status is not None:
         if status not in RETRYABLE:
             raise ValueError(f"status must be one of {', '.join(RETRYABLE)}")
-        report.reset = _retry_reset(SyncQueueItem.objects.filter(sync_status=status))
+        report = RetryReport(reset=_retry_reset(SyncQueueItem.objects.filter(sync_status=status)))
     else:
-        wanted = list(dict.fromkeys(ids))
-        report.reset = _retry_reset(SyncQueueItem.objects.filter(id__in=wanted))
-        states = dict(SyncQueueItem.objects.filter(id__in=wanted).values_list("id", "sync_status"))
-        done = set(report.reset)
-        for item_id in wanted:
-            if item_id not in states:
-                report.missing.append(item_id)
-            elif item_id not in done:
-                report.refused[item_id] = states[item_id]
+        report = _reset_by_ids(ids, clear_error=True)
     if report.reset:
         operator_action_record(
             actor=actor,
@@ -555,37 +564,15 @@ def queue_items_reset_attempts(*, ids: list[int], actor=None, source: str = "api
     refused); returns a :class:`RetryReport` of ``ids``. A call that changes anything is recorded
     as an :class:`OperatorAction` ``reset_attempts`` of ``actor`` via ``source``.
     """
-    wanted = list(dict.fromkeys(ids))
-    report = RetryReport()
-    with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        states = dict(
-            SyncQueueItem.objects.select_for_update()
-            .filter(id__in=wanted)
-            .values_list("id", "sync_status")
+    report = _reset_by_ids(ids, clear_error=False)
+    if report.reset:
+        operator_action_record(
+            actor=actor,
+            source=source,
+            action="reset_attempts",
+            items_changed=len(report.reset),
+            detail={"ids": report.reset[:1000]},
         )
-        for item_id in wanted:
-            if item_id not in states:
-                report.missing.append(item_id)
-            elif states[item_id] in RETRYABLE:
-                report.reset.append(item_id)
-            else:
-                report.refused[item_id] = states[item_id]
-        SyncQueueItem.objects.filter(id__in=report.reset, sync_status__in=RETRYABLE).update(
-            sync_status=SyncStatus.PENDING,
-            sync_attempts=0,
-            next_retry_after=None,
-            leased_until=None,
-            lease_token=None,
-        )
-        if report.reset:
-            operator_action_record(
-                actor=actor,
-                source=source,
-                action="reset_attempts",
-                items_changed=len(report.reset),
-                detail={"ids": report.reset[:1000]},
-            )
-            transaction.on_commit(sync_kick, robust=True)
     return report
 
 
