@@ -327,6 +327,7 @@ class DiscoveryAdmin(admin.ModelAdmin):
         "id",
         "user_id",
         "submission_timestamp",
+        "submission_key",
         "haven_discovery_id",
         "type_fields_display",
         "sync_state",
@@ -359,7 +360,15 @@ class DiscoveryAdmin(admin.ModelAdmin):
             ),
             (
                 "Submitter",
-                {"fields": ["user_id", "username", "guild_id", "submission_timestamp"]},
+                {
+                    "fields": [
+                        "user_id",
+                        "username",
+                        "guild_id",
+                        "submission_timestamp",
+                        "submission_key",
+                    ]
+                },
             ),
             ("Type fields", {"fields": type_fields}),
             (

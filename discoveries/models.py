@@ -21,9 +21,9 @@ class Discovery(models.Model):
     """A discovery as submitted to the bot, on keeper.db's legacy ``discoveries`` table.
 
     Every column of the old bot's table is kept under its name (REFERENCE.md, "keeper.db");
-    ``location_type`` and ``haven_discovery_id`` are ours and nullable, so that adopting an old
-    file only adds columns. Type-specific values live in ``metadata`` under the keys of
-    :mod:`discoveries.types`. ``submission_timestamp`` is UTC.
+    ``location_type``, ``haven_discovery_id`` and ``submission_key`` are ours and nullable, so
+    that adopting an old file only adds columns. Type-specific values live in ``metadata``
+    under the keys of :mod:`discoveries.types`. ``submission_timestamp`` is UTC.
     """
 
     id = models.AutoField(primary_key=True)
@@ -62,11 +62,27 @@ class Discovery(models.Model):
         blank=True,
         help_text="The Control Room row this discovery was written to or linked with.",
     )
+    submission_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Names the act of submitting (for the bot, the /discovery-report "
+        "interaction), so that submitting it again stores nothing new.",
+    )
 
     class Meta:
         db_table = "discoveries"
         verbose_name_plural = "discoveries"
         ordering = ["-id"]
+        constraints = [
+            # Partial, so that SQLite adds it as an index instead of rebuilding the legacy table.
+            models.UniqueConstraint(
+                fields=["submission_key"],
+                condition=models.Q(submission_key__isnull=False),
+                name="discoveries_submission_key_unique",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.discovery_type} {self.location} ({self.system_name or '?'})"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from discoveries.models import Discovery, LocationType
@@ -243,20 +243,54 @@ def discovery_submit(*, submitted_at: datetime | None = None, **fields: object) 
     saved :class:`Discovery`. Raises :class:`DiscoveryInvalid` (nothing written), and
     ``ValueError`` for a naive ``submitted_at``.
     """
-    return _discovery_store(discovery_validate(**fields), submitted_at)
+    discovery, _ = _discovery_store(discovery_validate(**fields), submitted_at, key=None)
+    return discovery
 
 
-def _discovery_store(values: dict[str, object], submitted_at: datetime | None) -> Discovery:
+def discovery_submit_once(
+    *, submission_key: str, submitted_at: datetime | None = None, **fields: object
+) -> tuple[Discovery, bool]:
+    """:func:`discovery_submit`, idempotent by ``submission_key`` (text of 1 to 64 characters
+    naming the act of submitting, such as ``discord:<interaction id>``).
+
+    Returns ``(discovery, created)``: the first call with a key stores the discovery and its
+    queue item (``created`` True); every later call with the same key, even one racing it from
+    another process, stores nothing and returns that discovery (``created`` False). The
+    fields are validated on every call: :class:`DiscoveryInvalid` as for
+    :func:`discovery_submit`; ``ValueError`` for an empty or over-long key.
+    """
+    if not isinstance(submission_key, str) or not 1 <= len(submission_key) <= 64:
+        raise ValueError("submission_key must be text of 1 to 64 characters")
+    return _discovery_store(discovery_validate(**fields), submitted_at, key=submission_key)
+
+
+def _discovery_store(
+    values: dict[str, object], submitted_at: datetime | None, *, key: str | None
+) -> tuple[Discovery, bool]:
     from syncq.services import queue_item_create, sync_kick
 
     if submitted_at is not None and timezone.is_naive(submitted_at):
         raise ValueError("submitted_at must be timezone-aware")
     stamp = (submitted_at or timezone.now()).astimezone(UTC).replace(microsecond=0)
-    with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        discovery = Discovery.objects.create(submission_timestamp=stamp, **values)
-        queue_item_create(discovery=discovery)
-        transaction.on_commit(sync_kick, robust=True)
-    return discovery
+    try:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            if key is not None and (found := Discovery.objects.filter(submission_key=key).first()):
+                return found, False
+            discovery = Discovery.objects.create(
+                submission_timestamp=stamp, submission_key=key, **values
+            )
+            queue_item_create(discovery=discovery)
+            transaction.on_commit(sync_kick, robust=True)
+    except IntegrityError:
+        # Another process stored the same key between our check and our insert (PostgreSQL;
+        # SQLite's IMMEDIATE transactions serialize the two).
+        if key is None:
+            raise
+        found = Discovery.objects.filter(submission_key=key).first()
+        if found is None:
+            raise
+        return found, False
+    return discovery, True
 
 
 def discovery_submit_payload(payload: object) -> Discovery:
@@ -291,7 +325,8 @@ def discovery_submit_payload(payload: object) -> Discovery:
                 errors.add(key, message)
     if errors:
         raise DiscoveryInvalid(errors)
-    return _discovery_store(values, None)
+    discovery, _ = _discovery_store(values, None, key=None)
+    return discovery
 
 
 def _json_kind(value: object) -> str:

@@ -256,6 +256,49 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- The Discord bot (manage.py runbot) ------------------------------------------------------
+# BOT_TOKEN is read only by runbot, which refuses to start without it. The ids are Discord
+# snowflakes; each feature whose id is missing is off (no guild: commands are not synced at
+# start; no archive channel: no archive embed).
+_SNOWFLAKE = re.compile(r"[0-9]{15,20}")
+
+
+def _env_snowflake(name: str) -> int | None:
+    """A Discord id (15 to 20 digits), or ``None`` when unset."""
+    return _typed(
+        name,
+        None,
+        lambda raw: int(raw) if _SNOWFLAKE.fullmatch(raw) else None,
+        "a Discord id (15 to 20 digits; Developer Mode, right-click, Copy ID)",
+    )
+
+
+def _env_url(name: str, *, default: str, schemes: tuple[str, ...]) -> str:
+    """A URL with one of ``schemes``, as given."""
+    pattern = re.compile(rf"({'|'.join(schemes)})://[^\s/?#]+(/[^\s?#]*)?")
+    return _typed(
+        name,
+        default,
+        lambda raw: raw if pattern.fullmatch(raw) else None,
+        f"a {' or '.join(s + '://' for s in schemes)} URL",
+    )
+
+
+BOT_TOKEN = env.str("BOT_TOKEN", default="").strip()
+GUILD_ID = _env_snowflake("GUILD_ID")
+DISCOVERY_CHANNEL_ID = _env_snowflake("DISCOVERY_CHANNEL_ID")
+ARCHIVE_CHANNEL_ID = _env_snowflake("ARCHIVE_CHANNEL_ID")
+# A REST proxy (nirn-proxy) or a test double; Discord's own by default.
+DISCORD_API_BASE = _env_url(
+    "DISCORD_API_BASE", default="https://discord.com/api/v10", schemes=("http", "https")
+).rstrip("/")
+DISCORD_GATEWAY_URL = _env_url(
+    "DISCORD_GATEWAY_URL", default="wss://gateway.discord.gg/", schemes=("ws", "wss")
+)
+# How long a /discovery-report form waits for its user before it disables itself. The form is
+# disabled through the user's last interaction, whose token Discord keeps for 15 minutes.
+BOT_VIEW_TIMEOUT_SECONDS = _env_int("BOT_VIEW_TIMEOUT_SECONDS", default=600, minimum=1, maximum=840)
+
 # --- django-q2 -------------------------------------------------------------------------------
 # django-q2 only drives the queue: the sync_queue table owns due times and backoff. `retry` is a
 # redelivery timeout and must exceed `timeout`; a missed schedule is not replayed (catch_up).

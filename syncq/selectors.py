@@ -200,3 +200,48 @@ def failed_items(*, limit: int) -> list[dict[str, object]]:
 def iso_utc(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z``, as DRF writes times, or None."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
+    """What an operator asks first, for the bot's ``/sync-status``: ``counts`` per state,
+    ``oldest_pending_age_seconds`` (None when nothing is pending) and ``last_error``, the
+    newest failed attempt's ``{queue_id, discovery_id, error, at}`` among items not synced
+    (None when there is none; ``at`` aware UTC)."""
+    now = now or timezone.now()
+    oldest = (
+        _ordered_by_time(
+            SyncQueueItem.objects.filter(sync_status=SyncStatus.PENDING),
+            "created_at",
+            descending=False,
+        )
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    last = (
+        _ordered_by_time(
+            SyncQueueItem.objects.exclude(sync_status=SyncStatus.SYNCED)
+            .exclude(sync_error=None)
+            .exclude(sync_error="")
+            .exclude(last_sync_attempt=None),
+            "last_sync_attempt",
+            descending=True,
+        )
+        .values("id", "discovery_id", "sync_error", "last_sync_attempt")
+        .first()
+    )
+    return {
+        "counts": queue_counts(),
+        "oldest_pending_age_seconds": (
+            round(max(0.0, (now - oldest).total_seconds()), 1) if oldest else None
+        ),
+        "last_error": (
+            {
+                "queue_id": last["id"],
+                "discovery_id": last["discovery_id"],
+                "error": last["sync_error"],
+                "at": last["last_sync_attempt"],
+            }
+            if last
+            else None
+        ),
+    }

@@ -513,11 +513,14 @@ def _reset_by_ids(ids: list[int], *, clear_error: bool) -> RetryReport:
     return report
 
 
-def queue_item_retry(*, item_id: int, actor=None, source: str = "api") -> SyncQueueItem:
+def queue_item_retry(
+    *, item_id: int, actor=None, source: str = "api", actor_name: str | None = None
+) -> SyncQueueItem:
     """Retry one item now (operators: API, admin, bot). Raises :class:`QueueItemNotFound` or
     :class:`QueueItemNotRetryable` (synced or syncing); returns the reset item. A reset is
-    recorded as an :class:`OperatorAction` of ``actor`` (a user, or None) via ``source``."""
-    report = queue_items_retry(ids=[item_id], actor=actor, source=source)
+    recorded as an :class:`OperatorAction` of ``actor`` (a user, or None) via ``source``;
+    ``actor_name`` names an operator who has no account here (a Discord member)."""
+    report = queue_items_retry(ids=[item_id], actor=actor, source=source, actor_name=actor_name)
     if report.missing:
         raise QueueItemNotFound(f"no queue item {item_id}")
     if report.refused:
@@ -531,6 +534,7 @@ def queue_items_retry(
     status: str | None = None,
     actor=None,
     source: str = "api",
+    actor_name: str | None = None,
 ) -> RetryReport:
     """Retry many items by ``ids`` or by ``status`` (``max_retries_exceeded`` or ``pending``),
     with the same rule per item as :func:`queue_item_retry`. Exactly one of the two must be
@@ -547,6 +551,7 @@ def queue_items_retry(
     if report.reset:
         operator_action_record(
             actor=actor,
+            actor_name=actor_name,
             source=source,
             action="retry",
             items_changed=len(report.reset),
@@ -577,15 +582,23 @@ def queue_items_reset_attempts(*, ids: list[int], actor=None, source: str = "api
 
 
 def operator_action_record(
-    *, actor, source: str, action: str, items_changed: int, detail: dict
+    *,
+    actor,
+    source: str,
+    action: str,
+    items_changed: int,
+    detail: dict,
+    actor_name: str | None = None,
 ) -> OperatorAction:
     """Keep a record of an operator's change to the queue: ``actor`` (a user or None, shown as
-    "anonymous"), ``source`` (api, admin, bot), ``action``, how many items it changed, and
-    ``detail`` (ids, at most 1,000, or the filter used)."""
+    ``actor_name`` when given, else "anonymous"), ``source`` (api, admin, bot), ``action``, how
+    many items it changed, and ``detail`` (ids, at most 1,000, or the filter used)."""
     authenticated = actor is not None and getattr(actor, "is_authenticated", False)
+    if authenticated:
+        actor_name = actor.get_username()
     return OperatorAction.objects.create(
         actor=actor if authenticated else None,
-        actor_name=actor.get_username() if authenticated else "anonymous",
+        actor_name=(actor_name or "anonymous")[:150],
         source=source,
         action=action,
         items_changed=items_changed,

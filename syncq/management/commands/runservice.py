@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from discoveries.haven_files import haven_file_create
+from syncq.processes import children_start, children_stop
 
 DEMO_HAVEN = Path("data/demo/VH-Database.db")
 STOP_GRACE_SECONDS = 10
@@ -97,15 +97,7 @@ class Command(BaseCommand):
             f"(admin at /admin/, queue dashboard at /admin/dashboard/). Ctrl-C stops.\n{admin_line}"
         )
         self.stdout.flush()  # the notices must reach a log file before the children write
-        # Each child gets its own session: a Ctrl-C reaches only this process, which then stops
-        # each child through its main process. (django-q2's cluster does not stop when SIGTERM
-        # reaches all of its processes at once.)
-        children = {
-            name: subprocess.Popen(
-                cmd, env=child_env, cwd=settings.BASE_DIR, start_new_session=True
-            )
-            for name, cmd in commands.items()
-        }
+        children = children_start(commands, env=child_env)
         stopping = False
 
         def stop(signum, frame):
@@ -122,7 +114,7 @@ class Command(BaseCommand):
                     exit_code = child.returncode or 1
                     stopping = True
             time.sleep(0.5)
-        self._stop(children)
+        children_stop(children, grace_seconds=STOP_GRACE_SECONDS)
         if exit_code:
             raise SystemExit(exit_code)
 
@@ -148,15 +140,3 @@ class Command(BaseCommand):
             )
         )
         return f"{demo} (demo)"
-
-    def _stop(self, children: dict[str, subprocess.Popen]) -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
