@@ -1,0 +1,80 @@
+"""``/discovery-report``: members report a discovery through a form (see
+:mod:`botrunner.cogs.discovery_report_ui`), and each stored report is posted to the archive
+channel."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from django.conf import settings
+
+from botrunner.cogs.discovery_report_ui import (
+    NO_MENTIONS,
+    ReportDraft,
+    ReportView,
+    discovery_embed,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class DiscoveryReport(commands.Cog):
+    """The report command and the archive post."""
+
+    def __init__(self, bot: commands.Bot):
+        self.bot = bot
+
+    @app_commands.command(name="discovery-report", description="Report a discovery to the archive")
+    @app_commands.guild_only()
+    async def discovery_report(self, interaction: discord.Interaction) -> None:
+        """Open the report form, visible to the member only."""
+        where = settings.DISCOVERY_CHANNEL_ID
+        channel = interaction.channel
+        in_place = where is None or where in (
+            interaction.channel_id,
+            getattr(channel, "parent_id", None),
+        )
+        if not in_place:
+            await interaction.response.send_message(
+                f"Discoveries are reported in <#{where}>.", ephemeral=True
+            )
+            return
+        draft = ReportDraft(
+            user_id=interaction.user.id,
+            username=interaction.user.display_name,
+            guild_id=interaction.guild_id,
+        )
+        view = ReportView(
+            draft=draft,
+            origin=interaction,
+            timeout=settings.BOT_VIEW_TIMEOUT_SECONDS,
+            on_stored=self.archive_post,
+        )
+        await interaction.response.send_message(
+            view.render(), view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    async def archive_post(self, discovery) -> None:
+        """Post ``discovery``'s embed to ``ARCHIVE_CHANNEL_ID`` when set. A failure is logged
+        and costs the member nothing: the discovery is already stored."""
+        channel_id = settings.ARCHIVE_CHANNEL_ID
+        if channel_id is None:
+            return
+        try:
+            await self.bot.get_partial_messageable(channel_id).send(
+                embed=discovery_embed(discovery), allowed_mentions=NO_MENTIONS
+            )
+        except discord.HTTPException as exc:
+            logger.warning(
+                "could not post discovery %s to the archive channel %s: %s",
+                discovery.id,
+                channel_id,
+                exc,
+            )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(DiscoveryReport(bot))

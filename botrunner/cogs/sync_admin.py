@@ -1,0 +1,115 @@
+"""``/sync-status`` and ``/sync-retry``: the queue for the server's operators (members with
+Manage Server), through the same selectors and retry service as the API and the admin."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from django.utils import timezone
+
+from botrunner import limits
+from botrunner.db import run_db
+from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
+from syncq.selectors import queue_summary
+from syncq.services import queue_item_retry
+
+logger = logging.getLogger(__name__)
+
+_STATE_LABELS = (
+    ("pending", "pending"),
+    ("syncing", "syncing"),
+    ("synced", "synced"),
+    ("max_retries_exceeded", "failed"),
+)
+
+
+def _age(seconds: float) -> str:
+    """``seconds`` as the largest whole units a person reads at a glance: 45 s, 3 min, 2 h 5 min,
+    3 d 4 h."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if hours < 1:
+        return f"{minutes} min"
+    if days < 1:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
+
+
+def summary_text(summary: dict) -> str:
+    """The ``/sync-status`` reply for :func:`syncq.selectors.queue_summary`'s result, at most
+    2,000 characters."""
+    counts = summary["counts"]
+    lines = [
+        "**Sync queue**: "
+        + " · ".join(f"{label} {counts.get(state, 0):,}" for state, label in _STATE_LABELS)
+    ]
+    oldest = summary["oldest_pending_age_seconds"]
+    lines.append(f"Oldest pending: {_age(oldest) + ' ago' if oldest is not None else 'none'}")
+    last = summary["last_error"]
+    if last is None:
+        lines.append("Last error: none")
+    else:
+        ago = _age((timezone.now() - last["at"]).total_seconds())
+        lines.append(
+            f"Last error ({ago} ago, queue item {last['queue_id']}, discovery "
+            f"{last['discovery_id']}): {limits.cut(last['error'], 1000)}"
+        )
+    return limits.cut("\n".join(lines), limits.MESSAGE_CONTENT_MAX)
+
+
+class SyncAdmin(commands.Cog):
+    """Operators' view of the sync queue from Discord."""
+
+    def __init__(self, bot: commands.Bot):
+        self.bot = bot
+
+    @app_commands.command(name="sync-status", description="Sync queue counts and the last error")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def sync_status(self, interaction: discord.Interaction) -> None:
+        """Counts per state, the oldest pending item's age and the last error (ephemeral)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        summary = await run_db(queue_summary)
+        await interaction.followup.send(
+            summary_text(summary), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @app_commands.command(name="sync-retry", description="Retry one queue item now")
+    @app_commands.rename(item_id="id")
+    @app_commands.describe(item_id="The queue item's number (see /sync-status or the admin)")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def sync_retry(
+        self, interaction: discord.Interaction, item_id: app_commands.Range[int, 1, 2**53]
+    ) -> None:
+        """Reset queue item ``item_id`` (pending or failed) to due now, as the API's retry does; the
+        reset is logged as an operator action of this member via ``bot``."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user = interaction.user
+        try:
+            item = await run_db(
+                queue_item_retry,
+                item_id=item_id,
+                source="bot",
+                actor_name=f"discord:{user.name} ({user.id})",
+            )
+        except QueueItemNotFound:
+            text = f"There is no queue item {item_id}."
+        except QueueItemNotRetryable as exc:
+            text = (
+                f"Queue item {item_id} is {exc.status}; only pending or failed items are retried."
+            )
+        else:
+            text = f"Queue item {item.id} (discovery {item.discovery_id}) reset: due now."
+        await interaction.followup.send(text, ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(SyncAdmin(bot))

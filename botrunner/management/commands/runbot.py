@@ -1,0 +1,106 @@
+"""``manage.py runbot``: The Keeper, the Discord bot, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import discord
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+from botrunner.bot import KeeperBot, discord_endpoints_set
+from syncq.processes import children_start, children_stop
+
+logger = logging.getLogger("botrunner")
+
+#: SIGTERM to exit: the bot closes within this, the worker (with --with-worker) within it too.
+STOP_SECONDS = 10
+
+
+class Command(BaseCommand):
+    help = (
+        "Run The Keeper, the Discord bot, with BOT_TOKEN; its slash commands are synced to "
+        "GUILD_ID at start when that is set. SIGINT or SIGTERM closes it within 10 s. "
+        "--with-worker also runs the sync worker (django-q2's qcluster) in this service, for "
+        "hosts that run one process; otherwise run `manage.py qcluster` beside it."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--with-worker",
+            action="store_true",
+            help="also run the django-q2 cluster that syncs the queue into VH-Database.db",
+        )
+
+    def handle(self, *args, with_worker: bool, **options):
+        if not settings.BOT_TOKEN:
+            raise CommandError(
+                "BOT_TOKEN is not set: put the bot's token (Discord Developer Portal → your "
+                "application → Bot → Reset Token) in the environment or in .env",
+                returncode=2,
+            )
+        discord_endpoints_set(
+            api_base=settings.DISCORD_API_BASE, gateway_url=settings.DISCORD_GATEWAY_URL
+        )
+        workers = {}
+        if with_worker:
+            manage = str(Path(settings.BASE_DIR) / "manage.py")
+            workers = children_start({"sync worker": [sys.executable, manage, "qcluster"]})
+        try:
+            asyncio.run(self._run())
+        finally:
+            children_stop(workers, grace_seconds=STOP_SECONDS - 2)
+            connections.close_all()
+        self.stdout.write("The Keeper stopped.")
+
+    async def _run(self) -> None:
+        bot = KeeperBot(guild_id=settings.GUILD_ID)
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+
+        def stop(signame: str) -> None:
+            if not stopping.is_set():
+                logger.info("%s: closing the bot", signame)
+                stopping.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop, signal.Signals(signum).name)
+
+        runner = asyncio.create_task(self._start(bot))
+        waiter = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not bot.is_closed():
+            try:
+                await asyncio.wait_for(bot.close(), timeout=STOP_SECONDS - 3)
+            except TimeoutError:
+                logger.warning("the bot did not close in time; leaving anyway")
+        heartbeat = bot.get_cog("Heartbeat")
+        if heartbeat is not None:
+            await heartbeat.forget()
+        waiter.cancel()
+        try:
+            await asyncio.wait_for(runner, timeout=2)
+        except TimeoutError:
+            runner.cancel()
+        # The database connections live in the thread run_db uses; close them there.
+        await sync_to_async(connections.close_all, thread_sensitive=True)()
+        if runner.done() and not runner.cancelled() and (error := runner.exception()):
+            raise error
+
+    async def _start(self, bot: KeeperBot) -> None:
+        try:
+            await bot.start(settings.BOT_TOKEN)
+        except discord.LoginFailure as exc:
+            raise CommandError(
+                f"Discord refused BOT_TOKEN ({exc}): copy the token again from the Developer "
+                "Portal (Bot → Reset Token)",
+                returncode=2,
+            ) from None
+        except discord.PrivilegedIntentsRequired as exc:
+            raise CommandError(str(exc), returncode=2) from None
