@@ -95,8 +95,18 @@ def manage_env(*, keeper: Path, haven: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "KEEPER_", "HAVEN_", "SYNC_", "USE_HAVEN", "Q_"))
-        and k not in ("DATABASE_URL", "CACHE_URL", "SECRET_KEY")
+        if not k.startswith(
+            ("DJANGO_", "KEEPER_", "HAVEN_", "SYNC_", "USE_HAVEN", "Q_", "BOT_", "DISCORD_")
+        )
+        and k
+        not in (
+            "DATABASE_URL",
+            "CACHE_URL",
+            "SECRET_KEY",
+            "GUILD_ID",
+            "ARCHIVE_CHANNEL_ID",
+            "DISCOVERY_CHANNEL_ID",
+        )
     }
     env.update(
         DJANGO_SETTINGS_MODULE="keeper_site.settings",

@@ -66,6 +66,15 @@ def refused(tmp_path: Path, **overrides: str) -> str:
         ("SYNC_API_PORT", "70000"),
         ("Q_WORKERS", "0"),
         ("LOG_LEVEL", "loud"),
+        ("GUILD_ID", "my-server"),
+        ("GUILD_ID", "123"),
+        ("ARCHIVE_CHANNEL_ID", "#archive"),
+        ("DISCOVERY_CHANNEL_ID", "12345678901234567890123"),
+        ("DISCORD_API_BASE", "ftp://proxy.local/api/v10"),
+        ("DISCORD_API_BASE", "discord.com/api"),
+        ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg"),
+        ("BOT_VIEW_TIMEOUT_SECONDS", "0"),
+        ("BOT_VIEW_TIMEOUT_SECONDS", "900"),
     ],
 )
 def test_bad_typed_value_stops_the_start_naming_it(tmp_path, name, value):
@@ -223,3 +232,26 @@ def test_migrate_creates_the_missing_folder_of_keeper_db(tmp_path):
 def test_values_too_large_to_schedule_are_refused(tmp_path, name, value):
     """Durations and sizes past their upper bound stop the start instead of crashing a batch."""
     assert f"{name}={value!r}" in refused(tmp_path, **{name: value})
+
+
+def test_bot_settings_are_read_as_typed(tmp_path):
+    """Discord ids become integers, a REST proxy URL loses its trailing slash, and the
+    gateway URL is kept as given."""
+    shown = printed(
+        tmp_path,
+        "settings.GUILD_ID, settings.ARCHIVE_CHANNEL_ID, settings.DISCOVERY_CHANNEL_ID, "
+        "settings.DISCORD_API_BASE, settings.DISCORD_GATEWAY_URL, "
+        "settings.BOT_VIEW_TIMEOUT_SECONDS",
+        GUILD_ID=" 123456789012345678 ",
+        ARCHIVE_CHANNEL_ID="223456789012345678",
+        DISCORD_API_BASE="http://127.0.0.1:8000/api/v10/",
+        DISCORD_GATEWAY_URL="ws://127.0.0.1:9000/gateway",
+    )
+    assert shown.split() == [
+        "123456789012345678",
+        "223456789012345678",
+        "None",
+        "http://127.0.0.1:8000/api/v10",
+        "ws://127.0.0.1:9000/gateway",
+        "600",
+    ]

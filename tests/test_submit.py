@@ -664,3 +664,69 @@ def test_command_reports_a_database_error_and_goes_on(tmp_path, monkeypatch):
     assert "2 submitted, 0 refused, 1 not stored" in out.getvalue()
     assert Discovery.objects.count() == 2
     assert SyncQueueItem.objects.count() == 2
+
+
+# --- submitting once by key -------------------------------------------------------------------
+
+
+def test_a_keyed_submission_is_stored_once_however_often_it_comes():
+    """The same submission key twice stores one discovery and one queue item; the second call
+    returns the first discovery with created False."""
+    from discoveries.services import discovery_submit_once
+
+    first, created = discovery_submit_once(submission_key="discord:1", **VALID)
+    again, created_again = discovery_submit_once(
+        submission_key="discord:1", **{**VALID, "description": "Different text"}
+    )
+    assert created and not created_again
+    assert again.id == first.id and again.description == "A broken tower."
+    assert Discovery.objects.count() == 1 and SyncQueueItem.objects.count() == 1
+    other, created_other = discovery_submit_once(submission_key="discord:2", **VALID)
+    assert created_other and other.id != first.id
+    assert Discovery.objects.get(id=first.id).submission_key == "discord:1"
+
+
+def test_a_keyed_submission_is_still_validated_and_the_key_checked():
+    """Bad fields are refused with the key as without it; the key itself must be 1–64
+    characters; nothing is written either way."""
+    from discoveries.services import discovery_submit_once
+
+    with pytest.raises(DiscoveryInvalid) as refused:
+        discovery_submit_once(submission_key="discord:3", **{**VALID, "description": ""})
+    assert "description" in refused.value.errors
+    for key in ("", "k" * 65):
+        with pytest.raises(ValueError, match="1 to 64"):
+            discovery_submit_once(submission_key=key, **VALID)
+    assert Discovery.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keyed_submissions_racing_in_threads_store_one_discovery():
+    """Eight threads submitting the same key at once: one discovery, one queue item, and every
+    thread gets that discovery's id."""
+    import threading
+
+    from django.db import connections
+
+    from discoveries.services import discovery_submit_once
+
+    results: list[tuple[int, bool]] = []
+    start = threading.Barrier(8)
+
+    def worker():
+        start.wait()
+        try:
+            discovery, created = discovery_submit_once(submission_key="discord:race", **VALID)
+            results.append((discovery.id, created))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 8
+    assert len({i for i, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert Discovery.objects.count() == 1 and SyncQueueItem.objects.count() == 1

@@ -1,0 +1,149 @@
+"""What the bot records and reads outside Discord: its heartbeat for /health, the queue summary
+of /sync-status, the Control Room's systems and places for the report form, and the operator
+record of a retry from Discord."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from botrunner.selectors import (
+    BOT_HEARTBEAT_CACHE_KEY,
+    HavenPlace,
+    bot_heartbeat,
+    bot_online,
+    haven_system_places,
+    haven_systems,
+)
+from syncq.models import OperatorAction, SyncQueueItem, SyncStatus
+from syncq.selectors import queue_summary
+from syncq.services import queue_item_retry
+from tests.conftest import make_discovery
+
+
+def beat(**overrides) -> dict:
+    state = {
+        "at": timezone.now(),
+        "ready": True,
+        "connected": True,
+        "last_event_at": timezone.now(),
+        "user": "The Keeper#0",
+        "guilds": 1,
+        "latency_ms": 40.0,
+    }
+    state.update(overrides)
+    cache.set(BOT_HEARTBEAT_CACHE_KEY, state)
+    return state
+
+
+def test_bot_online_needs_a_fresh_connected_ready_heartbeat():
+    """Online only with a heartbeat of the last 90 s that says connected and ready."""
+    assert bot_online() is False
+    beat()
+    assert bot_online() is True
+    beat(connected=False)
+    assert bot_online() is False
+    beat(ready=False)
+    assert bot_online() is False
+    beat(at=timezone.now() - timedelta(seconds=91))
+    assert bot_online() is False
+    cache.set(BOT_HEARTBEAT_CACHE_KEY, "garbage")
+    assert bot_online() is False and bot_heartbeat() is None
+
+
+@pytest.mark.django_db
+def test_queue_summary_gives_counts_oldest_pending_and_the_newest_error():
+    """Counts per state, the oldest pending item's age, and the error of the item that failed
+    last (synced items' old errors do not count)."""
+    now = timezone.now()
+    items = [SyncQueueItem.objects.get(discovery=make_discovery()) for _ in range(4)]
+    SyncQueueItem.objects.filter(id=items[0].id).update(created_at=now - timedelta(hours=2))
+    SyncQueueItem.objects.filter(id=items[1].id).update(
+        sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
+        sync_error="old error",
+        last_sync_attempt=now - timedelta(hours=1),
+    )
+    SyncQueueItem.objects.filter(id=items[2].id).update(
+        sync_error="VH-Database.db is locked", last_sync_attempt=now - timedelta(minutes=5)
+    )
+    SyncQueueItem.objects.filter(id=items[3].id).update(
+        sync_status=SyncStatus.SYNCED, sync_error="stale", last_sync_attempt=now
+    )
+    summary = queue_summary(now=now)
+    assert summary["counts"] == {
+        "pending": 2,
+        "syncing": 0,
+        "synced": 1,
+        "max_retries_exceeded": 1,
+    }
+    assert 7190 <= summary["oldest_pending_age_seconds"] <= 7210
+    last = summary["last_error"]
+    assert last["queue_id"] == items[2].id and last["error"] == "VH-Database.db is locked"
+    assert last["at"].tzinfo is not None
+
+
+@pytest.mark.django_db
+def test_queue_summary_of_an_empty_queue():
+    """No items: zero counts, no oldest pending, no last error."""
+    summary = queue_summary()
+    assert set(summary["counts"].values()) == {0}
+    assert summary["oldest_pending_age_seconds"] is None and summary["last_error"] is None
+
+
+@pytest.mark.django_db
+def test_a_retry_from_discord_is_recorded_under_the_members_name():
+    """The operator action of a bot retry names the Discord member and the source ``bot``."""
+    item = SyncQueueItem.objects.get(discovery=make_discovery())
+    SyncQueueItem.objects.filter(id=item.id).update(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED)
+    queue_item_retry(item_id=item.id, source="bot", actor_name="discord:ana (1234567890123456)")
+    action = OperatorAction.objects.get()
+    assert action.source == "bot" and action.actor is None
+    assert action.actor_name == "discord:ana (1234567890123456)"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+def test_the_form_reads_systems_and_places_from_the_control_room(sample_haven_db):
+    """The sample VH's 5 systems by name; a system's planets each followed by its moons, then
+    "in space"."""
+    systems = haven_systems()
+    assert len(systems) == 5
+    assert [s.name for s in systems] == sorted(s.name for s in systems)
+    counts = {}
+    for system in systems:
+        places = haven_system_places(system.id)
+        assert places[-1] == HavenPlace(kind="space", name=None)
+        counts[system.name] = places
+    planets = sum(p.kind == "planet" for ps in counts.values() for p in ps)
+    moons = [p for ps in counts.values() for p in ps if p.kind == "moon"]
+    assert planets == 20 and len(moons) == 5
+    assert all(m.planet for m in moons)
+
+
+def test_the_form_falls_back_when_the_control_room_is_missing_or_off(tmp_path, settings):
+    """VH missing, or switched off: both readers answer None (the form asks for text)."""
+    settings.HAVEN_DB_PATH = tmp_path / "absent.db"
+    assert haven_systems() is None and haven_system_places("SYS_X") is None
+    assert not os.path.exists(tmp_path / "absent.db")
+    settings.USE_HAVEN_DATABASE = False
+    assert haven_systems() is None
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+def test_the_form_falls_back_when_the_control_room_file_is_not_a_database(tmp_path, settings):
+    """A file at HAVEN_DB_PATH that is not SQLite reads as no map, not a crash."""
+    from tests.conftest import haven_at
+
+    junk = tmp_path / "VH-Database.db"
+    junk.write_bytes(b"not a database" * 100)
+    with haven_at(junk, settings):
+        assert haven_systems() is None
+
+
+def test_heartbeat_datetimes_are_utc_aware():
+    """A recorded heartbeat reads back with aware times."""
+    beat(at=datetime.now(UTC))
+    assert bot_heartbeat()["at"].tzinfo is not None
