@@ -1,10 +1,11 @@
-# Keeper Sync. `make run` sets everything up and starts the service; `make test` runs the tests.
+# Keeper Sync. `make run` sets everything up and starts the service; `make bot` starts the
+# Discord bot beside it; `make test` runs the tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHAOS_ARGS ?=
 
-.PHONY: run setup test lint format install clean
+.PHONY: run bot setup test lint format install clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ run: setup
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	$(PY) manage.py runservice
+
+bot: setup
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py runbot
 
 test: install
 	$(PY) -m pytest
