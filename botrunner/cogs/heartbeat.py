@@ -28,12 +28,17 @@ class Heartbeat(commands.Cog):
         self.bot = bot
         self.last_event_at: datetime | None = None
         self.connected = False
+        self.stopped = False
+        # Writes run in threads: the lock keeps a late write from landing after forget().
+        self._writing = asyncio.Lock()
 
     async def cog_load(self) -> None:
+        self.connected = self.bot.is_ready() and not self.bot.is_closed()
         self.beat.start()
 
     async def cog_unload(self) -> None:
-        self.beat.cancel()
+        # commands.Bot.close() unloads every cog: the heartbeat goes with the bot.
+        await self.forget()
 
     def state(self) -> dict:
         """The heartbeat as stored: ``{at, ready, connected, last_event_at, user, guilds,
@@ -53,22 +58,27 @@ class Heartbeat(commands.Cog):
 
     async def record(self) -> None:
         """Store the heartbeat now; a cache that cannot be written is logged, never fatal."""
-        state = self.state()
-        try:
-            await asyncio.to_thread(
-                cache.set, BOT_HEARTBEAT_CACHE_KEY, state, HEARTBEAT_TTL_SECONDS
-            )
-        except Exception as exc:  # the cache backend's own errors vary by backend
-            logger.warning("cannot record the bot's heartbeat: %s", exc)
+        async with self._writing:
+            if self.stopped:
+                return
+            state = self.state()
+            try:
+                await asyncio.to_thread(
+                    cache.set, BOT_HEARTBEAT_CACHE_KEY, state, HEARTBEAT_TTL_SECONDS
+                )
+            except Exception as exc:  # the cache backend's own errors vary by backend
+                logger.warning("cannot record the bot's heartbeat: %s", exc)
 
     async def forget(self) -> None:
         """Remove the heartbeat (the bot is stopping)."""
         self.connected = False
         self.beat.cancel()
-        try:
-            await asyncio.to_thread(cache.delete, BOT_HEARTBEAT_CACHE_KEY)
-        except Exception as exc:  # the cache backend's own errors vary by backend
-            logger.warning("cannot remove the bot's heartbeat: %s", exc)
+        async with self._writing:
+            self.stopped = True
+            try:
+                await asyncio.to_thread(cache.delete, BOT_HEARTBEAT_CACHE_KEY)
+            except Exception as exc:  # the cache backend's own errors vary by backend
+                logger.warning("cannot remove the bot's heartbeat: %s", exc)
 
     @tasks.loop(seconds=HEARTBEAT_SECONDS)
     async def beat(self) -> None:

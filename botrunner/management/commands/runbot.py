@@ -80,9 +80,6 @@ class Command(BaseCommand):
                 await asyncio.wait_for(bot.close(), timeout=STOP_SECONDS - 3)
             except TimeoutError:
                 logger.warning("the bot did not close in time; leaving anyway")
-        heartbeat = bot.get_cog("Heartbeat")
-        if heartbeat is not None:
-            await heartbeat.forget()
         waiter.cancel()
         try:
             await asyncio.wait_for(runner, timeout=2)
