@@ -28,6 +28,6 @@ def _unit(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 
 async def run_db(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Await ``func(*args, **kwargs)`` run in Django's thread for synchronous code; returns
-    what it returns and raises what it raises."""
-    return await sync_to_async(_unit, thread_sensitive=True)(func, *args, **kwargs)
+    """Await ``func(*args, **kwargs)`` run in a worker thread; returns what it returns and
+    raises what it raises."""
+    return await sync_to_async(_unit, thread_sensitive=False)(func, *args, **kwargs)

@@ -25,6 +25,10 @@ from tests.conftest import ROOT, manage_env, run_manage
 from tests.fake_discord import FakeDiscord, Interaction, RestCall, find_component, is_ephemeral
 
 MANAGE_SERVER = 0x20
+#: discord.py registers a form's new components when Discord's answer to the edit arrives; a
+#: member's next click comes later than that. The fake records the edit as it receives it, so
+#: the tests give the bot this long to read the answer before they click again.
+SETTLE_SECONDS = 0.1
 #: Where each type is reported in the demo VH: (system, place option label).
 PLACES = [
     ("Demo Alpha", "🪐 Alpha Prime"),
@@ -138,9 +142,15 @@ class Form:
     def message(self) -> dict:
         return self.fake.messages[self.message_id]
 
-    def accepted(self, interaction: Interaction, kind: str = "callback") -> RestCall:
-        call = self.fake.wait_response(interaction, kind=kind, timeout=10)
+    def accepted(self, interaction: Interaction) -> RestCall:
+        """Wait until the bot acknowledged ``interaction`` (200) and, when it deferred an
+        update of the form (type 6), until it edited the form."""
+        call = self.fake.wait_response(interaction, timeout=10)
         assert call.status == 200, (call.path, call.status, call.response)
+        if call.json.get("type") == 6:
+            edit = self.fake.wait_response(interaction, kind="edit", timeout=15)
+            assert edit.status == 200, (edit.path, edit.status, edit.response)
+        time.sleep(SETTLE_SECONDS)
         self.last = interaction
         return call
 
@@ -279,9 +289,9 @@ def _call_summary(call: RestCall) -> str:
 
 
 def test_one_submission_as_discord_saw_it(bot):
-    """One report's REST calls in order: the form (reply, updates, modal, update), then the
-    deferral, the ephemeral confirmation, the form closed, the archive post; all accepted and
-    every acknowledgement inside the deadline."""
+    """One report's REST calls in order: the form (reply, deferred updates while VH is read,
+    updates, modal, update), then the deferral, the ephemeral confirmation, the form closed,
+    the archive post; all accepted."""
     start = len(bot.fake.calls)
     number = report(bot.fake, DISCOVERY_TYPES[2], "Demo Alpha", "🪐 Alpha Prime")
     archive = bot.fake.wait_for(
@@ -292,7 +302,8 @@ def test_one_submission_as_discord_saw_it(bot):
     seen = [_call_summary(c) for c in flow]
     print(f"discovery #{number}:\n  " + "\n  ".join(seen))
     callbacks = [c for c in flow if c.path.endswith("/callback")]
-    assert [c.json["type"] for c in callbacks] == [4, 7, 7, 7, 9, 7, 6]
+    # The type and system steps read VH, so they acknowledge first (6) and then edit the form.
+    assert [c.json["type"] for c in callbacks] == [4, 6, 6, 7, 9, 7, 6]
     assert all(c.status == 200 for c in flow)
     assert [(c.method, c.path.split("/")[1]) for c in flow][-4:] == [
         ("POST", "interactions"),
@@ -335,6 +346,35 @@ def test_confirmation_comes_in_time_while_keeper_db_is_write_locked(bot):
     assert bot.keeper_rows("SELECT description FROM discoveries WHERE id = ?", number) == [
         ("Bones under the ice",)
     ]
+
+
+def test_the_form_answers_in_time_while_the_control_room_locks_vh(bot):
+    """The Control Room holds an exclusive lock on VH-Database.db for 4 s just as the member
+    picks a type: the click is acknowledged within the deadline, and the form then shows the
+    systems once the lock is gone."""
+    held = threading.Event()
+
+    def hold():
+        db = sqlite3.connect(bot.haven, timeout=30, isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        held.set()
+        time.sleep(4)
+        db.execute("ROLLBACK")
+        db.close()
+
+    form = Form(bot.fake)
+    locker = threading.Thread(target=hold)
+    locker.start()
+    try:
+        held.wait(5)
+        chosen = bot.fake.select(form.message, "report:type", [DISCOVERY_TYPES[9].slug])
+        ack = bot.fake.wait_response(chosen, timeout=5)
+        assert ack.status == 200 and ack.at - chosen.sent_at < 3
+        edit = bot.fake.wait_response(chosen, kind="edit", timeout=15)
+        assert edit.status == 200
+    finally:
+        locker.join()
+    assert find_component(form.message, custom_id="report:system")["options"]
 
 
 def test_with_vh_missing_the_member_types_the_place_and_is_confirmed(bot):

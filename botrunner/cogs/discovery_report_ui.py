@@ -379,11 +379,16 @@ class ReportView(ui.View):
 
     async def show(self, interaction: discord.Interaction) -> None:
         """Answer ``interaction`` (a component or a modal submit on this form) by redrawing the
-        form for the current step."""
+        form for the current step; after a deferral, by editing the form."""
         content = self.render()
-        await interaction.response.edit_message(
-            content=content, view=self, allowed_mentions=NO_MENTIONS
-        )
+        if interaction.response.is_done():
+            await interaction.edit_original_response(
+                content=content, view=self, allowed_mentions=NO_MENTIONS
+            )
+        else:
+            await interaction.response.edit_message(
+                content=content, view=self, allowed_mentions=NO_MENTIONS
+            )
 
     # --- the member's actions ---------------------------------------------------------------
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
@@ -408,6 +413,8 @@ class ReportView(ui.View):
             self.draft.description = ""
             self.draft.type_fields = {}
         self.draft.discovery_type = chosen
+        # Acknowledged before VH is read: the Control Room may hold its lock for seconds.
+        await interaction.response.defer()
         # The map is read once per form; the member can go back to read it again.
         self.systems = await run_db(haven_systems)
         self.step, self.page = "system", 0
@@ -422,12 +429,13 @@ class ReportView(ui.View):
             return
         self.draft.system_name = system.name
         self.draft.location = self.draft.location_type = self.draft.planet_name = None
+        await interaction.response.defer()
         self.places = await run_db(haven_system_places, system.id)
         if self.places is None:
-            # The map went away between the two steps: the place is typed instead.
-            await interaction.response.send_modal(LocationModal(self, system_name=system.name))
-            return
-        self.step, self.page = "place", 0
+            # The map went away between the two steps: the system and place are typed instead.
+            self.systems, self.step = None, "system"
+        else:
+            self.step, self.page = "place", 0
         await self.show(interaction)
 
     async def _place_chosen(self, interaction: discord.Interaction) -> None:
@@ -474,6 +482,7 @@ class ReportView(ui.View):
         if self.step == "place" and not self.places:
             self.step = "system"
         if self.step == "system":
+            await interaction.response.defer()
             self.systems = await run_db(haven_systems)
         self.page = 0
         await self.show(interaction)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import discord
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
@@ -85,8 +84,6 @@ class Command(BaseCommand):
             await asyncio.wait_for(runner, timeout=2)
         except TimeoutError:
             runner.cancel()
-        # The database connections live in the thread run_db uses; close them there.
-        await sync_to_async(connections.close_all, thread_sensitive=True)()
         if runner.done() and not runner.cancelled() and (error := runner.exception()):
             raise error
 
