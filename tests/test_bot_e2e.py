@@ -634,20 +634,45 @@ def test_the_owner_alone_can_sync_commands_globally(bot):
     assert "globally" in reply.json["content"]
 
 
-def test_a_form_left_alone_disables_itself(fresh_fake, tmp_path):
+@pytest.fixture(scope="module")
+def configured_bot(tmp_path_factory) -> Iterator[BotRun]:
+    """A bot whose forms time out after 1 second and whose reports belong in CHANNEL_ID."""
+    with FakeDiscord() as fake:
+        run = bot_start(
+            fake,
+            tmp_path_factory.mktemp("configured"),
+            BOT_VIEW_TIMEOUT_SECONDS="1",
+            DISCOVERY_CHANNEL_ID=FakeDiscord.CHANNEL_ID,
+        )
+        yield run
+        assert run.stop() == 0, run.output()
+
+
+def test_a_form_left_alone_disables_itself(configured_bot):
     """With a 1-second form timeout, the form's components become disabled and its text says
     it timed out."""
-    run = bot_start(fresh_fake, tmp_path, BOT_VIEW_TIMEOUT_SECONDS="1")
-    try:
-        form = Form(fresh_fake)
-        edit = fresh_fake.wait_response(form.origin, kind="edit", timeout=10)
-        assert edit.status == 200
-        message = form.message
-        assert "timed out after 1 seconds" in message["content"]
-        select = find_component(message, custom_id="report:type")
-        assert select["disabled"] is True
-    finally:
-        assert run.stop() == 0, run.output()
+    fake = configured_bot.fake
+    form = Form(fake)
+    edit = fake.wait_response(form.origin, kind="edit", timeout=10)
+    assert edit.status == 200
+    message = form.message
+    assert "timed out after 1 second and nothing was stored" in message["content"]
+    assert find_component(message, custom_id="report:type")["disabled"] is True
+    with pytest.raises(AssertionError, match="disabled"):
+        fake.select(message, "report:type", [DISCOVERY_TYPES[0].slug])
+
+
+def test_reports_belong_in_the_discovery_channel(configured_bot):
+    """With DISCOVERY_CHANNEL_ID set, /discovery-report elsewhere points the member there and
+    opens no form."""
+    fake = configured_bot.fake
+    elsewhere = fake.slash("discovery-report", channel_id=FakeDiscord.ARCHIVE_CHANNEL_ID)
+    reply = fake.wait_response(elsewhere)
+    assert reply.json["type"] == 4 and reply.json["data"]["flags"] & 64
+    assert reply.json["data"]["content"] == (
+        f"Discoveries are reported in <#{FakeDiscord.CHANNEL_ID}>."
+    )
+    assert not reply.json["data"].get("components")
 
 
 def test_sigterm_closes_the_bot_cleanly(fresh_fake, tmp_path):

@@ -566,8 +566,12 @@ class ReportView(ui.View):
     async def on_timeout(self) -> None:
         for item in self.children:
             item.disabled = True
-        minutes = round((self.timeout or 0) / 60)
-        span = f"{minutes} minutes" if minutes >= 1 else f"{self.timeout:g} seconds"
+        seconds = round(self.timeout or 0)
+        minutes = seconds // 60
+        if minutes >= 1:
+            span = f"{minutes} minute{'s' if minutes != 1 else ''}"
+        else:
+            span = f"{seconds} second{'s' if seconds != 1 else ''}"
         try:
             await self.last_interaction.edit_original_response(
                 content=f"This report timed out after {span} and nothing was stored. Run "
