@@ -114,6 +114,19 @@ def _ordered_by_time(queryset, field: str, *, descending: bool):
     return queryset.order_by(f"-{field}" if descending else field, "id")
 
 
+def _oldest_pending_created() -> datetime | None:
+    """When the oldest pending item was queued (aware UTC), or None."""
+    return (
+        _ordered_by_time(
+            SyncQueueItem.objects.filter(sync_status=SyncStatus.PENDING),
+            "created_at",
+            descending=False,
+        )
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+
 def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
     """Figures of the queue, computed from the database (true in every process):
     ``counts`` per state; ``oldest_pending_age_seconds`` (None when nothing is pending);
@@ -124,15 +137,7 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
     ``+00:00``) count in the right windows."""
     now = now or timezone.now()
     synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED)
-    oldest = (
-        _ordered_by_time(
-            SyncQueueItem.objects.filter(sync_status=SyncStatus.PENDING),
-            "created_at",
-            descending=False,
-        )
-        .values_list("created_at", flat=True)
-        .first()
-    )
+    oldest = _oldest_pending_created()
     recent = list(
         _ordered_by_time(synced.exclude(synced_at=None), "synced_at", descending=True).values_list(
             "created_at", "synced_at"
@@ -208,15 +213,7 @@ def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
     newest failed attempt's ``{queue_id, discovery_id, error, at}`` among items not synced
     (None when there is none; ``at`` aware UTC)."""
     now = now or timezone.now()
-    oldest = (
-        _ordered_by_time(
-            SyncQueueItem.objects.filter(sync_status=SyncStatus.PENDING),
-            "created_at",
-            descending=False,
-        )
-        .values_list("created_at", flat=True)
-        .first()
-    )
+    oldest = _oldest_pending_created()
     last = (
         _ordered_by_time(
             SyncQueueItem.objects.exclude(sync_status=SyncStatus.SYNCED)

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from botrunner import limits
 from botrunner.db import run_db
+from syncq.dashboard import age_text
 from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
 from syncq.selectors import queue_summary
 from syncq.services import queue_item_retry
@@ -26,20 +27,6 @@ _STATE_LABELS = (
 )
 
 
-def _age(seconds: float) -> str:
-    """``seconds`` as the largest whole units a person reads at a glance: 45 s, 3 min, 2 h 5 min,
-    3 d 4 h."""
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if hours < 1:
-        return f"{minutes} min"
-    if days < 1:
-        return f"{hours} h {minutes % 60} min"
-    return f"{days} d {hours % 24} h"
-
-
 def summary_text(summary: dict) -> str:
     """The ``/sync-status`` reply for :func:`syncq.selectors.queue_summary`'s result, at most
     2,000 characters."""
@@ -49,12 +36,12 @@ def summary_text(summary: dict) -> str:
         + " · ".join(f"{label} {counts.get(state, 0):,}" for state, label in _STATE_LABELS)
     ]
     oldest = summary["oldest_pending_age_seconds"]
-    lines.append(f"Oldest pending: {_age(oldest) + ' ago' if oldest is not None else 'none'}")
+    lines.append(f"Oldest pending: {age_text(oldest) + ' ago' if oldest is not None else 'none'}")
     last = summary["last_error"]
     if last is None:
         lines.append("Last error: none")
     else:
-        ago = _age((timezone.now() - last["at"]).total_seconds())
+        ago = age_text((timezone.now() - last["at"]).total_seconds())
         lines.append(
             f"Last error ({ago} ago, queue item {last['queue_id']}, discovery "
             f"{last['discovery_id']}): {limits.cut(last['error'], 1000)}"
