@@ -1,12 +1,18 @@
-"""Building Control Room files of our own: the demo VH-Database.db of ``make run`` and the
-files the tests use. The real VH-Database.db is never created or touched from here."""
+"""Building Control Room files of our own: the demo VH-Database.db of ``make run`` and
+``make bot``, and the files the tests use. The real VH-Database.db is never created or touched
+from here."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 SCHEMA_PATH = Path(__file__).with_name("haven_schema.sql")
+#: Where the services keep the demo file, under the project folder.
+DEMO_HAVEN = Path("data/demo/VH-Database.db")
 
 #: (system id, name, x, y, z, region, {planet: [moons]}) of the demo galaxy; made up here.
 DEMO_SYSTEMS: tuple[tuple[str, str, float, float, float, str, dict[str, list[str]]], ...] = (
@@ -64,3 +70,58 @@ def _insert_demo(connection: sqlite3.Connection) -> None:
                 connection.execute(
                     "INSERT INTO moons (planet_id, name) VALUES (?, ?)", (planet_id, moon)
                 )
+
+
+@dataclass(frozen=True)
+class HavenChoice:
+    """The Control Room file a service (``runservice``, ``runbot``) uses: ``path`` (None when
+    ``USE_HAVEN_DATABASE`` is false), whether it is the ``demo`` file, and ``described``, one
+    line for the service's start notice."""
+
+    path: Path | None
+    demo: bool
+    described: str
+
+
+def haven_for_service() -> HavenChoice:
+    """The configured VH-Database.db; or, only when ``HAVEN_DB_PATH`` is not set and nothing is
+    at the default path, the demo file under ``data/demo/`` (created with the demo systems the
+    first time). A configured file that is missing stays chosen (items wait for it): the demo
+    never stands in for a real file an operator may be about to put back."""
+    from django.conf import settings
+
+    if not settings.USE_HAVEN_DATABASE:
+        return HavenChoice(None, False, "not used (USE_HAVEN_DATABASE=false: items stay queued)")
+    configured = Path(settings.HAVEN_DB_PATH)
+    if os.environ.get("HAVEN_DB_PATH", "").strip() or configured.exists():
+        state = "" if configured.exists() else " (MISSING: items wait)"
+        return HavenChoice(configured, False, f"{configured}{state}")
+    demo = Path(settings.BASE_DIR) / DEMO_HAVEN
+    if not demo.exists():
+        haven_file_create(demo, with_demo_data=True)
+    return HavenChoice(demo, True, f"{demo} (demo)")
+
+
+def haven_demo_warning(choice: HavenChoice) -> str:
+    """The warning a service prints when ``choice`` is the demo file."""
+    from django.conf import settings
+
+    return (
+        f"No VH-Database.db at {settings.HAVEN_DB_PATH} and HAVEN_DB_PATH is not set: using a "
+        f"DEMO Control Room database at {choice.path}, not the real one. To sync into the real "
+        "one, set HAVEN_DB_PATH in .env or put the file at the default path."
+    )
+
+
+def haven_use(path: Path) -> None:
+    """Point this process at ``path`` as its VH-Database.db: ``settings.HAVEN_DB_PATH`` and
+    the ``haven`` connection (closed, so that it opens ``path`` next), and ``HAVEN_DB_PATH`` in
+    the environment for the processes it starts."""
+    from django.conf import settings
+    from django.db import connections
+
+    settings.HAVEN_DB_PATH = path
+    connection = connections["haven"]
+    connection.close()
+    connection.settings_dict["NAME"] = f"file:{quote(str(path), safe='/')}?mode=rw"
+    os.environ["HAVEN_DB_PATH"] = str(path)

@@ -315,9 +315,13 @@ Q_CLUSTER = {
     "label": "Task queue (django-q2)",
 }
 
+# Shared by every process: the worker's status, the sync's kick requests and the bot's heartbeat.
 CACHES = {
     "default": env.cache_url("CACHE_URL", default=f"filecache://{BASE_DIR / 'data' / 'cache'}")
 }
+if CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
+    # Like every other path here, a relative file cache folder starts at the project folder.
+    CACHES["default"]["LOCATION"] = str(BASE_DIR / Path(CACHES["default"]["LOCATION"]))
 
 # --- i18n, static, logging -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -662,6 +662,26 @@ def test_a_form_left_alone_disables_itself(configured_bot):
         fake.select(message, "report:type", [DISCOVERY_TYPES[0].slug])
 
 
+def test_a_form_left_with_its_modal_dismissed_disables_itself_too(configured_bot):
+    """The member opened "Not listed? Type it" and closed the modal without sending it: the
+    form still times out, disabled, through the last answer that was a form."""
+    fake = configured_bot.fake
+    form = Form(fake)
+    chosen = form.select("report:type", DISCOVERY_TYPES[0].slug)
+    opener = fake.button(form.message, "report:system:text")
+    assert fake.wait_response(opener).json["type"] == 9
+    edit = fake.wait_for(
+        lambda c: (
+            c.method == "PATCH"
+            and c.interaction_id == chosen.id
+            and "timed out" in (c.json or {}).get("content", "")
+        ),
+        timeout=10,
+    )
+    assert edit.status == 200
+    assert find_component(form.message, custom_id="report:system:text")["disabled"] is True
+
+
 def test_reports_belong_in_the_discovery_channel(configured_bot):
     """With DISCOVERY_CHANNEL_ID set, /discovery-report elsewhere points the member there and
     opens no form."""
@@ -729,6 +749,43 @@ def _runs_in(proc: Path, keeper: Path) -> bool:
         return f"KEEPER_DB_PATH={keeper}".encode() in (proc / "environ").read_bytes()
     except OSError:
         return False
+
+
+def test_runbot_waits_for_an_unreachable_discord_and_still_stops_at_once(tmp_path):
+    """DISCORD_API_BASE refuses connections: runbot keeps trying with growing pauses, saying
+    so in one line each time, and SIGTERM still stops it at once with exit code 0."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = manage_env(
+        keeper=tmp_path / "keeper.db",
+        haven=tmp_path / "VH-Database.db",
+        BOT_TOKEN="any",
+        DISCORD_API_BASE=f"http://127.0.0.1:{port}/api/v10",
+        DISCORD_GATEWAY_URL=f"ws://127.0.0.1:{port}/gateway",
+        CACHE_URL=f"filecache://{tmp_path / 'cache'}",
+    )
+    log = tmp_path / "runbot.log"
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runbot"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    run = BotRun(None, proc, env, tmp_path / "keeper.db", tmp_path / "VH.db", tmp_path, log)
+    deadline = time.monotonic() + 20
+    while run.output().count("cannot reach Discord") < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, run.output()
+        time.sleep(0.2)
+    assert "trying again in 1 s" in run.output() and "trying again in 2 s" in run.output()
+    began = time.monotonic()
+    assert run.stop(timeout=10) == 0, run.output()
+    assert time.monotonic() - began < 5
+    assert "Traceback" not in run.output()
 
 
 def test_runbot_without_a_token_names_the_variable(tmp_path):

@@ -255,3 +255,12 @@ def test_bot_settings_are_read_as_typed(tmp_path):
         "ws://127.0.0.1:9000/gateway",
         "600",
     ]
+
+
+def test_a_relative_file_cache_starts_at_the_project_folder(tmp_path):
+    """CACHE_URL=filecache://data/cache is the project's data/cache, from any working folder,
+    so the bot, the worker and the web server share it."""
+    shown = printed(
+        tmp_path, "settings.CACHES['default']['LOCATION']", CACHE_URL="filecache://data/x"
+    )
+    assert shown == str(ROOT / "data" / "x")

@@ -12,8 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from discoveries.haven_files import haven_file_create
-from syncq.management.commands.runservice import Command as RunService
+from discoveries.haven_files import haven_file_create, haven_for_service
 from tests.conftest import manage_env, run_manage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,34 +90,31 @@ def test_cluster_syncs_a_submitted_discovery_and_schedules_stay_single(tmp_path)
     assert status["queue"] == {"pending": 0, "syncing": 0, "synced": 1, "failed": 0}
 
 
-def test_runservice_uses_a_demo_haven_only_when_none_is_configured(tmp_path, settings, monkeypatch):
-    """With HAVEN_DB_PATH unset and no file at the default path, runservice makes a demo file
-    under data/demo/ and hands that path to its children; the default path stays absent."""
+def test_services_use_a_demo_haven_only_when_none_is_configured(tmp_path, settings, monkeypatch):
+    """With HAVEN_DB_PATH unset and no file at the default path, runservice and runbot use a
+    demo file they make under data/demo/; the default path stays absent."""
     monkeypatch.delenv("HAVEN_DB_PATH", raising=False)
     settings.BASE_DIR = tmp_path
     settings.HAVEN_DB_PATH = tmp_path / "data" / "VH-Database.db"
     settings.USE_HAVEN_DATABASE = True
-    child_env: dict[str, str] = {}
-    command = RunService()
-    described = command._choose_haven(child_env)
+    choice = haven_for_service()
     demo = tmp_path / "data" / "demo" / "VH-Database.db"
-    assert child_env["HAVEN_DB_PATH"] == str(demo)
-    assert demo.is_file() and "demo" in described
+    assert choice.demo and choice.path == demo
+    assert demo.is_file() and "demo" in choice.described
     assert not settings.HAVEN_DB_PATH.exists()
 
 
-def test_runservice_never_swaps_a_configured_haven_for_the_demo(tmp_path, settings, monkeypatch):
-    """When HAVEN_DB_PATH is set but its file is missing, runservice keeps that path (items
-    wait) and creates nothing."""
+def test_services_never_swap_a_configured_haven_for_the_demo(tmp_path, settings, monkeypatch):
+    """When HAVEN_DB_PATH is set but its file is missing, the services keep that path (items
+    wait) and create nothing."""
     missing = tmp_path / "moved-away" / "VH-Database.db"
     monkeypatch.setenv("HAVEN_DB_PATH", str(missing))
     settings.BASE_DIR = tmp_path
     settings.HAVEN_DB_PATH = missing
     settings.USE_HAVEN_DATABASE = True
-    child_env: dict[str, str] = {}
-    described = RunService()._choose_haven(child_env)
-    assert "HAVEN_DB_PATH" not in child_env
-    assert "MISSING" in described
+    choice = haven_for_service()
+    assert not choice.demo and choice.path == missing
+    assert "MISSING" in choice.described
     assert not missing.exists() and not (tmp_path / "data").exists()
 
 

@@ -189,7 +189,7 @@ class ReportView(ui.View):
     ``origin`` is the /discovery-report interaction: its id keys the submission. After
     ``timeout`` seconds (``BOT_VIEW_TIMEOUT_SECONDS``) without an interaction the form
     disables its components and says so, through the member's latest interaction (its token
-    lasts 15 minutes). ``on_stored`` is awaited with each newly stored discovery.
+    lasts 15 minutes; the form's own answers renew it). ``on_stored`` is awaited with each newly stored discovery.
     """
 
     def __init__(
@@ -381,6 +381,9 @@ class ReportView(ui.View):
         """Answer ``interaction`` (a component or a modal submit on this form) by redrawing the
         form for the current step; after a deferral, by editing the form."""
         content = self.render()
+        # The newest interaction answered on the form itself: the one to edit it through later
+        # (a click answered with a modal, or a refusal sent as its own message, is not).
+        self.last_interaction = interaction
         if interaction.response.is_done():
             await interaction.edit_original_response(
                 content=content, view=self, allowed_mentions=NO_MENTIONS
@@ -398,7 +401,6 @@ class ReportView(ui.View):
                 ephemeral=True,
             )
             return False
-        self.last_interaction = interaction
         return True
 
     async def _type_chosen(self, interaction: discord.Interaction) -> None:
@@ -519,6 +521,7 @@ class ReportView(ui.View):
             return
         self.submitting_interaction_id = interaction.id
         await interaction.response.defer()
+        self.last_interaction = interaction
         try:
             discovery, created = await run_db(
                 discovery_submit_once,
@@ -585,9 +588,8 @@ class ReportView(ui.View):
         logger.error("report form failed", exc_info=error)
         await reply_error(interaction)
 
-    def keep_alive(self, interaction: discord.Interaction) -> None:
+    def keep_alive(self) -> None:
         """A modal of this form was submitted: that counts as activity on the form."""
-        self.last_interaction = interaction
         self.timeout = self.timeout  # restarts the countdown
 
 
@@ -652,7 +654,7 @@ class TypeModal(ui.Modal):
             self.add_item(text_input)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        self.report.keep_alive(interaction)
+        self.report.keep_alive()
         draft = self.report.draft
         description = self.description.value
         type_fields = {key: text_input.value for key, text_input in self.inputs.items()}
@@ -708,7 +710,7 @@ class LocationModal(ui.Modal):
         self.add_item(self.place)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        self.report.keep_alive(interaction)
+        self.report.keep_alive()
         draft = self.report.draft
         draft.system_name = self.system.value.strip()
         place = self.place.value.strip()
@@ -744,7 +746,7 @@ class EvidenceModal(ui.Modal):
         self.add_item(self.url)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        self.report.keep_alive(interaction)
+        self.report.keep_alive()
         await self.report.submit(interaction, evidence_url=self.url.value)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:

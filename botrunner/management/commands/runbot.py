@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from pathlib import Path
 
+import aiohttp
 import discord
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from botrunner.bot import KeeperBot, discord_endpoints_set
+from discoveries.haven_files import haven_demo_warning, haven_for_service, haven_use
 from syncq.processes import children_start, children_stop
 
 logger = logging.getLogger("botrunner")
 
 #: SIGTERM to exit: the bot closes within this, the worker (with --with-worker) within it too.
 STOP_SECONDS = 10
+#: While Discord cannot be reached at start, login is tried again after 1, 2, 4 … 60 s.
+RETRY_FIRST_SECONDS = 1
+RETRY_MAX_SECONDS = 60
 
 
 class Command(BaseCommand):
@@ -47,6 +53,16 @@ class Command(BaseCommand):
         discord_endpoints_set(
             api_base=settings.DISCORD_API_BASE, gateway_url=settings.DISCORD_GATEWAY_URL
         )
+        choice = haven_for_service()
+        if choice.demo:
+            self.stdout.write(self.style.WARNING(haven_demo_warning(choice)))
+            haven_use(choice.path)
+        self.stdout.write(
+            f"The Keeper: VH {choice.described}; guild {settings.GUILD_ID or 'not set'}; "
+            f"worker {'in this service' if with_worker else 'separate (manage.py qcluster)'}. "
+            "Ctrl-C stops."
+        )
+        self.stdout.flush()
         workers = {}
         if with_worker:
             manage = str(Path(settings.BASE_DIR) / "manage.py")
@@ -59,7 +75,6 @@ class Command(BaseCommand):
         self.stdout.write("The Keeper stopped.")
 
     async def _run(self) -> None:
-        bot = KeeperBot(guild_id=settings.GUILD_ID)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
 
@@ -71,30 +86,57 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop, signal.Signals(signum).name)
 
-        runner = asyncio.create_task(self._start(bot))
-        waiter = asyncio.create_task(stopping.wait())
-        done, _ = await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        delay = RETRY_FIRST_SECONDS
+        while not stopping.is_set():
+            bot = KeeperBot(guild_id=settings.GUILD_ID)
+            runner = asyncio.create_task(self._start(bot))
+            waiter = asyncio.create_task(stopping.wait())
+            await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            await self._close(bot, runner)
+            error = runner.exception() if runner.done() and not runner.cancelled() else None
+            if not isinstance(error, DiscordUnreachable):
+                if error is not None:
+                    raise error
+                return
+            logger.warning(
+                "cannot reach Discord at %s (%s); trying again in %d s",
+                settings.DISCORD_API_BASE,
+                error,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _close(self, bot: KeeperBot, runner: asyncio.Task) -> None:
         if not bot.is_closed():
             try:
                 await asyncio.wait_for(bot.close(), timeout=STOP_SECONDS - 3)
             except TimeoutError:
                 logger.warning("the bot did not close in time; leaving anyway")
-        waiter.cancel()
-        try:
-            await asyncio.wait_for(runner, timeout=2)
-        except TimeoutError:
+        # The runner ends once the bot is closed; its error, if any, is the caller's to read.
+        await asyncio.wait({runner}, timeout=2)
+        if not runner.done():
             runner.cancel()
-        if runner.done() and not runner.cancelled() and (error := runner.exception()):
-            raise error
+            await asyncio.wait({runner})
 
     async def _start(self, bot: KeeperBot) -> None:
         try:
-            await bot.start(settings.BOT_TOKEN)
+            await bot.login(settings.BOT_TOKEN)
         except discord.LoginFailure as exc:
             raise CommandError(
                 f"Discord refused BOT_TOKEN ({exc}): copy the token again from the Developer "
                 "Portal (Bot → Reset Token)",
                 returncode=2,
             ) from None
+        except (aiohttp.ClientError, OSError, discord.DiscordServerError) as exc:
+            raise DiscordUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            await bot.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired as exc:
             raise CommandError(str(exc), returncode=2) from None
+
+
+class DiscordUnreachable(Exception):
+    """Discord's API (or the proxy at ``DISCORD_API_BASE``) could not be reached to log in."""

@@ -13,10 +13,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from discoveries.haven_files import haven_file_create
+from discoveries.haven_files import haven_demo_warning, haven_for_service
 from syncq.processes import children_start, children_stop
 
-DEMO_HAVEN = Path("data/demo/VH-Database.db")
 STOP_GRACE_SECONDS = 10
 CREATE_ADMIN_HINT = ".venv/bin/python manage.py createsuperuser"
 
@@ -73,7 +72,11 @@ class Command(BaseCommand):
     def handle(self, *args, web_workers, **options):
         admin_line = admin_first_run()
         child_env = dict(os.environ)
-        haven = self._choose_haven(child_env)
+        choice = haven_for_service()
+        if choice.demo:
+            child_env["HAVEN_DB_PATH"] = str(choice.path)
+            self.stdout.write(self.style.WARNING(haven_demo_warning(choice)))
+        haven = choice.described
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         bind = f"{settings.SYNC_API_HOST}:{settings.SYNC_API_PORT}"
@@ -121,22 +124,3 @@ class Command(BaseCommand):
     def _where_keeper(self) -> str:
         db = settings.DATABASES["default"]
         return db["NAME"] if "sqlite" in db["ENGINE"] else f"{db['ENGINE']} database"
-
-    def _choose_haven(self, child_env: dict[str, str]) -> str:
-        if not settings.USE_HAVEN_DATABASE:
-            return "not used (USE_HAVEN_DATABASE=false: discoveries stay queued)"
-        if os.environ.get("HAVEN_DB_PATH") or Path(settings.HAVEN_DB_PATH).exists():
-            state = "" if Path(settings.HAVEN_DB_PATH).exists() else " (MISSING: items wait)"
-            return f"{settings.HAVEN_DB_PATH}{state}"
-        demo = Path(settings.BASE_DIR) / DEMO_HAVEN
-        if not demo.exists():
-            haven_file_create(demo, with_demo_data=True)
-        child_env["HAVEN_DB_PATH"] = str(demo)
-        self.stdout.write(
-            self.style.WARNING(
-                f"No VH-Database.db at {settings.HAVEN_DB_PATH} and HAVEN_DB_PATH is not set: "
-                f"using a DEMO Control Room database at {demo}, not the real one. To sync into "
-                "the real one, set HAVEN_DB_PATH in .env or put the file at the default path."
-            )
-        )
-        return f"{demo} (demo)"
