@@ -7,9 +7,10 @@ answers the calls the bot makes with the shapes Discord gives (see ``../shared/F
 - login: ``GET /users/@me`` (only ``Authorization: Bot <token>`` with :attr:`FakeDiscord.token`;
   anything else is 401), ``GET /oauth2/applications/@me``, command sync
   ``PUT /applications/{app}[/guilds/{guild}]/commands``;
-- the gateway: HELLO, heartbeat ACKs, IDENTIFY -> READY + GUILD_CREATE, RESUME -> op 9 (the client
-  identifies again); dispatches INTERACTION_CREATE and MESSAGE_CREATE on a test's request and echoes
-  MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE for the public messages the bot sends or edits;
+- the gateway: HELLO, heartbeat ACKs, IDENTIFY -> READY + GUILD_CREATE, RESUME -> RESUMED when
+  :attr:`FakeDiscord.resumable`, else op 9 (the client identifies again); dispatches
+  INTERACTION_CREATE and MESSAGE_CREATE on a test's request and echoes MESSAGE_CREATE /
+  MESSAGE_UPDATE / MESSAGE_DELETE for the public messages the bot sends or edits;
 - interaction callbacks, followups and ``@original`` webhook calls, and channel messages.
 
 Pointing a client at it (process-wide, so set it before login and restore it afterwards)::
@@ -336,6 +337,8 @@ class FakeDiscord:
 
     def __init__(self, *, deadline: float = 3.0) -> None:
         self.deadline = deadline
+        #: Whether a dropped client may RESUME its session (else op 9: identify afresh).
+        self.resumable = False
         self.token = "MTA4NTE3MDQ2MzUzOTMzMTA3NA.fake." + secrets.token_urlsafe(24)
         self.api_base = ""
         self.gateway_url = ""
@@ -352,6 +355,7 @@ class FakeDiscord:
         self._command_ids: dict[tuple[str, str, int], str] = {}
         self._events: list[tuple[str, dict]] = []
         self._gateway_ops: list[int] = []
+        self._session_ids: set[str] = set()
         self._sessions: list[_GatewaySession] = []
         self._last_snowflake = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -798,8 +802,7 @@ class FakeDiscord:
                 elif op == 2:
                     await self._identify(session, message.get("d") or {})
                 elif op == 6:
-                    # The fake keeps no sessions to resume: tell the client to identify afresh.
-                    await self._send(session, {"op": 9, "d": False})
+                    await self._resume(session, message.get("d") or {})
                 elif op == 8:
                     chunk = {
                         "guild_id": self.GUILD_ID,
@@ -817,6 +820,18 @@ class FakeDiscord:
                 self._changed.notify_all()
         return ws
 
+    async def _resume(self, session: _GatewaySession, data: dict) -> None:
+        """RESUME: a session this fake issued is resumed (RESUMED) when :attr:`resumable`;
+        otherwise the client is told to identify afresh (op 9, ``d: false``)."""
+        known = data.get("session_id") in self._session_ids and data.get("token") == self.token
+        if not (self.resumable and known):
+            await self._send(session, {"op": 9, "d": False})
+            return
+        await self._dispatch_to(session, "RESUMED", {})
+        with self._changed:
+            session.ready = True
+            self._changed.notify_all()
+
     async def _identify(self, session: _GatewaySession, data: dict) -> None:
         if data.get("token") != self.token:
             await session.ws.close(code=4004, message=b"Authentication failed.")
@@ -830,7 +845,7 @@ class FakeDiscord:
                 "email": None,
             },
             "guilds": [{"id": self.GUILD_ID, "unavailable": True}],
-            "session_id": secrets.token_hex(16),
+            "session_id": self._new_session_id(),
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
             "shard": data.get("shard") or [0, 1],
@@ -847,6 +862,12 @@ class FakeDiscord:
         with self._changed:
             session.ready = True
             self._changed.notify_all()
+
+    def _new_session_id(self) -> str:
+        with self._lock:
+            session_id = secrets.token_hex(16)
+            self._session_ids.add(session_id)
+            return session_id
 
     async def _send(self, session: _GatewaySession, frame: dict) -> None:
         async with session.send_lock:

@@ -714,6 +714,43 @@ def test_sigterm_closes_the_bot_cleanly(fresh_fake, tmp_path):
     assert not heartbeat_files()
 
 
+def _heartbeat(run: BotRun) -> dict | None:
+    """The heartbeat as another process reads it from the bot's file cache."""
+    from django.core.cache.backends.filebased import FileBasedCache
+
+    from botrunner.selectors import BOT_HEARTBEAT_CACHE_KEY
+
+    return FileBasedCache(str(run.cache_dir), {}).get(BOT_HEARTBEAT_CACHE_KEY)
+
+
+def test_after_the_gateway_drops_the_bot_resumes_and_says_so(fresh_fake, tmp_path):
+    """The gateway closes under the bot: it resumes its session, records a fresh heartbeat that
+    says connected and ready, and a form works afterwards."""
+    from datetime import UTC, datetime
+
+    fresh_fake.resumable = True
+    run = bot_start(fresh_fake, tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while not (_heartbeat(run) or {}).get("ready") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _heartbeat(run)["connected"] is True
+        dropped = datetime.now(UTC)
+        fresh_fake.drop_gateway()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            beat = _heartbeat(run) or {}
+            if beat.get("connected") and beat["at"] > dropped:
+                break
+            time.sleep(0.1)
+        assert beat["connected"] is True and beat["ready"] is True and beat["at"] > dropped
+        assert any(event == "RESUMED" for event, _ in fresh_fake.events)
+        number = report(fresh_fake, DISCOVERY_TYPES[1], "Demo Beta", "🪐 Beta Rock")
+        assert run.keeper_rows("SELECT COUNT(*) FROM discoveries WHERE id = ?", number) == [(1,)]
+    finally:
+        assert run.stop() == 0, run.output()
+
+
 def test_with_worker_the_bot_syncs_into_vh_and_stops_both(fresh_fake, tmp_path):
     """`runbot --with-worker`: a report reaches VH without sync_now, and SIGTERM stops the bot
     and its worker within 10 seconds, leaving no process behind."""

@@ -147,3 +147,40 @@ def test_heartbeat_datetimes_are_utc_aware():
     """A recorded heartbeat reads back with aware times."""
     beat(at=datetime.now(UTC))
     assert bot_heartbeat()["at"].tzinfo is not None
+
+
+def test_the_heartbeat_follows_the_gateway_and_leaves_with_the_bot():
+    """The heartbeat cog writes connected on ready, disconnected on a drop, connected again on
+    resume, and nothing at all once the bot has stopped (even if a late event comes)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from botrunner.cogs.heartbeat import Heartbeat
+
+    state = {"ready": True}
+    bot = SimpleNamespace(
+        latency=0.05,
+        is_ready=lambda: state["ready"],
+        is_closed=lambda: False,
+        user="The Keeper#0",
+        guilds=[1],
+    )
+
+    async def scenario():
+        cog = Heartbeat(bot)
+        await cog.on_ready()
+        first = bot_heartbeat()
+        await cog.on_disconnect()
+        dropped = bot_heartbeat()
+        await cog.on_resumed()
+        resumed = bot_heartbeat()
+        await cog.forget()
+        gone = bot_heartbeat()
+        await cog.on_resumed()
+        return first, dropped, resumed, gone, bot_heartbeat()
+
+    first, dropped, resumed, gone, late = asyncio.run(scenario())
+    assert first["connected"] and first["ready"] and first["latency_ms"] == 50.0
+    assert dropped["connected"] is False
+    assert resumed["connected"] is True and resumed["at"] >= dropped["at"]
+    assert gone is None and late is None
