@@ -7,7 +7,10 @@ Every message it sends has mentions disabled, so text members typed never pings 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import discord
 import yarl
@@ -15,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from botrunner.cogs.discovery_report_ui import reply_error
+from botrunner.delivery import interaction_first_seen
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,20 @@ def discord_endpoints_set(*, api_base: str, gateway_url: str) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+class DeliveredAgain(app_commands.CheckFailure):
+    """This slash command's interaction was delivered before; it is handled once."""
+
+
+class KeeperTree(app_commands.CommandTree):
+    """The command tree, running each slash command interaction once however often Discord
+    delivers it (see :mod:`botrunner.delivery`)."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if not interaction_first_seen(interaction):
+            raise DeliveredAgain()
+        return True
+
+
 class KeeperBot(commands.Bot):
     """The bot. ``guild_id``: the server whose commands are synced at every start (None: no
     sync at start). ``guild_ready_timeout`` is discord.py's wait for servers after READY."""
@@ -46,9 +64,35 @@ class KeeperBot(commands.Bot):
             chunk_guilds_at_startup=False,
             guild_ready_timeout=guild_ready_timeout,
             help_command=None,
+            tree_cls=KeeperTree,
         )
         self.guild_id = guild_id
         self.tree.on_error = self.on_app_command_error
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def busy(self) -> AsyncIterator[None]:
+        """Mark work a member is waiting on (a submit, an operator command) for as long as the
+        block runs, so that a stopping bot finishes it first (:meth:`wait_idle`)."""
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the work marked by :meth:`busy` to end; True when
+        none is left."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def setup_hook(self) -> None:
         for name in COGS:
@@ -68,7 +112,13 @@ class KeeperBot(commands.Bot):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         """Refusals become an ephemeral reply; anything else is logged and apologised for."""
-        if isinstance(error, app_commands.MissingPermissions):
+        if isinstance(error, DeliveredAgain):
+            logger.info("interaction %s delivered again; ignored", interaction.id)
+            return
+        if isinstance(error, app_commands.TransformerError | app_commands.CommandSignatureMismatch):
+            logger.info("command %s got options it cannot read: %s", interaction.data, error)
+            text = "That command's options could not be read; please try again."
+        elif isinstance(error, app_commands.MissingPermissions):
             needed = ", ".join(
                 p.replace("_", " ").replace("guild", "server").title()
                 for p in error.missing_permissions

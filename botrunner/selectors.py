@@ -71,23 +71,41 @@ class HavenPlace:
     planet: str | None = None
 
 
+#: The longest system, planet or moon name the submit service takes (``discoveries.services``).
+PLACE_NAME_MAX_LENGTH = 200
+
+
+def _offerable(name: object) -> bool:
+    """Whether a name from VH can be offered: text the submit service would take as a system
+    or place (not blank, at most 200 characters, no refused character)."""
+    from discoveries.services import text_unsafe
+
+    return (
+        isinstance(name, str)
+        and bool(name.strip())
+        and len(name.strip()) <= PLACE_NAME_MAX_LENGTH
+        and text_unsafe(name) is None
+    )
+
+
 def _haven_readable() -> bool:
     return settings.USE_HAVEN_DATABASE and os.path.isfile(settings.HAVEN_DB_PATH)
 
 
 def haven_systems() -> list[HavenSystem] | None:
-    """Every system of VH-Database.db, by name; ``None`` when VH is switched off, missing or
+    """Every system of VH-Database.db that can be reported (see :func:`_offerable`), by name;
+    ``None`` when VH is switched off, missing or
     unreadable (the form then asks for the name as text). The connection is closed afterwards,
     so a file moved away and back is read afresh next time."""
     if not _haven_readable():
         return None
     try:
         return [
-            HavenSystem(id=str(pk), name=name)
+            HavenSystem(id=str(pk), name=name.strip())
             for pk, name in System.objects.using(HAVEN_ALIAS)
             .order_by("name")
             .values_list("id", "name")
-            if name
+            if _offerable(name)
         ]
     except DatabaseError as exc:
         logger.warning("cannot read VH-Database.db's systems: %s", exc)
@@ -98,7 +116,8 @@ def haven_systems() -> list[HavenSystem] | None:
 
 def haven_system_places(system_id: str) -> list[HavenPlace] | None:
     """The planets of system ``system_id`` by name, each followed by its moons, then "in
-    space"; ``None`` when VH cannot be read (as :func:`haven_systems`)."""
+    space" (names that cannot be reported left out); ``None`` when VH cannot be read (as
+    :func:`haven_systems`)."""
     if not _haven_readable():
         return None
     try:
@@ -123,13 +142,13 @@ def haven_system_places(system_id: str) -> list[HavenPlace] | None:
         connections[HAVEN_ALIAS].close()
     places: list[HavenPlace] = []
     for planet_id, planet in planets:
-        if not planet:
+        if not _offerable(planet):
             continue
-        places.append(HavenPlace(kind="planet", name=planet))
+        places.append(HavenPlace(kind="planet", name=planet.strip()))
         places.extend(
-            HavenPlace(kind="moon", name=moon, planet=planet)
+            HavenPlace(kind="moon", name=moon.strip(), planet=planet.strip())
             for moon in moons.get(planet_id, [])
-            if moon
+            if _offerable(moon)
         )
     places.append(HavenPlace(kind="space", name=None))
     return places

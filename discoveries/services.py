@@ -8,9 +8,11 @@ type field at most 200 (the 📜 key excerpt 500), the evidence link http(s).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -29,6 +31,16 @@ SNOWFLAKE = re.compile(r"^[0-9]{1,20}$")
 #: C0 controls but tab, newline and carriage return; DEL and the C1 controls.
 CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: Bidirectional embeddings, overrides and isolates: they reorder how the text around them is
+#: shown, which is how look-alike links and names are made.
+BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+#: Every character :func:`text_unsafe` refuses.
+UNSAFE_CHARACTERS = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+)
+#: Spaces and the characters that show nothing (zero-width space and joiners, word joiner,
+#: byte order mark, soft hyphen, direction marks): text of only these says nothing.
+_INVISIBLE = re.compile(r"[\s\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]+")
 EVIDENCE_URL_MAX_LENGTH = 2000
 
 #: Free-text keeper columns a submission may carry, with their length limits in characters.
@@ -83,16 +95,19 @@ class _Errors(dict):
 
 
 def _blank(value: object) -> bool:
-    """Whether ``value`` leaves a field unset: ``None``, or text of nothing but spaces (control
-    characters are not spaces here, so they are always reported)."""
+    """Whether ``value`` leaves a field unset: ``None``, or text of nothing but spaces and
+    characters that show nothing (zero-width spaces, joiners, marks); control characters are
+    not spaces here, so they are always reported."""
     return value is None or (
-        isinstance(value, str) and not value.strip() and not CONTROL_CHARACTER.search(value)
+        isinstance(value, str)
+        and not _INVISIBLE.sub("", value)
+        and not CONTROL_CHARACTER.search(value)
     )
 
 
 def text_unsafe(value: str) -> str | None:
-    """Why ``value`` cannot be stored as text (a control character, a lone surrogate), or
-    ``None`` when it can."""
+    """Why ``value`` cannot be stored as text (a control character, a lone surrogate, a
+    bidirectional override), or ``None`` when it can."""
     if found := CONTROL_CHARACTER.search(value):
         return (
             f"contains the control character U+{ord(found.group()):04X} "
@@ -100,6 +115,35 @@ def text_unsafe(value: str) -> str | None:
         )
     if _SURROGATE.search(value):
         return "contains an unpaired UTF-16 surrogate"
+    if found := BIDI_CONTROL.search(value):
+        return (
+            f"contains the bidirectional control U+{ord(found.group()):04X}, which changes how "
+            "the text around it reads"
+        )
+    return None
+
+
+def evidence_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an evidence link, or ``None``: it must be an http(s) URL
+    (Django's ``URLValidator``) to a public host, without a user name or password (which can
+    make a link look like another site's) and not a local or private address (which no
+    reader of the archive can open)."""
+    try:
+        _evidence_validator(url)
+    except ValidationError:
+        return "must be an http:// or https:// link"
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return "must not hold a user name or password"
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "must be a public address, not this computer's"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not address.is_global:
+        return "must be a public address, not a local or private one"
     return None
 
 
@@ -211,11 +255,8 @@ def discovery_validate(
     clean["system_name"] = _text(errors, "system_name", system_name, max_length=200, required=True)
 
     url = _text(errors, "evidence_url", evidence_url, max_length=EVIDENCE_URL_MAX_LENGTH)
-    if url is not None and "evidence_url" not in errors:
-        try:
-            _evidence_validator(url)
-        except ValidationError:
-            errors.add("evidence_url", "must be an http:// or https:// link")
+    if url is not None and "evidence_url" not in errors and (problem := evidence_url_problem(url)):
+        errors.add("evidence_url", problem)
     clean["evidence_url"] = url or ""
 
     for name, value in optional_text.items():

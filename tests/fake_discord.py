@@ -356,6 +356,7 @@ class FakeDiscord:
         self._events: list[tuple[str, dict]] = []
         self._gateway_ops: list[int] = []
         self._session_ids: set[str] = set()
+        self._refusals: list[tuple[str, re.Pattern[str], int]] = []
         self._sessions: list[_GatewaySession] = []
         self._last_snowflake = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1378,6 +1379,8 @@ class FakeDiscord:
             reply = _Reply(400, {"message": f"400: Bad Request ({exc})", "code": 50109})
         with self._changed:
             if reply is None:
+                reply = self._refusal(request.method, path)
+            if reply is None:
                 reply = self._handle(request.method, request.headers, path, query, body, files, at)
             self._calls.append(
                 RestCall(
@@ -1400,6 +1403,20 @@ class FakeDiscord:
         # json_response would add "; charset=utf-8".
         payload = json.dumps(reply.body).encode()
         return web.Response(status=reply.status, body=payload, content_type="application/json")
+
+    def refuse_next(self, method: str, path_pattern: str, *, status: int = 400) -> None:
+        """Refuse the next ``method`` call whose path (after ``/api/v10``) matches the regular
+        expression ``path_pattern``, with ``status`` and a Discord-shaped error body, as a
+        Discord hiccup would; the call is recorded but has no effect."""
+        with self._lock:
+            self._refusals.append((method, re.compile(path_pattern), status))
+
+    def _refusal(self, method: str, path: str) -> _Reply | None:
+        for index, (wanted, pattern, status) in enumerate(self._refusals):
+            if wanted == method and pattern.search(path):
+                del self._refusals[index]
+                return _Reply(status, {"message": f"{status}: refused by the test", "code": 0})
+        return None
 
     @staticmethod
     async def _read_body(request: web.Request) -> tuple[object | None, list[dict]]:

@@ -535,6 +535,151 @@ def test_the_same_submit_twice_stores_one_discovery(bot):
     assert find_component(review, custom_id="report:submit")
 
 
+def _hold_keeper(run: BotRun, seconds: float) -> threading.Thread:
+    """Hold keeper.db's write lock from another connection for ``seconds``, starting now."""
+    held = threading.Event()
+
+    def hold():
+        db = sqlite3.connect(run.keeper, timeout=30, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        db.execute("ROLLBACK")
+        db.close()
+
+    locker = threading.Thread(target=hold)
+    locker.start()
+    held.wait(5)
+    return locker
+
+
+def _ready_form(fake: FakeDiscord, dtype: DiscoveryType, description: str) -> Form:
+    form = Form(fake)
+    form.choose_type(dtype)
+    form.choose_system("Demo Alpha")
+    form.choose_place("🪐 Alpha Prime")
+    form.describe(values_for(dtype, description))
+    return form
+
+
+def test_a_locked_keeper_db_is_told_at_once_and_submit_again_keeps_the_evidence(bot):
+    """keeper.db stays locked past the bot's 5-second wait: the member hears nothing was
+    stored within seconds, the form stays, and Submit afterwards stores the report once, with
+    the evidence link given before."""
+    form = _ready_form(bot.fake, DISCOVERY_TYPES[5], "Ore under lock")
+    locker = _hold_keeper(bot, 7)
+    try:
+        opener = form.button("report:evidence")
+        modal = bot.fake.modal_of(opener)
+        sent = bot.fake.submit_modal(modal["custom_id"], {"evidence_url": "https://e.org/ore"})
+        told = bot.fake.wait_response(sent, kind="followup", timeout=10)
+        assert told.at - sent.sent_at < 7
+        assert "nothing was stored" in told.json["content"] and told.json["flags"] & 64
+    finally:
+        locker.join()
+    assert "Evidence: <https://e.org/ore>" in form.message["content"]
+    assert "Change evidence link" in {c.get("label") for c in _buttons(form.message)}
+    number, _ = form.confirmation(form.submit())
+    assert bot.keeper_rows("SELECT evidence_url FROM discoveries WHERE id = ?", number) == [
+        ("https://e.org/ore",)
+    ]
+    assert bot.keeper_rows(
+        "SELECT COUNT(*) FROM discoveries WHERE description = 'Ore under lock'"
+    ) == [(1,)]
+
+
+def _buttons(message: dict) -> list[dict]:
+    from tests.fake_discord import components_of
+
+    return [c for c in components_of(message) if c.get("type") == 2]
+
+
+def test_cancel_while_the_report_is_being_stored_is_refused(bot):
+    """Cancel during a submit: the member is told it can no longer be cancelled, and the
+    report is archived as promised."""
+    form = _ready_form(bot.fake, DISCOVERY_TYPES[6], "Wreck being stored")
+    locker = _hold_keeper(bot, 2)
+    try:
+        submit = bot.fake.button(form.message, "report:submit")
+        bot.fake.wait_response(submit)
+        cancel = bot.fake.button(form.message, "report:cancel")
+        refused = bot.fake.wait_response(cancel)
+        assert "can no longer be cancelled" in refused.json["data"]["content"]
+        number, _ = form.confirmation(submit)
+        bot.fake.wait_response(submit, kind="edit", timeout=10)
+    finally:
+        locker.join()
+    assert form.message["content"] == f"Archived as discovery #{number}."
+
+
+def test_a_lost_confirmation_still_closes_the_form_and_posts_to_the_archive(bot):
+    """Discord refuses the confirmation message once: the discovery is stored, the form still
+    closes with its number, and the archive post still goes out; no "try again" is sent."""
+    start = len(bot.fake.calls)
+    form = _ready_form(bot.fake, DISCOVERY_TYPES[7], "Storm with a lost reply")
+    bot.fake.refuse_next("POST", r"^/webhooks/\d+/[^/]+$")
+    submit = bot.fake.button(form.message, "report:submit")
+    edit = bot.fake.wait_response(submit, kind="edit", timeout=10)
+    number = int(re.search(r"#(\d+)", edit.json["content"]).group(1))
+    archive = bot.fake.wait_for(
+        lambda c: c.path == f"/channels/{FakeDiscord.ARCHIVE_CHANNEL_ID}/messages", after=start
+    )
+    assert f"#{number}" in archive.json["embeds"][0]["footer"]["text"]
+    sent = [c for c in bot.fake.calls[start:] if c.method == "POST" and "/webhooks/" in c.path]
+    assert [c.status for c in sent] == [400]
+    assert bot.keeper_rows("SELECT description FROM discoveries WHERE id = ?", number) == [
+        ("Storm with a lost reply",)
+    ]
+
+
+def test_interactions_delivered_again_are_handled_once(bot):
+    """The same /discovery-report and the same type click delivered three times each: one
+    answer each, and no acknowledgement Discord would refuse."""
+    start = len(bot.fake.calls)
+    form = Form(bot.fake)
+    bot.fake.resend(form.origin)
+    bot.fake.resend(form.origin)
+    chosen = bot.fake.select(form.message, "report:type", [DISCOVERY_TYPES[0].slug])
+    bot.fake.resend(chosen)
+    bot.fake.resend(chosen)
+    bot.fake.wait_response(chosen, kind="edit", timeout=10)
+    time.sleep(1)
+    for interaction in (form.origin, chosen):
+        callbacks = [c for c in bot.fake.responses(interaction) if c.path.endswith("/callback")]
+        assert [c.status for c in callbacks] == [200]
+    assert not [c for c in bot.fake.calls[start:] if c.status >= 400]
+
+
+def test_a_refused_text_comes_back_fitting_the_form(bot):
+    """After a forged 4,000-character description is refused, the reopened form holds the
+    text cut to the 1,000 the input takes, without its control characters."""
+    form = Form(bot.fake)
+    form.choose_type(DISCOVERY_TYPES[1])
+    form.choose_system("Demo Alpha")
+    form.choose_place("🪐 Alpha Prime")
+    form.describe(values_for(DISCOVERY_TYPES[1], "ab\x00" + "x" * 3997), forged=True)
+    again = form.button("report:describe")
+    inputs = {c["custom_id"]: c for c in _inputs(bot.fake.modal_of(again))}
+    assert inputs["description"]["value"] == "ab" + "x" * 998
+
+
+def _inputs(modal: dict) -> list[dict]:
+    from tests.fake_discord import components_of
+
+    return [c for c in components_of(modal) if c.get("type") == 4]
+
+
+def test_sync_retry_refuses_numbers_discord_would_not_send(bot):
+    """A forged /sync-retry id outside 1 to 2^53 gets a clear answer, not an error."""
+    for value in (0, -5, 2**63):
+        asked = bot.fake.slash(
+            "sync-retry", [{"name": "id", "type": 4, "value": value}], permissions=MANAGE_SERVER
+        )
+        reply = bot.fake.wait_response(asked)
+        assert reply.status == 200, reply.response
+        assert reply.json["data"]["content"] == f"Give a queue item number from 1 to {2**53}."
+
+
 def test_sync_status_is_for_members_who_manage_the_server(bot):
     """/sync-status refuses a member without Manage Server (ephemeral, names the permission)
     and shows counts to one who has it."""

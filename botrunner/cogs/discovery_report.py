@@ -17,6 +17,7 @@ from botrunner.cogs.discovery_report_ui import (
     ReportView,
     discovery_embed,
 )
+from botrunner.delivery import interaction_answer_if_orphaned
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ class DiscoveryReport(commands.Cog):
         await interaction.response.send_message(
             view.render(), view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
         )
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A click on a report form no live form takes gets an answer, not Discord's "This
+        interaction failed"."""
+        await interaction_answer_if_orphaned(interaction, prefix="report:")
 
     async def archive_post(self, discovery) -> None:
         """Post ``discovery``'s embed to ``ARCHIVE_CHANNEL_ID`` when set. A failure is logged

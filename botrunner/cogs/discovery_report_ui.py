@@ -18,6 +18,7 @@ is always sent with mentions disabled and cut to Discord's limits (:mod:`botrunn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,9 +29,11 @@ from django.db import DatabaseError
 
 from botrunner import limits
 from botrunner.db import run_db
+from botrunner.delivery import interaction_first_seen, interaction_taken
 from botrunner.selectors import HavenPlace, HavenSystem, haven_system_places, haven_systems
 from discoveries.services import (
     EVIDENCE_URL_MAX_LENGTH,
+    UNSAFE_CHARACTERS,
     DiscoveryInvalid,
     discovery_submit_once,
     discovery_validate,
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
+#: Discord keeps an interaction's token 15 minutes; a little less, for the request itself.
+TOKEN_LIFETIME_SECONDS = 14 * 60 + 30
 PLACE_MAX_LENGTH = 200
 STEPS = 5
 
@@ -80,8 +85,9 @@ class ReportDraft:
     planet_name: str | None = None
     description: str = ""
     type_fields: dict[str, str] = field(default_factory=dict)
+    evidence_url: str | None = None
 
-    def submit_kwargs(self, *, evidence_url: str | None = None) -> dict[str, object]:
+    def submit_kwargs(self) -> dict[str, object]:
         """The keyword arguments of :func:`discoveries.services.discovery_validate`."""
         extra = {"planet_name": self.planet_name} if self.planet_name else {}
         return {
@@ -94,7 +100,7 @@ class ReportDraft:
             "location_type": self.location_type,
             "description": self.description,
             "type_fields": dict(self.type_fields),
-            "evidence_url": evidence_url,
+            "evidence_url": self.evidence_url,
             **extra,
         }
 
@@ -118,20 +124,26 @@ def invalid_text(exc: DiscoveryInvalid) -> str:
     )
 
 
+def _shown(text: str, limit: int) -> str:
+    """Member text as an embed shows it: markdown escaped (no masked links, no formatting
+    tricks), then cut to ``limit``."""
+    return limits.cut(discord.utils.escape_markdown(text), limit)
+
+
 def discovery_embed(discovery: Discovery) -> discord.Embed:
     """The archive channel's embed of a stored discovery, within every embed limit (title 256,
     description 4,096, field values 1,024, 25 fields, 6,000 in all), whatever the lengths of
-    the stored texts."""
+    the stored texts. Member text is shown literally (markdown escaped); the evidence link is
+    the title's link."""
     dtype = discovery.type
     type_name = dtype.name if dtype else "Discovery"
-    title = (
-        f"{discovery.discovery_type} {type_name} in {discovery.system_name or 'an unknown system'}"
-    )
+    system = discovery.system_name or "an unknown system"
     embed = discord.Embed(
-        title=limits.cut(title, limits.EMBED_TITLE_MAX),
-        description=limits.cut(discovery.description or "", limits.EMBED_DESCRIPTION_MAX),
+        title=_shown(f"{discovery.discovery_type} {type_name} in {system}", limits.EMBED_TITLE_MAX),
+        description=_shown(discovery.description or "", limits.EMBED_DESCRIPTION_MAX),
         colour=discord.Colour.teal(),
         timestamp=discovery.submission_timestamp,
+        url=discovery.evidence_url or None,
     )
     where = discovery.location or "Space"
     if discovery.location_type == "moon" and discovery.planet_name:
@@ -142,13 +154,20 @@ def discovery_embed(discovery: Discovery) -> discord.Embed:
         value = values.get(type_field.key)
         if isinstance(value, str) and value.strip():
             fields.append((type_field.label, value))
-    if discovery.evidence_url:
-        fields.append(("Evidence", discovery.evidence_url))
-    for name, value in fields[: limits.EMBED_FIELDS_MAX]:
+    for name, value in fields[: limits.EMBED_FIELDS_MAX - 1]:
         embed.add_field(
             name=limits.cut(name, limits.EMBED_FIELD_NAME_MAX),
-            value=limits.cut(value, limits.EMBED_FIELD_VALUE_MAX),
+            value=_shown(value, limits.EMBED_FIELD_VALUE_MAX),
             inline=len(value) <= 60,
+        )
+    if discovery.evidence_url:
+        embed.add_field(
+            name="Evidence",
+            value=limits.cut(
+                discord.utils.escape_markdown(discovery.evidence_url, ignore_links=False),
+                limits.EMBED_FIELD_VALUE_MAX,
+            ),
+            inline=False,
         )
     embed.set_footer(
         text=limits.cut(
@@ -188,8 +207,9 @@ class ReportView(ui.View):
 
     ``origin`` is the /discovery-report interaction: its id keys the submission. After
     ``timeout`` seconds (``BOT_VIEW_TIMEOUT_SECONDS``) without an interaction the form
-    disables its components and says so, through the member's latest interaction (its token
-    lasts 15 minutes; the form's own answers renew it). ``on_stored`` is awaited with each newly stored discovery.
+    disables its components and says so, through the newest interaction answered on the form
+    (Discord keeps its token 15 minutes). ``on_stored`` is awaited with each newly stored
+    discovery.
     """
 
     def __init__(
@@ -329,7 +349,12 @@ class ReportView(ui.View):
 
     def _render_review(self) -> str:
         for label, style, custom_id, callback in (
-            ("Add evidence link", discord.ButtonStyle.secondary, "report:evidence", self._evidence),
+            (
+                "Change evidence link" if self.draft.evidence_url else "Add evidence link",
+                discord.ButtonStyle.secondary,
+                "report:evidence",
+                self._evidence,
+            ),
             ("Submit", discord.ButtonStyle.success, "report:submit", self._submit_plain),
             ("Edit description", discord.ButtonStyle.secondary, "report:describe", self._describe),
             ("Cancel", discord.ButtonStyle.danger, "report:cancel", self._cancel),
@@ -337,10 +362,15 @@ class ReportView(ui.View):
             button = ui.Button(label=label, style=style, custom_id=custom_id)
             button.callback = callback
             self.add_item(button)
-        preview = limits.cut(self.draft.description, 300)
+        preview = discord.utils.escape_markdown(limits.cut(self.draft.description, 300))
+        evidence = (
+            f"\nEvidence: <{limits.cut(self.draft.evidence_url, 300)}>"
+            if self.draft.evidence_url
+            else ""
+        )
         return limits.cut(
             f"{self._header(5, 'add an evidence link (optional), then submit')}\n"
-            f"{self._chosen_line()}\n> {preview}",
+            f"{self._chosen_line()}\n> {preview}{evidence}",
             limits.MESSAGE_CONTENT_MAX,
         )
 
@@ -395,6 +425,10 @@ class ReportView(ui.View):
 
     # --- the member's actions ---------------------------------------------------------------
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        interaction_taken(interaction)
+        if not interaction_first_seen(interaction):
+            logger.info("interaction %s delivered again; ignored", interaction.id)
+            return False
         if interaction.user.id != self.draft.user_id:
             await interaction.response.send_message(
                 "This form belongs to someone else; run /discovery-report to open your own.",
@@ -404,7 +438,7 @@ class ReportView(ui.View):
         return True
 
     async def _type_chosen(self, interaction: discord.Interaction) -> None:
-        slug = interaction.data.get("values", [""])[0]
+        slug = (interaction.data.get("values") or [""])[0]
         chosen = next((t for t in DISCOVERY_TYPES if t.slug == slug), None)
         if chosen is None:
             await interaction.response.send_message(
@@ -465,9 +499,14 @@ class ReportView(ui.View):
         await interaction.response.send_modal(EvidenceModal(self))
 
     async def _submit_plain(self, interaction: discord.Interaction) -> None:
-        await self.submit(interaction, evidence_url=None)
+        await self.submit(interaction)
 
     async def _cancel(self, interaction: discord.Interaction) -> None:
+        if self.submitting_interaction_id is not None:
+            await interaction.response.send_message(
+                "This report is being archived and can no longer be cancelled.", ephemeral=True
+            )
+            return
         self.stop()
         self.clear_items()
         await interaction.response.edit_message(
@@ -499,71 +538,83 @@ class ReportView(ui.View):
     @staticmethod
     def _pick(choices, interaction: discord.Interaction):
         try:
-            index = int(interaction.data.get("values", [""])[0])
+            index = int((interaction.data.get("values") or [""])[0])
         except (TypeError, ValueError):
             return None
         return choices[index] if choices and 0 <= index < len(choices) else None
 
     # --- submitting -------------------------------------------------------------------------
-    async def submit(self, interaction: discord.Interaction, *, evidence_url: str | None) -> None:
+    async def submit(self, interaction: discord.Interaction) -> None:
         """Store the report: acknowledge ``interaction`` at once (Discord's 3 s), store through
-        the submit service off the event loop, then confirm to the member (ephemeral) and
-        close the form. A second submit of this form, by the same interaction delivered again
-        or by another click, stores nothing."""
+        the submit service off the event loop, then confirm to the member (ephemeral), close
+        the form and post to the archive channel. A second submit of this form, by another
+        click or by the evidence form, stores nothing. A stopping bot waits for this to end
+        (see :meth:`botrunner.bot.KeeperBot.busy`)."""
         if self.submitting_interaction_id is not None:
-            if interaction.id == self.submitting_interaction_id:
-                logger.info("interaction %s delivered again; already being handled", interaction.id)
-                return
             await interaction.response.send_message(
-                "This report is already being archived; you will see its number here.",
+                "This report is already being archived; its number will show here.",
                 ephemeral=True,
             )
             return
         self.submitting_interaction_id = interaction.id
-        await interaction.response.defer()
-        self.last_interaction = interaction
-        try:
-            discovery, created = await run_db(
-                discovery_submit_once,
-                submission_key=f"discord:{self.origin_id}",
-                **self.draft.submit_kwargs(evidence_url=evidence_url),
-            )
-        except DiscoveryInvalid as exc:
-            self.submitting_interaction_id = None
-            await interaction.followup.send(
-                invalid_text(exc), ephemeral=True, allowed_mentions=NO_MENTIONS
-            )
-            return
-        except DatabaseError:
-            self.submitting_interaction_id = None
-            logger.exception("could not store the report of user %s", self.draft.user_id)
-            await interaction.followup.send(
-                "The archive could not store your report just now. Your form is kept: press "
-                "Submit again in a minute.",
-                ephemeral=True,
-            )
-            return
-        self.discovery_id = discovery.id
-        self.stop()
-        self.clear_items()
+        busy = getattr(interaction.client, "busy", contextlib.nullcontext)
+        async with busy():
+            await interaction.response.defer()
+            self.last_interaction = interaction
+            try:
+                discovery, created = await run_db(
+                    discovery_submit_once,
+                    submission_key=f"discord:{self.origin_id}",
+                    **self.draft.submit_kwargs(),
+                )
+            except DiscoveryInvalid as exc:
+                self.submitting_interaction_id = None
+                if "evidence_url" in exc.errors:
+                    self.draft.evidence_url = None
+                await interaction.followup.send(
+                    invalid_text(exc), ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+                return
+            except DatabaseError:
+                self.submitting_interaction_id = None
+                logger.exception("could not store the report of user %s", self.draft.user_id)
+                await interaction.followup.send(
+                    "The archive could not store your report just now; nothing was stored. "
+                    "Your form is kept: press Submit again in a minute.",
+                    ephemeral=True,
+                )
+                with contextlib.suppress(discord.HTTPException):
+                    await self.show(interaction)
+                return
+            self.discovery_id = discovery.id
+            self.stop()
+            self.clear_items()
+            await self._confirm(interaction, discovery)
+            if created:
+                await self.on_stored(discovery)
+
+    async def _confirm(self, interaction: discord.Interaction, discovery: Discovery) -> None:
+        """Tell the member their report's number and close the form; a Discord error on one
+        of the two is logged, and the other is still tried (the discovery is stored)."""
         summary = limits.cut(
             f"📥 Discovery **#{discovery.id}** archived: {discovery.discovery_type} in "
-            f"{discovery.system_name}, {self.draft.place_text}. Syncing to the Control Room.",
+            f"{discord.utils.escape_markdown(discovery.system_name or '')}, "
+            f"{discord.utils.escape_markdown(self.draft.place_text)}. "
+            "Syncing to the Control Room.",
             limits.MESSAGE_CONTENT_MAX,
         )
-        await interaction.followup.send(summary, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        try:
+            await interaction.followup.send(summary, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            logger.warning("could not confirm discovery %s to its member: %s", discovery.id, exc)
         try:
             await interaction.edit_original_response(
-                content=limits.cut(
-                    f"Archived as discovery #{discovery.id}.", limits.MESSAGE_CONTENT_MAX
-                ),
+                content=f"Archived as discovery #{discovery.id}.",
                 view=None,
                 allowed_mentions=NO_MENTIONS,
             )
         except discord.HTTPException as exc:
             logger.warning("could not close the form of discovery %s: %s", discovery.id, exc)
-        if created:
-            await self.on_stored(discovery)
 
     # --- endings ----------------------------------------------------------------------------
     async def on_timeout(self) -> None:
@@ -575,6 +626,11 @@ class ReportView(ui.View):
             span = f"{minutes} minute{'s' if minutes != 1 else ''}"
         else:
             span = f"{seconds} second{'s' if seconds != 1 else ''}"
+        age = discord.utils.utcnow() - self.last_interaction.created_at
+        if age.total_seconds() > TOKEN_LIFETIME_SECONDS:
+            # Its token has lapsed; a later click on the form is answered as orphaned instead.
+            logger.info("a timed-out form's last token is %s old; left as it is", age)
+            return
         try:
             await self.last_interaction.edit_original_response(
                 content=f"This report timed out after {span} and nothing was stored. Run "
@@ -613,7 +669,31 @@ def _place_label(place: HavenPlace) -> str:
     return f"🪐 {place.name}"
 
 
-class TypeModal(ui.Modal):
+def prefill(value: str | None, max_length: int) -> str | None:
+    """``value`` as a modal's default text: without the characters the form refuses, cut to
+    the input's ``max_length`` (Discord refuses a longer default); None when nothing is left."""
+    if not value:
+        return None
+    cleaned = UNSAFE_CHARACTERS.sub("", value)[:max_length]
+    return cleaned or None
+
+
+class FormModal(ui.Modal):
+    """A modal of a :class:`ReportView`: taken once per interaction, errors logged and
+    apologised for."""
+
+    report: ReportView
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        interaction_taken(interaction)
+        return interaction_first_seen(interaction)
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        logger.error("%s failed", type(self).__name__, exc_info=error)
+        await reply_error(interaction)
+
+
+class TypeModal(FormModal):
     """The type's form: the description (required, up to 1,000 characters) and the type's four
     fields (optional; 200 characters, the 📜 key excerpt 500), prefilled with what the member
     typed before. Five text inputs, Discord's most for a modal; labels are at most 45."""
@@ -633,7 +713,7 @@ class TypeModal(ui.Modal):
             required=True,
             max_length=DESCRIPTION_MAX_LENGTH,
             placeholder="What did you find? What makes it notable?",
-            default=view.draft.description or None,
+            default=prefill(view.draft.description, DESCRIPTION_MAX_LENGTH),
         )
         self.add_item(self.description)
         self.inputs: dict[str, ui.TextInput] = {}
@@ -648,7 +728,7 @@ class TypeModal(ui.Modal):
                 ),
                 required=False,
                 max_length=type_field.max_length,
-                default=view.draft.type_fields.get(type_field.key) or None,
+                default=prefill(view.draft.type_fields.get(type_field.key), type_field.max_length),
             )
             self.inputs[type_field.key] = text_input
             self.add_item(text_input)
@@ -676,12 +756,8 @@ class TypeModal(ui.Modal):
         self.report.step = "review"
         await self.report.show(interaction)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        logger.error("report modal failed", exc_info=error)
-        await reply_error(interaction)
 
-
-class LocationModal(ui.Modal):
+class LocationModal(FormModal):
     """The system and place as text, for when the Control Room's map cannot be read or the
     system is not listed. An empty place means in space."""
 
@@ -697,14 +773,18 @@ class LocationModal(ui.Modal):
             custom_id="system_name",
             required=True,
             max_length=PLACE_MAX_LENGTH,
-            default=system_name,
+            default=prefill(system_name, PLACE_MAX_LENGTH),
         )
         self.place = ui.TextInput(
             label="Planet or moon (empty if in space)",
             custom_id="location",
             required=False,
             max_length=PLACE_MAX_LENGTH,
-            default=view.draft.location if view.draft.location_type != "space" else None,
+            default=(
+                prefill(view.draft.location, PLACE_MAX_LENGTH)
+                if view.draft.location_type != "space"
+                else None
+            ),
         )
         self.add_item(self.system)
         self.add_item(self.place)
@@ -721,12 +801,8 @@ class LocationModal(ui.Modal):
         self.report.step = "describe"
         await self.report.show(interaction)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        logger.error("location modal failed", exc_info=error)
-        await reply_error(interaction)
 
-
-class EvidenceModal(ui.Modal):
+class EvidenceModal(FormModal):
     """One http(s) link to a screenshot or page; submitting it submits the report."""
 
     def __init__(self, view: ReportView):
@@ -742,13 +818,13 @@ class EvidenceModal(ui.Modal):
             required=True,
             max_length=EVIDENCE_URL_MAX_LENGTH,
             placeholder="https://",
+            default=prefill(view.draft.evidence_url, EVIDENCE_URL_MAX_LENGTH),
         )
         self.add_item(self.url)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         self.report.keep_alive()
-        await self.report.submit(interaction, evidence_url=self.url.value)
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        logger.error("evidence modal failed", exc_info=error)
-        await reply_error(interaction)
+        if self.report.submitting_interaction_id is None:
+            # Kept with the form: a Submit after a failed attempt sends it too.
+            self.report.draft.evidence_url = self.url.value
+        await self.report.submit(interaction)

@@ -19,6 +19,9 @@ from syncq.services import queue_item_retry
 
 logger = logging.getLogger(__name__)
 
+#: Discord's largest integer option (2^53, what JavaScript holds exactly).
+ITEM_ID_MAX = 2**53
+
 _STATE_LABELS = (
     ("pending", "pending"),
     ("syncing", "syncing"),
@@ -62,10 +65,13 @@ class SyncAdmin(commands.Cog):
     async def sync_status(self, interaction: discord.Interaction) -> None:
         """Counts per state, the oldest pending item's age and the last error (ephemeral)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        summary = await run_db(queue_summary)
-        await interaction.followup.send(
-            summary_text(summary), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+        async with self.bot.busy():
+            summary = await run_db(queue_summary)
+            await interaction.followup.send(
+                summary_text(summary),
+                ephemeral=True,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
 
     @app_commands.command(name="sync-retry", description="Retry one queue item now")
     @app_commands.rename(item_id="id")
@@ -74,28 +80,38 @@ class SyncAdmin(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.checks.has_permissions(manage_guild=True)
     async def sync_retry(
-        self, interaction: discord.Interaction, item_id: app_commands.Range[int, 1, 2**53]
+        self, interaction: discord.Interaction, item_id: app_commands.Range[int, 1, ITEM_ID_MAX]
     ) -> None:
-        """Reset queue item ``item_id`` (pending or failed) to due now, as the API's retry does; the
-        reset is logged as an operator action of this member via ``bot``."""
+        """Reset queue item ``item_id`` (pending or failed) to due now, as the API's retry
+        does; the reset is logged as an operator action of this member via ``bot``."""
+        if not (isinstance(item_id, int) and not isinstance(item_id, bool)) or not (
+            1 <= item_id <= ITEM_ID_MAX
+        ):
+            # Discord's client keeps to the option's range; a forged request may not.
+            await interaction.response.send_message(
+                f"Give a queue item number from 1 to {ITEM_ID_MAX}.", ephemeral=True
+            )
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         user = interaction.user
-        try:
-            item = await run_db(
-                queue_item_retry,
-                item_id=item_id,
-                source="bot",
-                actor_name=f"discord:{user.name} ({user.id})",
-            )
-        except QueueItemNotFound:
-            text = f"There is no queue item {item_id}."
-        except QueueItemNotRetryable as exc:
-            text = (
-                f"Queue item {item_id} is {exc.status}; only pending or failed items are retried."
-            )
-        else:
-            text = f"Queue item {item.id} (discovery {item.discovery_id}) reset: due now."
-        await interaction.followup.send(text, ephemeral=True)
+        async with self.bot.busy():
+            try:
+                item = await run_db(
+                    queue_item_retry,
+                    item_id=item_id,
+                    source="bot",
+                    actor_name=f"discord:{user.name} ({user.id})",
+                )
+            except QueueItemNotFound:
+                text = f"There is no queue item {item_id}."
+            except QueueItemNotRetryable as exc:
+                text = (
+                    f"Queue item {item_id} is {exc.status}; only pending or failed items are "
+                    "retried."
+                )
+            else:
+                text = f"Queue item {item.id} (discovery {item.discovery_id}) reset: due now."
+            await interaction.followup.send(text, ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -21,8 +21,13 @@ from syncq.processes import children_start, children_stop
 
 logger = logging.getLogger("botrunner")
 
-#: SIGTERM to exit: the bot closes within this, the worker (with --with-worker) within it too.
+#: SIGTERM to exit: the bot finishes the submits members wait on, then closes, within this;
+#: the worker (with --with-worker) stops alongside.
 STOP_SECONDS = 10
+#: Of those, at most this long for submits in flight (each waits at most
+#: ``botrunner.db.LOCK_WAIT_SECONDS`` for keeper.db), and this long for the worker.
+DRAIN_SECONDS = 6.5
+WORKER_STOP_SECONDS = 8
 #: While Discord cannot be reached at start, login is tried again after 1, 2, 4 … 60 s.
 RETRY_FIRST_SECONDS = 1
 RETRY_MAX_SECONDS = 60
@@ -70,7 +75,10 @@ class Command(BaseCommand):
         try:
             asyncio.run(self._run())
         finally:
-            children_stop(workers, grace_seconds=STOP_SECONDS - 2)
+            # Stopping is under way: a second Ctrl-C must not cut it short half-way.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            children_stop(workers, grace_seconds=WORKER_STOP_SECONDS)
             connections.close_all()
         self.stdout.write("The Keeper stopped.")
 
@@ -110,9 +118,11 @@ class Command(BaseCommand):
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _close(self, bot: KeeperBot, runner: asyncio.Task) -> None:
+        if not await bot.wait_idle(DRAIN_SECONDS):
+            logger.warning("stopping with member requests still in flight")
         if not bot.is_closed():
             try:
-                await asyncio.wait_for(bot.close(), timeout=STOP_SECONDS - 3)
+                await asyncio.wait_for(bot.close(), timeout=STOP_SECONDS - DRAIN_SECONDS - 1)
             except TimeoutError:
                 logger.warning("the bot did not close in time; leaving anyway")
         # The runner ends once the bot is closed; its error, if any, is the caller's to read.
@@ -136,6 +146,13 @@ class Command(BaseCommand):
             await bot.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired as exc:
             raise CommandError(str(exc), returncode=2) from None
+        except (aiohttp.ClientError, OSError, discord.GatewayNotFound) as exc:
+            raise DiscordUnreachable(f"gateway: {type(exc).__name__}: {exc}") from exc
+        except AttributeError as exc:
+            # discord.py 2.7 fails this way when its first gateway connection never opened.
+            if bot.ws is not None:
+                raise
+            raise DiscordUnreachable(f"gateway at {settings.DISCORD_GATEWAY_URL}: {exc}") from exc
 
 
 class DiscordUnreachable(Exception):
