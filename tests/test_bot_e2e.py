@@ -840,23 +840,64 @@ def test_reports_belong_in_the_discovery_channel(configured_bot):
     assert not reply.json["data"].get("components")
 
 
-def test_sigterm_closes_the_bot_cleanly(fresh_fake, tmp_path):
-    """SIGTERM: the gateway is closed, the heartbeat removed and the process exits 0 within
-    10 seconds."""
+def test_sigterm_finishes_the_submit_in_flight_then_exits_cleanly(fresh_fake, tmp_path):
+    """SIGTERM while a member's submit waits 3 s on keeper.db: the member still gets the
+    confirmation and the archive post, then the gateway is closed, the heartbeat removed and
+    the process exits 0, all within 10 seconds."""
     run = bot_start(fresh_fake, tmp_path)
-    heartbeat_files = lambda: list(run.cache_dir.glob("*.djcache"))  # noqa: E731
     deadline = time.monotonic() + 10
-    while not heartbeat_files() and time.monotonic() < deadline:
+    while _heartbeat(run) is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert heartbeat_files()
-    began = time.monotonic()
-    code = run.stop(timeout=10)
-    took = time.monotonic() - began
+    assert _heartbeat(run) is not None
+    form = _ready_form(fresh_fake, DISCOVERY_TYPES[3], "Stored while stopping")
+    locker = _hold_keeper(run, 3)
+    try:
+        submit = fresh_fake.button(form.message, "report:submit")
+        fresh_fake.wait_response(submit)
+        began = time.monotonic()
+        run.proc.send_signal(signal.SIGTERM)
+        number, _ = form.confirmation(submit, timeout=10)
+        code = run.stop(timeout=12)
+        took = time.monotonic() - began
+    finally:
+        locker.join()
     assert code == 0, run.output()
     assert took < 10
+    assert fresh_fake.channel_messages(FakeDiscord.ARCHIVE_CHANNEL_ID)
+    assert run.keeper_rows("SELECT description FROM discoveries WHERE id = ?", number) == [
+        ("Stored while stopping",)
+    ]
     fresh_fake.wait_disconnected(timeout=1)
     assert "The Keeper stopped." in run.output()
-    assert not heartbeat_files()
+    assert _heartbeat(run) is None
+
+
+def test_a_form_from_before_a_restart_is_answered(fresh_fake, tmp_path):
+    """A member clicks a form opened before the bot restarted: instead of Discord's "This
+    interaction failed", they are told the form is no longer active."""
+    run = bot_start(fresh_fake, tmp_path)
+    form = Form(fresh_fake)
+    assert run.stop() == 0, run.output()
+    fresh_fake.wait_disconnected(timeout=5)
+    again = bot_start(fresh_fake, tmp_path)
+    try:
+        click = fresh_fake.select(form.message, "report:type", [DISCOVERY_TYPES[0].slug])
+        reply = fresh_fake.wait_response(click, timeout=5)
+        assert reply.status == 200 and reply.json["data"]["flags"] & 64
+        assert "no longer active" in reply.json["data"]["content"]
+    finally:
+        assert again.stop() == 0, again.output()
+
+
+def test_a_second_ctrl_c_does_not_cut_the_stop_short(fresh_fake, tmp_path):
+    """Two SIGINTs in quick succession: one clean stop, exit code 0, no traceback."""
+    run = bot_start(fresh_fake, tmp_path, "--with-worker")
+    time.sleep(1)
+    run.proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    run.proc.send_signal(signal.SIGINT)
+    assert run.stop(timeout=12) == 0, run.output()
+    assert "Traceback" not in run.output()
 
 
 def _heartbeat(run: BotRun) -> dict | None:
@@ -968,6 +1009,35 @@ def test_runbot_waits_for_an_unreachable_discord_and_still_stops_at_once(tmp_pat
     assert run.stop(timeout=10) == 0, run.output()
     assert time.monotonic() - began < 5
     assert "Traceback" not in run.output()
+
+
+def test_runbot_waits_for_an_unreachable_gateway_too(fresh_fake, tmp_path):
+    """REST answers but the gateway refuses connections: runbot says so and tries again
+    instead of crashing, and still stops at once."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    haven = haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
+    env = bot_env(fresh_fake, tmp_path, haven, DISCORD_GATEWAY_URL=f"ws://127.0.0.1:{port}/gw")
+    log = tmp_path / "runbot.log"
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runbot"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    run = BotRun(fresh_fake, proc, env, tmp_path / "keeper.db", haven, tmp_path, log)
+    deadline = time.monotonic() + 25
+    while run.output().count("cannot reach Discord") < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, run.output()
+        time.sleep(0.2)
+    assert run.output().count("cannot reach Discord") >= 2, run.output()
+    assert run.stop(timeout=10) == 0, run.output()
+    assert "AttributeError" not in run.output()
 
 
 def test_runbot_without_a_token_names_the_variable(tmp_path):

@@ -184,3 +184,31 @@ def test_the_heartbeat_follows_the_gateway_and_leaves_with_the_bot():
     assert dropped["connected"] is False
     assert resumed["connected"] is True and resumed["at"] >= dropped["at"]
     assert gone is None and late is None
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+def test_the_form_offers_only_names_that_can_be_submitted(haven_db):
+    """Systems and planets whose names the submit service would refuse (blank, over 200
+    characters, a control character, a bidirectional override) are not offered; the others
+    are, trimmed."""
+    import sqlite3
+
+    with sqlite3.connect(haven_db) as vh:
+        vh.executemany(
+            "INSERT INTO systems (id, name, x, y, z, region) VALUES (?, ?, 0, 0, 0, 'odd')",
+            [
+                ("SYS_BLANK", "   "),
+                ("SYS_LONG", "L" * 201),
+                ("SYS_ESC", "Bad\x1bname"),
+                ("SYS_BIDI", "Evil\u202ename"),
+                ("SYS_OK", "  Padded Name  "),
+            ],
+        )
+        vh.execute("INSERT INTO planets (system_id, name) VALUES ('SYS_OK', ?)", ("P" * 300,))
+        vh.execute("INSERT INTO planets (system_id, name) VALUES ('SYS_OK', 'Fine')")
+    names = [s.name for s in haven_systems()]
+    assert "Padded Name" in names
+    assert not [n for n in names if n.strip() == "" or len(n) > 200 or "\x1b" in n]
+    assert not [n for n in names if "\u202e" in n]
+    places = haven_system_places("SYS_OK")
+    assert [p.name for p in places if p.kind == "planet"] == ["Fine"]

@@ -299,3 +299,24 @@ def test_sync_status_text_shows_counts_oldest_and_last_error():
         }
     )
     assert "Oldest pending: none" in quiet and "Last error: none" in quiet
+
+
+def test_prefill_fits_the_input_and_drops_refused_characters():
+    """A refused text comes back in the form without control characters, bidirectional
+    overrides or lone surrogates, and cut to the input's limit (Discord refuses a longer
+    default)."""
+    from botrunner.cogs.discovery_report_ui import prefill
+
+    assert prefill("ab\x00c\u202e" + "x" * 2000, 1000) == "abc" + "x" * 997
+    assert prefill("\ud800ok", 10) == "ok"
+    assert prefill("\x00", 10) is None and prefill(None, 10) is None and prefill("", 5) is None
+
+
+def test_embed_shows_member_markdown_literally_and_links_the_evidence():
+    """Masked links and formatting in member text are escaped in the archive embed; the
+    evidence link is the title's link."""
+    discovery = _stored("[click](https://evil.example) **loud**")
+    discovery.evidence_url = "https://example.org/a_b.png"
+    embed = discovery_embed(discovery).to_dict()
+    assert embed["description"] == "\\[click](https://evil.example) \\*\\*loud\\*\\*"
+    assert embed["url"] == "https://example.org/a_b.png"

@@ -730,3 +730,68 @@ def test_keyed_submissions_racing_in_threads_store_one_discovery():
     assert len({i for i, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert Discovery.objects.count() == 1 and SyncQueueItem.objects.count() == 1
+
+
+# --- look-alike text and evidence links ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("invisible", ["\u200b\u200b", "\ufeff", " \u2060 \u200d ", "\u00ad"])
+def test_text_of_only_invisible_characters_counts_as_empty(invisible):
+    """A description that shows nothing (zero-width spaces, joiners, a byte order mark, a soft
+    hyphen) is refused as missing, and nothing is written."""
+    with pytest.raises(DiscoveryInvalid) as refused:
+        submit(description=invisible)
+    assert refused.value.errors["description"] == ["is required"]
+    assert Discovery.objects.count() == 0
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202a", "\u2066", "\u2069"])
+@pytest.mark.parametrize("field", ["description", "system_name", "evidence_url"])
+def test_bidirectional_overrides_are_refused_everywhere(control, field):
+    """U+202A–U+202E and U+2066–U+2069 reorder how text reads (look-alike names and links):
+    refused, naming the character, in any field."""
+    value = {"evidence_url": f"https://example.org/{control}gpj.exe"}.get(
+        field, f"Tower {control}evil"
+    )
+    with pytest.raises(DiscoveryInvalid) as refused:
+        submit(**{field: value})
+    assert f"U+{ord(control):04X}" in " ".join(refused.value.errors[field])
+    assert Discovery.objects.count() == 0
+
+
+def test_text_with_joiners_inside_is_kept():
+    """Zero-width joiners inside emoji sequences and right-to-left marks in real text stay."""
+    text = "Family 👩\u200d👩\u200d👧 near \u200fשלום\u200f"
+    assert submit(description=text).description == text
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://user:pass@example.org/a.png", "user name or password"),
+        ("https://discord.com@evil.example/x", "user name or password"),
+        ("http://localhost/x", "not this computer's"),
+        ("http://app.localhost:8000/x", "not this computer's"),
+        ("http://127.0.0.1:8000/admin", "local or private"),
+        ("http://10.1.2.3/x", "local or private"),
+        ("http://192.168.0.10/x", "local or private"),
+        ("http://[::1]/x", "local or private"),
+        ("http://169.254.169.254/latest", "local or private"),
+        ("javascript:alert(1)", "http:// or https://"),
+    ],
+)
+def test_evidence_must_be_a_public_link(url, problem):
+    """An evidence link that hides its host behind a user name, or points at a local or
+    private address, is refused with the reason; nothing is written."""
+    with pytest.raises(DiscoveryInvalid) as refused:
+        submit(evidence_url=url)
+    assert problem in " ".join(refused.value.errors["evidence_url"])
+    assert Discovery.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["https://example.org/a.png", "http://8.8.8.8/shot.jpg", "https://cdn.x.org/a?b=c#d"]
+)
+def test_public_evidence_links_are_kept(url):
+    """Public http(s) links, by name or by a public address, are stored as given."""
+    assert submit(evidence_url=url).evidence_url == url
