@@ -271,6 +271,14 @@ def test_every_type_flows_from_the_form_to_keeper_and_then_to_vh(bot):
             assert list(got[4:]) == [f"{f.label} value" for f in dtype.fields]
 
 
+def _archive_post_of(call: RestCall, number: int) -> bool:
+    """Whether ``call`` posts discovery ``number`` to the archive channel."""
+    if call.path != f"/channels/{FakeDiscord.ARCHIVE_CHANNEL_ID}/messages":
+        return False
+    embeds = (call.json or {}).get("embeds") or [{}]
+    return f"#{number} " in embeds[0].get("footer", {}).get("text", "")
+
+
 def _call_summary(call: RestCall) -> str:
     """One line per REST call: method, route with ids and tokens elided, status, and what the
     member would see (callback type, text or modal title)."""
@@ -294,11 +302,10 @@ def test_one_submission_as_discord_saw_it(bot):
     the archive post; all accepted."""
     start = len(bot.fake.calls)
     number = report(bot.fake, DISCOVERY_TYPES[2], "Demo Alpha", "🪐 Alpha Prime")
-    archive = bot.fake.wait_for(
-        lambda c: c.path == f"/channels/{FakeDiscord.ARCHIVE_CHANNEL_ID}/messages", after=start
-    )
+    archive = bot.fake.wait_for(lambda c: _archive_post_of(c, number), after=start)
     calls = bot.fake.calls[start:]
-    flow = calls[: calls.index(archive) + 1]
+    # This report's calls: those of its interactions, and its archive post.
+    flow = [c for c in calls[: calls.index(archive) + 1] if c.interaction_id or c is archive]
     seen = [_call_summary(c) for c in flow]
     print(f"discovery #{number}:\n  " + "\n  ".join(seen))
     callbacks = [c for c in flow if c.path.endswith("/callback")]
@@ -449,9 +456,7 @@ def test_mentions_in_what_members_typed_never_ping(bot):
     start = len(bot.fake.calls)
     text = f"@everyone look <@&1234> and <@{FakeDiscord.OWNER_ID}> @here"
     number = report(bot.fake, DISCOVERY_TYPES[6], "Demo Alpha", "🪐 Alpha Prime", description=text)
-    bot.fake.wait_for(
-        lambda c: c.path == f"/channels/{FakeDiscord.ARCHIVE_CHANNEL_ID}/messages", after=start
-    )
+    bot.fake.wait_for(lambda c: _archive_post_of(c, number), after=start)
     sent = [
         c
         for c in bot.fake.calls[start:]
@@ -502,9 +507,7 @@ def test_the_longest_valid_report_gives_an_archive_embed_discord_accepts(bot):
     form.choose_place("🌙 Beta Pebble (moon of Beta Rock)")
     form.describe({"description": "d" * 1000, **{f.key: "v" * f.max_length for f in dtype.fields}})
     number, _ = form.confirmation(form.submit("https://example.org/" + "e" * 1980))
-    archive = bot.fake.wait_for(
-        lambda c: c.path == f"/channels/{FakeDiscord.ARCHIVE_CHANNEL_ID}/messages", after=start
-    )
+    archive = bot.fake.wait_for(lambda c: _archive_post_of(c, number), after=start)
     assert archive.status == 200, archive.response
     assert f"#{number}" in archive.json["embeds"][0]["footer"]["text"]
 
@@ -622,10 +625,20 @@ def test_a_lost_confirmation_still_closes_the_form_and_posts_to_the_archive(bot)
     edit = bot.fake.wait_response(submit, kind="edit", timeout=10)
     number = int(re.search(r"#(\d+)", edit.json["content"]).group(1))
     archive = bot.fake.wait_for(
-        lambda c: c.path == f"/channels/{FakeDiscord.ARCHIVE_CHANNEL_ID}/messages", after=start
+        lambda c: (
+            c.path == f"/channels/{FakeDiscord.ARCHIVE_CHANNEL_ID}/messages"
+            and f"#{number} " in c.json["embeds"][0]["footer"]["text"]
+        ),
+        after=start,
     )
-    assert f"#{number}" in archive.json["embeds"][0]["footer"]["text"]
-    sent = [c for c in bot.fake.calls[start:] if c.method == "POST" and "/webhooks/" in c.path]
+    assert archive.status == 200
+    sent = [
+        c
+        for c in bot.fake.calls[start:]
+        if c.method == "POST"
+        and c.path.startswith(f"/webhooks/{FakeDiscord.APP_ID}/")
+        and c.at >= submit.sent_at
+    ]
     assert [c.status for c in sent] == [400]
     assert bot.keeper_rows("SELECT description FROM discoveries WHERE id = ?", number) == [
         ("Storm with a lost reply",)
