@@ -450,6 +450,32 @@ def test_thirty_systems_come_in_pages(bot):
             vh.execute("DELETE FROM systems WHERE region = 'Paged'")
 
 
+def test_a_long_system_list_can_be_jumped_through(bot):
+    """With 63 systems (3 pages) the member jumps straight to the last page and picks there;
+    a name typed in another case is stored as the map writes it."""
+    with sqlite3.connect(bot.haven) as vh:
+        vh.executemany(
+            "INSERT INTO systems (id, name, x, y, z, region) VALUES (?, ?, 0, 0, 0, 'Jump')",
+            [(f"SYS_JUMP_{i:04d}", f"Yonder {i:02d}") for i in range(60)],
+        )
+    try:
+        form = Form(bot.fake)
+        form.choose_type(DISCOVERY_TYPES[2])
+        form.select("report:system:jump", "2")
+        select = find_component(form.message, custom_id="report:system")
+        assert [o["label"] for o in select["options"]][-1] == "Yonder 59"
+        assert "page 3 of 3" in form.message["content"]
+        form.modal("report:system:text", {"system_name": "yonder 07", "location": "Far Rock"})
+        form.describe(values_for(DISCOVERY_TYPES[2], "Jumped ruins"))
+        number, _ = form.confirmation(form.submit())
+        assert bot.keeper_rows("SELECT system_name FROM discoveries WHERE id = ?", number) == [
+            ("Yonder 07",)
+        ]
+    finally:
+        with sqlite3.connect(bot.haven) as vh:
+            vh.execute("DELETE FROM systems WHERE region = 'Jump'")
+
+
 def test_mentions_in_what_members_typed_never_ping(bot):
     """A description with @everyone, a role and a user mention: every message the bot sent for
     it, the archive post included, has mentions disabled."""

@@ -320,3 +320,24 @@ def test_embed_shows_member_markdown_literally_and_links_the_evidence():
     embed = discovery_embed(discovery).to_dict()
     assert embed["description"] == "\\[click](https://evil.example) \\*\\*loud\\*\\*"
     assert embed["url"] == "https://example.org/a_b.png"
+
+
+def test_thousands_of_systems_can_be_reached_by_jumping_pages():
+    """5,000 systems: besides Previous/Next, a select jumps to any of 25 pages around the
+    current one, each labelled by its first and last system; all within the limits."""
+    systems = [HavenSystem(id=str(i), name=f"System {i:04d}") for i in range(5000)]
+    view, content = view_at("system", systems=systems, page=100)
+    rows = view.to_components()
+    assert_component_limits(rows)
+    jump = find_select(rows, "report:system:jump")
+    values = [int(o["value"]) for o in jump["options"]]
+    assert values == list(range(88, 113)) and "page 101 of 200" in content
+    assert jump["options"][12]["label"] == "101: System 2500 – System 2524"
+    view, _ = view_at("system", systems=systems, page=0)
+    jump = find_select(view.to_components(), "report:system:jump")
+    assert [int(o["value"]) for o in jump["options"]] == list(range(25))
+
+
+def find_select(rows, custom_id):
+    (found,) = [c for c in selects(rows) if c["custom_id"] == custom_id]
+    return found

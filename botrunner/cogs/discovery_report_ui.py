@@ -292,16 +292,16 @@ class ReportView(ui.View):
         )
         select.callback = self._system_chosen
         self.add_item(select)
-        self._add_pager(pages, "system")
+        self._add_pager(pages, "system", [s.name for s in self.systems])
         other = ui.Button(
             label="Not listed? Type it",
             style=discord.ButtonStyle.secondary,
             custom_id="report:system:text",
-            row=2,
+            row=3,
         )
         other.callback = self._system_as_text
         self.add_item(other)
-        self._add_back(row=2)
+        self._add_back(row=3)
         page_text = f" (page {self.page + 1} of {pages})" if pages > 1 else ""
         return f"{self._header(2, 'which star system?')}{page_text}\n{chosen}"
 
@@ -327,8 +327,8 @@ class ReportView(ui.View):
         )
         select.callback = self._place_chosen
         self.add_item(select)
-        self._add_pager(pages, "place")
-        self._add_back(row=2)
+        self._add_pager(pages, "place", [_place_label(p) for p in places])
+        self._add_back(row=3)
         page_text = f" (page {self.page + 1} of {pages})" if pages > 1 else ""
         return f"{self._header(3, 'where in the system?')}{page_text}\n{self._chosen_line()}"
 
@@ -383,9 +383,33 @@ class ReportView(ui.View):
             parts.append(d.place_text)
         return limits.cut(" · ".join(parts), 1000)
 
-    def _add_pager(self, pages: int, what: str) -> None:
+    def _add_pager(self, pages: int, what: str, names: list[str]) -> None:
+        """Previous/Next buttons (row 2) and, past two pages, a select to jump to any of up to
+        25 pages around this one (row 1), each labelled by its first and last name."""
         if pages <= 1:
             return
+        if pages > 2:
+            size = limits.SELECT_OPTIONS_MAX
+            low = max(0, min(self.page - size // 2, pages - size))
+            jump = ui.Select(
+                custom_id=f"report:{what}:jump",
+                placeholder=f"Jump to a page (this is {self.page + 1} of {pages})",
+                options=[
+                    discord.SelectOption(
+                        label=limits.cut(
+                            f"{n + 1}: {names[n * size]} – "
+                            f"{names[min(len(names), (n + 1) * size) - 1]}",
+                            limits.SELECT_OPTION_LABEL_MAX,
+                        ),
+                        value=str(n),
+                        default=n == self.page,
+                    )
+                    for n in range(low, min(pages, low + size))
+                ],
+                row=1,
+            )
+            jump.callback = self._jump
+            self.add_item(jump)
         for label, delta, disabled in (
             ("◀ Previous", -1, self.page == 0),
             ("Next ▶", 1, self.page >= pages - 1),
@@ -395,7 +419,7 @@ class ReportView(ui.View):
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"report:{what}:page:{'prev' if delta < 0 else 'next'}",
                 disabled=disabled,
-                row=1,
+                row=2,
             )
             button.callback = self._pager(delta)
             self.add_item(button)
@@ -526,6 +550,13 @@ class ReportView(ui.View):
             await interaction.response.defer()
             self.systems = await run_db(haven_systems)
         self.page = 0
+        await self.show(interaction)
+
+    async def _jump(self, interaction: discord.Interaction) -> None:
+        try:
+            self.page = max(0, int((interaction.data.get("values") or ["0"])[0]))
+        except (TypeError, ValueError):
+            self.page = 0
         await self.show(interaction)
 
     def _pager(self, delta: int):
@@ -792,7 +823,10 @@ class LocationModal(FormModal):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         self.report.keep_alive()
         draft = self.report.draft
-        draft.system_name = self.system.value.strip()
+        typed = self.system.value.strip()
+        # A name the map knows, typed in another case, is stored as the map writes it.
+        known = {s.name.casefold(): s.name for s in self.report.systems or []}
+        draft.system_name = known.get(typed.casefold(), typed)
         place = self.place.value.strip()
         # A typed name may be a planet or a moon: the sync looks it up as both.
         draft.location, draft.location_type = (place, None) if place else ("Space", "space")
