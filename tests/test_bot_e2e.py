@@ -349,6 +349,11 @@ def test_confirmation_comes_in_time_while_keeper_db_is_write_locked(bot):
     ack = bot.fake.wait_response(submit, timeout=5)
     assert ack.status == 200 and ack.at - submit.sent_at < 3
     number, _ = form.confirmation(submit, timeout=15)
+    confirmed = bot.fake.wait_response(submit, kind="followup")
+    print(
+        f"keeper.db locked 2 s: acknowledged after {ack.at - submit.sent_at:.3f} s, "
+        f"confirmed (#{number}) after {confirmed.at - submit.sent_at:.3f} s"
+    )
     locker.join()
     assert bot.keeper_rows("SELECT description FROM discoveries WHERE id = ?", number) == [
         ("Bones under the ice",)
@@ -379,6 +384,10 @@ def test_the_form_answers_in_time_while_the_control_room_locks_vh(bot):
         assert ack.status == 200 and ack.at - chosen.sent_at < 3
         edit = bot.fake.wait_response(chosen, kind="edit", timeout=15)
         assert edit.status == 200
+        print(
+            f"VH locked 4 s: acknowledged after {ack.at - chosen.sent_at:.3f} s, systems shown "
+            f"after {edit.at - chosen.sent_at:.3f} s"
+        )
     finally:
         locker.join()
     assert find_component(form.message, custom_id="report:system")["options"]
