@@ -66,8 +66,9 @@ async def interaction_answer_if_orphaned(interaction: discord.Interaction, *, pr
         return
     try:
         await interaction.response.send_message(
-            "This form is no longer active (it timed out, was sent, or the bot restarted). "
-            "Run /discovery-report to start a new one.",
+            "That form, or that step of it, is no longer active (it moved on, timed out, was "
+            "sent, or the bot restarted). Use the form's current buttons, or run "
+            "/discovery-report to start a new one.",
             ephemeral=True,
         )
     except discord.HTTPException as exc:

@@ -78,11 +78,11 @@ PLACE_NAME_MAX_LENGTH = 200
 def _offerable(name: object) -> bool:
     """Whether a name from VH can be offered: text the submit service would take as a system
     or place (not blank, at most 200 characters, no refused character)."""
-    from discoveries.services import text_unsafe
+    from discoveries.services import text_blank, text_unsafe
 
     return (
         isinstance(name, str)
-        and bool(name.strip())
+        and not text_blank(name)
         and len(name.strip()) <= PLACE_NAME_MAX_LENGTH
         and text_unsafe(name) is None
     )

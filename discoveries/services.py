@@ -105,6 +105,12 @@ def _blank(value: object) -> bool:
     )
 
 
+def text_blank(value: str | None) -> bool:
+    """Whether ``value`` says nothing: None, or only spaces and characters that show nothing
+    (zero-width spaces, joiners, marks). A required field holding such text is missing."""
+    return _blank(value)
+
+
 def text_unsafe(value: str) -> str | None:
     """Why ``value`` cannot be stored as text (a control character, a lone surrogate, a
     bidirectional override), or ``None`` when it can."""
@@ -123,6 +129,11 @@ def text_unsafe(value: str) -> str | None:
     return None
 
 
+#: Names that only resolve inside a local network (mDNS, RFC 8375, common home and corporate
+#: conventions): no reader of the archive can open them.
+LOCAL_NETWORK_SUFFIXES = (".local", ".lan", ".internal", ".home.arpa", ".intranet", ".corp")
+
+
 def evidence_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be an evidence link, or ``None``: it must be an http(s) URL
     (Django's ``URLValidator``) to a public host, without a user name or password (which can
@@ -138,6 +149,8 @@ def evidence_url_problem(url: str) -> str | None:
     host = (parts.hostname or "").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return "must be a public address, not this computer's"
+    if host.endswith(LOCAL_NETWORK_SUFFIXES):
+        return "must be a public address, not one of a local network"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -680,6 +680,34 @@ def test_a_lost_confirmation_still_closes_the_form_and_posts_to_the_archive(bot)
     ]
 
 
+def test_a_step_discord_refuses_can_be_done_again(bot):
+    """Discord refuses the edit that shows the system step: the form goes back to the step the
+    member still sees, says so, and the same choice then works."""
+    form = Form(bot.fake)
+    bot.fake.refuse_next("PATCH", r"/messages/@original$")
+    chosen = bot.fake.select(form.message, "report:type", [DISCOVERY_TYPES[0].slug])
+    told = bot.fake.wait_response(chosen, kind="followup", timeout=10)
+    assert "please do it again" in told.json["content"]
+    time.sleep(SETTLE_SECONDS)
+    assert find_component(form.message, custom_id="report:type")
+    form.choose_type(DISCOVERY_TYPES[0])
+    assert find_component(form.message, custom_id="report:system")
+
+
+def test_a_typed_place_is_checked_when_typed(bot):
+    """A system name typed with a control character or only invisible characters is refused
+    in the place form itself, before the member writes the description."""
+    form = Form(bot.fake)
+    form.choose_type(DISCOVERY_TYPES[4])
+    opener = form.button("report:system:text")
+    modal = bot.fake.modal_of(opener)
+    sent = bot.fake.submit_modal(modal["custom_id"], {"system_name": "\u200b", "location": "x"})
+    reply = bot.fake.wait_response(sent)
+    assert reply.json["type"] == 4
+    assert "**Star system**: is required" in reply.json["data"]["content"]
+    assert find_component(form.message, custom_id="report:system:text")
+
+
 def test_interactions_delivered_again_are_handled_once(bot):
     """The same /discovery-report and the same type click delivered three times each: one
     answer each, and no acknowledgement Discord would refuse."""

@@ -201,6 +201,7 @@ def test_the_form_offers_only_names_that_can_be_submitted(haven_db):
                 ("SYS_LONG", "L" * 201),
                 ("SYS_ESC", "Bad\x1bname"),
                 ("SYS_BIDI", "Evil\u202ename"),
+                ("SYS_ZWSP", "\u200b"),
                 ("SYS_OK", "  Padded Name  "),
             ],
         )
@@ -209,6 +210,6 @@ def test_the_form_offers_only_names_that_can_be_submitted(haven_db):
     names = [s.name for s in haven_systems()]
     assert "Padded Name" in names
     assert not [n for n in names if n.strip() == "" or len(n) > 200 or "\x1b" in n]
-    assert not [n for n in names if "\u202e" in n]
+    assert not [n for n in names if "\u202e" in n or n == "\u200b"]
     places = haven_system_places("SYS_OK")
     assert [p.name for p in places if p.kind == "planet"] == ["Fine"]

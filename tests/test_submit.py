@@ -777,6 +777,8 @@ def test_text_with_joiners_inside_is_kept():
         ("http://192.168.0.10/x", "local or private"),
         ("http://[::1]/x", "local or private"),
         ("http://169.254.169.254/latest", "local or private"),
+        ("http://printer.local/scan.png", "local network"),
+        ("https://wiki.corp/page", "local network"),
         ("javascript:alert(1)", "http:// or https://"),
     ],
 )

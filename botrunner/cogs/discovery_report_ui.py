@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -37,6 +37,8 @@ from discoveries.services import (
     DiscoveryInvalid,
     discovery_submit_once,
     discovery_validate,
+    text_blank,
+    text_unsafe,
 )
 from discoveries.types import (
     DESCRIPTION_MAX_LENGTH,
@@ -226,6 +228,7 @@ class ReportView(ui.View):
         self.page = 0
         self.submitting_interaction_id: int | None = None
         self.discovery_id: int | None = None
+        self._before: tuple | None = None
         self.render()
 
     # --- what the message shows -------------------------------------------------------------
@@ -378,9 +381,9 @@ class ReportView(ui.View):
         d = self.draft
         parts = [str(d.discovery_type)] if d.discovery_type else []
         if d.system_name and self.step in ("place", "describe", "review"):
-            parts.append(f"system **{d.system_name}**")
+            parts.append(f"system **{discord.utils.escape_markdown(d.system_name)}**")
         if (d.location_type or d.location) and self.step in ("describe", "review"):
-            parts.append(d.place_text)
+            parts.append(discord.utils.escape_markdown(d.place_text))
         return limits.cut(" · ".join(parts), 1000)
 
     def _add_pager(self, pages: int, what: str, names: list[str]) -> None:
@@ -431,21 +434,52 @@ class ReportView(ui.View):
         button.callback = self._back
         self.add_item(button)
 
+    def _snapshot(self) -> tuple:
+        d = self.draft
+        return (
+            self.step,
+            self.page,
+            self.systems,
+            self.places,
+            replace(d, type_fields=dict(d.type_fields)),
+        )
+
+    def _restore(self, snapshot: tuple) -> None:
+        self.step, self.page, self.systems, self.places, self.draft = snapshot
+
     async def show(self, interaction: discord.Interaction) -> None:
         """Answer ``interaction`` (a component or a modal submit on this form) by redrawing the
-        form for the current step; after a deferral, by editing the form."""
+        form for the current step; after a deferral, by editing the form. When Discord refuses
+        the redrawn form, the form goes back to what the member still sees (the state of
+        :meth:`interaction_check`), is drawn again, and the member is asked to repeat the step.
+        """
         content = self.render()
         # The newest interaction answered on the form itself: the one to edit it through later
         # (a click answered with a modal, or a refusal sent as its own message, is not).
         self.last_interaction = interaction
-        if interaction.response.is_done():
-            await interaction.edit_original_response(
-                content=content, view=self, allowed_mentions=NO_MENTIONS
-            )
-        else:
-            await interaction.response.edit_message(
-                content=content, view=self, allowed_mentions=NO_MENTIONS
-            )
+        try:
+            if interaction.response.is_done():
+                await interaction.edit_original_response(
+                    content=content, view=self, allowed_mentions=NO_MENTIONS
+                )
+            else:
+                await interaction.response.edit_message(
+                    content=content, view=self, allowed_mentions=NO_MENTIONS
+                )
+        except discord.HTTPException as exc:
+            logger.warning("Discord refused a report form step (%s); going back one", exc)
+            if self._before is not None:
+                self._restore(self._before)
+            with contextlib.suppress(discord.HTTPException):
+                if not interaction.response.is_done():
+                    await interaction.response.defer()
+                await interaction.edit_original_response(
+                    content=self.render(), view=self, allowed_mentions=NO_MENTIONS
+                )
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.followup.send(
+                    "Discord did not take that step; please do it again.", ephemeral=True
+                )
 
     # --- the member's actions ---------------------------------------------------------------
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
@@ -459,6 +493,7 @@ class ReportView(ui.View):
                 ephemeral=True,
             )
             return False
+        self._before = self._snapshot()
         return True
 
     async def _type_chosen(self, interaction: discord.Interaction) -> None:
@@ -553,10 +588,7 @@ class ReportView(ui.View):
         await self.show(interaction)
 
     async def _jump(self, interaction: discord.Interaction) -> None:
-        try:
-            self.page = max(0, int((interaction.data.get("values") or ["0"])[0]))
-        except (TypeError, ValueError):
-            self.page = 0
+        self.page = self._chosen_index(interaction) or 0
         await self.show(interaction)
 
     def _pager(self, delta: int):
@@ -567,12 +599,19 @@ class ReportView(ui.View):
         return turn
 
     @staticmethod
-    def _pick(choices, interaction: discord.Interaction):
-        try:
-            index = int((interaction.data.get("values") or [""])[0])
-        except (TypeError, ValueError):
+    def _chosen_index(interaction: discord.Interaction) -> int | None:
+        """The option index a select sent (the form's values are ASCII digits), or None."""
+        value = (interaction.data.get("values") or [""])[0]
+        if not (isinstance(value, str) and value.isascii() and value.isdigit()):
             return None
-        return choices[index] if choices and 0 <= index < len(choices) else None
+        return int(value)
+
+    @classmethod
+    def _pick(cls, choices, interaction: discord.Interaction):
+        index = cls._chosen_index(interaction)
+        if index is None or not choices or index >= len(choices):
+            return None
+        return choices[index]
 
     # --- submitting -------------------------------------------------------------------------
     async def submit(self, interaction: discord.Interaction) -> None:
@@ -700,6 +739,18 @@ def _place_label(place: HavenPlace) -> str:
     return f"🪐 {place.name}"
 
 
+def place_problem(value: str, *, required: bool) -> str | None:
+    """Why a typed system or place name would be refused on submit, or None; checked when it
+    is typed, so that the member does not learn it only after writing the description."""
+    if text_blank(value):
+        return "is required" if required else None
+    if problem := text_unsafe(value):
+        return problem
+    if len(value.strip()) > PLACE_MAX_LENGTH:
+        return f"is {len(value.strip())} characters long; the limit is {PLACE_MAX_LENGTH}"
+    return None
+
+
 def prefill(value: str | None, max_length: int) -> str | None:
     """``value`` as a modal's default text: without the characters the form refuses, cut to
     the input's ``max_length`` (Discord refuses a longer default); None when nothing is left."""
@@ -822,12 +873,27 @@ class LocationModal(FormModal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         self.report.keep_alive()
+        problems = [
+            f"• **{label}**: {problem}"
+            for label, value, required in (
+                ("Star system", self.system.value, True),
+                ("Planet or moon", self.place.value, False),
+            )
+            if (problem := place_problem(value, required=required))
+        ]
+        if problems:
+            await interaction.response.send_message(
+                "Please fix:\n" + "\n".join(problems),
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
+            return
         draft = self.report.draft
         typed = self.system.value.strip()
         # A name the map knows, typed in another case, is stored as the map writes it.
         known = {s.name.casefold(): s.name for s in self.report.systems or []}
         draft.system_name = known.get(typed.casefold(), typed)
-        place = self.place.value.strip()
+        place = "" if text_blank(self.place.value) else self.place.value.strip()
         # A typed name may be a planet or a moon: the sync looks it up as both.
         draft.location, draft.location_type = (place, None) if place else ("Space", "space")
         draft.planet_name = None
