@@ -434,7 +434,7 @@ class ReportView(ui.View):
         button.callback = self._back
         self.add_item(button)
 
-    def _snapshot(self) -> tuple:
+    def _form_state(self) -> tuple:
         d = self.draft
         return (
             self.step,
@@ -444,8 +444,8 @@ class ReportView(ui.View):
             replace(d, type_fields=dict(d.type_fields)),
         )
 
-    def _restore(self, snapshot: tuple) -> None:
-        self.step, self.page, self.systems, self.places, self.draft = snapshot
+    def _form_state_restore(self, state: tuple) -> None:
+        self.step, self.page, self.systems, self.places, self.draft = state
 
     async def show(self, interaction: discord.Interaction) -> None:
         """Answer ``interaction`` (a component or a modal submit on this form) by redrawing the
@@ -469,7 +469,7 @@ class ReportView(ui.View):
         except discord.HTTPException as exc:
             logger.warning("Discord refused a report form step (%s); going back one", exc)
             if self._before is not None:
-                self._restore(self._before)
+                self._form_state_restore(self._before)
             with contextlib.suppress(discord.HTTPException):
                 if not interaction.response.is_done():
                     await interaction.response.defer()
@@ -493,7 +493,7 @@ class ReportView(ui.View):
                 ephemeral=True,
             )
             return False
-        self._before = self._snapshot()
+        self._before = self._form_state()
         return True
 
     async def _type_chosen(self, interaction: discord.Interaction) -> None:
