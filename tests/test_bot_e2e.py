@@ -125,6 +125,26 @@ def fresh_fake() -> Iterator[FakeDiscord]:
         yield fake
 
 
+def _hold(path: Path, begin: str, seconds: float) -> threading.Thread:
+    """Another process's view of a lock: a connection to ``path`` runs ``begin`` (``BEGIN
+    IMMEDIATE``, ``BEGIN EXCLUSIVE``) and keeps the lock ``seconds``; returns once it holds
+    it, with the thread to join."""
+    held = threading.Event()
+
+    def hold():
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        db.execute(begin)
+        held.set()
+        time.sleep(seconds)
+        db.execute("ROLLBACK")
+        db.close()
+
+    locker = threading.Thread(target=hold)
+    locker.start()
+    held.wait(5)
+    return locker
+
+
 class Form:
     """A member filling in /discovery-report through the fake, step by step; every answer is
     checked to be accepted (200) and, for the form, ephemeral."""
@@ -332,19 +352,7 @@ def test_confirmation_comes_in_time_while_keeper_db_is_write_locked(bot):
     form.choose_system("Demo Gamma")
     form.choose_place("🪐 Gamma Ice")
     form.describe(values_for(DISCOVERY_TYPES[0], "Bones under the ice"))
-    held = threading.Event()
-
-    def hold():
-        db = sqlite3.connect(bot.keeper, timeout=30, isolation_level=None)
-        db.execute("BEGIN IMMEDIATE")
-        held.set()
-        time.sleep(2)
-        db.execute("ROLLBACK")
-        db.close()
-
-    locker = threading.Thread(target=hold)
-    locker.start()
-    held.wait(5)
+    locker = _hold(bot.keeper, "BEGIN IMMEDIATE", 2)
     submit = bot.fake.button(form.message, "report:submit")
     ack = bot.fake.wait_response(submit, timeout=5)
     assert ack.status == 200 and ack.at - submit.sent_at < 3
@@ -364,21 +372,9 @@ def test_the_form_answers_in_time_while_the_control_room_locks_vh(bot):
     """The Control Room holds an exclusive lock on VH-Database.db for 4 s just as the member
     picks a type: the click is acknowledged within the deadline, and the form then shows the
     systems once the lock is gone."""
-    held = threading.Event()
-
-    def hold():
-        db = sqlite3.connect(bot.haven, timeout=30, isolation_level=None)
-        db.execute("BEGIN EXCLUSIVE")
-        held.set()
-        time.sleep(4)
-        db.execute("ROLLBACK")
-        db.close()
-
     form = Form(bot.fake)
-    locker = threading.Thread(target=hold)
-    locker.start()
+    locker = _hold(bot.haven, "BEGIN EXCLUSIVE", 4)
     try:
-        held.wait(5)
         chosen = bot.fake.select(form.message, "report:type", [DISCOVERY_TYPES[9].slug])
         ack = bot.fake.wait_response(chosen, timeout=5)
         assert ack.status == 200 and ack.at - chosen.sent_at < 3
@@ -575,20 +571,7 @@ def test_the_same_submit_twice_stores_one_discovery(bot):
 
 def _hold_keeper(run: BotRun, seconds: float) -> threading.Thread:
     """Hold keeper.db's write lock from another connection for ``seconds``, starting now."""
-    held = threading.Event()
-
-    def hold():
-        db = sqlite3.connect(run.keeper, timeout=30, isolation_level=None)
-        db.execute("BEGIN IMMEDIATE")
-        held.set()
-        time.sleep(seconds)
-        db.execute("ROLLBACK")
-        db.close()
-
-    locker = threading.Thread(target=hold)
-    locker.start()
-    held.wait(5)
-    return locker
+    return _hold(run.keeper, "BEGIN IMMEDIATE", seconds)
 
 
 def _ready_form(fake: FakeDiscord, dtype: DiscoveryType, description: str) -> Form:

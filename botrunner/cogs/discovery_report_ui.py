@@ -500,9 +500,7 @@ class ReportView(ui.View):
         slug = (interaction.data.get("values") or [""])[0]
         chosen = next((t for t in DISCOVERY_TYPES if t.slug == slug), None)
         if chosen is None:
-            await interaction.response.send_message(
-                "Unknown type; please choose again.", ephemeral=True
-            )
+            await _choose_again(interaction, "type")
             return
         if chosen != self.draft.discovery_type:
             self.draft.description = ""
@@ -518,9 +516,7 @@ class ReportView(ui.View):
     async def _system_chosen(self, interaction: discord.Interaction) -> None:
         system = self._pick(self.systems, interaction)
         if system is None:
-            await interaction.response.send_message(
-                "Unknown system; please choose again.", ephemeral=True
-            )
+            await _choose_again(interaction, "system")
             return
         self.draft.system_name = system.name
         self.draft.location = self.draft.location_type = self.draft.planet_name = None
@@ -536,9 +532,7 @@ class ReportView(ui.View):
     async def _place_chosen(self, interaction: discord.Interaction) -> None:
         place = self._pick(self.places, interaction)
         if place is None:
-            await interaction.response.send_message(
-                "Unknown place; please choose again.", ephemeral=True
-            )
+            await _choose_again(interaction, "place")
             return
         self.draft.location_type = place.kind
         self.draft.location = place.name if place.kind != "space" else "Space"
@@ -729,6 +723,11 @@ async def reply_error(interaction: discord.Interaction) -> None:
             await interaction.response.send_message(text, ephemeral=True)
     except discord.HTTPException as exc:
         logger.warning("could not report an error to the member: %s", exc)
+
+
+async def _choose_again(interaction: discord.Interaction, what: str) -> None:
+    """Answer a select whose value names no option (a forged or stale request)."""
+    await interaction.response.send_message(f"Unknown {what}; please choose again.", ephemeral=True)
 
 
 def _place_label(place: HavenPlace) -> str:
