@@ -36,7 +36,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 #: Every character :func:`text_unsafe` refuses.
 UNSAFE_CHARACTERS = re.compile(
-    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+    "|".join(pattern.pattern for pattern in (CONTROL_CHARACTER, _SURROGATE, BIDI_CONTROL))
 )
 #: Spaces and the characters that show nothing (zero-width space and joiners, word joiner,
 #: byte order mark, soft hyphen, direction marks): text of only these says nothing.
