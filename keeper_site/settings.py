@@ -285,6 +285,12 @@ def _env_url(name: str, *, default: str, schemes: tuple[str, ...]) -> str:
 
 
 BOT_TOKEN = env.str("BOT_TOKEN", default="").strip()
+if re.search(r"\s", BOT_TOKEN):
+    # Tokens have no spaces; this is a comment after the value in .env, read as part of it.
+    raise ImproperlyConfigured(
+        "BOT_TOKEN contains a space: in .env, put comments on lines of their own (text after "
+        "a value is read as part of it)"
+    )
 GUILD_ID = _env_snowflake("GUILD_ID")
 DISCOVERY_CHANNEL_ID = _env_snowflake("DISCOVERY_CHANNEL_ID")
 ARCHIVE_CHANNEL_ID = _env_snowflake("ARCHIVE_CHANNEL_ID")

@@ -264,3 +264,10 @@ def test_a_relative_file_cache_starts_at_the_project_folder(tmp_path):
         tmp_path, "settings.CACHES['default']['LOCATION']", CACHE_URL="filecache://data/x"
     )
     assert shown == str(ROOT / "data" / "x")
+
+
+def test_a_bot_token_with_a_trailing_comment_is_refused_saying_why(tmp_path):
+    """`BOT_TOKEN=abc   # comment` in .env reaches the settings whole: refused at start with
+    the reason, instead of Discord refusing the token later."""
+    stderr = refused(tmp_path, BOT_TOKEN="abc.def   # required by runbot")
+    assert "BOT_TOKEN contains a space" in stderr and "abc.def" not in stderr
