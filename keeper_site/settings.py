@@ -308,9 +308,12 @@ BOT_VIEW_TIMEOUT_SECONDS = _env_int("BOT_VIEW_TIMEOUT_SECONDS", default=600, min
 # --- django-q2 -------------------------------------------------------------------------------
 # django-q2 only drives the queue: the sync_queue table owns due times and backoff. `retry` is a
 # redelivery timeout and must exceed `timeout`; a missed schedule is not replayed (catch_up).
+# The broker is keeper.db's own table (django-q2's ORM broker) unless Q_REDIS_URL names a Redis
+# server, which several clusters on several hosts can share.
+Q_REDIS_URL = _env_url("Q_REDIS_URL", default="", schemes=("redis", "rediss"))
 Q_CLUSTER = {
     "name": "keeper",
-    "orm": "default",
+    **({"redis": Q_REDIS_URL} if Q_REDIS_URL else {"orm": "default"}),
     "workers": _env_int("Q_WORKERS", default=2, minimum=1),
     "timeout": SYNC_TASK_TIMEOUT_SECONDS,
     "retry": SYNC_TASK_TIMEOUT_SECONDS + 60,

@@ -271,3 +271,14 @@ def test_a_bot_token_with_a_trailing_comment_is_refused_saying_why(tmp_path):
     the reason, instead of Discord refusing the token later."""
     stderr = refused(tmp_path, BOT_TOKEN="abc.def   # required by runbot")
     assert "BOT_TOKEN contains a space" in stderr and "abc.def" not in stderr
+
+
+def test_q_redis_url_makes_redis_the_broker(tmp_path):
+    """Without Q_REDIS_URL django-q2's broker is keeper.db's table; with it, that Redis
+    server; a URL of another scheme is refused."""
+    expression = "settings.Q_CLUSTER.get('orm'), settings.Q_CLUSTER.get('redis')"
+    assert printed(tmp_path, expression).split() == ["default", "None"]
+    shown = printed(tmp_path, expression, Q_REDIS_URL="redis://127.0.0.1:6379/3")
+    assert shown.split() == ["None", "redis://127.0.0.1:6379/3"]
+    stderr = refused(tmp_path, Q_REDIS_URL="http://127.0.0.1:6379")
+    assert "Q_REDIS_URL='http://127.0.0.1:6379' is not valid" in stderr

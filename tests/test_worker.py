@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from discoveries.haven_files import haven_file_create, haven_for_service
 from tests.conftest import manage_env, run_manage
 
@@ -142,3 +144,72 @@ def test_sync_now_reports_a_locked_keeper_db_without_a_traceback(tmp_path):
     assert done.returncode == 1
     assert "keeper.db: OperationalError: database is locked" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _redis_url_or_skip() -> str:
+    """A Redis database for this test (flushed), or a skip naming why; in CI a missing server
+    fails instead, since .ci/run starts one."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/13"
+    try:
+        redis.from_url(url, socket_connect_timeout=1).flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis server at 127.0.0.1:6379 ({exc}); .ci/run starts one")
+    return url
+
+
+def test_cluster_with_the_redis_broker_syncs_a_submitted_discovery(tmp_path):
+    """With Q_REDIS_URL set, the submit's sync request goes through Redis and a real qcluster
+    takes it from there: the discovery reaches VH without sync_now."""
+    import redis
+
+    url = _redis_url_or_skip()
+    env = {**_env(tmp_path), "Q_REDIS_URL": url}
+    haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
+    done = _manage(env, "migrate", "--no-input", "-v0")
+    assert done.returncode == 0, done.stderr
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        payload = tmp_path / "one.json"
+        payload.write_text(
+            json.dumps(
+                [
+                    {
+                        "user_id": "1",
+                        "username": "Redis Test",
+                        "discovery_type": "🦴",
+                        "system_name": "Demo Alpha",
+                        "location": "Alpha Prime",
+                        "description": "Bones delivered through Redis.",
+                    }
+                ]
+            ),
+            encoding="utf-8",
+        )
+        done = _manage(env, "submit_discovery", "--file", str(payload))
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        while _vh_count(tmp_path / "VH-Database.db") == 0 and time.monotonic() < deadline:
+            time.sleep(0.25)
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        try:
+            cluster.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(cluster.pid, signal.SIGKILL)
+            redis.from_url(url).flushdb()
+    assert _vh_count(tmp_path / "VH-Database.db") == 1
+    with sqlite3.connect(tmp_path / "keeper.db") as conn:
+        # The ORM broker's table stayed empty: the request went through Redis.
+        assert conn.execute("SELECT COUNT(*) FROM django_q_ormq").fetchone()[0] == 0
