@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHAOS_ARGS ?=
 
-.PHONY: run bot setup test lint format install clean
+.PHONY: run bot setup test chaos lint format install clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bot: setup
 
 test: install
 	$(PY) -m pytest
+
+# Fault injection with real processes; FULL=1 runs the full sizes.
+chaos: install
+	$(PY) -m chaos $(if $(FULL),--full) $(CHAOS_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

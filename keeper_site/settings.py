@@ -222,6 +222,10 @@ if SYNC_LEASE_SECONDS <= SYNC_TASK_TIMEOUT_SECONDS:
         "raise it or lower those"
     )
 
+# For fault injection only (make chaos): a pause between an item's VH commit and its keeper.db
+# commit, so that a killed worker can be caught in between. 0 (the default) pauses nothing.
+SYNC_CHAOS_PAUSE_SECONDS = _env_seconds("SYNC_CHAOS_PAUSE_SECONDS", default=0.0)
+
 # --- The Control Room API (Django REST framework) --------------------------------------------
 # Old Control Room scripts read /sync/status without credentials: this opens that and
 # /sync/statistics (counts only, no user data) to anonymous reads, and nothing else.

@@ -328,6 +328,8 @@ def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
         error = None
     finally:
         haven_close()
+    if error is None and settings.SYNC_CHAOS_PAUSE_SECONDS:
+        time.sleep(settings.SYNC_CHAOS_PAUSE_SECONDS)
     try:
         if error is None:
             queue_item_succeed(

@@ -1,0 +1,230 @@
+"""What every chaos scenario needs: a workspace of its own (keeper.db, a demo VH-Database.db,
+a file cache), real ``manage.py`` processes, submissions that can be told apart, and the
+invariant checked against both databases.
+
+The invariant (issue "Nothing lost, nothing doubled"): every submitted discovery is in
+keeper.db, has exactly one VH row (found through the ledger), and its queue item is
+``synced``; no queue item is left ``syncing``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Timing that lets a scenario drain in seconds rather than minutes: a 1-second VH busy
+#: timeout, 1-second backoff base, and a lease just above the task timeout these imply
+#: (2 × (10 × 1 + 10) + 10 = 50 s).
+FAST_SETTINGS = {
+    "HAVEN_BUSY_TIMEOUT_SECONDS": "1",
+    "SYNC_BASE_DELAY_SECONDS": "1",
+    "SYNC_BATCH_SIZE": "10",
+    "SYNC_LEASE_SECONDS": "60",
+    "Q_WORKERS": "2",
+}
+
+
+@dataclass
+class Outcome:
+    """One scenario's row: ``items`` submitted; ``lost`` (not in keeper.db, or synced without
+    a VH row); ``duplicated`` (VH rows beyond one per discovery); ``stuck`` (queue items not
+    synced at the end, ``syncing`` ones included); ``drain_seconds`` from the fault's end to
+    the last item synced (None when it never drained)."""
+
+    name: str
+    items: int
+    lost: int = 0
+    duplicated: int = 0
+    stuck: int = 0
+    drain_seconds: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.lost or self.duplicated or self.stuck)
+
+
+class Workspace:
+    """A folder holding one scenario's keeper.db, VH-Database.db and cache, and the
+    environment of every ``manage.py`` process run on them."""
+
+    def __init__(self, folder: Path, **settings: str):
+        from discoveries.haven_files import haven_file_create
+
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.keeper = folder / "keeper.db"
+        self.haven = folder / "VH-Database.db"
+        if not self.haven.exists():
+            haven_file_create(self.haven, with_demo_data=True)
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KEEPER_", "HAVEN_", "SYNC_", "Q_", "BOT_", "DJANGO_"))
+            and k not in ("DATABASE_URL", "CACHE_URL")
+        }
+        self.env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "keeper_site.settings",
+                "SECRET_KEY": secrets.token_urlsafe(32),
+                "KEEPER_ENV_FILE": "",
+                "KEEPER_DB_PATH": str(self.keeper),
+                "HAVEN_DB_PATH": str(self.haven),
+                "CACHE_URL": f"filecache://{folder / 'cache'}",
+                "LOG_LEVEL": "WARNING",
+                **FAST_SETTINGS,
+            }
+        )
+        self.env.update(settings)
+        self.processes: list[subprocess.Popen] = []
+        self.started = time.monotonic()
+
+    def manage(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run ``manage.py args`` to completion; raise with its output when it fails."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        return done
+
+    def cluster_start(self) -> subprocess.Popen:
+        """A real ``qcluster`` in its own session (so it can be killed whole)."""
+        log = (self.folder / "qcluster.log").open("a")
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        """kill -9 the process and everything in its session."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        """Stop every process this workspace started: SIGTERM to each main process, then
+        kill -9 what is left after 20 s."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(process)
+
+    def submit(self, tag: str, count: int) -> list[str]:
+        """Submit ``count`` valid discoveries through ``manage.py submit_discovery``; returns
+        their descriptions, each unique (``tag`` and a number)."""
+        descriptions = [f"chaos {tag} {n:06d}" for n in range(count)]
+        entries = [
+            {
+                "user_id": str(100_000 + n % 32),
+                "username": f"Chaos {n % 32}",
+                "discovery_type": "🏛️",
+                "system_name": "Demo Alpha",
+                "location": "Alpha Prime",
+                "description": text,
+                "structure_type": "Tower",
+            }
+            for n, text in enumerate(descriptions)
+        ]
+        path = self.folder / f"submit-{tag}.json"
+        path.write_text(json.dumps(entries), encoding="utf-8")
+        self.manage("submit_discovery", "--file", str(path))
+        return descriptions
+
+    def queue_states(self) -> dict[str, int]:
+        with sqlite3.connect(self.keeper, timeout=30) as db:
+            return dict(
+                db.execute("SELECT sync_status, COUNT(*) FROM sync_queue GROUP BY sync_status")
+            )
+
+    def wait_drained(self, *, timeout: float) -> float | None:
+        """Wait until every queue item is synced; returns the seconds it took, or None."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            states = self.queue_states()
+            if states and set(states) == {"synced"}:
+                return round(time.monotonic() - began, 1)
+            time.sleep(0.5)
+        return None
+
+    def check(self, name: str, descriptions: list[str], drain: float | None) -> Outcome:
+        """The invariant over ``descriptions``, against keeper.db and VH-Database.db."""
+        outcome = Outcome(name=name, items=len(descriptions), drain_seconds=drain)
+        with sqlite3.connect(self.keeper, timeout=30) as keeper:
+            rows = keeper.execute(
+                "SELECT d.id, d.description, q.sync_status, q.haven_discovery_id "
+                "FROM discoveries d LEFT JOIN sync_queue q ON q.discovery_id = d.id"
+            ).fetchall()
+        by_text = {text: (pk, status, vh) for pk, text, status, vh in rows}
+        with sqlite3.connect(f"file:{self.haven}?mode=ro", uri=True, timeout=30) as vh:
+            counts = dict(
+                vh.execute(
+                    "SELECT description, COUNT(*) FROM discoveries GROUP BY description"
+                ).fetchall()
+            )
+            ledger = dict(
+                vh.execute(
+                    "SELECT keeper_discovery_id, haven_discovery_id FROM keeper_sync_ledger"
+                ).fetchall()
+            )
+        for text in descriptions:
+            if text not in by_text:
+                outcome.lost += 1
+                continue
+            pk, status, vh_id = by_text[text]
+            if status != "synced":
+                outcome.stuck += 1
+                continue
+            if counts.get(text, 0) == 0 or ledger.get(pk) != vh_id:
+                outcome.lost += 1
+            outcome.duplicated += max(0, counts.get(text, 0) - 1)
+        return outcome
+
+
+def outcome_table(outcomes: list[Outcome]) -> str:
+    """The scenarios as a text table: scenario, items, lost, duplicated, stuck, drain s."""
+    header = ("scenario", "items", "lost", "duplicated", "stuck", "drain s")
+    rows = [
+        (
+            o.name,
+            str(o.items),
+            str(o.lost),
+            str(o.duplicated),
+            str(o.stuck),
+            "never" if o.drain_seconds is None else f"{o.drain_seconds:g}",
+        )
+        for o in outcomes
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), rule, *map(line, rows)])
