@@ -49,10 +49,13 @@ class Outcome:
     stuck: int = 0
     drain_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: Broken promises other than the three counts (the worker created a VH file, an error
+    #: did not name its cause…); any makes the scenario fail.
+    violations: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.duplicated or self.stuck)
+        return not (self.lost or self.duplicated or self.stuck or self.violations)
 
 
 class Workspace:
@@ -225,6 +228,8 @@ def outcome_table(outcomes: list[Outcome]) -> str:
         for o in outcomes
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    remarks = [f"{o.name}: {text}" for o in outcomes for text in o.notes]
+    remarks += [f"{o.name}: VIOLATION {text}" for o in outcomes for text in o.violations]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(header), rule, *map(line, rows)])
+    return "\n".join([line(header), rule, *map(line, rows), *remarks])
