@@ -3,12 +3,15 @@ issue's sizes) and returns an :class:`chaos.harness.Outcome`."""
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
-from chaos.harness import Outcome, Workspace
+from chaos.harness import ROOT, Outcome, Workspace
 
 #: How long a scenario's queue may take to drain once its fault has ended, in seconds: the
 #: lease of an item whose worker was killed (60 s) plus a scheduled run (every 30 s) and slack.
@@ -134,9 +137,114 @@ def vh_schema_drift(ws: Workspace, *, full: bool) -> Outcome:
     return outcome
 
 
+def _bad_entry(n: int) -> object:
+    """The ``n``-th malformed submission: each kind of bad input in turn."""
+    text = f"chaos bad {n:04d}"
+    base = {
+        "user_id": "100001",
+        "username": "Chaos Bad",
+        "discovery_type": "🏛️",
+        "system_name": "Demo Alpha",
+        "location": "Alpha Prime",
+        "description": text,
+    }
+    kinds = [
+        lambda: {**base, "discovery_type": "🐉"},
+        lambda: {k: v for k, v in base.items() if k != "description"},
+        lambda: {**base, "description": text + "x" * 1000},
+        lambda: {**base, "structure_type": "s" * 201},
+        lambda: {**base, "description": text + " \ud800"},
+        lambda: {**base, "system_name": "Demo\x00Alpha"},
+        lambda: {**base, "evidence_url": "javascript:alert(1)"},
+        lambda: {**base, "evidence_url": "ftp://example.org/a.png"},
+        lambda: text,
+        lambda: n,
+        lambda: [base],
+        lambda: None,
+        lambda: {**base, "metadata": "not an object"},
+        lambda: {**base, "colour": "red"},
+        lambda: {**base, "description": "\u200b\u200b"},
+        lambda: {**base, "user_id": "not-a-snowflake"},
+    ]
+    return kinds[n % len(kinds)]()
+
+
+def bad_input(ws: Workspace, *, full: bool) -> Outcome:
+    """200 malformed submissions, each next to a good one, through ``submit_discovery`` and
+    through the submit service: each bad one is refused with a reason and none is stored;
+    every good one is stored and syncs once."""
+    count = 200
+    ws.manage("migrate", "--no-input", "-v0")
+    ws.cluster_start()
+    good: list[str] = []
+    outcome_violations: list[str] = []
+    for door in ("command", "service"):
+        entries: list[object] = []
+        for n in range(count):
+            text = f"chaos good {door} {n:04d}"
+            good.append(text)
+            entries.append(
+                {
+                    "user_id": str(100_000 + n % 32),
+                    "username": "Chaos Good",
+                    "discovery_type": "🏛️",
+                    "system_name": "Demo Alpha",
+                    "location": "Alpha Prime",
+                    "description": text,
+                }
+            )
+            entries.append(_bad_entry(n))
+        path = ws.folder / f"mixed-{door}.json"
+        path.write_text(json.dumps(entries, ensure_ascii=True), encoding="utf-8")
+        if door == "command":
+            done = subprocess.run(
+                [sys.executable, "manage.py", "submit_discovery", "--file", str(path)],
+                cwd=ROOT,
+                env=ws.env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            refused = [line for line in done.stderr.splitlines() if ": refused: " in line]
+        else:
+            script = (
+                "import json, sys\n"
+                "from discoveries.services import DiscoveryInvalid, discovery_submit_payload\n"
+                f"entries = json.load(open({str(path)!r}))\n"
+                "for number, entry in enumerate(entries, start=1):\n"
+                "    try:\n"
+                "        discovery_submit_payload(entry)\n"
+                "    except DiscoveryInvalid as exc:\n"
+                "        print(f'entry {number}: refused: {exc}')\n"
+            )
+            refused = [
+                line
+                for line in ws.manage("shell", "-c", script).stdout.splitlines()
+                if ": refused: " in line
+            ]
+        numbers = sorted(int(line.split(":")[0].split()[1]) for line in refused)
+        if numbers != list(range(2, 2 * count + 1, 2)):
+            outcome_violations.append(f"{door}: refused entries {numbers[:10]}… not the bad ones")
+        if any(not line.split(": refused: ", 1)[1].strip() for line in refused):
+            outcome_violations.append(f"{door}: a refusal without a reason")
+    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
+        stored_bad = keeper.execute(
+            "SELECT COUNT(*) FROM discoveries WHERE description NOT LIKE 'chaos good %'"
+        ).fetchone()[0]
+    if stored_bad:
+        outcome_violations.append(f"{stored_bad} malformed submissions were stored")
+    drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
+    ws.stop_all()
+    outcome = ws.check("bad input at every door", good, drain)
+    outcome.notes.append(f"{2 * count} malformed submissions refused, {len(good)} good stored")
+    outcome.violations += outcome_violations
+    return outcome
+
+
 SCENARIOS = {
     "kill": kill_the_worker,
     "locked": vh_locked,
     "missing": vh_missing,
     "drift": vh_schema_drift,
+    "bad-input": bad_input,
 }
