@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from chaos.harness import ROOT, Outcome, Workspace
 #: How long a scenario's queue may take to drain once its fault has ended, in seconds: the
 #: lease of an item whose worker was killed (60 s) plus a scheduled run (every 30 s) and slack.
 DRAIN_TIMEOUT = 240
+#: How long the clock scenario watches the schedules after its simulated outage, in seconds.
+WATCH_AFTER_OUTAGE = 70
 
 
 def kill_the_worker(ws: Workspace, *, full: bool) -> Outcome:
@@ -241,10 +244,75 @@ def bad_input(ws: Workspace, *, full: bool) -> Outcome:
     return outcome
 
 
+def clock_and_schedule(ws: Workspace, *, full: bool) -> Outcome:
+    """With ``TIME_ZONE`` not UTC (America/New_York): restarting the cluster 5 times leaves one
+    set of sync schedules; a cluster down for 2 hours (the schedules' next runs 2 hours past)
+    runs no burst of missed runs, and items in backoff are not retried before they are due;
+    when they fall due, they sync once."""
+    items = 500 if full else 50
+    ws.env["TIME_ZONE"] = "America/New_York"
+    ws.manage("migrate", "--no-input", "-v0")
+    violations: list[str] = []
+    for _ in range(5):
+        cluster = ws.cluster_start()
+        time.sleep(1.5)
+        cluster.send_signal(signal.SIGTERM)
+        cluster.wait(timeout=30)
+    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
+        names = sorted(n for (n,) in keeper.execute("SELECT name FROM django_q_schedule"))
+    if names != ["keeper-prune-synced", "keeper-sync-1", "keeper-sync-2"]:
+        violations.append(f"schedules after 5 restarts: {names}")
+    descriptions = ws.submit("clock", items)
+    due_in = 20
+    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
+        # Items in backoff, due in 20 s; the cluster "was down" for 2 hours.
+        keeper.execute(
+            "UPDATE sync_queue SET sync_attempts = 3, sync_error = 'earlier failure', "
+            "next_retry_after = datetime('now', ?)",
+            (f"+{due_in} seconds",),
+        )
+        keeper.execute("UPDATE django_q_schedule SET next_run = datetime('now', '-2 hours')")
+        keeper.execute("DELETE FROM django_q_ormq")
+        tasks_before = keeper.execute("SELECT COUNT(*) FROM django_q_task").fetchone()[0]
+    restarted = time.monotonic()
+    ws.cluster_start()
+    time.sleep(due_in - 5)
+    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
+        early = keeper.execute(
+            "SELECT COUNT(*) FROM sync_queue WHERE sync_attempts != 3 OR sync_status != 'pending'"
+        ).fetchone()[0]
+    if early:
+        violations.append(f"{early} items were retried before their backoff ended")
+    drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
+    # django-q2's scheduler looks at the schedules every 30 s or so; give it two passes.
+    time.sleep(max(0.0, WATCH_AFTER_OUTAGE - (time.monotonic() - restarted)))
+    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
+        runs = (
+            keeper.execute(
+                "SELECT COUNT(*) FROM django_q_task WHERE func = 'syncq.tasks.sync_due'"
+            ).fetchone()[0]
+            - tasks_before
+        )
+        past = keeper.execute(
+            "SELECT COUNT(*) FROM django_q_schedule WHERE next_run <= datetime('now')"
+        ).fetchone()[0]
+    # Two sync schedules, each at most once a minute: a burst would be ~120 runs.
+    if runs > 2 * (1 + WATCH_AFTER_OUTAGE // 60) + 2:
+        violations.append(f"{runs} sync runs in {WATCH_AFTER_OUTAGE} s after the outage")
+    if past:
+        violations.append(f"{past} schedules still due in the past after the restart")
+    ws.stop_all()
+    outcome = ws.check("clock and schedule (TIME_ZONE New York)", descriptions, drain)
+    outcome.notes.append(f"sync runs in {WATCH_AFTER_OUTAGE} s after a 2-hour outage: {runs}")
+    outcome.violations += violations
+    return outcome
+
+
 SCENARIOS = {
     "kill": kill_the_worker,
     "locked": vh_locked,
     "missing": vh_missing,
     "drift": vh_schema_drift,
     "bad-input": bad_input,
+    "clock": clock_and_schedule,
 }
