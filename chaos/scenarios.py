@@ -271,7 +271,7 @@ def clock_and_schedule(ws: Workspace, *, full: bool) -> Outcome:
             "next_retry_after = datetime('now', ?)",
             (f"+{due_in} seconds",),
         )
-        keeper.execute("UPDATE django_q_schedule SET next_run = datetime('now', '-2 hours')")
+        keeper.execute("UPDATE django_q_schedule SET next_run = datetime(next_run, '-2 hours')")
         keeper.execute("DELETE FROM django_q_ormq")
         tasks_before = keeper.execute("SELECT COUNT(*) FROM django_q_task").fetchone()[0]
     restarted = time.monotonic()
@@ -296,11 +296,20 @@ def clock_and_schedule(ws: Workspace, *, full: bool) -> Outcome:
         past = keeper.execute(
             "SELECT COUNT(*) FROM django_q_schedule WHERE next_run <= datetime('now')"
         ).fetchone()[0]
+        phases = sorted(
+            int(float(second)) % 60
+            for (second,) in keeper.execute(
+                "SELECT strftime('%S', next_run) FROM django_q_schedule "
+                "WHERE name LIKE 'keeper-sync-%'"
+            )
+        )
     # Two sync schedules, each at most once a minute: a burst would be ~120 runs.
     if runs > 2 * (1 + WATCH_AFTER_OUTAGE // 60) + 2:
         violations.append(f"{runs} sync runs in {WATCH_AFTER_OUTAGE} s after the outage")
     if past:
         violations.append(f"{past} schedules still due in the past after the restart")
+    if len(phases) == 2 and (phases[1] - phases[0]) % 60 != 30:
+        violations.append(f"the two sync schedules are no longer 30 s apart: {phases}")
     ws.stop_all()
     outcome = ws.check("clock and schedule (TIME_ZONE New York)", descriptions, drain)
     outcome.notes.append(f"sync runs in {WATCH_AFTER_OUTAGE} s after a 2-hour outage: {runs}")
