@@ -317,11 +317,109 @@ def clock_and_schedule(ws: Workspace, *, full: bool) -> Outcome:
     return outcome
 
 
+#: One submitter process: ``threads`` threads each submit ``each`` discoveries through the
+#: submit service, and every error any of them sees is printed as ``ERROR <text>``.
+_CROWD_SUBMITTER = """
+import threading
+from django.db import connections
+from discoveries.services import discovery_submit
+
+TAG, THREADS, EACH = {tag!r}, {threads}, {each}
+errors = []
+
+def run(t):
+    try:
+        for n in range(EACH):
+            try:
+                discovery_submit(
+                    user_id=str(200000 + t),
+                    username=f"Crowd {{t}}",
+                    discovery_type="⚙️",
+                    system_name="Demo Beta",
+                    location="Beta Rock",
+                    description=f"chaos crowd {{TAG}} {{t:02d}} {{n:05d}}",
+                )
+            except Exception as exc:
+                errors.append(f"{{type(exc).__name__}}: {{exc}}")
+    finally:
+        connections.close_all()
+
+threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+for error in errors:
+    print("ERROR", error)
+print("DONE", THREADS * EACH - len(errors))
+"""
+
+
+def crowd(ws: Workspace, *, full: bool) -> Outcome:
+    """32 submitters (8 processes of 4 threads) submit at once while 2 clusters of 4 workers
+    drain (10,000 discoveries in full, 800 otherwise): no submitter sees any error, "database
+    is locked" included, and every discovery syncs once."""
+    processes, threads = 8, 4
+    each = (10_000 if full else 800) // (processes * threads)
+    ws.env["Q_WORKERS"] = "4"
+    ws.manage("migrate", "--no-input", "-v0")
+    ws.cluster_start()
+    ws.cluster_start()
+    submitters = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                _CROWD_SUBMITTER.format(tag=f"p{p}", threads=threads, each=each),
+            ],
+            cwd=ROOT,
+            env=ws.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for p in range(processes)
+    ]
+    outputs = [process.communicate(timeout=1800)[0] for process in submitters]
+    fault_over = time.monotonic()
+    errors = [line for out in outputs for line in out.splitlines() if line.startswith("ERROR")]
+    stored = sum(
+        int(line.split()[1])
+        for out in outputs
+        for line in out.splitlines()
+        if line.startswith("DONE")
+    )
+    descriptions = [
+        f"chaos crowd p{p} {t:02d} {n:05d}"
+        for p in range(processes)
+        for t in range(threads)
+        for n in range(each)
+    ]
+    drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
+    ws.stop_all()
+    outcome = ws.check("crowd: 32 submitters, 2 clusters", descriptions, drain)
+    outcome.notes.append(
+        f"{len(descriptions)} submitted in {fault_over - ws.started:.0f} s by "
+        f"{processes * threads} submitters; errors seen: {len(errors)}"
+    )
+    if errors:
+        outcome.violations.append(f"submitters saw {len(errors)} errors, e.g. {errors[0]}")
+    if stored + len(errors) != len(descriptions):
+        outcome.violations.append(
+            f"submitters reported {stored} stored and {len(errors)} errors of "
+            f"{len(descriptions)}: some did not finish"
+        )
+    return outcome
+
+
 SCENARIOS = {
     "kill": kill_the_worker,
     "locked": vh_locked,
     "missing": vh_missing,
     "drift": vh_schema_drift,
     "bad-input": bad_input,
+    "crowd": crowd,
     "clock": clock_and_schedule,
 }
