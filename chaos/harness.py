@@ -108,11 +108,12 @@ class Workspace:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done
 
-    def cluster_start(self) -> subprocess.Popen:
-        """A real ``qcluster`` in its own session (so it can be killed whole)."""
+    def cluster_start(self, *, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+        """A real ``qcluster`` in its own session (so it can be killed whole); ``prefix`` runs
+        it through another command (``setpriv …``)."""
         log = (self.folder / "qcluster.log").open("a")
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
+            [*prefix, sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
             env=self.env,
             stdout=log,

@@ -3,10 +3,14 @@ issue's sizes) and returns an :class:`chaos.harness.Outcome`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
+import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -95,6 +99,51 @@ def vh_missing(ws: Workspace, *, full: bool) -> Outcome:
     outcome = ws.check("VH missing, then back", descriptions, drain)
     if created:
         outcome.violations.append("a file appeared at HAVEN_DB_PATH while VH was away")
+    return outcome
+
+
+#: As root, runs a command without the capabilities that let root ignore file modes, so that a
+#: read-only VH-Database.db is read-only to it as to any user.
+NO_DAC_OVERRIDE = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def vh_read_only(ws: Workspace, *, full: bool) -> Outcome:
+    """VH-Database.db made read-only (chmod 444) while items drain (30 s in full, 5 s
+    otherwise), then writable again: the file is not changed while read-only, and everything
+    syncs once afterwards. As root the cluster runs without CAP_DAC_OVERRIDE."""
+    items, seconds = (2000, 30) if full else (200, 5)
+    ws.manage("migrate", "--no-input", "-v0")
+    prefix = NO_DAC_OVERRIDE if os.geteuid() == 0 and shutil.which("setpriv") else ()
+    violations: list[str] = []
+    if os.geteuid() == 0 and not prefix:
+        violations.append("running as root without setpriv: read-only cannot be tested")
+    ws.haven.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    before = _digest(ws.haven)
+    ws.cluster_start(prefix=prefix)
+    descriptions = ws.submit("read-only", items)
+    time.sleep(seconds)
+    if _digest(ws.haven) != before:
+        violations.append("VH-Database.db changed while it was read-only")
+    ws.haven.chmod(stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+    drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
+    ws.stop_all()
+    outcome = ws.check("VH read-only, then writable", descriptions, drain)
+    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
+        refused = keeper.execute(
+            "SELECT COUNT(*) FROM sync_attempt WHERE error LIKE '%readonly%'"
+        ).fetchone()[0]
+    outcome.notes.append(f"attempts refused while read-only: {refused}")
+    if not refused:
+        violations.append("no attempt met the read-only file: the fault never took effect")
+    outcome.violations += violations
     return outcome
 
 
@@ -419,6 +468,7 @@ SCENARIOS = {
     "kill": kill_the_worker,
     "locked": vh_locked,
     "missing": vh_missing,
+    "read-only": vh_read_only,
     "drift": vh_schema_drift,
     "bad-input": bad_input,
     "crowd": crowd,
