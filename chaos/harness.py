@@ -164,6 +164,11 @@ class Workspace:
         self.manage("submit_discovery", "--file", str(path))
         return descriptions
 
+    def keeper_value(self, sql: str, *params: object) -> object:
+        """The first column of the first row ``sql`` returns from keeper.db."""
+        with sqlite3.connect(self.keeper, timeout=30) as db:
+            return db.execute(sql, params).fetchone()[0]
+
     def queue_states(self) -> dict[str, int]:
         with sqlite3.connect(self.keeper, timeout=30) as db:
             return dict(

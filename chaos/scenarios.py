@@ -136,10 +136,7 @@ def vh_read_only(ws: Workspace, *, full: bool) -> Outcome:
     drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
     ws.stop_all()
     outcome = ws.check("VH read-only, then writable", descriptions, drain)
-    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
-        refused = keeper.execute(
-            "SELECT COUNT(*) FROM sync_attempt WHERE error LIKE '%readonly%'"
-        ).fetchone()[0]
+    refused = ws.keeper_value("SELECT COUNT(*) FROM sync_attempt WHERE error LIKE '%readonly%'")
     outcome.notes.append(f"attempts refused while read-only: {refused}")
     if not refused:
         violations.append("no attempt met the read-only file: the fault never took effect")
@@ -279,10 +276,9 @@ def bad_input(ws: Workspace, *, full: bool) -> Outcome:
             outcome_violations.append(f"{door}: refused entries {numbers[:10]}… not the bad ones")
         if any(not line.split(": refused: ", 1)[1].strip() for line in refused):
             outcome_violations.append(f"{door}: a refusal without a reason")
-    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
-        stored_bad = keeper.execute(
-            "SELECT COUNT(*) FROM discoveries WHERE description NOT LIKE 'chaos good %'"
-        ).fetchone()[0]
+    stored_bad = ws.keeper_value(
+        "SELECT COUNT(*) FROM discoveries WHERE description NOT LIKE 'chaos good %'"
+    )
     if stored_bad:
         outcome_violations.append(f"{stored_bad} malformed submissions were stored")
     drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
@@ -326,10 +322,9 @@ def clock_and_schedule(ws: Workspace, *, full: bool) -> Outcome:
     restarted = time.monotonic()
     ws.cluster_start()
     time.sleep(due_in - 5)
-    with sqlite3.connect(ws.keeper, timeout=30) as keeper:
-        early = keeper.execute(
-            "SELECT COUNT(*) FROM sync_queue WHERE sync_attempts != 3 OR sync_status != 'pending'"
-        ).fetchone()[0]
+    early = ws.keeper_value(
+        "SELECT COUNT(*) FROM sync_queue WHERE sync_attempts != 3 OR sync_status != 'pending'"
+    )
     if early:
         violations.append(f"{early} items were retried before their backoff ended")
     drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)

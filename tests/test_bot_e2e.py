@@ -4,6 +4,7 @@ and records every REST call, so each test asserts what a member would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -427,14 +428,24 @@ def test_with_vh_missing_the_member_types_the_place_and_is_confirmed(bot):
     ]
 
 
-def test_thirty_systems_come_in_pages(bot):
-    """With 30 systems in VH the system select shows 25, and the member pages to the 30th."""
-    with sqlite3.connect(bot.haven) as vh:
+@contextlib.contextmanager
+def _extra_systems(run: BotRun, names: list[str]) -> Iterator[None]:
+    """Add systems named ``names`` to the bot's VH for the block."""
+    with sqlite3.connect(run.haven) as vh:
         vh.executemany(
-            "INSERT INTO systems (id, name, x, y, z, region) VALUES (?, ?, 0, 0, 0, 'Paged')",
-            [(f"SYS_PAGE_{i:04d}", f"Zeta {i:02d}") for i in range(27)],
+            "INSERT INTO systems (id, name, x, y, z, region) VALUES (?, ?, 0, 0, 0, 'Extra')",
+            [(f"SYS_EXTRA_{i:04d}", name) for i, name in enumerate(names)],
         )
     try:
+        yield
+    finally:
+        with sqlite3.connect(run.haven) as vh:
+            vh.execute("DELETE FROM systems WHERE region = 'Extra'")
+
+
+def test_thirty_systems_come_in_pages(bot):
+    """With 30 systems in VH the system select shows 25, and the member pages to the 30th."""
+    with _extra_systems(bot, [f"Zeta {i:02d}" for i in range(27)]):
         form = Form(bot.fake)
         form.choose_type(DISCOVERY_TYPES[5])
         select = find_component(form.message, custom_id="report:system")
@@ -450,20 +461,12 @@ def test_thirty_systems_come_in_pages(bot):
         assert bot.keeper_rows(
             "SELECT system_name, location_type FROM discoveries WHERE id = ?", number
         ) == [("Zeta 26", "space")]
-    finally:
-        with sqlite3.connect(bot.haven) as vh:
-            vh.execute("DELETE FROM systems WHERE region = 'Paged'")
 
 
 def test_a_long_system_list_can_be_jumped_through(bot):
     """With 63 systems (3 pages) the member jumps straight to the last page and picks there;
     a name typed in another case is stored as the map writes it."""
-    with sqlite3.connect(bot.haven) as vh:
-        vh.executemany(
-            "INSERT INTO systems (id, name, x, y, z, region) VALUES (?, ?, 0, 0, 0, 'Jump')",
-            [(f"SYS_JUMP_{i:04d}", f"Yonder {i:02d}") for i in range(60)],
-        )
-    try:
+    with _extra_systems(bot, [f"Yonder {i:02d}" for i in range(60)]):
         form = Form(bot.fake)
         form.choose_type(DISCOVERY_TYPES[2])
         form.select("report:system:jump", "2")
@@ -476,9 +479,6 @@ def test_a_long_system_list_can_be_jumped_through(bot):
         assert bot.keeper_rows("SELECT system_name FROM discoveries WHERE id = ?", number) == [
             ("Yonder 07",)
         ]
-    finally:
-        with sqlite3.connect(bot.haven) as vh:
-            vh.execute("DELETE FROM systems WHERE region = 'Jump'")
 
 
 def test_mentions_in_what_members_typed_never_ping(bot):

@@ -33,6 +33,29 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return run_manage(*args, env=env)
 
 
+@contextlib.contextmanager
+def _cluster(env: dict[str, str]):
+    """A real qcluster for the block, stopped through its main process afterwards (and any
+    worker left behind killed)."""
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        try:
+            cluster.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(cluster.pid, signal.SIGKILL)
+
+
 def _vh_count(path: Path) -> int:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         return conn.execute("SELECT COUNT(*) FROM discoveries").fetchone()[0]
@@ -50,15 +73,7 @@ def test_cluster_syncs_a_submitted_discovery_and_schedules_stay_single(tmp_path)
         names = sorted(r[0] for r in conn.execute("SELECT name FROM django_q_schedule"))
     assert names == ["keeper-prune-synced", "keeper-sync-1", "keeper-sync-2"]
 
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    with _cluster(env):
         entry = {
             "user_id": "1",
             "username": "Worker Test",
@@ -75,13 +90,6 @@ def test_cluster_syncs_a_submitted_discovery_and_schedules_stay_single(tmp_path)
         deadline = time.monotonic() + 60
         while _vh_count(tmp_path / "VH-Database.db") == 0 and time.monotonic() < deadline:
             time.sleep(0.25)
-    finally:
-        cluster.send_signal(signal.SIGTERM)
-        try:
-            cluster.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(cluster.pid, signal.SIGKILL)  # any worker left behind
 
     with sqlite3.connect(f"file:{tmp_path / 'VH-Database.db'}?mode=ro", uri=True) as conn:
         rows = conn.execute(
@@ -171,15 +179,7 @@ def test_cluster_with_the_redis_broker_syncs_a_submitted_discovery(tmp_path):
     haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
     done = _manage(env, "migrate", "--no-input", "-v0")
     assert done.returncode == 0, done.stderr
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    with _cluster(env):
         payload = tmp_path / "one.json"
         payload.write_text(
             json.dumps(
@@ -201,14 +201,7 @@ def test_cluster_with_the_redis_broker_syncs_a_submitted_discovery(tmp_path):
         deadline = time.monotonic() + 60
         while _vh_count(tmp_path / "VH-Database.db") == 0 and time.monotonic() < deadline:
             time.sleep(0.25)
-    finally:
-        cluster.send_signal(signal.SIGTERM)
-        try:
-            cluster.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(cluster.pid, signal.SIGKILL)
-            redis.from_url(url).flushdb()
+    redis.from_url(url).flushdb()
     assert _vh_count(tmp_path / "VH-Database.db") == 1
     with sqlite3.connect(tmp_path / "keeper.db") as conn:
         # The ORM broker's table stayed empty: the request went through Redis.
