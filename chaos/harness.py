@@ -52,6 +52,8 @@ class Outcome:
     #: Broken promises other than the three counts (the worker created a VH file, an error
     #: did not name its cause…); any makes the scenario fail.
     violations: list[str] = field(default_factory=list)
+    #: Why the scenario did not run (a server it needs cannot be reached outside CI).
+    skipped: str | None = None
 
     @property
     def clean(self) -> bool:
@@ -90,13 +92,18 @@ class Workspace:
             }
         )
         self.env.update(settings)
+        #: How ``manage.py`` is started: this interpreter, or a wrapper such as
+        #: ``chaos.clock_shift``.
+        self.python = [sys.executable]
         self.processes: list[subprocess.Popen] = []
         self.started = time.monotonic()
+        #: Run by :meth:`close`, last first: dropping a PostgreSQL database, emptying Redis.
+        self.cleanups: list = []
 
     def manage(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """Run ``manage.py args`` to completion; raise with its output when it fails."""
         done = subprocess.run(
-            [sys.executable, "manage.py", *args],
+            [*self.python, "manage.py", *args],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
@@ -113,7 +120,7 @@ class Workspace:
         it through another command (``setpriv …``)."""
         log = (self.folder / "qcluster.log").open("a")
         process = subprocess.Popen(
-            [*prefix, sys.executable, "manage.py", "qcluster"],
+            [*prefix, *self.python, "manage.py", "qcluster"],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -143,6 +150,12 @@ class Workspace:
             except subprocess.TimeoutExpired:
                 self.kill(process)
 
+    def close(self) -> None:
+        """Stop every process, then undo what the scenario set up outside the folder."""
+        self.stop_all()
+        while self.cleanups:
+            self.cleanups.pop()()
+
     def submit(self, tag: str, count: int) -> list[str]:
         """Submit ``count`` valid discoveries through ``manage.py submit_discovery``; returns
         their descriptions, each unique (``tag`` and a number)."""
@@ -164,16 +177,38 @@ class Workspace:
         self.manage("submit_discovery", "--file", str(path))
         return descriptions
 
-    def keeper_value(self, sql: str, *params: object) -> object:
-        """The first column of the first row ``sql`` returns from keeper.db."""
+    def keeper_rows(self, sql: str, *params: object) -> list[tuple]:
+        """The rows ``sql`` returns from keeper's database: keeper.db, or PostgreSQL when the
+        workspace's ``DATABASE_URL`` names it. Parameters are written ``?`` either way."""
+        url = self.env.get("DATABASE_URL")
+        if url:
+            import psycopg
+
+            if params:
+                sql = sql.replace("%", "%%").replace("?", "%s")
+            with psycopg.connect(url, connect_timeout=10) as db:
+                return db.execute(sql, params or None).fetchall()
         with sqlite3.connect(self.keeper, timeout=30) as db:
-            return db.execute(sql, params).fetchone()[0]
+            return db.execute(sql, params).fetchall()
+
+    def keeper_value(self, sql: str, *params: object) -> object:
+        """The first column of the first row ``sql`` returns from keeper's database."""
+        return self.keeper_rows(sql, *params)[0][0]
 
     def queue_states(self) -> dict[str, int]:
-        with sqlite3.connect(self.keeper, timeout=30) as db:
-            return dict(
-                db.execute("SELECT sync_status, COUNT(*) FROM sync_queue GROUP BY sync_status")
-            )
+        """How many queue items are in each sync status."""
+        return dict(self.keeper_rows("SELECT sync_status, COUNT(*) FROM sync_queue GROUP BY 1"))
+
+    def attempts_cut_off(self) -> tuple[int, int]:
+        """``(cut, after_vh)``: how many queue items had an attempt that left no record (its
+        worker was killed mid-attempt), and how many of those the ledger found already in VH
+        on a later attempt (killed between the VH commit and the keeper commit)."""
+        rows = self.keeper_rows(
+            "SELECT q.metadata FROM sync_queue q WHERE q.sync_attempts > "
+            "(SELECT COUNT(*) FROM sync_attempt a WHERE a.queue_item_id = q.id)"
+        )
+        metadata = [json.loads(m) if isinstance(m, str) else m for (m,) in rows]
+        return len(rows), sum(isinstance(m, dict) and m.get("how") == "ledger" for m in metadata)
 
     def wait_drained(self, *, timeout: float) -> float | None:
         """Wait until every queue item is synced; returns the seconds it took, or None."""
@@ -188,11 +223,10 @@ class Workspace:
     def check(self, name: str, descriptions: list[str], drain: float | None) -> Outcome:
         """The invariant over ``descriptions``, against keeper.db and VH-Database.db."""
         outcome = Outcome(name=name, items=len(descriptions), drain_seconds=drain)
-        with sqlite3.connect(self.keeper, timeout=30) as keeper:
-            rows = keeper.execute(
-                "SELECT d.id, d.description, q.sync_status, q.haven_discovery_id "
-                "FROM discoveries d LEFT JOIN sync_queue q ON q.discovery_id = d.id"
-            ).fetchall()
+        rows = self.keeper_rows(
+            "SELECT d.id, d.description, q.sync_status, q.haven_discovery_id "
+            "FROM discoveries d LEFT JOIN sync_queue q ON q.discovery_id = d.id"
+        )
         by_text = {text: (pk, status, vh) for pk, text, status, vh in rows}
         with sqlite3.connect(f"file:{self.haven}?mode=ro", uri=True, timeout=30) as vh:
             counts = dict(
@@ -219,11 +253,58 @@ class Workspace:
         return outcome
 
 
+#: The servers the scale-out scenario uses: a PostgreSQL server where it may create (and
+#: drop) databases named ``keeper_chaos_*``, and a Redis database it empties before and after.
+POSTGRES_ADMIN_URL = os.environ.get("CHAOS_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CHAOS_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+class ServerUnreachable(Exception):
+    """A server a scenario needs does not answer; the message says which and why."""
+
+
+def postgres_database(ws: Workspace) -> str:
+    """Create an empty PostgreSQL database for ``ws`` (dropped when it closes) and return its
+    URL. Raises :class:`ServerUnreachable` when ``POSTGRES_ADMIN_URL`` does not answer."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        raise ServerUnreachable(f"no PostgreSQL server at {POSTGRES_ADMIN_URL}: {exc}") from exc
+    name = f"keeper_chaos_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=10) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    ws.cleanups.append(drop)
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def redis_database(ws: Workspace) -> str:
+    """Empty the Redis database ``REDIS_URL`` for ``ws`` (and again when it closes) and return
+    its URL. Raises :class:`ServerUnreachable` when it does not answer."""
+    import redis
+
+    client = redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        raise ServerUnreachable(f"no Redis server at {REDIS_URL}: {exc}") from exc
+    ws.cleanups.append(client.flushdb)
+    return REDIS_URL
+
+
 def outcome_table(outcomes: list[Outcome]) -> str:
     """The scenarios as a text table: scenario, items, lost, duplicated, stuck, drain s."""
     header = ("scenario", "items", "lost", "duplicated", "stuck", "drain s")
     rows = [
-        (
+        (o.name, "-", "-", "-", "-", "skipped")
+        if o.skipped
+        else (
             o.name,
             str(o.items),
             str(o.lost),
@@ -234,7 +315,8 @@ def outcome_table(outcomes: list[Outcome]) -> str:
         for o in outcomes
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    remarks = [f"{o.name}: {text}" for o in outcomes for text in o.notes]
+    remarks = [f"{o.name}: skipped: {o.skipped}" for o in outcomes if o.skipped]
+    remarks += [f"{o.name}: {text}" for o in outcomes for text in o.notes]
     remarks += [f"{o.name}: VIOLATION {text}" for o in outcomes for text in o.violations]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

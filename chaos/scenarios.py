@@ -4,6 +4,7 @@ issue's sizes) and returns an :class:`chaos.harness.Outcome`."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -15,8 +16,19 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from chaos.harness import ROOT, Outcome, Workspace
+from chaos.harness import (
+    ROOT,
+    Outcome,
+    ServerUnreachable,
+    Workspace,
+    postgres_database,
+    redis_database,
+)
+from syncq.backoff import retry_delay
+from syncq.schedules import SYNC_FUNC, SYNC_NAME_PREFIX
 
 #: How long a scenario's queue may take to drain once its fault has ended, in seconds: the
 #: lease of an item whose worker was killed (60 s) plus a scheduled run (every 30 s) and slack.
@@ -47,7 +59,21 @@ def kill_the_worker(ws: Workspace, *, full: bool) -> Outcome:
     ws.stop_all()
     outcome = ws.check("kill -9 the worker", descriptions, drain)
     outcome.notes.append(f"{done} kills in {fault_over - ws.started:.0f} s")
+    _judge_kills(ws, outcome, full=full)
     return outcome
+
+
+def _judge_kills(ws: Workspace, outcome: Outcome, *, full: bool) -> None:
+    """Note how many attempts the kills cut off, and how many of those after the VH commit;
+    at the full sizes, a run whose kills cut off nothing, or never landed after a VH commit,
+    proved nothing and fails."""
+    cut, after_vh = ws.attempts_cut_off()
+    outcome.notes.append(
+        f"attempts cut off by a kill: {cut}, {after_vh} of them after the VH commit "
+        "(found in the ledger, not written again)"
+    )
+    if full and not (cut and after_vh):
+        outcome.violations.append("the kills never cut an attempt off after its VH commit")
 
 
 def vh_locked(ws: Workspace, *, full: bool) -> Outcome:
@@ -361,6 +387,135 @@ def clock_and_schedule(ws: Workspace, *, full: bool) -> Outcome:
     return outcome
 
 
+#: The zone the DST scenarios run in, and how long after a failed attempt an item is due
+#: again in them (``SYNC_BASE_DELAY_SECONDS``): 20 s, 40 s, 80 s…
+DST_ZONE = "America/New_York"
+DST_BASE_DELAY = 20
+#: How late past its due time a retry may start: two of django-q2's 30-second scheduler
+#: passes and the batch in hand. A retry an hour off is what a local-time bug looks like.
+DST_LATE_LIMIT = 75
+
+
+def dst_change_next(*, forward: bool, after: datetime | None = None) -> datetime:
+    """The next moment (UTC) after ``after`` (default now) at which ``DST_ZONE``'s clocks go
+    forward (``forward``) or back, found hour by hour within two years. Raises ``LookupError``
+    when there is none."""
+    zone = ZoneInfo(DST_ZONE)
+    moment = (after or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    for _ in range(2 * 366 * 24):
+        following = moment + timedelta(hours=1)
+        before, later = moment.astimezone(zone).utcoffset(), following.astimezone(zone).utcoffset()
+        if before != later and (later > before) == forward:
+            return following
+        moment = following
+    raise LookupError(f"{DST_ZONE} changes no clocks in the next two years")
+
+
+def _utc(text: str) -> datetime:
+    """A datetime Django stored in SQLite (UTC, without an offset), as an aware datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def across_dst(ws: Workspace, *, full: bool, forward: bool) -> Outcome:
+    """With ``TIME_ZONE`` America/New_York, every process runs with its wall clock moved
+    (:mod:`chaos.clock_shift`) to 50 s before the zone's next clock change (forward or
+    back). VH-Database.db is away, so items fail and wait in backoff (20 s, then 40 s) across
+    the change; VH is back 10 s after it.
+
+    The retries are never early and never an hour late (``DST_LATE_LIMIT``); at least one
+    backoff spans the change; the scheduled sync runs go on every 30 s or so through it; and
+    every item syncs once (500 items in full, 50 otherwise)."""
+    name = f"clock: DST {'forward' if forward else 'back'} ({DST_ZONE})"
+    items = 500 if full else 50
+    change = dst_change_next(forward=forward)
+    offset = (change - timedelta(seconds=50) - datetime.now(UTC)).total_seconds()
+    ws.python = [sys.executable, "-m", "chaos.clock_shift"]
+    ws.env.update(
+        {
+            "TIME_ZONE": DST_ZONE,
+            "SYNC_BASE_DELAY_SECONDS": str(DST_BASE_DELAY),
+            "CHAOS_CLOCK_OFFSET_SECONDS": repr(offset),
+        }
+    )
+
+    def fake_now() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=offset)
+
+    ws.manage("migrate", "--no-input", "-v0")
+    away = ws.haven.with_name("VH-away.db")
+    ws.haven.rename(away)
+    ws.cluster_start()
+    descriptions = ws.submit("dst", items)
+    time.sleep(max(0.0, (change + timedelta(seconds=10) - fake_now()).total_seconds()))
+    away.rename(ws.haven)
+    drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
+    ended = fake_now()
+    ws.stop_all()
+    outcome = ws.check(name, descriptions, drain)
+
+    attempts: dict[int, list[tuple[int, datetime, int]]] = {}
+    for item, number, started, duration in ws.keeper_rows(
+        "SELECT queue_item_id, number, started_at, duration_ms FROM sync_attempt"
+    ):
+        attempts.setdefault(item, []).append((number, _utc(started), duration))
+    early, late, spanning = [], [], 0
+    for item, rows in attempts.items():
+        rows.sort()
+        for (number, started, duration), (_, retried, _) in itertools.pairwise(rows):
+            failed = started + timedelta(milliseconds=duration)
+            due = failed + retry_delay(number, base_seconds=DST_BASE_DELAY)
+            # The duration is whole milliseconds: allow that rounding, nothing more.
+            if retried < due - timedelta(milliseconds=1):
+                early.append(f"item {item} attempt {number + 1} {due - retried} early")
+            elif retried - due > timedelta(seconds=DST_LATE_LIMIT):
+                late.append(f"item {item} attempt {number + 1} {retried - due} late")
+            spanning += failed < change <= due
+    runs = sorted(
+        _utc(started)
+        for (started,) in ws.keeper_rows(
+            'SELECT started FROM django_q_task WHERE func = ? AND "group" LIKE ?',
+            SYNC_FUNC,
+            SYNC_NAME_PREFIX + "%",
+        )
+    )
+    gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
+    next_runs = [
+        _utc(at)
+        for (at,) in ws.keeper_rows(
+            "SELECT next_run FROM django_q_schedule WHERE name LIKE ?", SYNC_NAME_PREFIX + "%"
+        )
+    ]
+    outcome.notes.append(
+        f"clock change at {change:%Y-%m-%d %H:%M} UTC; {spanning} backoffs spanned it; "
+        f"{len(runs)} scheduled sync runs, longest gap "
+        f"{max(gaps, default=timedelta()).total_seconds():.0f} s"
+    )
+    if early:
+        outcome.violations.append(f"{len(early)} retries before their due time, e.g. {early[0]}")
+    if late:
+        outcome.violations.append(f"{len(late)} retries far past their due time, e.g. {late[0]}")
+    if not spanning:
+        outcome.violations.append("no backoff spanned the clock change: the test proved nothing")
+    if not runs or runs[0] > change or runs[-1] < change:
+        outcome.violations.append(f"the scheduled runs do not span the change: {runs[:1]}…")
+    if any(gap > timedelta(seconds=65) for gap in gaps):
+        outcome.violations.append(f"scheduled runs stopped for {max(gaps)} around the change")
+    window = (ended - timedelta(seconds=5), ended + timedelta(minutes=2))
+    if any(not window[0] < at < window[1] for at in next_runs):
+        outcome.violations.append(f"the sync schedules' next runs {next_runs} are off")
+    return outcome
+
+
+def dst_forward(ws: Workspace, *, full: bool) -> Outcome:
+    """:func:`across_dst` with the clocks going forward (02:00 becomes 03:00)."""
+    return across_dst(ws, full=full, forward=True)
+
+
+def dst_back(ws: Workspace, *, full: bool) -> Outcome:
+    """:func:`across_dst` with the clocks going back (02:00 becomes 01:00)."""
+    return across_dst(ws, full=full, forward=False)
+
+
 #: One submitter process: ``threads`` threads each submit ``each`` discoveries through the
 #: submit service, and every error any of them sees is printed as ``ERROR <text>``.
 _CROWD_SUBMITTER = """
@@ -399,63 +554,143 @@ print("DONE", THREADS * EACH - len(errors))
 """
 
 
+class Crowd:
+    """``processes`` submitter processes of ``threads`` threads each, started at once, that
+    together submit at least ``total`` discoveries through the submit service (equal shares,
+    rounded up)."""
+
+    def __init__(self, ws: Workspace, *, total: int, processes: int = 8, threads: int = 4):
+        self.each = -(-total // (processes * threads))
+        self.descriptions = [
+            f"chaos crowd p{p} {t:02d} {n:05d}"
+            for p in range(processes)
+            for t in range(threads)
+            for n in range(self.each)
+        ]
+        self.submitters = processes * threads
+        self.errors: list[str] = []
+        self.stored = 0
+        self._processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "shell",
+                    "-c",
+                    _CROWD_SUBMITTER.format(tag=f"p{p}", threads=threads, each=self.each),
+                ],
+                cwd=ROOT,
+                env=ws.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for p in range(processes)
+        ]
+
+    def running(self) -> bool:
+        return any(process.poll() is None for process in self._processes)
+
+    def finish(self) -> None:
+        """Wait for every submitter; collect the errors they saw and how many they stored."""
+        for process in self._processes:
+            for line in process.communicate(timeout=1800)[0].splitlines():
+                if line.startswith("ERROR"):
+                    self.errors.append(line)
+                elif line.startswith("DONE"):
+                    self.stored += int(line.split()[1])
+
+    def judge(self, outcome: Outcome, seconds: float) -> None:
+        """Add the crowd's figures to ``outcome``, and a violation for any error a submitter
+        saw or any submit that never finished."""
+        outcome.notes.append(
+            f"{len(self.descriptions)} submitted in {seconds:.0f} s by {self.submitters} "
+            f"submitters; errors seen: {len(self.errors)}"
+        )
+        if self.errors:
+            outcome.violations.append(
+                f"submitters saw {len(self.errors)} errors, e.g. {self.errors[0]}"
+            )
+        if self.stored + len(self.errors) != len(self.descriptions):
+            outcome.violations.append(
+                f"submitters reported {self.stored} stored and {len(self.errors)} errors of "
+                f"{len(self.descriptions)}: some did not finish"
+            )
+
+
 def crowd(ws: Workspace, *, full: bool) -> Outcome:
     """32 submitters (8 processes of 4 threads) submit at once while 2 clusters of 4 workers
     drain (10,000 discoveries in full, 800 otherwise): no submitter sees any error, "database
     is locked" included, and every discovery syncs once."""
-    processes, threads = 8, 4
-    # At least the issue's 10,000, in equal shares.
-    each = -(-(10_000 if full else 800) // (processes * threads))
     ws.env["Q_WORKERS"] = "4"
     ws.manage("migrate", "--no-input", "-v0")
     ws.cluster_start()
     ws.cluster_start()
-    submitters = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "shell",
-                "-c",
-                _CROWD_SUBMITTER.format(tag=f"p{p}", threads=threads, each=each),
-            ],
-            cwd=ROOT,
-            env=ws.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for p in range(processes)
-    ]
-    outputs = [process.communicate(timeout=1800)[0] for process in submitters]
+    crowd = Crowd(ws, total=10_000 if full else 800)
+    crowd.finish()
     fault_over = time.monotonic()
-    errors = [line for out in outputs for line in out.splitlines() if line.startswith("ERROR")]
-    stored = sum(
-        int(line.split()[1])
-        for out in outputs
-        for line in out.splitlines()
-        if line.startswith("DONE")
-    )
-    descriptions = [
-        f"chaos crowd p{p} {t:02d} {n:05d}"
-        for p in range(processes)
-        for t in range(threads)
-        for n in range(each)
-    ]
     drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
     ws.stop_all()
-    outcome = ws.check("crowd: 32 submitters, 2 clusters", descriptions, drain)
+    outcome = ws.check("crowd: 32 submitters, 2 clusters", crowd.descriptions, drain)
+    crowd.judge(outcome, fault_over - ws.started)
+    return outcome
+
+
+def scale_out(ws: Workspace, *, full: bool) -> Outcome:
+    """The crowd and the kills on the scale-out engine: keeper on PostgreSQL (``DATABASE_URL``),
+    django-q2's broker on Redis (``Q_REDIS_URL``), two clusters of 4 workers as separate
+    processes. While 32 submitters submit (10,000 in full, 800 otherwise), one cluster or the
+    other is killed -9 at random moments and restarted (20 kills in full, 4 otherwise), each
+    item pausing between its VH commit and its keeper commit as in the kill scenario.
+
+    Skipped, with the reason, when PostgreSQL or Redis cannot be reached, except under CI
+    (``CI`` set), where that is a failure."""
+    name = "scale-out: PostgreSQL + Redis, crowd and kills"
+    kills = 20 if full else 4
+    try:
+        ws.env["DATABASE_URL"] = postgres_database(ws)
+        ws.env["Q_REDIS_URL"] = redis_database(ws)
+    except ServerUnreachable as exc:
+        outcome = Outcome(name=name, items=0)
+        if os.environ.get("CI"):
+            outcome.violations.append(f"{exc} (under CI the servers must be up)")
+        else:
+            outcome.skipped = str(exc)
+        return outcome
+    ws.env["Q_WORKERS"] = "4"
+    ws.env["SYNC_CHAOS_PAUSE_SECONDS"] = "0.02"
+    ws.manage("migrate", "--no-input", "-v0")
+    rng = random.Random(20261201)
+    clusters = [ws.cluster_start(), ws.cluster_start()]
+    crowd = Crowd(ws, total=10_000 if full else 800)
+    done = 0
+    while done < kills:
+        time.sleep(rng.uniform(0.3, 1.5))
+        # Kill while items are being synced, or the kill may hit a cluster with nothing to lose.
+        deadline = time.monotonic() + 10
+        while not ws.queue_states().get("syncing") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        which = rng.randrange(2)
+        ws.kill(clusters[which])
+        clusters[which] = ws.cluster_start()
+        done += 1
+    killed_while_submitting = crowd.running()
+    crowd.finish()
+    fault_over = time.monotonic()
+    drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
+    ws.stop_all()
+    outcome = ws.check(name, crowd.descriptions, drain)
+    crowd.judge(outcome, fault_over - ws.started)
     outcome.notes.append(
-        f"{len(descriptions)} submitted in {fault_over - ws.started:.0f} s by "
-        f"{processes * threads} submitters; errors seen: {len(errors)}"
+        f"{done} kills, the last {'while' if killed_while_submitting else 'after'} the crowd "
+        "submitted"
     )
-    if errors:
-        outcome.violations.append(f"submitters saw {len(errors)} errors, e.g. {errors[0]}")
-    if stored + len(errors) != len(descriptions):
-        outcome.violations.append(
-            f"submitters reported {stored} stored and {len(errors)} errors of "
-            f"{len(descriptions)}: some did not finish"
-        )
+    _judge_kills(ws, outcome, full=full)
+    if ws.keeper_value("SELECT COUNT(*) FROM django_q_ormq"):
+        outcome.violations.append("tasks went through the ORM broker, not Redis")
+    runs = ws.keeper_value("SELECT COUNT(*) FROM django_q_task WHERE func = ?", SYNC_FUNC)
+    if not runs:
+        outcome.violations.append("no sync task ran: the clusters never took work from Redis")
     return outcome
 
 
@@ -467,5 +702,8 @@ SCENARIOS = {
     "drift": vh_schema_drift,
     "bad-input": bad_input,
     "crowd": crowd,
+    "scale-out": scale_out,
     "clock": clock_and_schedule,
+    "dst-forward": dst_forward,
+    "dst-back": dst_back,
 }
