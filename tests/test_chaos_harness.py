@@ -4,8 +4,12 @@ zeros would mean nothing."""
 from __future__ import annotations
 
 import sqlite3
+import sys
+import time
+from datetime import UTC, datetime, timedelta
 
-from chaos.harness import Workspace, outcome_table
+from chaos.harness import Outcome, Workspace, outcome_table
+from chaos.scenarios import dst_change_next
 
 
 def test_the_invariant_check_sees_lost_doubled_and_stuck_items(tmp_path):
@@ -37,3 +41,49 @@ def test_the_invariant_check_sees_lost_doubled_and_stuck_items(tmp_path):
     assert not broken.clean and clean.clean
     table = outcome_table([clean, broken])
     assert "| broken   | 5     | 2    | 1          | 1     | never   |" in table
+
+
+def test_dst_change_next_finds_new_yorks_clock_changes():
+    """From 1 December 2026 the next changes are 14 March 2027 07:00 UTC (forward) and
+    7 November 2027 06:00 UTC (back); from a moment just after one, the year's next."""
+    start = datetime(2026, 12, 1, 1, 56, tzinfo=UTC)
+    assert dst_change_next(forward=True, after=start) == datetime(2027, 3, 14, 7, tzinfo=UTC)
+    assert dst_change_next(forward=False, after=start) == datetime(2027, 11, 7, 6, tzinfo=UTC)
+    later = datetime(2027, 3, 14, 7, 30, tzinfo=UTC)
+    assert dst_change_next(forward=True, after=later) == datetime(2028, 3, 12, 7, tzinfo=UTC)
+
+
+def test_clock_shift_moves_every_process_of_a_command_by_the_same_offset(tmp_path):
+    """``python -m chaos.clock_shift manage.py …`` sees the wall clock moved by the offset and
+    ticking from its start (not frozen until first read), in the process and in a child it
+    forks."""
+    ws = Workspace(tmp_path / "ws")
+    offset = (datetime(2027, 3, 14, 6, 59, tzinfo=UTC) - datetime.now(UTC)).total_seconds()
+    ws.python = [sys.executable, "-m", "chaos.clock_shift"]
+    ws.env["CHAOS_CLOCK_OFFSET_SECONDS"] = repr(offset)
+    script = (
+        "import os, time\n"
+        "from django.utils import timezone\n"
+        "time.sleep(0.3)\n"
+        "print(timezone.now().isoformat())\n"
+        "read, write = os.pipe()\n"
+        "if os.fork() == 0:\n"
+        "    os.write(write, timezone.now().isoformat().encode()); os._exit(0)\n"
+        "os.wait(); print(os.read(read, 100).decode())\n"
+    )
+    before = time.monotonic()
+    lines = ws.manage("shell", "-v0", "-c", script).stdout.split()
+    elapsed = time.monotonic() - before
+    parent, child = (datetime.fromisoformat(line) for line in lines)
+    assert datetime(2027, 3, 14, 6, 59, 0, 300_000, tzinfo=UTC) <= parent <= child
+    assert child - parent < timedelta(seconds=elapsed)
+    assert child < datetime(2027, 3, 14, 6, 59, tzinfo=UTC) + timedelta(seconds=elapsed)
+
+
+def test_a_skipped_scenario_is_clean_and_says_why():
+    """A scenario that could not run shows dashes and its reason, and does not fail the run."""
+    skipped = Outcome(name="scale-out", items=0, skipped="no PostgreSQL server at …")
+    assert skipped.clean
+    table = outcome_table([skipped])
+    assert "| scale-out | -     | -    | -          | -     | skipped |" in table
+    assert "scale-out: skipped: no PostgreSQL server at …" in table

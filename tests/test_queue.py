@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -133,6 +134,45 @@ def test_failures_back_off_30_then_60_seconds_and_keep_the_whole_error(settings)
     assert item.sync_attempts == 2
     assert item.sync_error == "second"
     assert before + timedelta(seconds=60) <= item.next_retry_after <= after + timedelta(seconds=60)
+
+
+#: New York's clock changes in 2027, in UTC: 02:00 EST → 03:00 EDT, and 02:00 EDT → 01:00 EST.
+DST_FORWARD = datetime(2027, 3, 14, 7, 0, tzinfo=UTC)
+DST_BACK = datetime(2027, 11, 7, 6, 0, tzinfo=UTC)
+
+
+@KEEPER_ONLY
+@pytest.mark.parametrize("change", [DST_FORWARD, DST_BACK], ids=["forward", "back"])
+def test_backoff_across_a_dst_change_counts_real_seconds(settings, change):
+    """With TIME_ZONE America/New_York, an attempt failing 10 s before the clocks change is
+    due again exactly 30 s later in real time: not an hour early or late, and not before."""
+    settings.TIME_ZONE = "America/New_York"
+    settings.SYNC_BASE_DELAY_SECONDS = 30
+    item = _item(make_discovery())
+    with time_machine.travel(change - timedelta(seconds=10), tick=False):
+        item = _fail_once(item)
+    assert item.next_retry_after == change + timedelta(seconds=20)
+    assert item.next_retry_after.utcoffset() == timedelta(0)
+    assert _claim_ids(now=change + timedelta(seconds=19, microseconds=999_999)) == []
+    assert _claim_ids(now=change + timedelta(seconds=20)) == [item.id]
+
+
+@KEEPER_ONLY
+@pytest.mark.parametrize("change", [DST_FORWARD, DST_BACK], ids=["forward", "back"])
+def test_sync_schedules_step_one_real_minute_across_a_dst_change(settings, change):
+    """django-q2 moves a registered sync schedule on by 60 real seconds across the change
+    (its daily prune keeps its local hour instead, which is fine for a prune)."""
+    from django_q.models import Schedule
+
+    from syncq.schedules import schedules_register
+
+    settings.TIME_ZONE = "America/New_York"
+    settings.SYNC_INTERVAL_SECONDS = 30
+    with time_machine.travel(change - timedelta(seconds=40), tick=False):
+        schedules_register()
+        for schedule in Schedule.objects.filter(name__startswith="keeper-sync-"):
+            following = schedule.calculate_next_run()
+            assert following - schedule.next_run == timedelta(minutes=1), schedule.name
 
 
 @KEEPER_ONLY
