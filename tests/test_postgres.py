@@ -68,3 +68,57 @@ def test_keeper_on_postgres_syncs_a_discovery_once(postgres_url, tmp_path):
     with sqlite3.connect(haven) as conn:
         rows = conn.execute("SELECT location_type, moon_id, ship_class FROM discoveries").fetchall()
     assert rows == [("moon", 1, "Hauler")]
+
+
+def test_claims_on_postgres_skip_rows_another_worker_holds(postgres_url, tmp_path):
+    """On PostgreSQL a claim uses ``FOR UPDATE SKIP LOCKED``: while another transaction holds
+    the first three due items, a claim returns the other three at once instead of waiting."""
+    haven = haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
+    env = manage_env(keeper=tmp_path / "unused.db", haven=haven, DATABASE_URL=postgres_url)
+    entries = tmp_path / "six.json"
+    entries.write_text(
+        json.dumps(
+            [
+                {
+                    "user_id": "42",
+                    "username": "Pg",
+                    "discovery_type": "🏛️",
+                    "system_name": "Demo Alpha",
+                    "location": "Alpha Prime",
+                    "description": f"Ruin {n}.",
+                }
+                for n in range(6)
+            ]
+        ),
+        encoding="utf-8",
+    )
+    for args in (("migrate", "--no-input", "-v0"), ("submit_discovery", "--file", str(entries))):
+        done = run_manage(*args, env=env)
+        assert done.returncode == 0, done.stderr
+    script = (
+        "import time, psycopg\n"
+        "from django.db import connection\n"
+        "from django.test.utils import CaptureQueriesContext\n"
+        "from syncq.services import queue_items_claim\n"
+        f"other = psycopg.connect({postgres_url!r})\n"
+        "held = [r[0] for r in other.execute("
+        "'SELECT id FROM sync_queue ORDER BY id LIMIT 3 FOR UPDATE').fetchall()]\n"
+        "with connection.cursor() as cursor:\n"
+        "    cursor.execute(\"SET lock_timeout = '2s'\")\n"
+        "began = time.monotonic()\n"
+        "with CaptureQueriesContext(connection) as queries:\n"
+        "    _, items = queue_items_claim(limit=10)\n"
+        "print('held', held)\n"
+        "print('claimed', [item.id for item in items])\n"
+        "print('seconds', round(time.monotonic() - began, 2))\n"
+        "print('skip', any('FOR UPDATE SKIP LOCKED' in q['sql'] for q in queries))\n"
+        "other.rollback()\n"
+    )
+    done = run_manage("shell", "-v0", "-c", script, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    held, claimed = json.loads(lines["held"]), json.loads(lines["claimed"])
+    assert len(held) == 3 and len(claimed) == 3
+    assert set(held).isdisjoint(claimed)
+    assert float(lines["seconds"]) < 1.5
+    assert lines["skip"] == "True"
