@@ -45,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     base = Path(tempfile.mkdtemp(prefix="keeper-chaos-"))
-    workspaces = {name: Workspace(base / name) for name in chosen}
+    workspaces: dict[str, Workspace] = {}
 
     def run(name: str) -> Outcome:
         began = time.monotonic()
+        # Created when the scenario starts: its figures count from then.
+        workspaces[name] = Workspace(base / name)
         try:
             outcome = SCENARIOS[name](workspaces[name], full=args.full)
         except Exception as exc:
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = list(pool.map(run, chosen))
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
-        for workspace in workspaces.values():
+        for workspace in list(workspaces.values()):
             workspace.close()
         print(f"interrupted; workspaces left in {base}", file=sys.stderr, flush=True)
         # The scenarios' threads would go on waiting for queues that no longer drain.

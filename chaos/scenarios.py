@@ -38,22 +38,18 @@ WATCH_AFTER_OUTAGE = 70
 
 
 def kill_the_worker(ws: Workspace, *, full: bool) -> Outcome:
-    """kill -9 the whole cluster at random moments while items drain, restarting it each
-    time (5,000 items and 20 kills in full; 300 and 4 otherwise). Each item pauses between
-    its VH commit and its keeper.db commit (``SYNC_CHAOS_PAUSE_SECONDS``), where most kills
-    land: the window in which the old bot wrote twice."""
+    """kill -9 the whole cluster at random moments while items drain (each once it is
+    working), restarting it each time (5,000 items and 20 kills in full; 300 and 4
+    otherwise). Each item pauses between its VH commit and its keeper.db commit
+    (``SYNC_CHAOS_PAUSE_SECONDS``), where most kills land: the window in which the old bot
+    wrote twice."""
     items, kills = (5000, 20) if full else (300, 4)
     ws.env["SYNC_CHAOS_PAUSE_SECONDS"] = "0.02"
     ws.manage("migrate", "--no-input", "-v0")
     rng = random.Random(20261130)
-    cluster = ws.cluster_start()
+    clusters = [ws.cluster_start()]
     descriptions = ws.submit("kill", items)
-    done = 0
-    while done < kills:
-        time.sleep(rng.uniform(0.3, 1.5))
-        ws.kill(cluster)
-        cluster = ws.cluster_start()
-        done += 1
+    done = _kill_while_syncing(ws, clusters, rng, kills)
     fault_over = time.monotonic()
     drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
     ws.stop_all()
@@ -61,6 +57,24 @@ def kill_the_worker(ws: Workspace, *, full: bool) -> Outcome:
     outcome.notes.append(f"{done} kills in {fault_over - ws.started:.0f} s")
     _judge_kills(ws, outcome, full=full)
     return outcome
+
+
+def _kill_while_syncing(ws: Workspace, clusters: list, rng: random.Random, kills: int) -> int:
+    """``kills`` times: wait until a cluster records a new attempt (it is working, not still
+    starting; at most 10 s), then a random 0.05–1 s into its work kill -9 one of ``clusters``
+    at random and start it again in its place. Returns the number of kills."""
+    for _ in range(kills):
+        attempts = ws.keeper_value("SELECT COUNT(*) FROM sync_attempt")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if ws.keeper_value("SELECT COUNT(*) FROM sync_attempt") > attempts:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.05, 1.0))
+        which = rng.randrange(len(clusters))
+        ws.kill(clusters[which])
+        clusters[which] = ws.cluster_start()
+    return kills
 
 
 def _judge_kills(ws: Workspace, outcome: Outcome, *, full: bool) -> None:
@@ -663,17 +677,7 @@ def scale_out(ws: Workspace, *, full: bool) -> Outcome:
     rng = random.Random(20261201)
     clusters = [ws.cluster_start(), ws.cluster_start()]
     crowd = Crowd(ws, total=10_000 if full else 800)
-    done = 0
-    while done < kills:
-        time.sleep(rng.uniform(0.3, 1.5))
-        # Kill while items are being synced, or the kill may hit a cluster with nothing to lose.
-        deadline = time.monotonic() + 10
-        while not ws.queue_states().get("syncing") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        which = rng.randrange(2)
-        ws.kill(clusters[which])
-        clusters[which] = ws.cluster_start()
-        done += 1
+    done = _kill_while_syncing(ws, clusters, rng, kills)
     killed_while_submitting = crowd.running()
     crowd.finish()
     fault_over = time.monotonic()
