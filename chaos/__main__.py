@@ -1,4 +1,4 @@
-"""``python -m chaos [--full] [--only NAME …] [--jobs N]``: run the fault scenarios, print one
+"""``python -m chaos [--full] [--only NAME]… [--jobs N]``: run the fault scenarios, print one
 table row per scenario, and exit 1 when any item was lost, duplicated or left stuck."""
 
 from __future__ import annotations
@@ -15,28 +15,51 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
-    parser.add_argument("--full", action="store_true", help="the issue's full sizes")
-    parser.add_argument("--only", action="append", help="run only these scenarios")
-    parser.add_argument("--keep", action="store_true", help="keep the workspaces")
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        metavar="N",
-        help="run up to N scenarios at once, each in its own workspace (default 1; "
-        "their drain times then include waiting for the CPU)",
-    )
-    args = parser.parse_args(argv)
-
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "keeper_site.settings")
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
     os.environ["KEEPER_ENV_FILE"] = ""
     import django
 
     django.setup()
-    from chaos.harness import Outcome, Workspace, outcome_table
+    from chaos.harness import POSTGRES_ADMIN_URL, REDIS_URL, Outcome, Workspace, outcome_table
     from chaos.scenarios import SCENARIOS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m chaos",
+        description=__doc__,
+        epilog=(
+            f"The scale-out scenario creates a database keeper_chaos_* on CHAOS_POSTGRES_URL "
+            f"(now {POSTGRES_ADMIN_URL}) and empties the Redis database CHAOS_REDIS_URL (now "
+            f"{REDIS_URL}); when one cannot be reached it is skipped, or fails when CI is set "
+            "(to anything but empty, 0, false or no). Workspaces are made under "
+            f"{Path(tempfile.gettempdir()) / 'keeper-chaos-*'}."
+        ),
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="full sizes (5,000 items and 20 kills, 10,000 submissions…) instead of the short ones",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only this scenario; repeat for several ({', '.join(SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the workspaces, and scale-out's PostgreSQL database, for a look afterwards",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N scenarios at once, each in its own workspace (default 1; make chaos "
+        "uses 4 for the short sizes); drain times then include waiting for the CPU",
+    )
+    args = parser.parse_args(argv)
 
     chosen = args.only or list(SCENARIOS)
     unknown = sorted(set(chosen) - set(SCENARIOS))
@@ -50,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     def run(name: str) -> Outcome:
         began = time.monotonic()
         # Created when the scenario starts: its figures count from then.
-        workspaces[name] = Workspace(base / name)
+        workspaces[name] = Workspace(base / name, keep=args.keep)
         try:
             outcome = SCENARIOS[name](workspaces[name], full=args.full)
         except Exception as exc:
@@ -59,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome.violations.append(f"the scenario failed: {type(exc).__name__}: {exc}")
         finally:
             workspaces[name].close()
+        outcome.key = name
         print(f"{outcome.name}: done in {time.monotonic() - began:.0f} s", flush=True)
         return outcome
 

@@ -54,6 +54,8 @@ class Outcome:
     violations: list[str] = field(default_factory=list)
     #: Why the scenario did not run (a server it needs cannot be reached outside CI).
     skipped: str | None = None
+    #: The scenario's name on the command line (``--only kill``), set by the runner.
+    key: str = ""
 
     @property
     def clean(self) -> bool:
@@ -64,10 +66,13 @@ class Workspace:
     """A folder holding one scenario's keeper.db, VH-Database.db and cache, and the
     environment of every ``manage.py`` process run on them."""
 
-    def __init__(self, folder: Path, **settings: str):
+    def __init__(self, folder: Path, *, keep: bool = False, **settings: str):
         from discoveries.haven_files import haven_file_create
 
         self.folder = folder
+        #: Leave what the scenario made outside the folder (a PostgreSQL database, Redis's
+        #: contents) for a look afterwards.
+        self.keep = keep
         folder.mkdir(parents=True, exist_ok=True)
         self.keeper = folder / "keeper.db"
         self.haven = folder / "VH-Database.db"
@@ -264,8 +269,9 @@ class ServerUnreachable(Exception):
 
 
 def postgres_database(ws: Workspace) -> str:
-    """Create an empty PostgreSQL database for ``ws`` (dropped when it closes) and return its
-    URL. Raises :class:`ServerUnreachable` when ``POSTGRES_ADMIN_URL`` does not answer."""
+    """Create an empty PostgreSQL database for ``ws`` (dropped when it closes; with ``keep``
+    its URL is left in the workspace's ``DATABASE_URL`` file instead) and return its URL.
+    Raises :class:`ServerUnreachable` when ``POSTGRES_ADMIN_URL`` does not answer."""
     import psycopg
 
     try:
@@ -280,13 +286,17 @@ def postgres_database(ws: Workspace) -> str:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=10) as db:
             db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    ws.cleanups.append(drop)
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    if ws.keep:
+        (ws.folder / "DATABASE_URL").write_text(url + "\n", encoding="utf-8")
+    else:
+        ws.cleanups.append(drop)
+    return url
 
 
 def redis_database(ws: Workspace) -> str:
-    """Empty the Redis database ``REDIS_URL`` for ``ws`` (and again when it closes) and return
-    its URL. Raises :class:`ServerUnreachable` when it does not answer."""
+    """Empty the Redis database ``REDIS_URL`` for ``ws`` (and again when it closes, unless
+    ``keep``) and return its URL. Raises :class:`ServerUnreachable` when it does not answer."""
     import redis
 
     client = redis.from_url(REDIS_URL, socket_connect_timeout=3)
@@ -294,30 +304,39 @@ def redis_database(ws: Workspace) -> str:
         client.flushdb()
     except redis.exceptions.ConnectionError as exc:
         raise ServerUnreachable(f"no Redis server at {REDIS_URL}: {exc}") from exc
-    ws.cleanups.append(client.flushdb)
+    if not ws.keep:
+        ws.cleanups.append(client.flushdb)
     return REDIS_URL
 
 
+def under_ci() -> bool:
+    """Whether this runs under CI: ``CI`` set to anything but empty, ``0``, ``false`` or
+    ``no``. Under CI a server a scenario needs must be up: its absence fails the run."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def one_line(text: object) -> str:
+    """``text`` with its whitespace runs (newlines, tabs) made single spaces."""
+    return " ".join(str(text).split())
+
+
 def outcome_table(outcomes: list[Outcome]) -> str:
-    """The scenarios as a text table: scenario, items, lost, duplicated, stuck, drain s."""
-    header = ("scenario", "items", "lost", "duplicated", "stuck", "drain s")
-    rows = [
-        (o.name, "-", "-", "-", "-", "skipped")
-        if o.skipped
-        else (
-            o.name,
-            str(o.items),
-            str(o.lost),
-            str(o.duplicated),
-            str(o.stuck),
-            "never" if o.drain_seconds is None else f"{o.drain_seconds:g}",
-        )
-        for o in outcomes
-    ]
+    """The scenarios as a text table (name, scenario, items, lost, duplicated, stuck, drain s)
+    followed by one remark per line: why a scenario was skipped, its notes, its violations.
+    A scenario that was skipped, or failed before it submitted anything, shows dashes."""
+    header = ("name", "scenario", "items", "lost", "duplicated", "stuck", "drain s")
+    rows = []
+    for o in outcomes:
+        if o.skipped or (not o.items and o.violations):
+            figures = ("-", "-", "-", "-", "skipped" if o.skipped else "failed")
+        else:
+            drain = "never" if o.drain_seconds is None else f"{o.drain_seconds:g}"
+            figures = (str(o.items), str(o.lost), str(o.duplicated), str(o.stuck), drain)
+        rows.append((o.key or "-", o.name, *figures))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    remarks = [f"{o.name}: skipped: {o.skipped}" for o in outcomes if o.skipped]
-    remarks += [f"{o.name}: {text}" for o in outcomes for text in o.notes]
-    remarks += [f"{o.name}: VIOLATION {text}" for o in outcomes for text in o.violations]
+    remarks = [f"{o.name}: skipped: {one_line(o.skipped)}" for o in outcomes if o.skipped]
+    remarks += [f"{o.name}: {one_line(text)}" for o in outcomes for text in o.notes]
+    remarks += [f"{o.name}: VIOLATION {one_line(text)}" for o in outcomes for text in o.violations]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), rule, *map(line, rows), *remarks])

@@ -26,6 +26,7 @@ from chaos.harness import (
     Workspace,
     postgres_database,
     redis_database,
+    under_ci,
 )
 from syncq.backoff import retry_delay
 from syncq.schedules import SYNC_FUNC, SYNC_NAME_PREFIX
@@ -209,7 +210,8 @@ def vh_schema_drift(ws: Workspace, *, full: bool) -> Outcome:
         violations.append(f"errors that do not name the column: {sorted(map(str, errors))[:3]}")
     if cluster.poll() is not None:
         violations.append("the cluster exited while the column was missing")
-    outcome_notes.append(f"before the fix: {ws.queue_states()}")
+    states = ", ".join(f"{count} {state}" for state, count in sorted(ws.queue_states().items()))
+    outcome_notes.append(f"before the fix: {states}")
     with sqlite3.connect(ws.haven) as vh:
         vh.execute("ALTER TABLE discoveries ADD COLUMN structure_type TEXT")
     fixed = time.monotonic()
@@ -666,7 +668,7 @@ def scale_out(ws: Workspace, *, full: bool) -> Outcome:
         ws.env["Q_REDIS_URL"] = redis_database(ws)
     except ServerUnreachable as exc:
         outcome = Outcome(name=name, items=0)
-        if os.environ.get("CI"):
+        if under_ci():
             outcome.violations.append(f"{exc} (under CI the servers must be up)")
         else:
             outcome.skipped = str(exc)

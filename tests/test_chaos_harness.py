@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from chaos.harness import Outcome, Workspace, outcome_table
+from chaos.harness import Outcome, Workspace, outcome_table, under_ci
 from chaos.scenarios import dst_change_next
 
 
@@ -87,3 +87,35 @@ def test_a_skipped_scenario_is_clean_and_says_why():
     table = outcome_table([skipped])
     assert "| scale-out | -     | -    | -          | -     | skipped |" in table
     assert "scale-out: skipped: no PostgreSQL server at …" in table
+
+
+def test_a_scenario_failing_before_it_submits_shows_failed_on_one_line_each(monkeypatch):
+    """A scenario that failed before it had items shows dashes and "failed", not a row of
+    zeros that reads like a drain; a multi-line reason is one remark line; the name column
+    gives the scenario's command-line name."""
+    failed = Outcome(name="scale-out: PostgreSQL + Redis", items=0, key="scale-out")
+    failed.violations.append("no PostgreSQL server: refused\n\tIs the server running?")
+    table = outcome_table([failed])
+    assert "| scale-out | scale-out: PostgreSQL + Redis | -     | -    | -" in table
+    assert table.splitlines()[2].endswith("| failed  |")
+    assert table.splitlines()[3:] == [
+        "scale-out: PostgreSQL + Redis: VIOLATION no PostgreSQL server: refused "
+        "Is the server running?"
+    ]
+    assert not failed.clean
+
+
+def test_under_ci_reads_ci_as_a_flag(monkeypatch):
+    """CI=true or 1 is CI; unset, empty, 0, false and no are not."""
+    for value, expected in [
+        ("true", True),
+        ("1", True),
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+    ]:
+        monkeypatch.setenv("CI", value)
+        assert under_ci() is expected, value
+    monkeypatch.delenv("CI")
+    assert under_ci() is False
