@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import sqlite3
@@ -225,25 +226,52 @@ class Workspace:
             time.sleep(0.5)
         return None
 
+    def vh_rows(self, sql: str) -> dict:
+        """``sql``'s two-column rows from VH-Database.db as a dict; empty when the file or the
+        table is missing (nothing synced yet, or a worker left an empty file), so the
+        invariant counts every item rather than failing to look."""
+        if not self.haven.exists():
+            return {}
+        try:
+            with sqlite3.connect(f"file:{self.haven}?mode=ro", uri=True, timeout=30) as vh:
+                return dict(vh.execute(sql).fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise
+
+    def log_problems(self) -> list[str]:
+        """What the clusters' log shows that no scenario expects: tracebacks and Python
+        warnings (a naive datetime, say), each kind with its count and first line."""
+        log = self.folder / "qcluster.log"
+        if not log.exists():
+            return []
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        problems = []
+        for kind, found in (
+            ("tracebacks", [n for n, line in enumerate(lines) if line.startswith("Traceback")]),
+            ("warnings", [n for n, line in enumerate(lines) if re.search(r"\w+Warning: ", line)]),
+        ):
+            if found:
+                first = lines[found[0]] if kind == "warnings" else _traceback_end(lines, found[0])
+                problems.append(f"the cluster log has {len(found)} {kind}, e.g. {first.strip()}")
+        return problems
+
     def check(self, name: str, descriptions: list[str], drain: float | None) -> Outcome:
-        """The invariant over ``descriptions``, against keeper.db and VH-Database.db."""
+        """The invariant over ``descriptions``, against keeper's database and
+        VH-Database.db; what the clusters' log shows of tracebacks and warnings is added as
+        violations."""
         outcome = Outcome(name=name, items=len(descriptions), drain_seconds=drain)
         rows = self.keeper_rows(
             "SELECT d.id, d.description, q.sync_status, q.haven_discovery_id "
             "FROM discoveries d LEFT JOIN sync_queue q ON q.discovery_id = d.id"
         )
         by_text = {text: (pk, status, vh) for pk, text, status, vh in rows}
-        with sqlite3.connect(f"file:{self.haven}?mode=ro", uri=True, timeout=30) as vh:
-            counts = dict(
-                vh.execute(
-                    "SELECT description, COUNT(*) FROM discoveries GROUP BY description"
-                ).fetchall()
-            )
-            ledger = dict(
-                vh.execute(
-                    "SELECT keeper_discovery_id, haven_discovery_id FROM keeper_sync_ledger"
-                ).fetchall()
-            )
+        counts = self.vh_rows("SELECT description, COUNT(*) FROM discoveries GROUP BY 1")
+        ledger = self.vh_rows(
+            "SELECT keeper_discovery_id, haven_discovery_id FROM keeper_sync_ledger"
+        )
+        outcome.violations += self.log_problems()
         for text in descriptions:
             if text not in by_text:
                 outcome.lost += 1
@@ -258,8 +286,17 @@ class Workspace:
         return outcome
 
 
+def _traceback_end(lines: list[str], start: int) -> str:
+    """The exception line that ends the traceback starting at ``lines[start]``."""
+    for line in lines[start + 1 :]:
+        if line and not line.startswith((" ", "Traceback")):
+            return line
+    return lines[start]
+
+
 #: The servers the scale-out scenario uses: a PostgreSQL server where it may create (and
-#: drop) databases named ``keeper_chaos_*``, and a Redis database it empties before and after.
+#: drop) databases named ``keeper_chaos_*``, and a Redis database where it keeps its queue
+#: under a cluster name of its own (``keeper-chaos-*``).
 POSTGRES_ADMIN_URL = os.environ.get("CHAOS_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CHAOS_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -295,17 +332,26 @@ def postgres_database(ws: Workspace) -> str:
 
 
 def redis_database(ws: Workspace) -> str:
-    """Empty the Redis database ``REDIS_URL`` for ``ws`` (and again when it closes, unless
-    ``keep``) and return its URL. Raises :class:`ServerUnreachable` when it does not answer."""
+    """Give ``ws`` a queue of its own on the Redis server ``REDIS_URL``: a cluster name no
+    other run uses (``Q_CLUSTER_NAME``), whose keys are deleted when it closes unless
+    ``keep``. Returns the URL. Raises :class:`ServerUnreachable` when it does not answer."""
     import redis
 
     client = redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
-        client.flushdb()
+        client.ping()
     except redis.exceptions.ConnectionError as exc:
         raise ServerUnreachable(f"no Redis server at {REDIS_URL}: {exc}") from exc
+    name = f"keeper-chaos-{secrets.token_hex(6)}"
+    ws.env["Q_CLUSTER_NAME"] = name
+
+    def forget() -> None:
+        keys = list(client.scan_iter(match=f"django_q:{name}:*"))
+        if keys:
+            client.delete(*keys)
+
     if not ws.keep:
-        ws.cleanups.append(client.flushdb)
+        ws.cleanups.append(forget)
     return REDIS_URL
 
 

@@ -315,8 +315,16 @@ BOT_VIEW_TIMEOUT_SECONDS = _env_int("BOT_VIEW_TIMEOUT_SECONDS", default=600, min
 # The broker is keeper.db's own table (django-q2's ORM broker) unless Q_REDIS_URL names a Redis
 # server, which several clusters on several hosts can share.
 Q_REDIS_URL = _env_url("Q_REDIS_URL", default="", schemes=("redis", "rediss"))
+# Names django-q2's queue on the broker (its Redis keys are django_q:<name>:…): deployments that
+# share one Redis server need names of their own, or their clusters take each other's tasks.
+Q_CLUSTER_NAME = _typed(
+    "Q_CLUSTER_NAME",
+    "keeper",
+    lambda raw: raw if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", raw) else None,
+    "1 to 64 letters, digits, '-' or '_'",
+)
 Q_CLUSTER = {
-    "name": "keeper",
+    "name": Q_CLUSTER_NAME,
     **({"redis": Q_REDIS_URL} if Q_REDIS_URL else {"orm": "default"}),
     "workers": _env_int("Q_WORKERS", default=2, minimum=1),
     "timeout": SYNC_TASK_TIMEOUT_SECONDS,

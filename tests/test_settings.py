@@ -282,3 +282,13 @@ def test_q_redis_url_makes_redis_the_broker(tmp_path):
     assert shown.split() == ["None", "redis://127.0.0.1:6379/3"]
     stderr = refused(tmp_path, Q_REDIS_URL="http://127.0.0.1:6379")
     assert "Q_REDIS_URL='http://127.0.0.1:6379' is not valid" in stderr
+
+
+def test_q_cluster_name_names_the_queue_on_the_broker(tmp_path):
+    """Q_CLUSTER_NAME (default ``keeper``) becomes django-q2's cluster name, which names its
+    Redis keys; a name with spaces or other characters is refused."""
+    assert printed(tmp_path, "settings.Q_CLUSTER['name']") == "keeper"
+    shown = printed(tmp_path, "settings.Q_CLUSTER['name']", Q_CLUSTER_NAME="keeper-eu_2")
+    assert shown == "keeper-eu_2"
+    stderr = refused(tmp_path, Q_CLUSTER_NAME="keeper eu")
+    assert "Q_CLUSTER_NAME='keeper eu' is not valid" in stderr
