@@ -119,3 +119,39 @@ def test_under_ci_reads_ci_as_a_flag(monkeypatch):
         assert under_ci() is expected, value
     monkeypatch.delenv("CI")
     assert under_ci() is False
+
+
+def test_the_check_counts_items_when_vh_is_empty_or_gone(tmp_path):
+    """A VH file without the tables (a worker created it empty) or no file at all: every
+    synced item counts as lost instead of the check failing to look."""
+    ws = Workspace(tmp_path / "ws")
+    ws.manage("migrate", "--no-input", "-v0")
+    descriptions = ws.submit("gone", 3)
+    ws.manage("sync_now", "--until-idle")
+    ws.haven.unlink()
+    assert ws.check("gone", descriptions, None).lost == 3
+    sqlite3.connect(ws.haven).close()
+    assert ws.check("empty", descriptions, None).lost == 3
+
+
+def test_the_check_reports_tracebacks_and_warnings_in_the_cluster_log(tmp_path):
+    """Lines the scenarios never expect in qcluster.log fail the check, with a count and the
+    exception or warning line."""
+    ws = Workspace(tmp_path / "ws")
+    ws.manage("migrate", "--no-input", "-v0")
+    assert ws.check("quiet", [], None).violations == []
+    (ws.folder / "qcluster.log").write_text(
+        "12:00:00 INFO started\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "ValueError: boom\n"
+        "x.py:3: RuntimeWarning: DateTimeField received a naive datetime\n"
+        "Traceback (most recent call last):\n"
+        "KeyError: 'k'\n",
+        encoding="utf-8",
+    )
+    assert ws.check("noisy", [], None).violations == [
+        "the cluster log has 2 tracebacks, e.g. ValueError: boom",
+        "the cluster log has 1 warnings, e.g. x.py:3: RuntimeWarning: DateTimeField received "
+        "a naive datetime",
+    ]
