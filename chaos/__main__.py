@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         epilog=(
             f"The scale-out scenario creates a database keeper_chaos_* on CHAOS_POSTGRES_URL "
-            f"(now {POSTGRES_ADMIN_URL}) and empties the Redis database CHAOS_REDIS_URL (now "
-            f"{REDIS_URL}); when one cannot be reached it is skipped, or fails when CI is set "
-            "(to anything but empty, 0, false or no). Workspaces are made under "
-            f"{Path(tempfile.gettempdir()) / 'keeper-chaos-*'}."
+            f"(now {POSTGRES_ADMIN_URL}) and queues its tasks under a name of its own on the "
+            f"Redis database CHAOS_REDIS_URL (now {REDIS_URL}); when one cannot be reached "
+            "it is skipped, or fails when CI is set (to anything but empty, 0, false or no). "
+            f"Workspaces are made under {Path(tempfile.gettempdir()) / 'keeper-chaos-*'}."
         ),
     )
     parser.add_argument(
