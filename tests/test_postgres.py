@@ -33,31 +33,37 @@ def postgres_url():
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _keeper_with_submissions(postgres_url: str, tmp_path, entries: list[dict]):
+    """A demo VH file and the environment of a keeper on ``postgres_url``, migrated, with
+    ``entries`` submitted through ``submit_discovery``; returns ``(haven path, env)``."""
+    haven = haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
+    env = manage_env(keeper=tmp_path / "unused.db", haven=haven, DATABASE_URL=postgres_url)
+    path = tmp_path / "entries.json"
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    for args in (("migrate", "--no-input", "-v0"), ("submit_discovery", "--file", str(path))):
+        done = run_manage(*args, env=env)
+        assert done.returncode == 0, done.stderr
+    return haven, env
+
+
 def test_keeper_on_postgres_syncs_a_discovery_once(postgres_url, tmp_path):
     """With DATABASE_URL, migrate, submit and sync_now store the discovery in PostgreSQL and
     write it into VH once; a second sync finds nothing to do."""
-    haven = haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
-    env = manage_env(keeper=tmp_path / "unused.db", haven=haven, DATABASE_URL=postgres_url)
-    entry = tmp_path / "one.json"
-    entry.write_text(
-        json.dumps(
-            [
-                {
-                    "user_id": "42",
-                    "username": "Pg",
-                    "discovery_type": "🚀",
-                    "system_name": "Demo Alpha",
-                    "location": "Alpha Prime I",
-                    "description": "A wreck on the moon.",
-                    "ship_class": "Hauler",
-                }
-            ]
-        ),
-        encoding="utf-8",
+    haven, env = _keeper_with_submissions(
+        postgres_url,
+        tmp_path,
+        [
+            {
+                "user_id": "42",
+                "username": "Pg",
+                "discovery_type": "🚀",
+                "system_name": "Demo Alpha",
+                "location": "Alpha Prime I",
+                "description": "A wreck on the moon.",
+                "ship_class": "Hauler",
+            }
+        ],
     )
-    for args in (("migrate", "--no-input", "-v0"), ("submit_discovery", "--file", str(entry))):
-        done = run_manage(*args, env=env)
-        assert done.returncode == 0, done.stderr
 
     first = run_manage("sync_now", "--until-idle", env=env)
     again = run_manage("sync_now", "--until-idle", env=env)
@@ -73,28 +79,21 @@ def test_keeper_on_postgres_syncs_a_discovery_once(postgres_url, tmp_path):
 def test_claims_on_postgres_skip_rows_another_worker_holds(postgres_url, tmp_path):
     """On PostgreSQL a claim uses ``FOR UPDATE SKIP LOCKED``: while another transaction holds
     the first three due items, a claim returns the other three at once instead of waiting."""
-    haven = haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
-    env = manage_env(keeper=tmp_path / "unused.db", haven=haven, DATABASE_URL=postgres_url)
-    entries = tmp_path / "six.json"
-    entries.write_text(
-        json.dumps(
-            [
-                {
-                    "user_id": "42",
-                    "username": "Pg",
-                    "discovery_type": "🏛️",
-                    "system_name": "Demo Alpha",
-                    "location": "Alpha Prime",
-                    "description": f"Ruin {n}.",
-                }
-                for n in range(6)
-            ]
-        ),
-        encoding="utf-8",
+    _, env = _keeper_with_submissions(
+        postgres_url,
+        tmp_path,
+        [
+            {
+                "user_id": "42",
+                "username": "Pg",
+                "discovery_type": "🏛️",
+                "system_name": "Demo Alpha",
+                "location": "Alpha Prime",
+                "description": f"Ruin {n}.",
+            }
+            for n in range(6)
+        ],
     )
-    for args in (("migrate", "--no-input", "-v0"), ("submit_discovery", "--file", str(entries))):
-        done = run_manage(*args, env=env)
-        assert done.returncode == 0, done.stderr
     script = (
         "import time, psycopg\n"
         "from django.db import connection\n"
