@@ -7,10 +7,14 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "keeper_site.settings")
+    from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
     try:
+        # Load the settings first: Django's command line would otherwise keep their error to
+        # itself and run the command unconfigured ("Models aren't loaded yet").
+        settings.INSTALLED_APPS  # noqa: B018
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         # A setting that is missing or wrong: say which, without a traceback.

@@ -292,3 +292,21 @@ def test_q_cluster_name_names_the_queue_on_the_broker(tmp_path):
     assert shown == "keeper-eu_2"
     stderr = refused(tmp_path, Q_CLUSTER_NAME="keeper eu")
     assert "Q_CLUSTER_NAME='keeper eu' is not valid" in stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("check",), ("makemigrations", "--check", "--dry-run"), ("migrate", "--no-input")],
+    ids=["check", "makemigrations", "migrate"],
+)
+def test_every_command_stops_on_missing_settings_with_one_line(tmp_path, command):
+    """Without SECRET_KEY, commands whose first step needs no settings (makemigrations runs
+    its model checks first) stop the same way as the rest: exit 2 and the reason, never
+    Django's "Models aren't loaded yet" traceback."""
+    full = manage_env(keeper=tmp_path / "keeper.db", haven=tmp_path / "VH-Database.db")
+    # A bare environment, as a cron job or a service manager gives: only what is needed.
+    env = {k: full[k] for k in ("PATH", "HOME", "KEEPER_ENV_FILE") if k in full}
+    done = run_manage(*command, env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("Keeper Sync cannot start: SECRET_KEY is not set")
+    assert "Traceback" not in done.stderr
