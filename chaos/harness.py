@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from discoveries.haven.files import haven_file_create
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Timing that lets a scenario drain in seconds rather than minutes: a 1-second VH busy
@@ -68,8 +70,6 @@ class Workspace:
     environment of every ``manage.py`` process run on them."""
 
     def __init__(self, folder: Path, *, keep: bool = False, **settings: str):
-        from discoveries.haven_files import haven_file_create
-
         self.folder = folder
         #: Leave what the scenario made outside the folder (a PostgreSQL database, Redis's
         #: contents) for a look afterwards.

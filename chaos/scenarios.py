@@ -333,7 +333,8 @@ def bad_input(ws: Workspace, *, full: bool) -> Outcome:
         else:
             script = (
                 "import json, sys\n"
-                "from discoveries.services import DiscoveryInvalid, discovery_submit_payload\n"
+                "from discoveries.rules import DiscoveryInvalid\n"
+                "from syncq.services import discovery_submit_payload\n"
                 f"entries = json.load(open({str(path)!r}))\n"
                 "for number, entry in enumerate(entries, start=1):\n"
                 "    try:\n"
@@ -577,7 +578,7 @@ def dst_back(ws: Workspace, *, full: bool) -> Outcome:
 _CROWD_SUBMITTER = """
 import threading
 from django.db import connections
-from discoveries.services import discovery_submit
+from syncq.services import discovery_submit
 
 TAG, THREADS, EACH = {tag!r}, {threads}, {each}
 errors = []

@@ -2,43 +2,42 @@
 
 The list shows each discovery's sync state (linked to its queue item) and whether its location
 resolved in VH, which the sync records in the queue item's ``metadata["location_resolved"]``.
-The change page shows the type's four fields by their labels, lets an operator edit them (with
-the limits of REFERENCE.md, as :mod:`discoveries.types` holds them), and previews the exact VH
-row the mapping would write now. "Save and retry sync" and the list action retry through
-:mod:`syncq.services`, so every retry is recorded as an operator action of source ``admin``.
+The change page shows the type's four fields by their labels and previews the exact VH row the
+writer would write now. An edit is checked and saved by
+:func:`discoveries.services.discovery_update`, with the submission's own rules
+(:mod:`discoveries.rules`): the form holds none of its own. "Save and retry sync" and the list
+action retry through :mod:`syncq.services`, so every retry is recorded as an operator action of
+source ``admin``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import DatabaseError
 from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 
-from discoveries.mapping import (
-    MappingError,
-    ResolvedLocation,
-    discovery_to_haven_row,
-    location_resolve,
-)
+from discoveries.haven.writer import haven_row_preview
 from discoveries.models import Discovery
-from discoveries.services import OPTIONAL_TEXT_LIMITS, text_unsafe
+from discoveries.rules import (
+    EDITABLE,
+    DiscoveryInvalid,
+    discovery_changes_validate,
+    field_label,
+)
+from discoveries.services import discovery_update, discovery_values
 from discoveries.types import (
-    DESCRIPTION_MAX_LENGTH,
+    ALL_TYPE_FIELD_KEYS,
     DISCOVERY_TYPES,
     DiscoveryType,
     discovery_type_lookup,
 )
-from syncq.errors import HavenUnavailable, QueueItemNotFound, QueueItemNotRetryable
-from syncq.haven_writer import haven_close, haven_connection, system_snapshot
+from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.services import queue_item_retry, queue_items_retry
 
@@ -145,8 +144,9 @@ class DiscoveryAdminForm(forms.ModelForm):
     """A discovery's columns, its type as a choice of the ten, and (added per type by
     :meth:`DiscoveryAdmin.get_form`) the type's four fields, stored in ``metadata``.
 
-    ``metadata`` shows only the keys other than the type's fields, and must be a JSON object:
-    on save the type's fields are written into it (a blank field removes its key).
+    ``metadata`` shows only the keys other than the type's fields; on save the type's fields
+    are written into it (a blank field removes its key). Whether the edit may be stored is
+    :func:`discoveries.rules.discovery_changes_validate`'s to say, shown at each input.
     """
 
     class Meta:
@@ -191,6 +191,8 @@ class DiscoveryAdminForm(forms.ModelForm):
             )
             if known is not None:
                 self.initial["discovery_type"] = known.emoji
+        # What is stored now: the rules check an edit against it.
+        self.stored = discovery_values(self.instance)
         metadata = self.instance.metadata
         if self.dtype is not None and isinstance(metadata, dict) and "metadata" in self.fields:
             self.initial["metadata"] = {
@@ -209,89 +211,54 @@ class DiscoveryAdminForm(forms.ModelForm):
                 "A JSON object. The type's fields above are stored in it under their keys."
             )
 
-    def clean_metadata(self):
-        metadata = self.cleaned_data.get("metadata")
-        if metadata in (None, ""):
-            return {}
-        if not isinstance(metadata, dict):
-            raise forms.ValidationError(
-                "must be a JSON object ({} to start afresh); the sync reads the type's fields "
-                "from it"
-            )
-        return metadata
+    def changes(self) -> dict[str, object]:
+        """The columns the operator changed, for :func:`discoveries.services.discovery_update`:
+        the type's four inputs go into ``metadata``, over the JSON object the operator left in
+        the metadata box."""
+        cleaned = self.cleaned_data
+        changed = set(self.changed_data)
+        changes = {
+            name: cleaned.get(name)
+            for name in changed
+            if name in EDITABLE and name != "metadata"
+        }
+        type_inputs = [name for name in changed if name.startswith(TYPE_FIELD_PREFIX)]
+        if "metadata" in changed or type_inputs:
+            box = cleaned.get("metadata")
+            merged = {} if box in (None, "") else box
+            if isinstance(merged, dict) and self.dtype is not None:
+                merged = dict(merged)
+                for field in self.dtype.fields:
+                    value = cleaned.get(TYPE_FIELD_PREFIX + field.key)
+                    if value:
+                        merged[field.key] = value
+                    else:
+                        merged.pop(field.key, None)
+            changes["metadata"] = merged
+        return changes
 
     def clean(self):
         cleaned = super().clean()
-        # The submit path's text rules (discoveries.services) hold for edits too.
-        limits = {"description": DESCRIPTION_MAX_LENGTH, **OPTIONAL_TEXT_LIMITS}
-        for name, value in list(cleaned.items()):
-            texts = value.values() if name == "metadata" and isinstance(value, dict) else [value]
-            for text in texts:
-                if isinstance(text, str) and (problem := text_unsafe(text)):
-                    self.add_error(name, problem)
-                    break
-            if isinstance(value, str) and name in limits and len(value) > limits[name]:
-                self.add_error(
-                    name, f"is {len(value)} characters long; the limit is {limits[name]}"
-                )
-        metadata = cleaned.get("metadata")
-        if self.dtype is None or not isinstance(metadata, dict):
+        if self.errors:
             return cleaned
-        merged = dict(metadata)
-        for field in self.dtype.fields:
-            value = cleaned.get(TYPE_FIELD_PREFIX + field.key)
-            if value:
-                merged[field.key] = value
-            else:
-                merged.pop(field.key, None)
-        cleaned["metadata"] = merged
+        try:
+            discovery_changes_validate(current=self.stored, changes=self.changes())
+        except DiscoveryInvalid as exc:
+            for name, problems in exc.errors.items():
+                for problem in problems:
+                    self._add_rule_error(name, problem)
         return cleaned
 
-
-# --- the VH row preview ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HavenPreview:
-    """What the mapping would write for a discovery now: the VH ``row`` (``None`` when it
-    cannot be built), the ``location`` resolution, and ``problem``, why there is no row."""
-
-    row: dict[str, object] | None
-    location: ResolvedLocation | None
-    problem: str | None
-
-
-def haven_preview(discovery: Discovery) -> HavenPreview:
-    """Build the VH row :func:`discoveries.mapping.discovery_to_haven_row` would write for
-    ``discovery``, reading (never writing) the discovery's system from VH-Database.db.
-
-    The connection is made query-only for the read and always closed after it, so the admin
-    holds no handle on the Control Room's file. A missing or disabled VH, or one that cannot
-    be read, is reported in ``problem`` rather than raised.
-    """
-    try:
-        connection = haven_connection()
-        with connection.cursor() as cursor:
-            # SQLite refuses any write on this connection until it is closed below.
-            cursor.execute("PRAGMA query_only = ON")
-            snapshot = system_snapshot(cursor, discovery.system_name)
-    except HavenUnavailable as exc:
-        return HavenPreview(None, None, str(exc))
-    except DatabaseError as exc:
-        return HavenPreview(None, None, f"VH-Database.db could not be read: {exc}")
-    finally:
-        haven_close()
-    location = location_resolve(
-        system_name=discovery.system_name,
-        location=discovery.location,
-        location_type=discovery.location_type,
-        system=snapshot,
-    )
-    try:
-        row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
-    except MappingError as exc:
-        return HavenPreview(None, location, f"the mapping refuses this discovery: {exc}")
-    return HavenPreview(row, location, None)
+    def _add_rule_error(self, name: str, problem: str) -> None:
+        """Show a refusal of :mod:`discoveries.rules` at the input it concerns."""
+        if name in self.fields:
+            self.add_error(name, problem)
+        elif TYPE_FIELD_PREFIX + name in self.fields:
+            self.add_error(TYPE_FIELD_PREFIX + name, problem)
+        elif name in ALL_TYPE_FIELD_KEYS and "metadata" in self.fields:
+            self.add_error("metadata", f"{name}: {problem}")
+        else:
+            self.add_error(None, f"{field_label(name)}: {problem}")
 
 
 # --- the admin -------------------------------------------------------------------------------
@@ -417,7 +384,7 @@ class DiscoveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         # A discovery without its queue item would never sync: new ones go through
-        # discoveries.services.discovery_submit (the bot, the API, manage.py submit_discovery).
+        # syncq.services.discovery_submit (the bot, the API, manage.py submit_discovery).
         return False
 
     # --- columns -----------------------------------------------------------------------------
@@ -464,7 +431,7 @@ class DiscoveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="VH row")
     def haven_row_preview(self, obj: Discovery) -> str:
-        preview = haven_preview(obj)
+        preview = haven_row_preview(obj)
         item = _queue_item(obj)
         return render_to_string(
             "admin/discoveries/discovery/haven_preview.html",
@@ -487,7 +454,27 @@ class DiscoveryAdmin(admin.ModelAdmin):
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
+    # --- saving ------------------------------------------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        """Store the edit through :func:`discoveries.services.discovery_update`. The form has
+        shown every refusal already; one that arises only now (another edit landed between the
+        two) is reported, and nothing is stored."""
+        try:
+            discovery_update(discovery_id=obj.pk, changes=form.changes())
+        except DiscoveryInvalid as exc:
+            request.discovery_refused = True
+            self.message_user(request, f"Nothing was saved: {exc}.", messages.ERROR)
+        obj.refresh_from_db()
+
+    def log_change(self, request, obj, message):
+        if getattr(request, "discovery_refused", False):
+            return None
+        return super().log_change(request, obj, message)
+
     def response_change(self, request, obj):
+        if getattr(request, "discovery_refused", False):
+            return HttpResponseRedirect(request.get_full_path())
         if SAVE_AND_RETRY not in request.POST:
             return super().response_change(request, obj)
         self.message_user(request, f"Discovery #{obj.pk} was saved.", messages.SUCCESS)

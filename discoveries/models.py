@@ -1,20 +1,15 @@
-"""keeper.db's discoveries (the bot's own table) and, re-exported, the Control Room's models."""
+"""keeper.db's discoveries: the bot's own table.
+
+The Control Room's models belong to this app too (Django registers an app's models through its
+``models`` module), but live in :mod:`discoveries.haven.models`, on the ``haven`` alias.
+"""
 
 from django.db import models
 from django.utils import timezone
 
-from discoveries.haven import HavenDiscovery, Moon, Planet, System
-from discoveries.types import discovery_type_lookup
-
-__all__ = ["Discovery", "LocationType", "HavenDiscovery", "Moon", "Planet", "System"]
-
-
-class LocationType(models.TextChoices):
-    """Where on a system a discovery was made; the values of VH's ``discoveries.location_type``."""
-
-    PLANET = "planet", "Planet"
-    MOON = "moon", "Moon"
-    SPACE = "space", "In space"
+import discoveries.haven.models  # noqa: F401 - registers the Control Room's models
+from discoveries.rules import FIELDS
+from discoveries.types import LocationType, discovery_type_lookup
 
 
 class Discovery(models.Model):
@@ -27,12 +22,17 @@ class Discovery(models.Model):
     """
 
     id = models.AutoField(primary_key=True)
+    # The legacy table's widths; a Discord id itself is at most 20 digits (rules.FIELDS).
     user_id = models.CharField("submitter id", max_length=32)
-    username = models.CharField(max_length=100)
+    username = models.CharField(max_length=FIELDS["username"].max_length)
     guild_id = models.CharField(max_length=32, null=True, blank=True)
     discovery_type = models.CharField(max_length=16, help_text="The type's emoji.")
-    location = models.CharField(max_length=200, help_text="Planet, moon or place name.")
-    system_name = models.CharField(max_length=200, null=True, blank=True)
+    location = models.CharField(
+        max_length=FIELDS["location"].max_length, help_text="Planet, moon or place name."
+    )
+    system_name = models.CharField(
+        max_length=FIELDS["system_name"].max_length, null=True, blank=True
+    )
     time_period = models.TextField(null=True, blank=True)
     condition = models.TextField(null=True, blank=True)
     description = models.TextField()
@@ -40,10 +40,16 @@ class Discovery(models.Model):
     evidence_url = models.TextField(null=True, blank=True)
     related_discoveries = models.TextField(null=True, blank=True)
     coordinates = models.TextField(null=True, blank=True)
-    planet_name = models.CharField(max_length=200, null=True, blank=True)
-    galaxy_name = models.CharField(max_length=100, null=True, blank=True)
+    planet_name = models.CharField(
+        max_length=FIELDS["planet_name"].max_length, null=True, blank=True
+    )
+    galaxy_name = models.CharField(
+        max_length=FIELDS["galaxy_name"].max_length, null=True, blank=True
+    )
     submission_timestamp = models.DateTimeField(default=timezone.now, db_index=False)
-    analysis_status = models.CharField(max_length=32, null=True, blank=True, default="pending")
+    analysis_status = models.CharField(
+        max_length=FIELDS["analysis_status"].max_length, null=True, blank=True, default="pending"
+    )
     pattern_matches = models.IntegerField(null=True, blank=True, default=0)
     mystery_tier = models.IntegerField(null=True, blank=True, default=0)
     tags = models.TextField(null=True, blank=True)

@@ -10,12 +10,21 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-DESCRIPTION_MAX_LENGTH = 1000
+from django.db import models
+
 TYPE_FIELD_MAX_LENGTH = 200
 KEY_EXCERPT_MAX_LENGTH = 500
 
 #: U+FE0E (text style) and U+FE0F (emoji style) only choose how an emoji is drawn.
 _VARIATION_SELECTORS = str.maketrans("", "", "\ufe0e\ufe0f")
+
+
+class LocationType(models.TextChoices):
+    """Where on a system a discovery was made; the values of VH's ``discoveries.location_type``."""
+
+    PLANET = "planet", "Planet"
+    MOON = "moon", "Moon"
+    SPACE = "space", "In space"
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,7 @@ DATABASES = {
         "TEST": {"NAME": "file:haven_test?mode=memory&cache=shared"},
     },
 }
-DATABASE_ROUTERS = ["discoveries.routers.HavenRouter"]
+DATABASE_ROUTERS = ["discoveries.haven.router.HavenRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sync queue ------------------------------------------------------------------------------

@@ -26,13 +26,13 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from botrunner.selectors import bot_online
+from discoveries.haven.connection import haven_probe
 from syncq import serializers as s
+from syncq.display import iso_utc
 from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
-from syncq.haven_writer import haven_probe
 from syncq.selectors import (
+    bot_online,
     failed_items,
-    iso_utc,
     queue_items,
     queue_statistics,
     queue_status,

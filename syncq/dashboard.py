@@ -7,22 +7,24 @@ queries with ten queue rows or a hundred thousand."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import connection
-from django.db.models import CharField, Count, F, Func, Value
-from django.db.models.functions import TruncHour
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from syncq.models import SyncQueueItem, SyncStatus
-from syncq.selectors import queue_counts, queue_statistics, worker_clusters
+from syncq.display import age_text
+from syncq.models import SyncStatus
+from syncq.selectors import (
+    HOUR_KEY,
+    queue_counts,
+    queue_statistics,
+    throughput_by_hour,
+    worker_clusters,
+)
 
 VIEW_PERMISSION = "syncq.view_syncqueueitem"
-HOURS = 24
-HOUR_KEY = "%Y-%m-%d %H"
 
 # The chart's geometry, in SVG user units.
 CHART_WIDTH = 720
@@ -31,44 +33,6 @@ CHART_TOP = 16
 CHART_BOTTOM = 24
 CHART_LEFT = 36
 BAR_GAP = 4
-
-
-def _hour_key_sqlite():
-    """``strftime('%Y-%m-%d %H', datetime(synced_at))``: SQLite reads every form other tools
-    write (``T`` or space, ``Z``, ``+00:00``) and gives the UTC hour as text."""
-    utc = Func(F("synced_at"), function="datetime", output_field=CharField())
-    return Func(Value(HOUR_KEY), utc, function="strftime", output_field=CharField())
-
-
-def throughput_by_hour(*, now: datetime | None = None, hours: int = HOURS) -> list[dict]:
-    """Queue items synced in each of the last ``hours`` whole UTC hours, the current one last,
-    counted in one grouped query over ``synced_at``: ``[{"hour": datetime (UTC, on the hour),
-    "count": int}]``, every hour present, zeros included. Items synced in the future (a clock
-    ahead) are left out."""
-    now = (now or timezone.now()).astimezone(UTC)
-    last = now.replace(minute=0, second=0, microsecond=0)
-    first = last - timedelta(hours=hours - 1)
-    synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED).order_by()
-    if connection.vendor == "sqlite":
-        rows = (
-            synced.annotate(hour=_hour_key_sqlite())
-            .filter(hour__gte=first.strftime(HOUR_KEY), hour__lte=last.strftime(HOUR_KEY))
-            .values("hour")
-            .annotate(n=Count("id"))
-            .values_list("hour", "n")
-        )
-        counts = dict(rows)
-    else:
-        rows = (
-            synced.filter(synced_at__gte=first, synced_at__lt=last + timedelta(hours=1))
-            .annotate(hour=TruncHour("synced_at", tzinfo=UTC))
-            .values("hour")
-            .annotate(n=Count("id"))
-            .values_list("hour", "n")
-        )
-        counts = {hour.astimezone(UTC).strftime(HOUR_KEY): n for hour, n in rows}
-    slots = [first + timedelta(hours=i) for i in range(hours)]
-    return [{"hour": hour, "count": counts.get(hour.strftime(HOUR_KEY), 0)} for hour in slots]
 
 
 def throughput_chart(series: list[dict]) -> dict:
@@ -105,22 +69,6 @@ def throughput_chart(series: list[dict]) -> dict:
         "top": CHART_TOP,
         "label_y": CHART_HEIGHT - 6,
     }
-
-
-def age_text(seconds: float | None) -> str:
-    """``seconds`` as an operator reads an age: ``"45 s"``, ``"12 min"``, ``"3 h 5 min"``,
-    ``"2 d 4 h"``; ``"—"`` for None."""
-    if seconds is None:
-        return "—"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if hours < 1:
-        return f"{minutes} min"
-    if days < 1:
-        return f"{hours} h {minutes % 60} min"
-    return f"{days} d {hours % 24} h"
 
 
 def worker_summary() -> dict:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import router, transaction
 from django.utils import timezone
+from django_q.models import Schedule
 
 SYNC_FUNC = "syncq.tasks.sync_due"
 PRUNE_FUNC = "syncq.tasks.prune_synced"
@@ -29,8 +30,6 @@ def _sync_plan(interval: int) -> tuple[int, int]:
 
 def schedules_register() -> list[str]:
     """Create or update the sync and prune schedules; remove stale ones. Returns their names."""
-    from django_q.models import Schedule
-
     count, minutes = _sync_plan(settings.SYNC_INTERVAL_SECONDS)
     now = timezone.now()
     wanted = {

@@ -1,4 +1,9 @@
-"""Reads of the queue that several callers share (commands, API, admin, bot)."""
+"""Reads that several callers share (commands, API, admin, bot): the queue's figures, and whether
+the worker and the bot are alive.
+
+The bot records a heartbeat in the cache every process shares (``CACHE_URL``); the API reads it
+here, so it never imports the bot.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,48 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import CharField, Count, F, Func, Max
+from django.db.models import CharField, Count, F, Func, Max, Value
+from django.db.models.functions import TruncHour
 from django.utils import timezone
+from django_q.status import Stat
 
+from syncq.display import iso_utc
 from syncq.models import SyncQueueItem, SyncStatus
 
 logger = logging.getLogger(__name__)
+
+#: The bot's heartbeat (see :func:`bot_heartbeat`) in the cache every process shares.
+BOT_HEARTBEAT_CACHE_KEY = "keeper-bot:heartbeat"
+#: A heartbeat older than this means the bot is gone; it writes one every 30 s.
+BOT_HEARTBEAT_FRESH = timedelta(seconds=90)
+
+
+def bot_heartbeat() -> dict | None:
+    """The bot's last heartbeat: ``{"at": datetime, "ready": bool, "connected": bool,
+    "last_event_at": datetime | None, "user": str, "guilds": int, "latency_ms": float | None}``
+    (datetimes aware, UTC), or ``None`` when there is none or the cache cannot be read."""
+    try:
+        beat = cache.get(BOT_HEARTBEAT_CACHE_KEY)
+    except Exception as exc:  # the cache backend's own errors vary by backend
+        logger.warning("cannot read the bot's heartbeat: %s", exc)
+        return None
+    if isinstance(beat, datetime):  # a bare time: online as of then
+        return {"at": beat, "ready": True, "connected": True, "last_event_at": beat}
+    return beat if isinstance(beat, dict) and isinstance(beat.get("at"), datetime) else None
+
+
+def bot_online() -> bool:
+    """True when the bot, in whatever process, is connected to the gateway and ready, as its
+    heartbeat of the last 90 s says."""
+    beat = bot_heartbeat()
+    return (
+        beat is not None
+        and bool(beat.get("ready"))
+        and bool(beat.get("connected"))
+        and timezone.now() - beat["at"] <= BOT_HEARTBEAT_FRESH
+    )
 
 
 def queue_counts() -> dict[str, int]:
@@ -28,8 +68,6 @@ def queue_counts() -> dict[str, int]:
 def worker_clusters() -> list:
     """The django-q2 clusters that reported in the last few seconds (``Stat`` objects), read
     from the cache they share; ``[]`` when none runs or the cache cannot be read."""
-    from django_q.status import Stat
-
     try:
         return Stat.get_all()
     except Exception as exc:  # the cache backend's own errors vary by backend
@@ -202,11 +240,6 @@ def failed_items(*, limit: int) -> list[dict[str, object]]:
     ]
 
 
-def iso_utc(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z``, as DRF writes times, or None."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
-
 def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
     """What an operator asks first, for the bot's ``/sync-status``: ``counts`` per state,
     ``oldest_pending_age_seconds`` (None when nothing is pending) and ``last_error``, the
@@ -242,3 +275,45 @@ def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
             else None
         ),
     }
+
+
+#: How an hour of the throughput series is keyed: its UTC hour as text.
+HOUR_KEY = "%Y-%m-%d %H"
+
+
+def _hour_key_sqlite():
+    """``strftime('%Y-%m-%d %H', datetime(synced_at))``: SQLite reads every form other tools
+    write (``T`` or space, ``Z``, ``+00:00``) and gives the UTC hour as text."""
+    utc = Func(F("synced_at"), function="datetime", output_field=CharField())
+    return Func(Value(HOUR_KEY), utc, function="strftime", output_field=CharField())
+
+
+def throughput_by_hour(*, now: datetime | None = None, hours: int = 24) -> list[dict]:
+    """Queue items synced in each of the last ``hours`` whole UTC hours, the current one last,
+    counted in one grouped query over ``synced_at``: ``[{"hour": datetime (UTC, on the hour),
+    "count": int}]``, every hour present, zeros included. Items synced in the future (a clock
+    ahead) are left out."""
+    now = (now or timezone.now()).astimezone(UTC)
+    last = now.replace(minute=0, second=0, microsecond=0)
+    first = last - timedelta(hours=hours - 1)
+    synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED).order_by()
+    if connection.vendor == "sqlite":
+        rows = (
+            synced.annotate(hour=_hour_key_sqlite())
+            .filter(hour__gte=first.strftime(HOUR_KEY), hour__lte=last.strftime(HOUR_KEY))
+            .values("hour")
+            .annotate(n=Count("id"))
+            .values_list("hour", "n")
+        )
+        counts = dict(rows)
+    else:
+        rows = (
+            synced.filter(synced_at__gte=first, synced_at__lt=last + timedelta(hours=1))
+            .annotate(hour=TruncHour("synced_at", tzinfo=UTC))
+            .values("hour")
+            .annotate(n=Count("id"))
+            .values_list("hour", "n")
+        )
+        counts = {hour.astimezone(UTC).strftime(HOUR_KEY): n for hour, n in rows}
+    slots = [first + timedelta(hours=i) for i in range(hours)]
+    return [{"hour": hour, "count": counts.get(hour.strftime(HOUR_KEY), 0)} for hour in slots]

@@ -1,4 +1,11 @@
-"""Every change of a queue item's state, and the sync batch that drives them.
+"""Every write to the queue: a discovery submitted with its queue item, each change of an item's
+state, the sync batch that drives them, and the operators' retries.
+
+Submitting: :func:`discovery_submit` (keyword arguments), :func:`discovery_submit_once`
+(idempotent by a key) and :func:`discovery_submit_payload` (a JSON object) check a discovery by
+:mod:`discoveries.rules`, then store it and its queue item in one keeper.db transaction and ask
+for a sync batch after the commit. The bot, ``manage.py submit_discovery`` and any later door
+go through them.
 
 State machine (REFERENCE.md): ``pending → syncing`` by :func:`queue_items_claim`;
 ``syncing → synced`` by success; ``syncing → pending`` (with backoff) or
@@ -13,19 +20,22 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django_q.tasks import async_task
 
-from discoveries.mapping import MappingError
+from discoveries.haven.connection import haven_close
+from discoveries.haven.errors import HavenError
+from discoveries.haven.writer import haven_discovery_write
 from discoveries.models import Discovery
+from discoveries.rules import discovery_payload_validate, discovery_validate
 from syncq.backoff import retry_delay
-from syncq.errors import QueueItemNotFound, QueueItemNotRetryable, SyncError
-from syncq.haven_writer import haven_close, haven_discovery_write
+from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
 from syncq.models import AttemptOutcome, OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
 
 logger = logging.getLogger(__name__)
@@ -78,6 +88,78 @@ def queue_item_create(*, discovery: Discovery, synced_to: int | None = None) -> 
     )
 
 
+# --- submitting --------------------------------------------------------------------------------
+
+
+def discovery_submit(*, submitted_at: datetime | None = None, **fields: object) -> Discovery:
+    """Check and store one discovery with its queue item, in one keeper.db transaction;
+    after the commit, ask django-q2 for a sync batch now.
+
+    ``fields`` are the keyword arguments of :func:`discoveries.rules.discovery_validate`.
+    ``submitted_at`` (aware; default now) is stored in UTC, to the second, as the legacy rows
+    are. Returns the saved :class:`Discovery`. Raises
+    :class:`discoveries.rules.DiscoveryInvalid` (nothing written), and ``ValueError`` for a
+    naive ``submitted_at``.
+    """
+    discovery, _ = _discovery_store(discovery_validate(**fields), submitted_at, key=None)
+    return discovery
+
+
+def discovery_submit_once(
+    *, submission_key: str, submitted_at: datetime | None = None, **fields: object
+) -> tuple[Discovery, bool]:
+    """:func:`discovery_submit`, idempotent by ``submission_key`` (text of 1 to 64 characters
+    naming the act of submitting, such as ``discord:<interaction id>``).
+
+    Returns ``(discovery, created)``: the first call with a key stores the discovery and its
+    queue item (``created`` True); every later call with the same key, even one racing it from
+    another process, stores nothing and returns that discovery (``created`` False). The
+    fields are checked on every call: ``DiscoveryInvalid`` as for :func:`discovery_submit`;
+    ``ValueError`` for an empty or over-long key.
+    """
+    if not isinstance(submission_key, str) or not 1 <= len(submission_key) <= 64:
+        raise ValueError("submission_key must be text of 1 to 64 characters")
+    return _discovery_store(discovery_validate(**fields), submitted_at, key=submission_key)
+
+
+def discovery_submit_payload(payload: object) -> Discovery:
+    """Submit one discovery given as a JSON object (see
+    :func:`discoveries.rules.discovery_payload_validate`). Raises ``DiscoveryInvalid``
+    (nothing written)."""
+    discovery, _ = _discovery_store(discovery_payload_validate(payload), None, key=None)
+    return discovery
+
+
+def _discovery_store(
+    values: dict[str, object], submitted_at: datetime | None, *, key: str | None
+) -> tuple[Discovery, bool]:
+    if submitted_at is not None and timezone.is_naive(submitted_at):
+        raise ValueError("submitted_at must be timezone-aware")
+    stamp = (submitted_at or timezone.now()).astimezone(UTC).replace(microsecond=0)
+    try:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            if key is not None and (found := Discovery.objects.filter(submission_key=key).first()):
+                return found, False
+            discovery = Discovery.objects.create(
+                submission_timestamp=stamp, submission_key=key, **values
+            )
+            queue_item_create(discovery=discovery)
+            transaction.on_commit(sync_kick, robust=True)
+    except IntegrityError:
+        # Another process stored the same key between our check and our insert (PostgreSQL;
+        # SQLite's IMMEDIATE transactions serialize the two).
+        if key is None:
+            raise
+        found = Discovery.objects.filter(submission_key=key).first()
+        if found is None:
+            raise
+        return found, False
+    return discovery, True
+
+
+# --- the queue -------------------------------------------------------------------------------
+
+
 #: While this cache key lives, a sync run has been requested and has not started yet.
 KICK_CACHE_KEY = "keeper-sync:kick-requested"
 KICK_WINDOW_SECONDS = 2
@@ -95,8 +177,6 @@ def sync_kick() -> None:
         return
     if not cache.add(KICK_CACHE_KEY, True, timeout=KICK_WINDOW_SECONDS):
         return
-    from django_q.tasks import async_task
-
     async_task("syncq.tasks.sync_due", group="keeper-sync", task_name="keeper-sync-kick")
 
 
@@ -317,7 +397,7 @@ def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
     started_at = timezone.now()
     try:
         outcome = haven_discovery_write(discovery=item.discovery)
-    except (SyncError, MappingError, DatabaseError, Discovery.DoesNotExist) as exc:
+    except (HavenError, DatabaseError, Discovery.DoesNotExist) as exc:
         error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
         # An unforeseen fault in one item must not strand the rest of the batch in `syncing`:
@@ -443,7 +523,7 @@ def queue_backfill() -> BackfillReport:
             if report.haven_error is None:
                 try:
                     outcome = haven_discovery_write(discovery=discovery, link_only=True)
-                except (SyncError, DatabaseError) as exc:
+                except (HavenError, DatabaseError) as exc:
                     report.haven_error = f"{type(exc).__name__}: {exc}"
                 finally:
                     haven_close()

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connections
 
-from discoveries.haven_files import haven_file_create
+from discoveries.haven.files import haven_file_create
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -55,7 +55,7 @@ def haven_at(path: Path, settings):
 @pytest.fixture
 def haven_db(tmp_path, settings):
     """A VH-Database.db of the Control Room's schema with the demo systems
-    (``discoveries.haven_files.DEMO_SYSTEMS``), used by the sync. Tests using it need
+    (``discoveries.haven.files.DEMO_SYSTEMS``), used by the sync. Tests using it need
     ``@pytest.mark.django_db(transaction=True, databases=["default", "haven"])``."""
     path = haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)
     with haven_at(path, settings):
@@ -73,7 +73,7 @@ def sample_haven_db(tmp_path, settings):
 def make_discovery(**overrides):
     """Store a valid discovery through the submit service; keyword arguments override the
     defaults (a ruins discovery on Demo Alpha's planet Alpha Prime)."""
-    from discoveries.services import discovery_submit
+    from syncq.services import discovery_submit
 
     fields = {
         "user_id": "123456789012345678",

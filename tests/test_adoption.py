@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from discoveries.haven_files import haven_file_create
+from discoveries.haven.files import haven_file_create
 from tests.conftest import (
     LEGACY_KEEPER,
     SAMPLE_VH,

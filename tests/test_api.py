@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from discoveries.models import HavenDiscovery
+from discoveries.haven.models import HavenDiscovery
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.selectors import queue_statistics, queue_status
 from syncq.services import (
@@ -1018,7 +1018,7 @@ def test_health_with_vh_present(haven_db):
 @API
 def test_health_says_bot_online_after_a_heartbeat():
     """A fresh bot heartbeat in the shared cache makes bot_online true."""
-    from botrunner.selectors import BOT_HEARTBEAT_CACHE_KEY
+    from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY
 
     cache.set(BOT_HEARTBEAT_CACHE_KEY, timezone.now())
     assert APIClient().get("/health").json()["bot_online"] is True

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from discoveries.haven_files import haven_file_create
+from discoveries.haven.files import haven_file_create
 from discoveries.types import DISCOVERY_TYPES, DiscoveryType
 from tests.conftest import ROOT, manage_env, run_manage
 from tests.fake_discord import FakeDiscord, Interaction, RestCall, find_component, is_ephemeral
@@ -796,7 +796,7 @@ def test_health_in_another_process_sees_the_bot_online(bot, settings):
     from django.core.cache import cache
     from rest_framework.test import APIClient
 
-    from botrunner.selectors import bot_heartbeat
+    from syncq.selectors import bot_heartbeat
 
     settings.CACHES = {
         "default": {
@@ -963,7 +963,7 @@ def _heartbeat(run: BotRun) -> dict | None:
     """The heartbeat as another process reads it from the bot's file cache."""
     from django.core.cache.backends.filebased import FileBasedCache
 
-    from botrunner.selectors import BOT_HEARTBEAT_CACHE_KEY
+    from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY
 
     return FileBasedCache(str(run.cache_dir), {}).get(BOT_HEARTBEAT_CACHE_KEY)
 

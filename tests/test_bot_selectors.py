@@ -11,16 +11,9 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from botrunner.selectors import (
-    BOT_HEARTBEAT_CACHE_KEY,
-    HavenPlace,
-    bot_heartbeat,
-    bot_online,
-    haven_system_places,
-    haven_systems,
-)
+from discoveries.haven.catalog import HavenPlace, catalog_places, catalog_systems
 from syncq.models import OperatorAction, SyncQueueItem, SyncStatus
-from syncq.selectors import queue_summary
+from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY, bot_heartbeat, bot_online, queue_summary
 from syncq.services import queue_item_retry
 from tests.conftest import make_discovery
 
@@ -109,12 +102,12 @@ def test_a_retry_from_discord_is_recorded_under_the_members_name():
 def test_the_form_reads_systems_and_places_from_the_control_room(sample_haven_db):
     """The sample VH's 5 systems by name; a system's planets each followed by its moons, then
     "in space"."""
-    systems = haven_systems()
+    systems = catalog_systems()
     assert len(systems) == 5
     assert [s.name for s in systems] == sorted(s.name for s in systems)
     counts = {}
     for system in systems:
-        places = haven_system_places(system.id)
+        places = catalog_places(system.id)
         assert places[-1] == HavenPlace(kind="space", name=None)
         counts[system.name] = places
     planets = sum(p.kind == "planet" for ps in counts.values() for p in ps)
@@ -126,10 +119,10 @@ def test_the_form_reads_systems_and_places_from_the_control_room(sample_haven_db
 def test_the_form_falls_back_when_the_control_room_is_missing_or_off(tmp_path, settings):
     """VH missing, or switched off: both readers answer None (the form asks for text)."""
     settings.HAVEN_DB_PATH = tmp_path / "absent.db"
-    assert haven_systems() is None and haven_system_places("SYS_X") is None
+    assert catalog_systems() is None and catalog_places("SYS_X") is None
     assert not os.path.exists(tmp_path / "absent.db")
     settings.USE_HAVEN_DATABASE = False
-    assert haven_systems() is None
+    assert catalog_systems() is None
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "haven"])
@@ -140,7 +133,7 @@ def test_the_form_falls_back_when_the_control_room_file_is_not_a_database(tmp_pa
     junk = tmp_path / "VH-Database.db"
     junk.write_bytes(b"not a database" * 100)
     with haven_at(junk, settings):
-        assert haven_systems() is None
+        assert catalog_systems() is None
 
 
 def test_heartbeat_datetimes_are_utc_aware():
@@ -207,9 +200,9 @@ def test_the_form_offers_only_names_that_can_be_submitted(haven_db):
         )
         vh.execute("INSERT INTO planets (system_id, name) VALUES ('SYS_OK', ?)", ("P" * 300,))
         vh.execute("INSERT INTO planets (system_id, name) VALUES ('SYS_OK', 'Fine')")
-    names = [s.name for s in haven_systems()]
+    names = [s.name for s in catalog_systems()]
     assert "Padded Name" in names
     assert not [n for n in names if n.strip() == "" or len(n) > 200 or "\x1b" in n]
     assert not [n for n in names if "\u202e" in n or n == "\u200b"]
-    places = haven_system_places("SYS_OK")
+    places = catalog_places("SYS_OK")
     assert [p.name for p in places if p.kind == "planet"] == ["Fine"]

@@ -20,9 +20,9 @@ from botrunner.cogs.discovery_report_ui import (
     invalid_text,
 )
 from botrunner.cogs.sync_admin import summary_text
-from botrunner.selectors import HavenPlace, HavenSystem
+from discoveries.haven.catalog import HavenPlace, HavenSystem
 from discoveries.models import Discovery
-from discoveries.services import DiscoveryInvalid
+from discoveries.rules import DiscoveryInvalid
 from discoveries.types import DISCOVERY_TYPES
 
 ORIGIN = SimpleNamespace(id=1_180_000_000_000_000_001)

@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from discoveries.models import Discovery
-from syncq.dashboard import throughput_by_hour
 from syncq.management.commands.runservice import CREATE_ADMIN_HINT, admin_first_run
 from syncq.models import SyncQueueItem, SyncStatus
+from syncq.selectors import throughput_by_hour
 
 DASHBOARD = "/admin/dashboard/"
 ERROR = "VH-Database.db is locked"

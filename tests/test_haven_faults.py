@@ -16,9 +16,9 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from discoveries.haven import LedgerEntry
-from discoveries.haven_files import SCHEMA_PATH, _insert_demo, haven_file_create
-from discoveries.models import HavenDiscovery, System
+from discoveries.haven import writer
+from discoveries.haven.files import SCHEMA_PATH, _insert_demo, haven_file_create
+from discoveries.haven.models import HavenDiscovery, LedgerEntry, System
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.services import queue_backfill, sync_batch
 from tests.conftest import ROOT, haven_at, make_discovery, manage_env, run_manage
@@ -391,21 +391,19 @@ def test_vh_replaced_during_a_write_is_left_intact_and_the_item_retried(
     """If the operator moves VH away and puts another file in its place while a discovery is
     being written, the new file is not damaged by the old file's WAL, the item is retried, and
     it is then written into the file now at HAVEN_DB_PATH."""
-    from syncq import haven_writer
-
     moved = sample_haven_db.with_name("VH-moved.db")
     replacement = sample_haven_db.with_name("replacement.db")
     haven_file_create(replacement, with_demo_data=True)
-    real_snapshot = haven_writer.system_snapshot
+    real_snapshot = writer.system_snapshot
 
-    def snapshot_then_swap(cursor, system_name):
-        found = real_snapshot(cursor, system_name)
+    def snapshot_then_swap(system_name):
+        found = real_snapshot(system_name)
         if not moved.exists():
             sample_haven_db.rename(moved)
             replacement.rename(sample_haven_db)
         return found
 
-    monkeypatch.setattr(haven_writer, "system_snapshot", snapshot_then_swap)
+    monkeypatch.setattr(writer, "system_snapshot", snapshot_then_swap)
     discovery = make_discovery(
         system_name="Oculi", location="Krospen L49", description="written during a swap"
     )

@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from discoveries.haven_files import haven_file_create
+from discoveries.haven.files import haven_file_create
 from syncq.models import AttemptOutcome, OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
 from syncq.services import queue_items_retry, queue_prune, sync_batch
 from tests.conftest import haven_at, make_discovery

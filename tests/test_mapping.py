@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from discoveries.mapping import (
-    MappingError,
+from discoveries.haven.errors import MappingError
+from discoveries.haven.mapping import (
     ResolvedLocation,
     SystemSnapshot,
     discovery_to_haven_row,

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from discoveries.haven_files import haven_file_create
+from discoveries.haven.files import haven_file_create
 from tests.conftest import manage_env, run_manage
 
 SERVER = os.environ.get("KEEPER_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")

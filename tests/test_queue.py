@@ -11,10 +11,11 @@ import time_machine
 from django.db import connection, connections
 from django.utils import timezone
 
-from discoveries.haven import LedgerEntry
-from discoveries.models import Discovery, HavenDiscovery
+from discoveries.haven.connection import haven_close
+from discoveries.haven.models import HavenDiscovery, LedgerEntry
+from discoveries.haven.writer import haven_discovery_write
+from discoveries.models import Discovery
 from syncq import services
-from syncq.haven_writer import haven_close, haven_discovery_write
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.selectors import queue_status
 from syncq.services import (
@@ -403,9 +404,7 @@ def test_bad_items_do_not_block_the_rest_of_their_batch(haven_db):
 @WITH_HAVEN
 def test_unexpected_error_in_one_item_is_recorded_and_the_batch_goes_on(haven_db, monkeypatch):
     """An unforeseen exception while writing one item fails that item only, with its text."""
-    from syncq import haven_writer
-
-    real_write = haven_writer.haven_discovery_write
+    real_write = services.haven_discovery_write
 
     def flaky_write(*, discovery, **kwargs):
         if discovery.description == "trips a bug":

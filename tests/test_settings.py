@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from discoveries.haven_files import haven_file_create
+from discoveries.haven.files import haven_file_create
 from tests.conftest import ROOT, haven_at, make_discovery, manage_env, run_manage
 
 #: A folder name holding every character that means something in an SQLite URI.

@@ -14,8 +14,9 @@ from django.db import connection
 from django_q.models import OrmQ
 
 from discoveries.models import Discovery
-from discoveries.services import DiscoveryInvalid, discovery_submit, discovery_submit_payload
+from discoveries.rules import DiscoveryInvalid
 from syncq.models import SyncQueueItem, SyncStatus
+from syncq.services import discovery_submit, discovery_submit_payload
 from tests.conftest import ROOT, make_discovery
 from tests.test_types import REFERENCE_TYPES
 
@@ -672,7 +673,7 @@ def test_command_reports_a_database_error_and_goes_on(tmp_path, monkeypatch):
 def test_a_keyed_submission_is_stored_once_however_often_it_comes():
     """The same submission key twice stores one discovery and one queue item; the second call
     returns the first discovery with created False."""
-    from discoveries.services import discovery_submit_once
+    from syncq.services import discovery_submit_once
 
     first, created = discovery_submit_once(submission_key="discord:1", **VALID)
     again, created_again = discovery_submit_once(
@@ -689,7 +690,7 @@ def test_a_keyed_submission_is_stored_once_however_often_it_comes():
 def test_a_keyed_submission_is_still_validated_and_the_key_checked():
     """Bad fields are refused with the key as without it; the key itself must be 1–64
     characters; nothing is written either way."""
-    from discoveries.services import discovery_submit_once
+    from syncq.services import discovery_submit_once
 
     with pytest.raises(DiscoveryInvalid) as refused:
         discovery_submit_once(submission_key="discord:3", **{**VALID, "description": ""})
@@ -708,7 +709,7 @@ def test_keyed_submissions_racing_in_threads_store_one_discovery():
 
     from django.db import connections
 
-    from discoveries.services import discovery_submit_once
+    from syncq.services import discovery_submit_once
 
     results: list[tuple[int, bool]] = []
     start = threading.Barrier(8)

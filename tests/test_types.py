@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from discoveries.types import (
-    ALL_TYPE_FIELD_KEYS,
-    DESCRIPTION_MAX_LENGTH,
-    DISCOVERY_TYPES,
-    discovery_type_lookup,
-)
+from discoveries.rules import FIELDS
+from discoveries.types import ALL_TYPE_FIELD_KEYS, DISCOVERY_TYPES, discovery_type_lookup
 
 VS16 = "\ufe0f"
 VS15 = "\ufe0e"
@@ -162,4 +158,4 @@ def test_field_length_limits():
     assert limits.pop("key_excerpt") == 500
     assert set(limits.values()) == {200}
     assert len(limits) == 39
-    assert DESCRIPTION_MAX_LENGTH == 1000
+    assert FIELDS["description"].max_length == 1000

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from discoveries.haven_files import haven_file_create, haven_for_service
+from discoveries.haven.files import haven_file_create, haven_for_service
 from tests.conftest import manage_env, run_manage
 
 ROOT = Path(__file__).resolve().parent.parent

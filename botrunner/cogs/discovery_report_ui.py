@@ -11,7 +11,7 @@ One :class:`ReportView` walks a member through the report on one ephemeral messa
 5. an optional evidence link (its own modal), then the submission.
 
 Submitting defers first, then stores the discovery through
-:func:`discoveries.services.discovery_submit_once` via :func:`botrunner.db.run_db`, keyed by the
+:func:`syncq.services.discovery_submit_once` via :func:`botrunner.db.run_db`, keyed by the
 /discovery-report interaction, so the same report is never stored twice. Text the member typed
 is always sent with mentions disabled and cut to Discord's limits (:mod:`botrunner.limits`).
 """
@@ -30,21 +30,19 @@ from django.db import DatabaseError
 from botrunner import limits
 from botrunner.db import run_db
 from botrunner.delivery import interaction_first_seen, interaction_taken
-from botrunner.selectors import HavenPlace, HavenSystem, haven_system_places, haven_systems
-from discoveries.services import (
-    EVIDENCE_URL_MAX_LENGTH,
+from discoveries.haven.catalog import HavenPlace, HavenSystem, catalog_places, catalog_systems
+from discoveries.rules import (
+    FIELDS,
+    NAME_MAX_LENGTH,
     UNSAFE_CHARACTERS,
     DiscoveryInvalid,
-    discovery_submit_once,
     discovery_validate,
+    field_label,
+    name_problem,
     text_blank,
-    text_unsafe,
 )
-from discoveries.types import (
-    DESCRIPTION_MAX_LENGTH,
-    DISCOVERY_TYPES,
-    DiscoveryType,
-)
+from discoveries.types import DISCOVERY_TYPES, DiscoveryType
+from syncq.services import discovery_submit_once
 
 if TYPE_CHECKING:
     from discoveries.models import Discovery
@@ -54,23 +52,10 @@ logger = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 #: Discord keeps an interaction's token 15 minutes; a little less, for the request itself.
 TOKEN_LIFETIME_SECONDS = 14 * 60 + 30
-PLACE_MAX_LENGTH = 200
 STEPS = 5
 
-#: How the submit service's field names read to a member.
-FIELD_LABELS: dict[str, str] = {
-    "description": "Description",
-    "system_name": "Star system",
-    "location": "Planet or moon",
-    "location_type": "Kind of place",
-    "evidence_url": "Evidence link",
-    "username": "Your name",
-    "user_id": "Your Discord id",
-    "guild_id": "Server id",
-    "discovery_type": "Discovery type",
-    "planet_name": "Planet",
-    **{f.key: f.label for t in DISCOVERY_TYPES for f in t.fields},
-}
+DESCRIPTION_MAX_LENGTH = FIELDS["description"].max_length
+EVIDENCE_URL_MAX_LENGTH = FIELDS["evidence_url"].max_length
 
 
 @dataclass
@@ -90,7 +75,7 @@ class ReportDraft:
     evidence_url: str | None = None
 
     def submit_kwargs(self) -> dict[str, object]:
-        """The keyword arguments of :func:`discoveries.services.discovery_validate`."""
+        """The keyword arguments of :func:`discoveries.rules.discovery_validate`."""
         extra = {"planet_name": self.planet_name} if self.planet_name else {}
         return {
             "user_id": str(self.user_id),
@@ -118,8 +103,7 @@ class ReportDraft:
 def invalid_text(exc: DiscoveryInvalid) -> str:
     """An ephemeral reply naming every refused field by its label, at most 2,000 characters."""
     lines = [
-        f"• **{FIELD_LABELS.get(name, name)}**: {'; '.join(messages)}"
-        for name, messages in exc.errors.items()
+        f"• **{field_label(name)}**: {'; '.join(messages)}" for name, messages in exc.errors.items()
     ]
     return limits.cut(
         "Nothing was stored. Please fix:\n" + "\n".join(lines), limits.MESSAGE_CONTENT_MAX
@@ -509,7 +493,7 @@ class ReportView(ui.View):
         # Acknowledged before VH is read: the Control Room may hold its lock for seconds.
         await interaction.response.defer()
         # The map is read once per form; the member can go back to read it again.
-        self.systems = await run_db(haven_systems)
+        self.systems = await run_db(catalog_systems)
         self.step, self.page = "system", 0
         await self.show(interaction)
 
@@ -521,7 +505,7 @@ class ReportView(ui.View):
         self.draft.system_name = system.name
         self.draft.location = self.draft.location_type = self.draft.planet_name = None
         await interaction.response.defer()
-        self.places = await run_db(haven_system_places, system.id)
+        self.places = await run_db(catalog_places, system.id)
         if self.places is None:
             # The map went away between the two steps: the system and place are typed instead.
             self.systems, self.step = None, "system"
@@ -577,7 +561,7 @@ class ReportView(ui.View):
             self.step = "system"
         if self.step == "system":
             await interaction.response.defer()
-            self.systems = await run_db(haven_systems)
+            self.systems = await run_db(catalog_systems)
         self.page = 0
         await self.show(interaction)
 
@@ -738,18 +722,6 @@ def _place_label(place: HavenPlace) -> str:
     return f"🪐 {place.name}"
 
 
-def place_problem(value: str, *, required: bool) -> str | None:
-    """Why a typed system or place name would be refused on submit, or None; checked when it
-    is typed, so that the member does not learn it only after writing the description."""
-    if text_blank(value):
-        return "is required" if required else None
-    if problem := text_unsafe(value):
-        return problem
-    if len(value.strip()) > PLACE_MAX_LENGTH:
-        return f"is {len(value.strip())} characters long; the limit is {PLACE_MAX_LENGTH}"
-    return None
-
-
 def prefill(value: str | None, max_length: int) -> str | None:
     """``value`` as a modal's default text: without the characters the form refuses, cut to
     the input's ``max_length`` (Discord refuses a longer default); None when nothing is left."""
@@ -853,16 +825,16 @@ class LocationModal(FormModal):
             label="Star system",
             custom_id="system_name",
             required=True,
-            max_length=PLACE_MAX_LENGTH,
-            default=prefill(system_name, PLACE_MAX_LENGTH),
+            max_length=NAME_MAX_LENGTH,
+            default=prefill(system_name, NAME_MAX_LENGTH),
         )
         self.place = ui.TextInput(
             label="Planet or moon (empty if in space)",
             custom_id="location",
             required=False,
-            max_length=PLACE_MAX_LENGTH,
+            max_length=NAME_MAX_LENGTH,
             default=(
-                prefill(view.draft.location, PLACE_MAX_LENGTH)
+                prefill(view.draft.location, NAME_MAX_LENGTH)
                 if view.draft.location_type != "space"
                 else None
             ),
@@ -878,7 +850,7 @@ class LocationModal(FormModal):
                 ("Star system", self.system.value, True),
                 ("Planet or moon", self.place.value, False),
             )
-            if (problem := place_problem(value, required=required))
+            if (problem := name_problem(value, required=required))
         ]
         if problems:
             await interaction.response.send_message(

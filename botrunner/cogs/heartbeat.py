@@ -1,5 +1,5 @@
 """The bot's heartbeat: every 30 s, and at once when the gateway connects, resumes or drops,
-the bot records its state where ``/health`` reads it (:data:`botrunner.selectors.
+the bot records its state where ``/health`` reads it (:data:`syncq.selectors.
 BOT_HEARTBEAT_CACHE_KEY` in the cache all processes share), so ``bot_online`` is true in the
 API's process while the bot runs in another."""
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from discord.ext import commands, tasks
 from django.core.cache import cache
 
-from botrunner.selectors import BOT_HEARTBEAT_CACHE_KEY
+from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from botrunner import limits
 from botrunner.db import run_db
-from syncq.dashboard import age_text
+from syncq.display import age_text
 from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
 from syncq.selectors import queue_summary
 from syncq.services import queue_item_retry

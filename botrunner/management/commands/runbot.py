@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from botrunner.bot import KeeperBot, discord_endpoints_set
-from discoveries.haven_files import haven_demo_warning, haven_for_service, haven_use
+from discoveries.haven.files import haven_demo_warning, haven_for_service, haven_use
 from syncq.processes import children_start, children_stop
 
 logger = logging.getLogger("botrunner")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from discoveries.haven_files import DEMO_SYSTEMS, haven_file_create
+from discoveries.haven.files import DEMO_SYSTEMS, haven_file_create
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from discoveries.haven_files import haven_demo_warning, haven_for_service
+from discoveries.haven.files import haven_demo_warning, haven_for_service
 from syncq.processes import children_start, children_stop
 
 STOP_GRACE_SECONDS = 10

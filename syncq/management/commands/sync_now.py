@@ -1,5 +1,6 @@
 """``manage.py sync_now [--until-idle]``: run sync batches in the foreground."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
@@ -17,8 +18,6 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None, help="items per batch")
 
     def handle(self, *args, until_idle, batch_size, **options):
-        from django.conf import settings
-
         if batch_size is not None and batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         if not settings.USE_HAVEN_DATABASE:

@@ -15,14 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from discoveries.types import ALL_TYPE_FIELD_KEYS, discovery_type_lookup
+from discoveries.haven.errors import MappingError
+from discoveries.types import discovery_type_lookup
 
 #: The VH timestamp format: UTC, no zone suffix (REFERENCE.md, submission_timestamp).
 HAVEN_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-class MappingError(ValueError):
-    """A keeper discovery cannot be turned into a VH row (for example, an unknown type)."""
 
 
 @dataclass(frozen=True)
@@ -174,31 +171,3 @@ def discovery_to_haven_row(
     for key in dtype.field_keys:
         row[key] = _column_text(values.get(key))
     return row
-
-
-#: Every column a mapped row can name, for checking a VH file's schema before writing.
-HAVEN_COMMON_COLUMNS: tuple[str, ...] = (
-    "discovery_type",
-    "system_id",
-    "planet_id",
-    "moon_id",
-    "location_type",
-    "location_name",
-    "description",
-    "coordinates",
-    "condition",
-    "time_period",
-    "significance",
-    "photo_url",
-    "evidence_urls",
-    "discovered_by",
-    "discord_user_id",
-    "discord_guild_id",
-    "submission_timestamp",
-    "pattern_matches",
-    "mystery_tier",
-    "analysis_status",
-    "tags",
-    "metadata",
-)
-HAVEN_ALL_COLUMNS: tuple[str, ...] = HAVEN_COMMON_COLUMNS + ALL_TYPE_FIELD_KEYS

@@ -6,7 +6,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from discoveries.services import DiscoveryInvalid, discovery_submit_payload
+from discoveries.rules import DiscoveryInvalid
+from syncq.services import discovery_submit_payload
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
-"""Building Control Room files of our own: the demo VH-Database.db of ``make run`` and
-``make bot``, and the files the tests use. The real VH-Database.db is never created or touched
-from here."""
+"""Control Room files: building our own (the demo VH-Database.db of ``make run`` and ``make bot``,
+and the files the tests use), and choosing which one a service uses. The real VH-Database.db is
+never created or touched from here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-SCHEMA_PATH = Path(__file__).with_name("haven_schema.sql")
+from django.conf import settings
+from django.db import connections
+
+from discoveries.haven.router import HAVEN_ALIAS
+
+SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 #: Where the services keep the demo file, under the project folder.
 DEMO_HAVEN = Path("data/demo/VH-Database.db")
 
@@ -88,8 +93,6 @@ def haven_for_service() -> HavenChoice:
     at the default path, the demo file under ``data/demo/`` (created with the demo systems the
     first time). A configured file that is missing stays chosen (items wait for it): the demo
     never stands in for a real file an operator may be about to put back."""
-    from django.conf import settings
-
     if not settings.USE_HAVEN_DATABASE:
         return HavenChoice(None, False, "not used (USE_HAVEN_DATABASE=false: items stay queued)")
     configured = Path(settings.HAVEN_DB_PATH)
@@ -104,8 +107,6 @@ def haven_for_service() -> HavenChoice:
 
 def haven_demo_warning(choice: HavenChoice) -> str:
     """The warning a service prints when ``choice`` is the demo file."""
-    from django.conf import settings
-
     return (
         f"No VH-Database.db at {settings.HAVEN_DB_PATH} and HAVEN_DB_PATH is not set: using a "
         f"DEMO Control Room database at {choice.path}, not the real one. To sync into the real "
@@ -117,11 +118,8 @@ def haven_use(path: Path) -> None:
     """Point this process at ``path`` as its VH-Database.db: ``settings.HAVEN_DB_PATH`` and
     the ``haven`` connection (closed, so that it opens ``path`` next), and ``HAVEN_DB_PATH`` in
     the environment for the processes it starts."""
-    from django.conf import settings
-    from django.db import connections
-
     settings.HAVEN_DB_PATH = path
-    connection = connections["haven"]
+    connection = connections[HAVEN_ALIAS]
     connection.close()
     connection.settings_dict["NAME"] = f"file:{quote(str(path), safe='/')}?mode=rw"
     os.environ["HAVEN_DB_PATH"] = str(path)

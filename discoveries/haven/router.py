@@ -1,7 +1,12 @@
 """Database routing: the Control Room's models live on ``haven``, everything else on ``default``.
 
 Nothing is ever migrated into VH-Database.db: it belongs to the Control Room (REFERENCE.md).
+:class:`HavenRouter` keeps Django's migrations off it, and :func:`haven_migrate_refuse` stops
+``migrate --database haven`` before Django would create its own table there.
 """
+
+from django.core.management.base import CommandError
+from django.db import connections
 
 HAVEN_ALIAS = "haven"
 _HAVEN_MODELS = frozenset({"system", "planet", "moon", "havendiscovery", "ledgerentry"})
@@ -31,3 +36,17 @@ class HavenRouter:
         if app_label == "discoveries" and model_name in _HAVEN_MODELS:
             return False
         return None
+
+
+def haven_migrate_refuse(sender, using: str = "default", **kwargs) -> None:
+    """``pre_migrate`` receiver: stop ``migrate --database haven`` before Django creates its
+    ``django_migrations`` table in the Control Room's file. The test runner's in-memory stand-in
+    (the alias's ``TEST`` name) is let through. Raises ``CommandError``."""
+    if using != HAVEN_ALIAS:
+        return
+    settings_dict = connections[using].settings_dict
+    if settings_dict["NAME"] == settings_dict.get("TEST", {}).get("NAME"):
+        return
+    raise CommandError(
+        "migrate never runs on the 'haven' database: VH-Database.db belongs to the Control Room"
+    )
