@@ -373,10 +373,12 @@ class DiscoveryAdmin(admin.ModelAdmin):
         dtype = obj.type if obj is not None else None
         attrs: dict[str, object] = {"dtype": dtype}
         for field in dtype.fields if dtype else ():
+            # The limit is drawn as the input's maxlength; the rules check it on save.
             attrs[TYPE_FIELD_PREFIX + field.key] = forms.CharField(
                 label=field.label,
-                max_length=field.max_length,
                 required=False,
+                strip=False,
+                widget=forms.TextInput(attrs={"maxlength": field.max_length, "size": 60}),
                 help_text=f"metadata key {field.key!r}, at most {field.max_length} characters",
             )
         kwargs["form"] = type("DiscoveryAdminForm", (self.form,), attrs)

@@ -4,9 +4,6 @@ refuses synced and syncing items and records an :class:`OperatorAction` (source 
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -19,6 +16,7 @@ from django.utils.text import Truncator
 from django.utils.translation import ngettext
 
 from discoveries.models import Discovery
+from syncq.display import retry_due_text
 from syncq.models import OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
 from syncq.services import RETRYABLE, queue_items_reset_attempts, queue_items_retry
 
@@ -37,34 +35,16 @@ STATE_COLOURS = {
 }
 
 
-def retry_due_text(item: SyncQueueItem, now: datetime) -> str:
-    """When the worker will try ``item`` again, as an operator reads it: ``"due now"``,
-    ``"in 3 min"``, ``"in 2 h"``, ``"in 4 d"``, or ``"—"`` when it will not be tried on its own
-    (synced, syncing, exceeded, or out of attempts). The due rule is :class:`SyncQueueItem`'s."""
-    if item.sync_status != SyncStatus.PENDING or item.sync_attempts >= item.max_attempts:
-        return "—"
-    if item.sync_attempts == 0 or item.next_retry_after is None or item.next_retry_after <= now:
-        return "due now"
-    seconds = (item.next_retry_after - now).total_seconds()
-    if seconds < 60:
-        return f"in {math.ceil(seconds)} s"
-    if seconds < 3600:
-        return f"in {math.ceil(seconds / 60)} min"
-    if seconds < 2 * 86400:
-        return f"in {round(seconds / 3600)} h"
-    return f"in {round(seconds / 86400)} d"
-
-
 class ErrorTextFilter(admin.SimpleListFilter):
-    """The ten most common error texts, most frequent first, each with its count."""
+    """The ten most common error texts of items not synced, most frequent first, each with its
+    count."""
 
     title = "error text"
     parameter_name = "error"
 
     def lookups(self, request, model_admin):
         rows = (
-            SyncQueueItem.objects.exclude(sync_error__isnull=True)
-            .exclude(sync_error="")
+            SyncQueueItem.objects.unsynced_errors()
             .order_by()
             .values("sync_error")
             .annotate(n=Count("id"))

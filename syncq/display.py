@@ -3,7 +3,10 @@ bot show them."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
+
+from syncq.models import SyncQueueItem, SyncStatus
 
 
 def iso_utc(value: datetime | None) -> str | None:
@@ -25,3 +28,22 @@ def age_text(seconds: float | None) -> str:
     if days < 1:
         return f"{hours} h {minutes % 60} min"
     return f"{days} d {hours % 24} h"
+
+
+def retry_due_text(item: SyncQueueItem, now: datetime) -> str:
+    """When the worker will try ``item`` again, as an operator reads it: ``"due now"``,
+    ``"in 3 min"``, ``"in 2 h"``, ``"in 4 d"``, or ``"—"`` when it will not be tried on its own
+    (synced, syncing, exceeded, or out of attempts). The due rule is
+    :meth:`syncq.models.SyncQueueItem.is_due`."""
+    if item.sync_status != SyncStatus.PENDING or item.sync_attempts >= item.max_attempts:
+        return "—"
+    if item.is_due(now):
+        return "due now"
+    seconds = (item.next_retry_after - now).total_seconds()
+    if seconds < 60:
+        return f"in {math.ceil(seconds)} s"
+    if seconds < 3600:
+        return f"in {math.ceil(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"in {round(seconds / 3600)} h"
+    return f"in {round(seconds / 86400)} d"

@@ -6,8 +6,11 @@ with a backoff, and the ``max_attempts``-th failure to ``max_retries_exceeded``.
 as written.
 """
 
+from datetime import UTC, datetime, timedelta
+
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
+from django.db.models import CharField, F, Func, Q
 from django.utils import timezone
 
 
@@ -18,6 +21,96 @@ class SyncStatus(models.TextChoices):
     SYNCING = "syncing", "Syncing"
     SYNCED = "synced", "Synced"
     MAX_RETRIES_EXCEEDED = "max_retries_exceeded", "Max retries exceeded"
+
+
+def _lease_lapsed(now: datetime) -> Q:
+    """Items whose lease has run out; an old bot's rows have no lease, only an attempt time."""
+    lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    return Q(leased_until__lte=now) | (
+        Q(leased_until__isnull=True)
+        & (Q(last_sync_attempt__isnull=True) | Q(last_sync_attempt__lte=now - lease))
+    )
+
+
+class SyncQueueItemQuerySet(models.QuerySet):
+    """The queue's reads, each rule stated once: what is due, which leases have lapsed, the
+    errors of items not synced, and times compared right whoever wrote them. Times are aware
+    UTC datetimes."""
+
+    def due(self, now: datetime):
+        """Items a worker may take at ``now``: ``pending``, below ``max_attempts``, and either
+        never tried since their last reset (``sync_attempts`` 0), without a due time, or past
+        it; or ``syncing`` below ``max_attempts`` with a lapsed lease (their worker died).
+        :meth:`SyncQueueItem.is_due` says the same of one item."""
+        below_max = Q(sync_attempts__lt=F("max_attempts"))
+        waiting = (
+            Q(sync_status=SyncStatus.PENDING)
+            & below_max
+            & (Q(sync_attempts=0) | Q(next_retry_after__isnull=True) | Q(next_retry_after__lte=now))
+        )
+        abandoned = Q(sync_status=SyncStatus.SYNCING) & below_max & _lease_lapsed(now)
+        return self.filter(waiting | abandoned)
+
+    def abandoned_on_last_attempt(self, now: datetime):
+        """Items still ``syncing`` past their lease on their last attempt: their worker died,
+        and no attempt is left to take them again."""
+        return self.filter(
+            Q(sync_status=SyncStatus.SYNCING)
+            & Q(sync_attempts__gte=F("max_attempts"))
+            & _lease_lapsed(now)
+        )
+
+    def unsynced_errors(self):
+        """Items not synced whose last attempt left an error text."""
+        return (
+            self.exclude(sync_status=SyncStatus.SYNCED)
+            .exclude(sync_error=None)
+            .exclude(sync_error="")
+        )
+
+    def _as_utc_text(self, field: str):
+        # On SQLite, the column as SQLite's own UTC text ``YYYY-MM-DD HH:MM:SS``: rows written
+        # by other tools may use ``T`` and ``Z``/``+00:00``, which compare wrongly as text.
+        key = f"{field}_utc"
+        if key in self.query.annotations:
+            return self, key
+        utc = Func(F(field), function="datetime", output_field=CharField())
+        return self.annotate(**{key: utc}), key
+
+    def _on_sqlite(self) -> bool:
+        return connections[self.db].vendor == "sqlite"
+
+    def time_window(self, field: str, *, since: datetime | None = None, until=None):
+        """Items whose ``field`` (a date-time column) lies in ``[since, until]``, to the second
+        and inclusive, right for times other tools wrote (``T`` or space, ``Z`` or ``+00:00``)."""
+        queryset = self
+        for bound, lookup in ((since, "gte"), (until, "lte")):
+            if bound is None:
+                continue
+            if queryset._on_sqlite():
+                queryset, key = queryset._as_utc_text(field)
+                text = bound.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+                queryset = queryset.filter(**{f"{key}__{lookup}": text})
+            else:
+                queryset = queryset.filter(**{f"{field}__{lookup}": bound})
+        return queryset
+
+    def ordered_by_time(self, field: str, *, descending: bool):
+        """Items ordered by ``field`` (a date-time column), then by id, right for times other
+        tools wrote."""
+        if not self._on_sqlite():
+            return self.order_by(f"-{field}" if descending else field, "id")
+        queryset, key = self._as_utc_text(field)
+        return queryset.order_by(f"-{key}" if descending else key, "id")
+
+    def oldest_pending_created(self) -> datetime | None:
+        """When the oldest ``pending`` item was queued (aware UTC), or None."""
+        return (
+            self.filter(sync_status=SyncStatus.PENDING)
+            .ordered_by_time("created_at", descending=False)
+            .values_list("created_at", flat=True)
+            .first()
+        )
 
 
 class SyncQueueItem(models.Model):
@@ -50,6 +143,8 @@ class SyncQueueItem(models.Model):
     leased_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.CharField(max_length=32, null=True, blank=True)
 
+    objects = SyncQueueItemQuerySet.as_manager()
+
     class Meta:
         db_table = "sync_queue"
         ordering = ["id"]
@@ -60,6 +155,27 @@ class SyncQueueItem(models.Model):
 
     def __str__(self) -> str:
         return f"queue item {self.id} (discovery {self.discovery_id}, {self.sync_status})"
+
+    def lease_lapsed(self, now: datetime) -> bool:
+        """Whether this item's lease has run out at ``now`` (an old bot's row has no lease:
+        its last attempt counts, and no attempt at all is a lapsed lease)."""
+        if self.leased_until is not None:
+            return self.leased_until <= now
+        lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+        return self.last_sync_attempt is None or self.last_sync_attempt <= now - lease
+
+    def is_due(self, now: datetime) -> bool:
+        """Whether a worker may take this item at ``now``: the rule of
+        :meth:`SyncQueueItemQuerySet.due`, for one item in memory."""
+        if self.sync_attempts >= self.max_attempts:
+            return False
+        if self.sync_status == SyncStatus.PENDING:
+            return (
+                self.sync_attempts == 0
+                or self.next_retry_after is None
+                or self.next_retry_after <= now
+            )
+        return self.sync_status == SyncStatus.SYNCING and self.lease_lapsed(now)
 
 
 class AttemptOutcome(models.TextChoices):

@@ -106,23 +106,6 @@ def queue_status() -> dict[str, object]:
     }
 
 
-def _utc_text(field: str):
-    """On SQLite, the column as SQLite's own UTC text ``YYYY-MM-DD HH:MM:SS``: rows written by
-    other tools may use ``T`` and ``Z``/``+00:00``, which compare wrongly as plain text."""
-    return Func(F(field), function="datetime", output_field=CharField())
-
-
-def _since(queryset, field: str, since: datetime, *, lookup: str = "gte"):
-    if connection.vendor == "sqlite":
-        key = f"{field}_utc"
-        if key not in queryset.query.annotations:
-            queryset = queryset.annotate(**{key: _utc_text(field)})
-        # datetime() keeps whole seconds: compare whole seconds on both sides.
-        bound = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return queryset.filter(**{f"{key}__{lookup}": bound})
-    return queryset.filter(**{f"{field}__{lookup}": since})
-
-
 def queue_items(
     *,
     status: str | None = None,
@@ -137,32 +120,7 @@ def queue_items(
         items = items.filter(sync_status=status)
     if discovery_id is not None:
         items = items.filter(discovery_id=discovery_id)
-    if since is not None:
-        items = _since(items, "created_at", since)
-    if until is not None:
-        items = _since(items, "created_at", until, lookup="lte")
-    return items
-
-
-def _ordered_by_time(queryset, field: str, *, descending: bool):
-    if connection.vendor == "sqlite":
-        key = f"{field}_utc"
-        queryset = queryset.annotate(**{key: _utc_text(field)})
-        return queryset.order_by(f"-{key}" if descending else key, "id")
-    return queryset.order_by(f"-{field}" if descending else field, "id")
-
-
-def _oldest_pending_created() -> datetime | None:
-    """When the oldest pending item was queued (aware UTC), or None."""
-    return (
-        _ordered_by_time(
-            SyncQueueItem.objects.filter(sync_status=SyncStatus.PENDING),
-            "created_at",
-            descending=False,
-        )
-        .values_list("created_at", flat=True)
-        .first()
-    )
+    return items.time_window("created_at", since=since, until=until)
 
 
 def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
@@ -175,11 +133,11 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
     ``+00:00``) count in the right windows."""
     now = now or timezone.now()
     synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED)
-    oldest = _oldest_pending_created()
+    oldest = SyncQueueItem.objects.oldest_pending_created()
     recent = list(
-        _ordered_by_time(synced.exclude(synced_at=None), "synced_at", descending=True).values_list(
-            "created_at", "synced_at"
-        )[:1000]
+        synced.exclude(synced_at=None)
+        .ordered_by_time("synced_at", descending=True)
+        .values_list("created_at", "synced_at")[:1000]
     )
     durations = sorted(
         max(0.0, (done - queued).total_seconds()) for queued, done in recent if queued and done
@@ -194,9 +152,7 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
             "sample": len(durations),
         }
     errors = (
-        SyncQueueItem.objects.exclude(sync_status=SyncStatus.SYNCED)
-        .exclude(sync_error=None)
-        .exclude(sync_error="")
+        SyncQueueItem.objects.unsynced_errors()
         .values("sync_error")
         .annotate(count=Count("id"))
         .order_by("-count", "sync_error")[:10]
@@ -206,8 +162,8 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
         "oldest_pending_age_seconds": (
             round(max(0.0, (now - oldest).total_seconds()), 1) if oldest else None
         ),
-        "synced_last_hour": _since(synced, "synced_at", now - timedelta(hours=1)).count(),
-        "synced_last_day": _since(synced, "synced_at", now - timedelta(days=1)).count(),
+        "synced_last_hour": synced.time_window("synced_at", since=now - timedelta(hours=1)).count(),
+        "synced_last_day": synced.time_window("synced_at", since=now - timedelta(days=1)).count(),
         "sync_seconds": timing,
         "top_errors": [{"error": e["sync_error"], "count": e["count"]} for e in errors],
     }
@@ -246,16 +202,11 @@ def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
     newest failed attempt's ``{queue_id, discovery_id, error, at}`` among items not synced
     (None when there is none; ``at`` aware UTC)."""
     now = now or timezone.now()
-    oldest = _oldest_pending_created()
+    oldest = SyncQueueItem.objects.oldest_pending_created()
     last = (
-        _ordered_by_time(
-            SyncQueueItem.objects.exclude(sync_status=SyncStatus.SYNCED)
-            .exclude(sync_error=None)
-            .exclude(sync_error="")
-            .exclude(last_sync_attempt=None),
-            "last_sync_attempt",
-            descending=True,
-        )
+        SyncQueueItem.objects.unsynced_errors()
+        .exclude(last_sync_attempt=None)
+        .ordered_by_time("last_sync_attempt", descending=True)
         .values("id", "discovery_id", "sync_error", "last_sync_attempt")
         .first()
     )

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -180,37 +180,13 @@ def sync_kick() -> None:
     async_task("syncq.tasks.sync_due", group="keeper-sync", task_name="keeper-sync-kick")
 
 
-def _lease_lapsed(now) -> Q:
-    """Items whose lease has run out; an old bot's rows have no lease, only an attempt time."""
-    lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    return Q(leased_until__lte=now) | (
-        Q(leased_until__isnull=True)
-        & (Q(last_sync_attempt__isnull=True) | Q(last_sync_attempt__lte=now - lease))
-    )
-
-
-def _due_filter(now) -> Q:
-    below_max = Q(sync_attempts__lt=F("max_attempts"))
-    due = (
-        Q(sync_status=SyncStatus.PENDING)
-        & below_max
-        & (Q(sync_attempts=0) | Q(next_retry_after__isnull=True) | Q(next_retry_after__lte=now))
-    )
-    return due | (Q(sync_status=SyncStatus.SYNCING) & below_max & _lease_lapsed(now))
-
-
 def queue_leases_expire(*, now=None) -> int:
     """Mark ``max_retries_exceeded`` the items still ``syncing`` past their lease on their last
     attempt (their worker died); returns how many. Items with attempts left are taken again by
     :func:`queue_items_claim` instead."""
     now = now or timezone.now()
-    stale = (
-        Q(sync_status=SyncStatus.SYNCING)
-        & Q(sync_attempts__gte=F("max_attempts"))
-        & _lease_lapsed(now)
-    )
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        return SyncQueueItem.objects.filter(stale).update(
+        return SyncQueueItem.objects.abandoned_on_last_attempt(now).update(
             sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
             sync_error="the worker was lost during the last attempt (lease expired)",
             next_retry_after=None,
@@ -243,7 +219,7 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         ids = list(
             SyncQueueItem.objects.select_for_update(skip_locked=True)
-            .filter(_due_filter(now))
+            .due(now)
             .order_by("id")
             .values_list("id", flat=True)[:limit]
         )
@@ -558,24 +534,21 @@ class RetryReport:
 def _retry_reset(queryset, *, clear_error: bool = True) -> list[int]:
     """Reset the retryable items of ``queryset`` as the operators' SQL does (pending, attempts
     0, and the error cleared unless ``clear_error`` is false) and also make them due now;
-    returns their ids."""
+    returns their ids. Runs inside the caller's keeper.db transaction."""
     changes = {"sync_error": None} if clear_error else {}
-    with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        ids = list(
-            queryset.select_for_update()
-            .filter(sync_status__in=RETRYABLE)
-            .values_list("id", flat=True)
-        )
-        SyncQueueItem.objects.filter(id__in=ids, sync_status__in=RETRYABLE).update(
-            sync_status=SyncStatus.PENDING,
-            sync_attempts=0,
-            next_retry_after=None,
-            leased_until=None,
-            lease_token=None,
-            **changes,
-        )
-        if ids:
-            transaction.on_commit(sync_kick, robust=True)
+    ids = list(
+        queryset.select_for_update().filter(sync_status__in=RETRYABLE).values_list("id", flat=True)
+    )
+    SyncQueueItem.objects.filter(id__in=ids, sync_status__in=RETRYABLE).update(
+        sync_status=SyncStatus.PENDING,
+        sync_attempts=0,
+        next_retry_after=None,
+        leased_until=None,
+        lease_token=None,
+        **changes,
+    )
+    if ids:
+        transaction.on_commit(sync_kick, robust=True)
     return ids
 
 
@@ -621,24 +594,27 @@ def queue_items_retry(
     """Retry many items by ``ids`` or by ``status`` (``max_retries_exceeded`` or ``pending``),
     with the same rule per item as :func:`queue_item_retry`. Exactly one of the two must be
     given (``ValueError`` otherwise). Each call that resets anything is recorded as an
-    :class:`OperatorAction` of ``actor`` via ``source`` (``api``, ``admin``, ``bot``)."""
+    :class:`OperatorAction` of ``actor`` via ``source`` (``api``, ``admin``, ``bot``), in the
+    same keeper.db transaction as the reset: both happen, or neither."""
     if (ids is None) == (status is None):
         raise ValueError("give either ids or status")
-    if status is not None:
-        if status not in RETRYABLE:
-            raise ValueError(f"status must be one of {', '.join(RETRYABLE)}")
-        report = RetryReport(reset=_retry_reset(SyncQueueItem.objects.filter(sync_status=status)))
-    else:
-        report = _reset_by_ids(ids, clear_error=True)
-    if report.reset:
-        operator_action_record(
-            actor=actor,
-            actor_name=actor_name,
-            source=source,
-            action="retry",
-            items_changed=len(report.reset),
-            detail={"status": status} if status is not None else {"ids": report.reset[:1000]},
-        )
+    if status is not None and status not in RETRYABLE:
+        raise ValueError(f"status must be one of {', '.join(RETRYABLE)}")
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        if status is not None:
+            items = SyncQueueItem.objects.filter(sync_status=status)
+            report = RetryReport(reset=_retry_reset(items))
+        else:
+            report = _reset_by_ids(ids, clear_error=True)
+        if report.reset:
+            operator_action_record(
+                actor=actor,
+                actor_name=actor_name,
+                source=source,
+                action="retry",
+                items_changed=len(report.reset),
+                detail={"status": status} if status is not None else {"ids": report.reset[:1000]},
+            )
     return report
 
 
@@ -649,17 +625,19 @@ def queue_items_reset_attempts(*, ids: list[int], actor=None, source: str = "api
 
     Same rule per item as :func:`queue_items_retry` (REFERENCE.md: synced and syncing items are
     refused); returns a :class:`RetryReport` of ``ids``. A call that changes anything is recorded
-    as an :class:`OperatorAction` ``reset_attempts`` of ``actor`` via ``source``.
+    as an :class:`OperatorAction` ``reset_attempts`` of ``actor`` via ``source``, in the same
+    transaction.
     """
-    report = _reset_by_ids(ids, clear_error=False)
-    if report.reset:
-        operator_action_record(
-            actor=actor,
-            source=source,
-            action="reset_attempts",
-            items_changed=len(report.reset),
-            detail={"ids": report.reset[:1000]},
-        )
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        report = _reset_by_ids(ids, clear_error=False)
+        if report.reset:
+            operator_action_record(
+                actor=actor,
+                source=source,
+                action="reset_attempts",
+                items_changed=len(report.reset),
+                detail={"ids": report.reset[:1000]},
+            )
     return report
 
 

@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 
 from discoveries.models import Discovery
+from discoveries.rules import DiscoveryInvalid, discovery_validate
 from syncq.models import OperatorAction, SyncQueueItem, SyncStatus
 from syncq.services import sync_batch
 from tests.conftest import make_discovery
@@ -336,6 +337,65 @@ def test_fixing_a_failed_discovery_then_save_and_retry_syncs_it(root, haven_db):
     assert row == ("🏛️", "Spire")
 
 
+@WITH_HAVEN
+@pytest.mark.parametrize(
+    ("edit", "field", "submit_args"),
+    [
+        (
+            {"evidence_url": "javascript:alert(document.cookie)"},
+            "evidence_url",
+            {"evidence_url": "javascript:alert(document.cookie)"},
+        ),
+        ({"guild_id": "<b>x</b>"}, "guild_id", {"guild_id": "<b>x</b>"}),
+        ({"location": "\u200b"}, "location", {"location": "\u200b"}),
+        (
+            {
+                "discovery_type": "📜",
+                "metadata": '{"key_excerpt": "%s"}' % ("x" * 10_000),
+                "type__structure_type": "",
+            },
+            "key_excerpt",
+            {"discovery_type": "📜", "type_fields": {"key_excerpt": "x" * 10_000}},
+        ),
+    ],
+)
+def test_the_admin_refuses_what_the_submit_path_refuses_and_nothing_reaches_vh(
+    root, haven_db, edit, field, submit_args
+):
+    """An operator's edit the submit path would refuse (a javascript: link, markup as a server
+    id, a place of only a zero-width space, a 10,000-character key excerpt put in metadata
+    with a new type) is refused on the form with the submit path's own message; nothing is
+    saved, no retry happens, and the sync then writes the discovery as it was."""
+    discovery = make_discovery()
+    fields = {
+        "user_id": "123456789012345678",
+        "username": "Tester",
+        "discovery_type": "🏛️",
+        "system_name": "Demo Alpha",
+        "location": "Alpha Prime",
+        "description": "A broken tower.",
+    }
+    with pytest.raises(DiscoveryInvalid) as submit:
+        discovery_validate(**{**fields, **submit_args})
+    message = submit.value.errors[field][0]
+    before = Discovery.objects.filter(pk=discovery.pk).values().get()
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    response = client.post(_change_url(discovery), _form_data(page, _saveretry="1", **edit))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert Discovery.objects.filter(pk=discovery.pk).values().get() == before
+    assert not OperatorAction.objects.exists()
+
+    assert sync_batch().synced == 1
+    with sqlite3.connect(haven_db) as vh:
+        row = vh.execute(
+            "SELECT photo_url, discord_guild_id, location_name, key_excerpt, structure_type"
+            " FROM discoveries"
+        ).fetchall()
+    assert row == [(None, "987654321098765432", "Alpha Prime", None, "Tower")]
+
+
 @pytest.mark.django_db
 def test_type_field_longer_than_its_limit_is_refused(root, no_haven):
     """A type field over its limit (200 characters) is refused and nothing is saved."""
@@ -347,7 +407,7 @@ def test_type_field_longer_than_its_limit_is_refused(root, no_haven):
         _form_data(page, **{"type__structure_type": "x" * 201, "_saveretry": "1"}),
     )
     assert response.status_code == 200
-    assert "Ensure this value has at most 200 characters" in response.content.decode()
+    assert "is 201 characters long; the limit is 200" in response.content.decode()
     assert SyncQueueItem.objects.get(discovery=discovery).sync_status == (
         SyncStatus.MAX_RETRIES_EXCEEDED
     )

@@ -16,6 +16,7 @@ from django.utils import timezone
 from pytest_django.asserts import assertContains
 
 from syncq import admin as queue_admin
+from syncq.display import retry_due_text
 from syncq.models import OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
 from tests.conftest import make_discovery
 
@@ -291,7 +292,7 @@ def test_retry_text_reads_as_an_operator_would():
     """The next-retry column says due now, in N min/h, or — when the worker will not retry."""
     now = timezone.now()
     item = SyncQueueItem(sync_status="pending", sync_attempts=2, max_attempts=10)
-    text = queue_admin.retry_due_text
+    text = retry_due_text
     item.next_retry_after = now + timedelta(minutes=2, seconds=30)
     assert text(item, now) == "in 3 min"
     item.next_retry_after = now + timedelta(hours=2)

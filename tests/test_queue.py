@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
 from discoveries.haven.connection import haven_close
@@ -780,3 +780,94 @@ def test_a_burst_of_submissions_asks_the_worker_once(django_capture_on_commit_ca
     with django_capture_on_commit_callbacks(execute=True):
         make_discovery(description="after the run started")
     assert OrmQ.objects.count() == 2
+
+
+@KEEPER_ONLY
+def test_one_item_is_due_exactly_when_the_claims_query_says_so(settings):
+    """SyncQueueItem.is_due (the console's "due now") and the claim's query agree on every
+    kind of item: new, reset, waiting out or past its backoff, out of attempts, syncing under
+    a live or a lapsed lease (with and without one), synced and exceeded."""
+    now = timezone.now()
+    lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    kinds = {
+        "new": {},
+        "reset by the operators' SQL": {"sync_attempts": 0, "next_retry_after": now + lease},
+        "waiting out its backoff": {"sync_attempts": 2, "next_retry_after": now + lease},
+        "past its backoff": {"sync_attempts": 2, "next_retry_after": now - lease},
+        "failed without a due time": {"sync_attempts": 3, "next_retry_after": None},
+        "out of attempts": {"sync_attempts": 10, "next_retry_after": now - lease},
+        "syncing, live lease": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 1,
+            "leased_until": now + lease,
+        },
+        "syncing, lapsed lease": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 1,
+            "leased_until": now - timedelta(seconds=1),
+        },
+        "old bot's syncing row, recent": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 1,
+            "last_sync_attempt": now - timedelta(seconds=5),
+        },
+        "old bot's syncing row, long ago": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 1,
+            "last_sync_attempt": now - 2 * lease,
+        },
+        "syncing, last attempt, lapsed": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 10,
+            "leased_until": now - timedelta(seconds=1),
+        },
+        "synced": {"sync_status": SyncStatus.SYNCED, "sync_attempts": 1},
+        "exceeded": {"sync_status": SyncStatus.MAX_RETRIES_EXCEEDED, "sync_attempts": 10},
+    }
+    ids = {}
+    for name, changes in kinds.items():
+        item = _item(make_discovery(description=name))
+        SyncQueueItem.objects.filter(id=item.id).update(**changes)
+        ids[item.id] = name
+    by_query = {ids[pk] for pk in SyncQueueItem.objects.due(now).values_list("id", flat=True)}
+    by_item = {ids[item.id] for item in SyncQueueItem.objects.all() if item.is_due(now)}
+    assert (
+        by_query
+        == by_item
+        == {
+            "new",
+            "reset by the operators' SQL",
+            "past its backoff",
+            "failed without a due time",
+            "syncing, lapsed lease",
+            "old bot's syncing row, long ago",
+        }
+    )
+
+
+@KEEPER_ONLY
+def test_a_retry_and_its_operator_action_commit_together(monkeypatch):
+    """When the operator action cannot be recorded, the retry is undone with it: an item is
+    never reset without a record of who reset it."""
+    item = _item(make_discovery())
+    SyncQueueItem.objects.filter(id=item.id).update(
+        sync_status=SyncStatus.MAX_RETRIES_EXCEEDED, sync_attempts=10, sync_error="gone"
+    )
+
+    def broken(**kwargs):
+        raise DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(services, "operator_action_record", broken)
+    for retry in (
+        lambda: services.queue_items_retry(ids=[item.id], source="api"),
+        lambda: services.queue_items_retry(status="max_retries_exceeded", source="api"),
+        lambda: services.queue_items_reset_attempts(ids=[item.id], source="admin"),
+    ):
+        with pytest.raises(DatabaseError):
+            retry()
+        item.refresh_from_db()
+        assert (item.sync_status, item.sync_attempts, item.sync_error) == (
+            SyncStatus.MAX_RETRIES_EXCEEDED,
+            10,
+            "gone",
+        )
