@@ -1,5 +1,5 @@
-"""Shared fixtures: Control Room files built from its schema, the real samples from
-``../shared/fixtures`` (skipped when absent), and factories for keeper rows."""
+"""Shared fixtures: Control Room files built from its schema, writable copies of the real
+sample databases in ``examples/``, and factories for keeper rows."""
 
 from __future__ import annotations
 
@@ -18,20 +18,17 @@ from django.db import connections
 from discoveries.haven.files import haven_file_create
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
-SAMPLE_VH = SHARED_FIXTURES / "vh_database_sample.db"
-LEGACY_KEEPER = SHARED_FIXTURES / "legacy_keeper.db"
-
-
-def shared_fixture(path: Path) -> Path:
-    """Return ``path`` or skip the test, saying why, when ../shared is not beside the clone."""
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (../shared/fixtures is not beside this clone)")
-    return path
+EXAMPLES = ROOT / "examples"
+#: The real sample databases shipped with the project (examples/README.md): never open them in
+#: place, copy them with ``writable_copy``.
+SAMPLE_VH = EXAMPLES / "vh_database_sample.db"
+SAMPLE_VH_CONTROL_ROOM_SCHEMA = EXAMPLES / "vh_control_room_schema.db"
+LEGACY_KEEPER = EXAMPLES / "legacy_keeper.db"
+SAMPLE_DATABASES = (SAMPLE_VH, SAMPLE_VH_CONTROL_ROOM_SCHEMA, LEGACY_KEEPER)
 
 
 def writable_copy(source: Path, target: Path) -> Path:
-    """Copy a (read-only) fixture so the test may write to it; the original stays untouched."""
+    """Copy a sample database so the test may write to it; the original stays untouched."""
     shutil.copyfile(source, target)
     target.chmod(stat.S_IRUSR | stat.S_IWUSR)
     return target
@@ -65,7 +62,17 @@ def haven_db(tmp_path, settings):
 @pytest.fixture
 def sample_haven_db(tmp_path, settings):
     """A writable copy of the real sample VH-Database.db, used by the sync."""
-    path = writable_copy(shared_fixture(SAMPLE_VH), tmp_path / "VH-Database.db")
+    path = writable_copy(SAMPLE_VH, tmp_path / "VH-Database.db")
+    with haven_at(path, settings):
+        yield path
+
+
+@pytest.fixture
+def control_room_schema_haven_db(tmp_path, settings):
+    """A writable copy of the same sample data with the schema the Control Room creates today
+    (its ``discoveries`` CHECK: a row without a system is space or deep space with a location
+    name), used by the sync."""
+    path = writable_copy(SAMPLE_VH_CONTROL_ROOM_SCHEMA, tmp_path / "VH-Database.db")
     with haven_at(path, settings):
         yield path
 
@@ -142,15 +149,16 @@ def _empty_cache():
     cache.clear()
 
 
-def _fixture_files() -> dict[str, tuple[int, int]]:
-    if not SHARED_FIXTURES.is_dir():
-        return {}
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in SHARED_FIXTURES.iterdir()}
+def _example_files() -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in EXAMPLES.iterdir()}
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shared_fixtures_stay_untouched():
-    """The suite never writes into ../shared/fixtures, not even SQLite's -wal/-shm files."""
-    before = _fixture_files()
+def sample_databases_stay_untouched():
+    """The suite never writes into examples/, not even SQLite's -wal/-shm files beside the
+    sample databases."""
+    missing = [p.name for p in SAMPLE_DATABASES if not p.is_file()]
+    assert not missing, f"examples/ lacks {missing}: the project ships them"
+    before = _example_files()
     yield
-    assert _fixture_files() == before, "a test wrote into ../shared/fixtures"
+    assert _example_files() == before, "a test wrote into examples/"

@@ -16,7 +16,6 @@ from tests.conftest import (
     SAMPLE_VH,
     manage_env,
     run_manage,
-    shared_fixture,
     writable_copy,
 )
 
@@ -229,12 +228,12 @@ def vh_count(path: Path, users) -> int:
 @pytest.fixture
 def legacy_files(tmp_path):
     """Writable copies of the real legacy keeper.db and sample VH-Database.db."""
-    keeper = writable_copy(shared_fixture(LEGACY_KEEPER), tmp_path / "keeper.db")
-    haven = writable_copy(shared_fixture(SAMPLE_VH), tmp_path / "VH-Database.db")
+    keeper = writable_copy(LEGACY_KEEPER, tmp_path / "keeper.db")
+    haven = writable_copy(SAMPLE_VH, tmp_path / "VH-Database.db")
     return keeper, haven
 
 
-# --- the real legacy files (../shared) --------------------------------------------------------
+# --- the real legacy files (examples/) ------------------------------------------------------
 
 
 def test_migrate_keeps_every_row_of_the_old_bot(legacy_files):
@@ -306,7 +305,7 @@ def test_adoption_links_the_old_rows_and_writes_the_rest_once(legacy_files):
     assert legacy_rows(keeper) == before_rows, "the sync never rewrites the old bot's values"
 
 
-# --- project-only files (no ../shared needed) ----------------------------------------------
+# --- legacy-style files built by the tests --------------------------------------------------
 
 
 @pytest.mark.parametrize("system_name_last", [False, True], ids=["as-created", "altered"])
@@ -355,7 +354,7 @@ def test_tiny_legacy_keeper_db_is_adopted_end_to_end(system_name_last, tmp_path)
 def test_migrating_twice_changes_nothing(source, tmp_path):
     """A second migrate applies nothing and leaves every table and schedule as it was."""
     if source == "legacy":
-        keeper = writable_copy(shared_fixture(LEGACY_KEEPER), tmp_path / "keeper.db")
+        keeper = writable_copy(LEGACY_KEEPER, tmp_path / "keeper.db")
     else:
         keeper = tiny_keeper(tmp_path / "keeper.db")
     haven = haven_file_create(tmp_path / "VH-Database.db", with_demo_data=True)

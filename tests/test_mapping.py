@@ -17,7 +17,7 @@ from discoveries.haven.mapping import (
     discovery_to_haven_row,
     location_resolve,
 )
-from tests.conftest import SAMPLE_VH, shared_fixture, writable_copy
+from tests.conftest import SAMPLE_VH, writable_copy
 from tests.test_types import REFERENCE_TYPES, TYPE_IDS
 
 ALL_REFERENCE_KEYS = frozenset(key for _, _, keys in REFERENCE_TYPES for key in keys)
@@ -296,8 +296,8 @@ def test_unresolved_location_is_recorded_on_the_vh_row():
 @pytest.fixture(scope="module")
 def sample_systems(tmp_path_factory) -> dict[str, SystemSnapshot]:
     """Every system of the real sample VH file, by name, read from a copy (SQLite makes -wal
-    and -shm files beside a WAL database even to read it, and ../shared stays untouched)."""
-    path = writable_copy(shared_fixture(SAMPLE_VH), tmp_path_factory.mktemp("vh") / "vh.db")
+    and -shm files beside a WAL database even to read it, and examples/ stays untouched)."""
+    path = writable_copy(SAMPLE_VH, tmp_path_factory.mktemp("vh") / "vh.db")
     with closing(sqlite3.connect(path)) as conn:
         systems = {}
         for system_id, name in conn.execute("SELECT id, name FROM systems").fetchall():
