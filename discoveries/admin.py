@@ -41,6 +41,31 @@ from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.services import queue_item_retry, queue_items_retry
 
+#: The change page's sections of columns, in order; the type's own inputs come between the
+#: submitter and the other columns.
+PLACE_COLUMNS = (
+    "discovery_type",
+    "description",
+    "system_name",
+    "location",
+    "location_type",
+    "planet_name",
+    "galaxy_name",
+    "coordinates",
+)
+SUBMITTER_COLUMNS = ("user_id", "username", "guild_id", "submission_timestamp", "submission_key")
+OTHER_COLUMNS = (
+    "time_period",
+    "condition",
+    "significance",
+    "evidence_url",
+    "related_discoveries",
+    "tags",
+    "analysis_status",
+    "pattern_matches",
+    "mystery_tier",
+    "metadata",
+)
 #: Form field name prefix of the type's four fields; the rest of the name is the metadata key.
 TYPE_FIELD_PREFIX = "type__"
 SAVE_AND_RETRY = "_saveretry"
@@ -151,27 +176,10 @@ class DiscoveryAdminForm(forms.ModelForm):
 
     class Meta:
         model = Discovery
-        fields = (
-            "discovery_type",
-            "description",
-            "system_name",
-            "location",
-            "location_type",
-            "planet_name",
-            "galaxy_name",
-            "coordinates",
-            "username",
-            "guild_id",
-            "time_period",
-            "condition",
-            "significance",
-            "evidence_url",
-            "related_discoveries",
-            "tags",
-            "analysis_status",
-            "pattern_matches",
-            "mystery_tier",
-            "metadata",
+        fields = tuple(
+            name
+            for name in (*PLACE_COLUMNS, *SUBMITTER_COLUMNS, *OTHER_COLUMNS)
+            if name in EDITABLE
         )
 
     dtype: DiscoveryType | None = None
@@ -218,9 +226,7 @@ class DiscoveryAdminForm(forms.ModelForm):
         cleaned = self.cleaned_data
         changed = set(self.changed_data)
         changes = {
-            name: cleaned.get(name)
-            for name in changed
-            if name in EDITABLE and name != "metadata"
+            name: cleaned.get(name) for name in changed if name in EDITABLE and name != "metadata"
         }
         type_inputs = [name for name in changed if name.startswith(TYPE_FIELD_PREFIX)]
         if "metadata" in changed or type_inputs:
@@ -309,62 +315,13 @@ class DiscoveryAdmin(admin.ModelAdmin):
         if dtype is not None and self.has_change_permission(request, obj):
             type_fields += [TYPE_FIELD_PREFIX + f.key for f in dtype.fields]
         return [
-            (
-                None,
-                {
-                    "fields": [
-                        "id",
-                        "discovery_type",
-                        "description",
-                        "system_name",
-                        "location",
-                        "location_type",
-                        "planet_name",
-                        "galaxy_name",
-                        "coordinates",
-                    ]
-                },
-            ),
-            (
-                "Submitter",
-                {
-                    "fields": [
-                        "user_id",
-                        "username",
-                        "guild_id",
-                        "submission_timestamp",
-                        "submission_key",
-                    ]
-                },
-            ),
+            (None, {"fields": ["id", *PLACE_COLUMNS]}),
+            ("Submitter", {"fields": list(SUBMITTER_COLUMNS)}),
             ("Type fields", {"fields": type_fields}),
-            (
-                "Other columns",
-                {
-                    "fields": [
-                        "time_period",
-                        "condition",
-                        "significance",
-                        "evidence_url",
-                        "related_discoveries",
-                        "tags",
-                        "analysis_status",
-                        "pattern_matches",
-                        "mystery_tier",
-                        "metadata",
-                    ]
-                },
-            ),
+            ("Other columns", {"fields": list(OTHER_COLUMNS)}),
             (
                 "Sync",
-                {
-                    "fields": [
-                        "sync_state",
-                        "location_resolved",
-                        "sync_error",
-                        "haven_discovery_id",
-                    ]
-                },
+                {"fields": ["sync_state", "location_resolved", "sync_error", "haven_discovery_id"]},
             ),
             ("VH row preview", {"fields": ["haven_row_preview"]}),
         ]

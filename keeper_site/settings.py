@@ -90,6 +90,11 @@ def _env_choice(name: str, *, default: str, choices: tuple[str, ...]) -> str:
     )
 
 
+def _env_matching(name: str, *, default: str, pattern: str, expected: str) -> str:
+    """Text that matches the regular expression ``pattern`` as a whole."""
+    return _typed(name, default, lambda raw: raw if re.fullmatch(pattern, raw) else None, expected)
+
+
 def _env_path(name: str, *, default: str) -> Path:
     """A file path; ``~`` is expanded and a relative path is taken from the project root.
     Unset or empty gives ``default``, never the project folder itself."""
@@ -230,11 +235,11 @@ SYNC_CHAOS_PAUSE_SECONDS = _env_seconds("SYNC_CHAOS_PAUSE_SECONDS", default=0.0)
 # Old Control Room scripts read /sync/status without credentials: this opens that and
 # /sync/statistics (counts only, no user data) to anonymous reads, and nothing else.
 SYNC_API_PUBLIC_READ = _env_bool("SYNC_API_PUBLIC_READ", default=False)
-SYNC_API_RETRY_RATE = _typed(
+SYNC_API_RETRY_RATE = _env_matching(
     "SYNC_API_RETRY_RATE",
-    "60/min",
-    lambda raw: raw if re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", raw) else None,
-    "a DRF rate such as 60/min or 5/s",
+    default="60/min",
+    pattern=r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)",
+    expected="a DRF rate such as 60/min or 5/s",
 )
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -317,11 +322,11 @@ BOT_VIEW_TIMEOUT_SECONDS = _env_int("BOT_VIEW_TIMEOUT_SECONDS", default=600, min
 Q_REDIS_URL = _env_url("Q_REDIS_URL", default="", schemes=("redis", "rediss"))
 # Names django-q2's queue on the broker (its Redis keys are django_q:<name>:…): deployments that
 # share one Redis server need names of their own, or their clusters take each other's tasks.
-Q_CLUSTER_NAME = _typed(
+Q_CLUSTER_NAME = _env_matching(
     "Q_CLUSTER_NAME",
-    "keeper",
-    lambda raw: raw if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", raw) else None,
-    "1 to 64 letters, digits, '-' or '_'",
+    default="keeper",
+    pattern=r"[A-Za-z0-9_-]{1,64}",
+    expected="1 to 64 letters, digits, '-' or '_'",
 )
 Q_CLUSTER = {
     "name": Q_CLUSTER_NAME,

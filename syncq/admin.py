@@ -4,6 +4,9 @@ refuses synced and syncing items and records an :class:`OperatorAction` (source 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -18,13 +21,26 @@ from django.utils.translation import ngettext
 from discoveries.models import Discovery
 from syncq.display import retry_due_text
 from syncq.models import OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
-from syncq.services import RETRYABLE, queue_items_reset_attempts, queue_items_retry
+from syncq.services import (
+    RETRYABLE,
+    RetryReport,
+    queue_items_reset_attempts,
+    queue_items_retry,
+)
 
 #: A bulk action over more items than this shows a confirmation page with the count first.
 CONFIRM_ABOVE = 100
 
 #: How many characters of an error the list shows; the detail page shows all of it.
 ERROR_PREVIEW_CHARS = 80
+
+#: What a bulk action says of the items it refused and of those gone: ``"one|many"``.
+REFUSED_TEXT = (
+    "Refused {n} queue item that is synced or syncing; only pending or exceeded items can be "
+    "retried.|Refused {n} queue items that are synced or syncing; only pending or exceeded "
+    "items can be retried."
+)
+MISSING_TEXT = "{n} queue item no longer exists.|{n} queue items no longer exist."
 
 #: Badge colours per state; white text reads on each in the light and the dark admin theme.
 STATE_COLOURS = {
@@ -33,6 +49,50 @@ STATE_COLOURS = {
     SyncStatus.SYNCED: "#2f855a",
     SyncStatus.MAX_RETRIES_EXCEEDED: "#c53030",
 }
+
+
+@dataclass(frozen=True)
+class BulkAction:
+    """An action of the queue list: its ``verb`` (the menu's text), the retry ``service`` it
+    calls with the items' ids, the message ``done`` (``"one|many"``, ``{n}`` the count), the
+    ``state`` it keeps to (None: any) and whether it ``always_confirm``s first."""
+
+    verb: str
+    service: Callable[..., RetryReport]
+    done: str
+    state: str | None = None
+    always_confirm: bool = False
+
+
+BULK_ACTIONS: dict[str, BulkAction] = {
+    "retry_selected": BulkAction(
+        "Retry selected", queue_items_retry, "Retried {n} queue item.|Retried {n} queue items."
+    ),
+    "retry_all_exceeded": BulkAction(
+        "Retry all exceeded",
+        queue_items_retry,
+        "Retried {n} exceeded queue item.|Retried {n} exceeded queue items.",
+        state=SyncStatus.MAX_RETRIES_EXCEEDED,
+        always_confirm=True,
+    ),
+    "reset_attempts": BulkAction(
+        "Reset attempts",
+        queue_items_reset_attempts,
+        "Reset the attempts of {n} queue item.|Reset the attempts of {n} queue items.",
+    ),
+}
+
+
+def _admin_action(name: str, action: BulkAction):
+    """The admin action ``name`` (its function name, which the list's POST names) that runs
+    ``action`` through :meth:`SyncQueueItemAdmin.bulk`; only users who may change queue items
+    are offered it."""
+
+    def run(modeladmin, request, queryset):
+        return modeladmin.bulk(request, queryset, name=name, action=action)
+
+    run.__name__ = name
+    return admin.action(description=action.verb, permissions=["change"])(run)
 
 
 class ErrorTextFilter(admin.SimpleListFilter):
@@ -92,7 +152,7 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
     list_filter = ("sync_status", ErrorTextFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("=id", "sync_error")
     list_per_page = 100
-    actions = ("retry_selected", "retry_all_exceeded", "reset_attempts")
+    actions = tuple(_admin_action(name, action) for name, action in BULK_ACTIONS.items())
     fields = (
         "discovery_link",
         "state",
@@ -183,44 +243,13 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
             request.POST = post
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Retry selected", permissions=["change"])
-    def retry_selected(self, request, queryset):
-        return self._bulk(
-            request,
-            queryset,
-            name="retry_selected",
-            verb="Retry selected",
-            service=queue_items_retry,
-            done="Retried {n} queue item.|Retried {n} queue items.",
-        )
-
-    @admin.action(description="Retry all exceeded", permissions=["change"])
-    def retry_all_exceeded(self, request, queryset):
-        return self._bulk(
-            request,
-            queryset.filter(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED),
-            name="retry_all_exceeded",
-            verb="Retry all exceeded",
-            service=queue_items_retry,
-            done="Retried {n} exceeded queue item.|Retried {n} exceeded queue items.",
-            always_confirm=True,
-        )
-
-    @admin.action(description="Reset attempts", permissions=["change"])
-    def reset_attempts(self, request, queryset):
-        return self._bulk(
-            request,
-            queryset,
-            name="reset_attempts",
-            verb="Reset attempts",
-            service=queue_items_reset_attempts,
-            done=("Reset the attempts of {n} queue item.|Reset the attempts of {n} queue items."),
-        )
-
-    def _bulk(self, request, queryset, *, name, verb, service, done, always_confirm=False):
-        """Run ``service`` on the items of ``queryset`` (the ticked rows, or every row under
-        the filters with "select all"), after a confirmation page when the set is large, spans
-        the filter, or ``always_confirm``. Reports what changed and what was refused."""
+    def bulk(self, request, queryset, *, name: str, action: BulkAction):
+        """Run ``action`` on the items of ``queryset`` (the ticked rows, or every row under
+        the filters with "select all"; only those in ``action.state`` when it names one),
+        after a confirmation page when the set is large, spans the filter, or the action always
+        asks. Reports what changed and what was refused."""
+        if action.state is not None:
+            queryset = queryset.filter(sync_status=action.state)
         select_across = forms.BooleanField(required=False).clean(request.POST.get("select_across"))
         if request.POST.get("post") != "yes":
             per_state = dict(queryset.order_by().values_list("sync_status").annotate(n=Count("id")))
@@ -228,39 +257,18 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
             if total == 0:
                 self.message_user(request, "No queue item matches; nothing changed.", messages.INFO)
                 return None
-            if always_confirm or select_across or total > CONFIRM_ABOVE:
-                return self._confirmation(request, name=name, verb=verb, per_state=per_state)
+            if action.always_confirm or select_across or total > CONFIRM_ABOVE:
+                return self._confirmation(request, name=name, verb=action.verb, per_state=per_state)
         ids = list(queryset.order_by().values_list("id", flat=True))
-        report = service(ids=ids, actor=request.user, source="admin")
-        if report.reset:
-            one, many = done.split("|")
-            self.message_user(
-                request,
-                ngettext(one, many, len(report.reset)).format(n=len(report.reset)),
-                messages.SUCCESS,
-            )
-        if report.refused:
-            n = len(report.refused)
-            self.message_user(
-                request,
-                ngettext(
-                    "Refused {n} queue item that is synced or syncing; only pending or exceeded "
-                    "items can be retried.",
-                    "Refused {n} queue items that are synced or syncing; only pending or "
-                    "exceeded items can be retried.",
-                    n,
-                ).format(n=n),
-                messages.WARNING,
-            )
-        if report.missing:
-            n = len(report.missing)
-            self.message_user(
-                request,
-                ngettext(
-                    "{n} queue item no longer exists.", "{n} queue items no longer exist.", n
-                ).format(n=n),
-                messages.WARNING,
-            )
+        report = action.service(ids=ids, actor=request.user, source="admin")
+        for ids, text, level in (
+            (report.reset, action.done, messages.SUCCESS),
+            (report.refused, REFUSED_TEXT, messages.WARNING),
+            (report.missing, MISSING_TEXT, messages.WARNING),
+        ):
+            if ids:
+                one, many = text.split("|")
+                self.message_user(request, ngettext(one, many, len(ids)).format(n=len(ids)), level)
         if not (report.reset or report.refused or report.missing):
             self.message_user(request, "No queue item matches; nothing changed.", messages.INFO)
         return None

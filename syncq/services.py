@@ -160,6 +160,11 @@ def _discovery_store(
 # --- the queue -------------------------------------------------------------------------------
 
 
+#: The columns of a queue item that no worker holds.
+UNLEASED = {"leased_until": None, "lease_token": None}
+#: ... and that waits for no due time either: synced, given up, or due at once.
+NOT_WAITING = {**UNLEASED, "next_retry_after": None}
+
 #: While this cache key lives, a sync run has been requested and has not started yet.
 KICK_CACHE_KEY = "keeper-sync:kick-requested"
 KICK_WINDOW_SECONDS = 2
@@ -189,9 +194,7 @@ def queue_leases_expire(*, now=None) -> int:
         return SyncQueueItem.objects.abandoned_on_last_attempt(now).update(
             sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
             sync_error="the worker was lost during the last attempt (lease expired)",
-            next_retry_after=None,
-            leased_until=None,
-            lease_token=None,
+            **NOT_WAITING,
         )
 
 
@@ -296,10 +299,8 @@ def queue_item_succeed(
             synced_at=now,
             haven_discovery_id=haven_discovery_id,
             sync_error=None,
-            next_retry_after=None,
-            leased_until=None,
-            lease_token=None,
             metadata=_merged_metadata(item, **extra),
+            **NOT_WAITING,
         )
         if updated:
             Discovery.objects.filter(id=item.discovery_id).update(
@@ -334,7 +335,7 @@ def queue_item_fail(*, item: SyncQueueItem, token: str, error: str, started_at=N
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         updated = SyncQueueItem.objects.filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
-        ).update(sync_error=error, leased_until=None, lease_token=None, **changes)
+        ).update(sync_error=error, **UNLEASED, **changes)
         if updated:
             exceeded = changes["sync_status"] == SyncStatus.MAX_RETRIES_EXCEEDED
             _attempt_record(
@@ -542,9 +543,7 @@ def _retry_reset(queryset, *, clear_error: bool = True) -> list[int]:
     SyncQueueItem.objects.filter(id__in=ids, sync_status__in=RETRYABLE).update(
         sync_status=SyncStatus.PENDING,
         sync_attempts=0,
-        next_retry_after=None,
-        leased_until=None,
-        lease_token=None,
+        **NOT_WAITING,
         **changes,
     )
     if ids:

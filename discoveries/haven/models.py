@@ -16,9 +16,17 @@ def _optional_text():
     return models.TextField(null=True, blank=True)
 
 
-class CatalogEntry(models.Model):
-    """A named place of the Control Room's map: a system, a planet or a moon."""
+def _within(model, column: str, *, related_name: str):
+    return models.ForeignKey(
+        model, on_delete=models.DO_NOTHING, db_column=column, related_name=related_name
+    )
 
+
+class CatalogEntry(models.Model):
+    """A named place of the Control Room's map: a system, a planet or a moon, numbered by the
+    Control Room (a system's id is text)."""
+
+    id = models.IntegerField(primary_key=True)
     name = models.TextField()
 
     class Meta:
@@ -48,10 +56,7 @@ class System(CatalogEntry):
 class Planet(CatalogEntry):
     """A planet of a system; ``(system_id, name)`` is unique."""
 
-    id = models.IntegerField(primary_key=True)
-    system = models.ForeignKey(
-        System, on_delete=models.DO_NOTHING, db_column="system_id", related_name="planets"
-    )
+    system = _within(System, "system_id", related_name="planets")
 
     class Meta(CatalogEntry.Meta):
         db_table = "planets"
@@ -60,10 +65,7 @@ class Planet(CatalogEntry):
 class Moon(CatalogEntry):
     """A moon of a planet."""
 
-    id = models.IntegerField(primary_key=True)
-    planet = models.ForeignKey(
-        Planet, on_delete=models.DO_NOTHING, db_column="planet_id", related_name="moons"
-    )
+    planet = _within(Planet, "planet_id", related_name="moons")
 
     class Meta(CatalogEntry.Meta):
         db_table = "moons"
