@@ -17,8 +17,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from botrunner.cogs.discovery_report_ui import reply_error
-from botrunner.delivery import interaction_first_seen
+from botrunner.delivery import interaction_first_seen, reply_error
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,9 @@ true only for the first delivery of an interaction id.
 A click on a form the bot no longer knows (the bot restarted, or the form was closed) is
 dropped by discord.py without an answer, and Discord shows the member "This interaction
 failed". :func:`interaction_answer_if_orphaned` answers such a click instead.
+
+What the bot's forms send back: :data:`NO_MENTIONS` on every message that carries text a member
+typed, and :func:`reply_error` when a handler failed on our side.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ REMEMBERED = 5000
 #: How long a form's own handler has to take an interaction before it counts as orphaned. The
 #: handlers take their interactions at once (before any database work); Discord allows 3 s.
 ORPHAN_AFTER_SECONDS = 1.5
+#: Nothing in a message pings anyone: the bot's default, restated where member text is sent so
+#: that the rule holds at each call.
+NO_MENTIONS = discord.AllowedMentions.none()
 
 _seen: OrderedDict[int, None] = OrderedDict()
 _taken: OrderedDict[int, None] = OrderedDict()
@@ -73,3 +79,17 @@ async def interaction_answer_if_orphaned(interaction: discord.Interaction, *, pr
         )
     except discord.HTTPException as exc:
         logger.info("could not answer a click on an inactive form: %s", exc)
+
+
+async def reply_error(interaction: discord.Interaction) -> None:
+    """Tell the member, ephemerally, that something failed on our side (the caller has logged
+    it): as the interaction's answer, or as a follow-up when it is already answered. A Discord
+    error on the way is logged, not raised."""
+    text = "Something went wrong on our side; it has been logged. Please try again."
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException as exc:
+        logger.warning("could not report an error to the member: %s", exc)

@@ -10,15 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from botrunner import limits
-from botrunner.cogs.discovery_report_ui import (
-    EvidenceModal,
-    LocationModal,
-    ReportDraft,
-    ReportView,
-    TypeModal,
-    discovery_embed,
-    invalid_text,
-)
+from botrunner.cogs.discovery_report.draft import ReportDraft, invalid_text
+from botrunner.cogs.discovery_report.embed import discovery_embed
+from botrunner.cogs.discovery_report.modals import EvidenceModal, LocationModal, TypeModal
+from botrunner.cogs.discovery_report.view import ReportView, Step
 from botrunner.cogs.sync_admin import summary_text
 from discoveries.haven.catalog import HavenPlace, HavenSystem
 from discoveries.models import Discovery
@@ -41,7 +36,7 @@ def build(factory):
     return asyncio.run(inside())
 
 
-def view_at(step: str, *, systems=None, places=None, page=0, dtype=DISCOVERY_TYPES[2]):
+def view_at(step: Step, *, systems=None, places=None, page=0, dtype=DISCOVERY_TYPES[2]):
     def make():
         view = ReportView(
             draft=ReportDraft(user_id=42, username="Explorer", guild_id=7, discovery_type=dtype),
@@ -88,7 +83,7 @@ def buttons(rows):
 
 def test_type_select_offers_the_ten_types_by_emoji_and_name():
     """Step 1 lists the 10 types of the reference as "emoji name", within every limit."""
-    view, content = view_at("type")
+    view, content = view_at(Step.TYPE)
     rows = view.to_components()
     assert_component_limits(rows)
     (select,) = selects(rows)
@@ -101,7 +96,7 @@ def test_type_select_offers_the_ten_types_by_emoji_and_name():
 def test_thirty_systems_come_in_pages_of_twenty_five_with_working_pager():
     """30 systems: page 1 holds 25 with Next enabled; page 2 the last 5 with Previous enabled."""
     systems = [HavenSystem(id=f"SYS_{i}", name=f"System {i:02d}") for i in range(30)]
-    view, content = view_at("system", systems=systems)
+    view, content = view_at(Step.SYSTEM, systems=systems)
     rows = view.to_components()
     assert_component_limits(rows)
     (select,) = selects(rows)
@@ -110,7 +105,7 @@ def test_thirty_systems_come_in_pages_of_twenty_five_with_working_pager():
     pager = buttons(rows)
     assert pager["◀ Previous"].get("disabled") is True
     assert not pager["Next ▶"].get("disabled")
-    view, content = view_at("system", systems=systems, page=1)
+    view, content = view_at(Step.SYSTEM, systems=systems, page=1)
     (select,) = selects(view.to_components())
     assert [o["label"] for o in select["options"]] == [f"System {i:02d}" for i in range(25, 30)]
     assert [o["value"] for o in select["options"]] == [str(i) for i in range(25, 30)]
@@ -121,7 +116,7 @@ def test_long_system_and_place_names_are_cut_to_the_option_limit():
     """Names of 300 characters, astral emoji included, become labels of at most 100 UTF-16
     units that end in an ellipsis."""
     long_name = "🪐" * 30 + "x" * 270
-    view, _ = view_at("system", systems=[HavenSystem(id="S" * 150, name=long_name)])
+    view, _ = view_at(Step.SYSTEM, systems=[HavenSystem(id="S" * 150, name=long_name)])
     rows = view.to_components()
     assert_component_limits(rows)
     label = selects(rows)[0]["options"][0]["label"]
@@ -129,7 +124,7 @@ def test_long_system_and_place_names_are_cut_to_the_option_limit():
     places = [HavenPlace("planet", "P" * 300)] + [
         HavenPlace("moon", f"Moon {i}", planet="Q" * 300) for i in range(40)
     ]
-    view, _ = view_at("place", places=places + [HavenPlace("space", None)])
+    view, _ = view_at(Step.PLACE, places=places + [HavenPlace("space", None)])
     rows = view.to_components()
     assert_component_limits(rows)
     assert len(selects(rows)[0]["options"]) == 25
@@ -137,7 +132,7 @@ def test_long_system_and_place_names_are_cut_to_the_option_limit():
 
 def test_without_the_map_the_system_step_offers_free_text():
     """VH unreadable (systems None): no select, one button that opens the text form."""
-    view, content = view_at("system", systems=None)
+    view, content = view_at(Step.SYSTEM, systems=None)
     rows = view.to_components()
     assert not selects(rows)
     assert "Enter the system and place" in buttons(rows)
@@ -148,7 +143,7 @@ def test_without_the_map_the_system_step_offers_free_text():
 def test_type_modal_holds_description_and_the_four_fields_within_limits(dtype):
     """Each type's modal: title ≤ 45, 5 text inputs with labels ≤ 45, the description required
     (≤ 1000) and the type's fields optional with their own limits (200; key excerpt 500)."""
-    view, _ = view_at("describe", dtype=dtype)
+    view, _ = view_at(Step.DESCRIBE, dtype=dtype)
     modal = build(lambda: TypeModal(view)).to_dict()
     assert limits.text_length(modal["title"]) <= limits.MODAL_TITLE_MAX
     assert modal["title"].startswith(dtype.emoji)
@@ -166,7 +161,7 @@ def test_type_modal_holds_description_and_the_four_fields_within_limits(dtype):
 
 def test_type_modal_is_prefilled_with_what_was_typed():
     """Reopening the form after a refusal shows the member's text again."""
-    view, _ = view_at("describe")
+    view, _ = view_at(Step.DESCRIBE)
     view.draft.description = "A tower"
     view.draft.type_fields = {"structure_type": "Spire"}
     inputs = leaves(build(lambda: TypeModal(view)).to_dict()["components"])
@@ -175,7 +170,7 @@ def test_type_modal_is_prefilled_with_what_was_typed():
 
 def test_location_and_evidence_modals_within_limits():
     """The free-text place form and the evidence form respect the modal limits."""
-    view, _ = view_at("system")
+    view, _ = view_at(Step.SYSTEM)
     for modal in (
         build(lambda: LocationModal(view, system_name="Demo Alpha")).to_dict(),
         build(lambda: EvidenceModal(view)).to_dict(),
@@ -192,7 +187,7 @@ def test_every_step_stays_within_the_message_limits():
     """Each step's text fits a message; its components fit the rows."""
     systems = [HavenSystem(id=str(i), name="N" * 120) for i in range(60)]
     places = [HavenPlace("planet", "P" * 200) for _ in range(60)]
-    for step in ("type", "system", "place", "describe", "review"):
+    for step in Step:
         view, content = view_at(step, systems=systems, places=places)
         view.draft.description = "D" * 1000
         content = build(view.render)
@@ -305,7 +300,7 @@ def test_prefill_fits_the_input_and_drops_refused_characters():
     """A refused text comes back in the form without control characters, bidirectional
     overrides or lone surrogates, and cut to the input's limit (Discord refuses a longer
     default)."""
-    from botrunner.cogs.discovery_report_ui import prefill
+    from botrunner.cogs.discovery_report.modals import prefill
 
     assert prefill("ab\x00c\u202e" + "x" * 2000, 1000) == "abc" + "x" * 997
     assert prefill("\ud800ok", 10) == "ok"
@@ -326,14 +321,14 @@ def test_thousands_of_systems_can_be_reached_by_jumping_pages():
     """5,000 systems: besides Previous/Next, a select jumps to any of 25 pages around the
     current one, each labelled by its first and last system; all within the limits."""
     systems = [HavenSystem(id=str(i), name=f"System {i:04d}") for i in range(5000)]
-    view, content = view_at("system", systems=systems, page=100)
+    view, content = view_at(Step.SYSTEM, systems=systems, page=100)
     rows = view.to_components()
     assert_component_limits(rows)
     jump = find_select(rows, "report:system:jump")
     values = [int(o["value"]) for o in jump["options"]]
     assert values == list(range(88, 113)) and "page 101 of 200" in content
     assert jump["options"][12]["label"] == "101: System 2500 – System 2524"
-    view, _ = view_at("system", systems=systems, page=0)
+    view, _ = view_at(Step.SYSTEM, systems=systems, page=0)
     jump = find_select(view.to_components(), "report:system:jump")
     assert [int(o["value"]) for o in jump["options"]] == list(range(25))
 

@@ -1,23 +1,28 @@
-"""``/discovery-report``: members report a discovery through a form (see
-:mod:`botrunner.cogs.discovery_report_ui`), and each stored report is posted to the archive
-channel."""
+"""``/discovery-report``: members report a discovery through a form, and each stored report is
+posted to the archive channel.
+
+This module holds the cog and its ``setup``; the form is :mod:`.view` (its steps) with
+:mod:`.modals` (what the member types) and :mod:`.draft` (what they entered so far), and the
+archive channel's embed is :mod:`.embed`.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 from django.conf import settings
 
-from botrunner.cogs.discovery_report_ui import (
-    NO_MENTIONS,
-    ReportDraft,
-    ReportView,
-    discovery_embed,
-)
-from botrunner.delivery import interaction_answer_if_orphaned
+from botrunner.cogs.discovery_report.draft import ReportDraft
+from botrunner.cogs.discovery_report.embed import discovery_embed
+from botrunner.cogs.discovery_report.view import ReportView
+from botrunner.delivery import NO_MENTIONS, interaction_answer_if_orphaned
+
+if TYPE_CHECKING:
+    from discoveries.models import Discovery
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +36,8 @@ class DiscoveryReport(commands.Cog):
     @app_commands.command(name="discovery-report", description="Report a discovery to the archive")
     @app_commands.guild_only()
     async def discovery_report(self, interaction: discord.Interaction) -> None:
-        """Open the report form, visible to the member only."""
+        """Open the report form, visible to the member only; with ``DISCOVERY_CHANNEL_ID`` set,
+        only in that channel and its threads (elsewhere the member is pointed there)."""
         where = settings.DISCOVERY_CHANNEL_ID
         channel = interaction.channel
         in_place = where is None or where in (
@@ -64,7 +70,7 @@ class DiscoveryReport(commands.Cog):
         interaction failed"."""
         await interaction_answer_if_orphaned(interaction, prefix="report:")
 
-    async def archive_post(self, discovery) -> None:
+    async def archive_post(self, discovery: Discovery) -> None:
         """Post ``discovery``'s embed to ``ARCHIVE_CHANNEL_ID`` when set. A failure is logged
         and costs the member nothing: the discovery is already stored."""
         channel_id = settings.ARCHIVE_CHANNEL_ID
@@ -84,4 +90,5 @@ class DiscoveryReport(commands.Cog):
 
 
 async def setup(bot: commands.Bot) -> None:
+    """Load the cog: discord.py's extension entry point (``botrunner.bot.COGS``)."""
     await bot.add_cog(DiscoveryReport(bot))
