@@ -16,9 +16,15 @@ def _optional_text():
     return models.TextField(null=True, blank=True)
 
 
-def _within(model, column: str, *, related_name: str):
+def _key(model, column: str, *, related_name: str = "+", optional: bool = False):
+    """A key to ``model`` in ``column``; the Control Room's file keeps its own integrity."""
     return models.ForeignKey(
-        model, on_delete=models.DO_NOTHING, db_column=column, related_name=related_name
+        model,
+        on_delete=models.DO_NOTHING,
+        db_column=column,
+        related_name=related_name,
+        null=optional,
+        blank=optional,
     )
 
 
@@ -56,7 +62,7 @@ class System(CatalogEntry):
 class Planet(CatalogEntry):
     """A planet of a system; ``(system_id, name)`` is unique."""
 
-    system = _within(System, "system_id", related_name="planets")
+    system = _key(System, "system_id", related_name="planets")
 
     class Meta(CatalogEntry.Meta):
         db_table = "planets"
@@ -65,21 +71,10 @@ class Planet(CatalogEntry):
 class Moon(CatalogEntry):
     """A moon of a planet."""
 
-    planet = _within(Planet, "planet_id", related_name="moons")
+    planet = _key(Planet, "planet_id", related_name="moons")
 
     class Meta(CatalogEntry.Meta):
         db_table = "moons"
-
-
-def _optional_place(model, column: str):
-    return models.ForeignKey(
-        model,
-        on_delete=models.DO_NOTHING,
-        db_column=column,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
 
 
 class HavenDiscovery(models.Model):
@@ -91,9 +86,9 @@ class HavenDiscovery(models.Model):
     id = models.AutoField(primary_key=True)
     discovery_type = models.TextField()
     discovery_name = _optional_text()
-    system = _optional_place(System, "system_id")
-    planet = _optional_place(Planet, "planet_id")
-    moon = _optional_place(Moon, "moon_id")
+    system = _key(System, "system_id", optional=True)
+    planet = _key(Planet, "planet_id", optional=True)
+    moon = _key(Moon, "moon_id", optional=True)
     location_type = models.TextField()
     location_name = _optional_text()
     description = models.TextField()
