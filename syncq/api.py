@@ -1,4 +1,5 @@
-"""The Control Room API: ``/health`` and ``/sync/*`` (REFERENCE.md, "Monitoring API").
+"""The Control Room API: ``/health`` and, in one viewset, ``/sync/*`` (REFERENCE.md,
+"Monitoring API"; routed by :mod:`syncq.urls`).
 
 Views are thin: reads come from :mod:`syncq.selectors`, retries go through
 :mod:`syncq.services`, whose errors become 404 and 409 here. Old clients' keys are kept.
@@ -14,8 +15,14 @@ from django.utils import timezone
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as django_server_error
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
@@ -91,51 +98,6 @@ class HealthView(APIView):
         return Response(body, status=code)
 
 
-class StatusView(APIView):
-    """Queue counts and the worker's state, as old Control Room clients read them."""
-
-    public_read = True
-
-    @extend_schema(responses={200: s.StatusSerializer, **ERRORS})
-    def get(self, request):
-        return Response(queue_status())
-
-
-class StatisticsView(APIView):
-    """Figures of the queue: counts, age of the oldest pending item, throughput, sync time
-    and the most common errors."""
-
-    public_read = True
-
-    @extend_schema(responses={200: s.StatisticsSerializer, **ERRORS})
-    def get(self, request):
-        figures = queue_statistics()
-        if not request.user.is_authenticated:
-            # Anonymous readers (SYNC_API_PUBLIC_READ) get counts only: error texts can quote
-            # what users typed.
-            figures["top_errors"] = []
-        return Response({"status": "ok", "statistics": figures})
-
-
-class FailedView(APIView):
-    """Items that used up their attempts (``max_retries_exceeded``), newest first."""
-
-    @extend_schema(
-        parameters=[s.FailedQuerySerializer],
-        responses={
-            200: s.FailedSerializer,
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
-            **ERRORS,
-        },
-    )
-    def get(self, request):
-        query = s.FailedQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        limit = min(query.validated_data["limit"], s.FAILED_LIMIT_MAX)
-        items = failed_items(limit=limit)
-        return Response({"status": "ok", "failed_items": items, "count": len(items)})
-
-
 class ItemPagination(CursorPagination):
     """Newest first by id; a cursor whose position is not an id is invalid (404), like any
     other cursor that does not decode."""
@@ -155,39 +117,6 @@ class ItemPagination(CursorPagination):
 def _is_id(value: object) -> bool:
     text = str(value)
     return text.isascii() and text.isdigit() and int(text) <= MAX_ID
-
-
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[s.ItemFilterSerializer],
-        responses={
-            200: s.QueueItemSerializer(many=True),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="A filter does not parse."),
-            404: OpenApiResponse(s.ErrorDetailSerializer, description="The cursor is invalid."),
-            **ERRORS,
-        },
-    ),
-    retrieve=extend_schema(
-        responses={
-            200: s.QueueItemSerializer,
-            404: OpenApiResponse(s.ErrorDetailSerializer, description="No such queue item."),
-            **ERRORS,
-        },
-    ),
-)
-class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
-    """The queue, newest first, filterable by ``status``, ``discovery_id`` and a
-    ``since``/``until`` window (ISO 8601) on ``created_at``."""
-
-    serializer_class = s.QueueItemSerializer
-    pagination_class = ItemPagination
-
-    def get_queryset(self):
-        if self.action != "list":
-            return queue_items()
-        query = s.ItemFilterSerializer(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return queue_items(**query.validated_data)
 
 
 class RetryThrottle(ScopedRateThrottle):
@@ -215,13 +144,130 @@ UNSUPPORTED = OpenApiResponse(
 )
 
 
-class RetryOneView(APIView):
-    """Reset one ``max_retries_exceeded`` or ``pending`` item: attempts 0, error cleared, due
-    now, and the worker asked to run."""
+def _retry_action(*, url_path: str, url_name: str):
+    """``@action`` for a retry: ``POST`` only, a JSON body only (else 415), throttled in scope
+    ``sync_retry`` (``SYNC_API_RETRY_RATE``, README "The Control Room API")."""
+    return action(
+        detail=False,
+        methods=["post"],
+        url_path=url_path,
+        url_name=url_name,
+        throttle_classes=[RetryThrottle],
+        throttle_scope="sync_retry",
+        parser_classes=[JSONParser],
+    )
 
-    throttle_classes = [RetryThrottle]
-    throttle_scope = "sync_retry"
-    parser_classes = [JSONParser]
+
+def _retry_error(message: str, status_code: int) -> Response:
+    # The old clients' error body, which the retries have always answered.
+    return Response({"status": "error", "message": message}, status=status_code)
+
+
+#: What ``/sync/items/`` and ``/sync/items/{id}/`` say in the schema (kept word for word).
+ITEMS_DESCRIPTION = """The queue, newest first, filterable by ``status``, ``discovery_id`` and a
+``since``/``until`` window (ISO 8601) on ``created_at``."""
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description=ITEMS_DESCRIPTION,
+        parameters=[s.ItemFilterSerializer],
+        responses={
+            200: s.QueueItemSerializer(many=True),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="A filter does not parse."),
+            404: OpenApiResponse(s.ErrorDetailSerializer, description="The cursor is invalid."),
+            **ERRORS,
+        },
+    ),
+    retrieve=extend_schema(
+        description=ITEMS_DESCRIPTION,
+        # The int converter names no model field, so the schema would lose the id's
+        # description; it is the one drf-spectacular gave the untyped path before.
+        parameters=[
+            OpenApiParameter(
+                "id",
+                OpenApiTypes.INT,
+                OpenApiParameter.PATH,
+                description="A unique integer value identifying this queue item.",
+            )
+        ],
+        responses={
+            200: s.QueueItemSerializer,
+            404: OpenApiResponse(s.ErrorDetailSerializer, description="No such queue item."),
+            **ERRORS,
+        },
+    ),
+)
+class QueueViewSet(viewsets.ReadOnlyModelViewSet):
+    """The sync queue under ``/sync/`` (REFERENCE.md, "Monitoring API"; routed by
+    :class:`syncq.urls.QueueRouter`, which keeps the old paths):
+
+    - ``list`` and ``retrieve``: ``GET /sync/items/`` (cursor pages of
+      :class:`~syncq.serializers.QueueItemSerializer`, filters of
+      :class:`~syncq.serializers.ItemFilterSerializer`) and ``GET /sync/items/{id}/``;
+    - ``status``, ``statistics``, ``failed``: ``GET /sync/status``, ``/sync/statistics``,
+      ``/sync/failed?limit=``, read from :mod:`syncq.selectors`;
+    - ``retry_one``, ``retry_many``: ``POST /sync/retry/{queue_id}`` and ``POST /sync/retry``
+      through :mod:`syncq.services`, whose :class:`~syncq.errors.QueueItemNotFound` and
+      :class:`~syncq.errors.QueueItemNotRetryable` answer 404 and 409 in the old clients'
+      ``{"status": "error", "message": ...}``.
+
+    Reads need ``syncq.view_syncqueueitem`` and retries ``syncq.change_syncqueueitem``
+    (:class:`syncq.permissions.SyncQueuePermission`); the actions marked ``public_read``
+    answer anonymous GETs when ``SYNC_API_PUBLIC_READ`` is on. Ids in paths are ASCII digits;
+    one past 2**63-1 names no item (404)."""
+
+    serializer_class = s.QueueItemSerializer
+    pagination_class = ItemPagination
+    #: ASCII digits only, as on the retry path: int() would read other scripts' digits too
+    #: ("١٢" as 12); an id past MAX_ID finds no row (Django's lookups): both answer 404.
+    lookup_value_converter = "int"
+    #: Set per action by ``@action(public_read=True)``; read by SyncQueuePermission.
+    public_read = False
+    #: Set by :func:`_retry_action`; read by :class:`RetryThrottle`.
+    throttle_scope: str | None = None
+
+    def get_queryset(self):
+        if self.action != "list":
+            return queue_items()
+        query = s.ItemFilterSerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return queue_items(**query.validated_data)
+
+    @extend_schema(responses={200: s.StatusSerializer, **ERRORS})
+    @action(detail=False, methods=["get"], public_read=True)
+    def status(self, request):
+        """Queue counts and the worker's state, as old Control Room clients read them."""
+        return Response(queue_status())
+
+    @extend_schema(responses={200: s.StatisticsSerializer, **ERRORS})
+    @action(detail=False, methods=["get"], public_read=True)
+    def statistics(self, request):
+        """Figures of the queue: counts, age of the oldest pending item, throughput, sync time
+        and the most common errors."""
+        figures = queue_statistics()
+        if not request.user.is_authenticated:
+            # Anonymous readers (SYNC_API_PUBLIC_READ) get counts only: error texts can quote
+            # what users typed.
+            figures["top_errors"] = []
+        return Response({"status": "ok", "statistics": figures})
+
+    @extend_schema(
+        parameters=[s.FailedQuerySerializer],
+        responses={
+            200: s.FailedSerializer,
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
+            **ERRORS,
+        },
+    )
+    @action(detail=False, methods=["get"])
+    def failed(self, request):
+        """Items that used up their attempts (``max_retries_exceeded``), newest first."""
+        query = s.FailedQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        limit = min(query.validated_data["limit"], s.FAILED_LIMIT_MAX)
+        items = failed_items(limit=limit)
+        return Response({"status": "ok", "failed_items": items, "count": len(items)})
 
     @extend_schema(
         operation_id="sync_retry_one",
@@ -234,15 +280,18 @@ class RetryOneView(APIView):
             **RETRY_ERRORS,
         },
     )
-    def post(self, request, queue_id: int):
+    @_retry_action(url_path="retry/<int:queue_id>", url_name="retry-one")
+    def retry_one(self, request, queue_id: int):
+        """Reset one ``max_retries_exceeded`` or ``pending`` item: attempts 0, error cleared, due
+        now, and the worker asked to run."""
         if queue_id > MAX_ID:
-            return Response({"status": "error", "message": f"no queue item {queue_id}"}, 404)
+            return _retry_error(f"no queue item {queue_id}", 404)
         try:
             queue_item_retry(item_id=queue_id, actor=request.user, source="api")
         except QueueItemNotFound as exc:
-            return Response({"status": "error", "message": str(exc)}, status=404)
+            return _retry_error(str(exc), 404)
         except QueueItemNotRetryable as exc:
-            return Response({"status": "error", "message": str(exc)}, status=409)
+            return _retry_error(str(exc), 409)
         return Response(
             {
                 "status": "ok",
@@ -250,14 +299,6 @@ class RetryOneView(APIView):
                 "queue_id": queue_id,
             }
         )
-
-
-class RetryManyView(APIView):
-    """Reset many items, by ``ids`` or by ``status``, with the same rule per item."""
-
-    throttle_classes = [RetryThrottle]
-    throttle_scope = "sync_retry"
-    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="sync_retry_many",
@@ -269,7 +310,9 @@ class RetryManyView(APIView):
             **RETRY_ERRORS,
         },
     )
-    def post(self, request):
+    @_retry_action(url_path="retry", url_name="retry")
+    def retry_many(self, request):
+        """Reset many items, by ``ids`` or by ``status``, with the same rule per item."""
         body = s.BulkRetrySerializer(data=request.data)
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["the body must be a JSON object"]})
@@ -336,11 +379,6 @@ __all__ = [
     "exception_handler",
     "not_found",
     "server_error",
-    "FailedView",
     "HealthView",
-    "QueueItemViewSet",
-    "RetryManyView",
-    "RetryOneView",
-    "StatisticsView",
-    "StatusView",
+    "QueueViewSet",
 ]

@@ -1,6 +1,7 @@
 """Who may use the Control Room API: reads need ``syncq.view_syncqueueitem``, retries
 ``syncq.change_syncqueueitem`` (superusers have both). ``SYNC_API_PUBLIC_READ`` opens only the
-views marked ``public_read`` (counts, no user data) to anonymous GETs."""
+actions marked ``@action(public_read=True)`` (status and statistics: counts, no user data) to
+anonymous GETs (README, "The Control Room API")."""
 
 from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS, BasePermission

@@ -1,6 +1,8 @@
 """Shapes of the Control Room API (REFERENCE.md, "Monitoring API"), for validation and for the
 OpenAPI schema."""
 
+from collections.abc import Iterable
+
 from rest_framework import serializers
 
 from syncq.models import SyncQueueItem, SyncStatus
@@ -96,16 +98,19 @@ class SyncWorkerSerializer(serializers.Serializer):
     last_sync_time = serializers.DateTimeField(allow_null=True)
 
 
-class QueueCountsSerializer(serializers.Serializer):
-    pending = serializers.IntegerField()
-    syncing = serializers.IntegerField()
-    synced = serializers.IntegerField()
-    failed = serializers.IntegerField()
+def counts_serializer(name: str, keys: Iterable[str]) -> type[serializers.Serializer]:
+    """A serializer class called ``name`` of one integer count per key of ``keys``, in that
+    order; the schema names its component after ``name`` less "Serializer"."""
+    return type(name, (serializers.Serializer,), {key: serializers.IntegerField() for key in keys})
 
 
-class TotalsSerializer(serializers.Serializer):
-    total_synced = serializers.IntegerField()
-    total_failed = serializers.IntegerField()
+#: ``/sync/status``'s ``queue`` and ``totals``, in the old clients' words (``failed`` is
+#: ``max_retries_exceeded``), and ``/sync/statistics``' ``counts``, one per state.
+QueueCountsSerializer = counts_serializer(
+    "QueueCountsSerializer", ["pending", "syncing", "synced", "failed"]
+)
+TotalsSerializer = counts_serializer("TotalsSerializer", ["total_synced", "total_failed"])
+StateCountsSerializer = counts_serializer("StateCountsSerializer", SyncStatus.values)
 
 
 class StatusSerializer(serializers.Serializer):
@@ -113,13 +118,6 @@ class StatusSerializer(serializers.Serializer):
     sync_worker = SyncWorkerSerializer()
     queue = QueueCountsSerializer()
     totals = TotalsSerializer()
-
-
-class StateCountsSerializer(serializers.Serializer):
-    pending = serializers.IntegerField()
-    syncing = serializers.IntegerField()
-    synced = serializers.IntegerField()
-    max_retries_exceeded = serializers.IntegerField()
 
 
 class SyncSecondsSerializer(serializers.Serializer):

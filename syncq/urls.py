@@ -1,19 +1,50 @@
-"""URLs of the Control Room API; the old paths have no trailing slash, as clients call them."""
+"""URLs of the Control Room API: ``/health`` and the queue viewset under ``/sync/``, at the
+paths old clients call (REFERENCE.md, "Monitoring API")."""
 
 from django.urls import path
-from rest_framework.routers import SimpleRouter
+from rest_framework.routers import DynamicRoute, Route, SimpleRouter
 
 from syncq import api
 
-router = SimpleRouter()
-router.register("sync/items", api.QueueItemViewSet, basename="sync-item")
+
+class QueueRouter(SimpleRouter):
+    """A router whose routes are the Control Room's paths rather than DRF's defaults: the
+    items under ``{prefix}/items/`` with a trailing slash (``list``, and ``retrieve`` by the
+    viewset's lookup), and each ``@action(detail=False)`` at ``{prefix}/{url_path}`` with none,
+    as the old clients call them. Routes use Django's path syntax, so an action's ``url_path``
+    may carry a converter (``retry/<int:queue_id>``: ASCII digits only)."""
+
+    routes = [
+        Route(
+            url="{prefix}/items/",
+            mapping={"get": "list"},
+            name="{basename}-item-list",
+            detail=False,
+            initkwargs={"suffix": "List"},
+        ),
+        Route(
+            url="{prefix}/items/{lookup}/",
+            mapping={"get": "retrieve"},
+            name="{basename}-item-detail",
+            detail=True,
+            initkwargs={"suffix": "Instance"},
+        ),
+        DynamicRoute(
+            url="{prefix}/{url_path}",
+            name="{basename}-{url_name}",
+            detail=False,
+            initkwargs={},
+        ),
+    ]
+
+    def __init__(self):
+        super().__init__(use_regex_path=False)
+
+
+router = QueueRouter()
+router.register("sync", api.QueueViewSet, basename="sync")
 
 urlpatterns = [
     path("health", api.HealthView.as_view(), name="health"),
-    path("sync/status", api.StatusView.as_view(), name="sync-status"),
-    path("sync/statistics", api.StatisticsView.as_view(), name="sync-statistics"),
-    path("sync/failed", api.FailedView.as_view(), name="sync-failed"),
-    path("sync/retry/<int:queue_id>", api.RetryOneView.as_view(), name="sync-retry-one"),
-    path("sync/retry", api.RetryManyView.as_view(), name="sync-retry"),
     *router.urls,
 ]
