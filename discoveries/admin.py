@@ -82,7 +82,7 @@ def _queue_item(discovery: Discovery) -> SyncQueueItem | None:
 def _actor(request):
     """The request's user as a model instance, for the operator action's ``actor``.
 
-    ``request.user`` is a lazy wrapper, which :class:`discoveries.routers.HavenRouter` does not
+    ``request.user`` is a lazy wrapper, which :class:`discoveries.haven.router.HavenRouter` does not
     recognise as a keeper model when the action row is related to it.
     """
     return get_user_model().objects.get(pk=request.user.pk)
