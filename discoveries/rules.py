@@ -65,15 +65,13 @@ class FieldRule:
     person), ``max_length`` in characters (None: not text), ``kind`` (``text``, ``snowflake``
     for a Discord id, ``url`` for the evidence link, ``count`` for a whole number from 0 to
     :data:`COUNT_MAX`, ``choice`` for the type and the kind of place), and whether a
-    submission must give it (``required``). ``edit_only`` fields are set by operators, never
-    by a submission."""
+    submission must give it (``required``)."""
 
     name: str
     label: str
     max_length: int | None = None
     kind: str = "text"
     required: bool = False
-    edit_only: bool = False
 
 
 #: The fields of a discovery, by column name, in the order a person fills them in.
@@ -98,9 +96,10 @@ FIELDS: dict[str, FieldRule] = {
         FieldRule("coordinates", "Coordinates", 200),
         FieldRule("tags", "Tags", 1000),
         FieldRule("related_discoveries", "Related discoveries", 1000),
-        FieldRule("analysis_status", "Analysis status", 32, edit_only=True),
-        FieldRule("pattern_matches", "Pattern matches", kind="count", edit_only=True),
-        FieldRule("mystery_tier", "Mystery tier", kind="count", edit_only=True),
+        # Set by operators in the admin, never by a submission.
+        FieldRule("analysis_status", "Analysis status", 32),
+        FieldRule("pattern_matches", "Pattern matches", kind="count"),
+        FieldRule("mystery_tier", "Mystery tier", kind="count"),
     )
 }
 
@@ -316,8 +315,8 @@ def _clean(values: Mapping[str, object], names: Iterable[str]) -> tuple[dict, _E
     errors = _Errors()
     clean: dict[str, object] = {}
     for name in names:
-        if name == "metadata" or name in ("discovery_type", "location_type", "location"):
-            continue
+        if name in ("metadata", "discovery_type", "location_type", "location"):
+            continue  # checked together below
         if name not in FIELDS:
             errors.add(name, "is not a field of a discovery")
             continue
@@ -333,7 +332,7 @@ def _clean(values: Mapping[str, object], names: Iterable[str]) -> tuple[dict, _E
     return clean, errors
 
 
-#: What a submission holds besides :data:`OPTIONAL_TEXT` and the edit-only fields.
+#: What a submission holds besides the type, the place and :data:`OPTIONAL_TEXT`.
 _SUBMITTED = ("user_id", "username", "guild_id", "description", "system_name", "evidence_url")
 
 

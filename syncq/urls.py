@@ -7,6 +7,17 @@ from rest_framework.routers import DynamicRoute, Route, SimpleRouter
 from syncq import api
 
 
+def _items_route(url: str, action: str, *, detail: bool) -> Route:
+    """The route of ``/sync/items/`` (``list``) or of one item (``retrieve``)."""
+    return Route(
+        url=url,
+        mapping={"get": action},
+        name="{basename}-item-detail" if detail else "{basename}-item-list",
+        detail=detail,
+        initkwargs={"suffix": "Instance" if detail else "List"},
+    )
+
+
 class QueueRouter(SimpleRouter):
     """A router whose routes are the Control Room's paths rather than DRF's defaults: the
     items under ``{prefix}/items/`` with a trailing slash (``list``, and ``retrieve`` by the
@@ -15,20 +26,8 @@ class QueueRouter(SimpleRouter):
     may carry a converter (``retry/<int:queue_id>``: ASCII digits only)."""
 
     routes = [
-        Route(
-            url="{prefix}/items/",
-            mapping={"get": "list"},
-            name="{basename}-item-list",
-            detail=False,
-            initkwargs={"suffix": "List"},
-        ),
-        Route(
-            url="{prefix}/items/{lookup}/",
-            mapping={"get": "retrieve"},
-            name="{basename}-item-detail",
-            detail=True,
-            initkwargs={"suffix": "Instance"},
-        ),
+        _items_route("{prefix}/items/", "list", detail=False),
+        _items_route("{prefix}/items/{lookup}/", "retrieve", detail=True),
         DynamicRoute(
             url="{prefix}/{url_path}",
             name="{basename}-{url_name}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from botrunner import limits
-from discoveries.rules import DiscoveryInvalid, field_label
+from discoveries.rules import FIELDS, DiscoveryInvalid, field_label
 from discoveries.types import DiscoveryType
 
 
@@ -34,11 +34,12 @@ class ReportDraft:
 
     def submit_kwargs(self) -> dict[str, object]:
         """The keyword arguments of :func:`discoveries.rules.discovery_validate`: ids as
-        strings, the type by its emoji, the member's name cut to 100 characters."""
+        strings, the type by its emoji, the member's name cut to its limit
+        (:data:`discoveries.rules.FIELDS`)."""
         extra = {"planet_name": self.planet_name} if self.planet_name else {}
         return {
             "user_id": str(self.user_id),
-            "username": limits.cut(self.username, 100),
+            "username": limits.cut(self.username, FIELDS["username"].max_length),
             "guild_id": str(self.guild_id) if self.guild_id else None,
             "discovery_type": self.discovery_type.emoji if self.discovery_type else None,
             "system_name": self.system_name,

@@ -31,6 +31,7 @@ from discoveries.rules import (
     name_problem,
     text_blank,
 )
+from discoveries.types import TYPE_FIELD_MAX_LENGTH
 
 if TYPE_CHECKING:
     from botrunner.cogs.discovery_report.view import ReportView
@@ -130,7 +131,7 @@ class TypeModal(FormModal):
                 required=False,
                 style=(
                     discord.TextStyle.paragraph
-                    if type_field.max_length > 200
+                    if type_field.max_length > TYPE_FIELD_MAX_LENGTH
                     else discord.TextStyle.short
                 ),
             )
