@@ -96,12 +96,13 @@ class SyncQueueItemQuerySet(models.QuerySet):
         return queryset
 
     def ordered_by_time(self, field: str, *, descending: bool):
-        """Items ordered by ``field`` (a date-time column), then by id, right for times other
-        tools wrote."""
+        """Items ordered by ``field`` (a date-time column), then by id in the same direction
+        (times of a second apart or less tie on SQLite), right for times other tools wrote."""
+        sign = "-" if descending else ""
         if not self._on_sqlite():
-            return self.order_by(f"-{field}" if descending else field, "id")
+            return self.order_by(f"{sign}{field}", f"{sign}id")
         queryset, key = self._as_utc_text(field)
-        return queryset.order_by(f"-{key}" if descending else key, "id")
+        return queryset.order_by(f"{sign}{key}", f"{sign}id")
 
     def oldest_pending_created(self) -> datetime | None:
         """When the oldest ``pending`` item was queued (aware UTC), or None."""

@@ -1,5 +1,7 @@
 """Shared fixtures: Control Room files built from its schema, writable copies of the real
-sample databases in ``examples/``, and factories for keeper rows."""
+sample databases in ``examples/``, the users most tests sign in as (made by
+:mod:`tests.factories`) and the API clients of the Control Room API tests, and ``manage.py``
+run in a process of its own."""
 
 from __future__ import annotations
 
@@ -16,6 +18,12 @@ import pytest
 from django.db import connections
 
 from discoveries.haven.files import haven_file_create
+
+# Before they are imported: their asserts then explain a failure as a test's own do.
+pytest.register_assert_rewrite("tests.bot_driver", "tests.factories")
+
+from tests.api_support import token_client  # noqa: E402
+from tests.factories import VIEW_ONLY, user_make  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -77,23 +85,28 @@ def control_room_schema_haven_db(tmp_path, settings):
         yield path
 
 
-def make_discovery(**overrides):
-    """Store a valid discovery through the submit service; keyword arguments override the
-    defaults (a ruins discovery on Demo Alpha's planet Alpha Prime)."""
-    from syncq.services import discovery_submit
+@pytest.fixture
+def root():
+    """A superuser named root."""
+    return user_make("root", superuser=True)
 
-    fields = {
-        "user_id": "123456789012345678",
-        "username": "Tester",
-        "guild_id": "987654321098765432",
-        "discovery_type": "🏛️",
-        "system_name": "Demo Alpha",
-        "location": "Alpha Prime",
-        "description": "A broken tower.",
-        "type_fields": {"structure_type": "Tower"},
-    }
-    fields.update(overrides)
-    return discovery_submit(**fields)
+
+@pytest.fixture
+def staff_viewer():
+    """Staff who may only view the queue and the discoveries, in the admin."""
+    return user_make("staff-viewer", staff=True, perms=VIEW_ONLY)
+
+
+@pytest.fixture
+def admin(root):
+    """An API client authenticated by token as the superuser root."""
+    return token_client(root)
+
+
+@pytest.fixture
+def viewer():
+    """An API client authenticated by token as a user holding view_syncqueueitem only."""
+    return token_client(user_make("viewer", perms=["syncq.view_syncqueueitem"]))
 
 
 def manage_env(*, keeper: Path, haven: Path, **extra: str) -> dict[str, str]:

@@ -8,8 +8,6 @@ import sqlite3
 from datetime import UTC, datetime
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
@@ -18,10 +16,22 @@ from discoveries.models import Discovery
 from discoveries.rules import DiscoveryInvalid, discovery_validate
 from syncq.models import OperatorAction, SyncQueueItem, SyncStatus
 from syncq.services import sync_batch
-from tests.conftest import make_discovery
+from tests.factories import (
+    DISCOVERY_FIELDS,
+    discovery_make,
+    queue_item_exceeded,
+    queue_item_pending,
+    queue_item_synced,
+    queue_item_syncing,
+)
 
 WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
 CHANGELIST = reverse("admin:discoveries_discovery_changelist")
+QUEUE_ITEM_IN = {
+    SyncStatus.PENDING: queue_item_pending,
+    SyncStatus.SYNCING: queue_item_syncing,
+    SyncStatus.MAX_RETRIES_EXCEEDED: queue_item_exceeded,
+}
 
 
 def _change_url(discovery: Discovery) -> str:
@@ -35,23 +45,6 @@ def _client(user) -> Client:
 
 
 @pytest.fixture
-def root():
-    """A superuser."""
-    return get_user_model().objects.create_superuser("root", "root@example.org", "pw")
-
-
-@pytest.fixture
-def viewer():
-    """A staff user who may only view discoveries and queue items."""
-    user = get_user_model().objects.create_user("viewer", "v@example.org", "pw", is_staff=True)
-    user.user_permissions.add(
-        Permission.objects.get(codename="view_discovery"),
-        Permission.objects.get(codename="view_syncqueueitem"),
-    )
-    return user
-
-
-@pytest.fixture
 def no_haven(settings):
     """VH switched off, so no page depends on a file on this machine."""
     settings.USE_HAVEN_DATABASE = False
@@ -60,18 +53,22 @@ def no_haven(settings):
 def _discovery(
     state: str | None = SyncStatus.PENDING, resolved: bool | None = None, **fields
 ) -> Discovery:
-    """A discovery stored through the submit service whose queue item is then put in
-    ``state`` (``None``: the item is removed) with ``location_resolved`` in its metadata."""
+    """A discovery stored through the submit service whose queue item the services then bring
+    to ``state`` (``None``: the item is deleted, as an old bot's discovery has none); a synced
+    one resolved in VH or not as ``resolved`` says (``None``: linked, so unknown). Make
+    pending ones last (:mod:`tests.factories`)."""
     if "discovery_type" in fields:
         fields.setdefault("type_fields", {})
-    discovery = make_discovery(**fields)
-    items = SyncQueueItem.objects.filter(discovery=discovery)
     if state is None:
-        items.delete()
+        discovery = discovery_make(**fields)
+        SyncQueueItem.objects.filter(discovery=discovery).delete()
         return discovery
-    metadata = {"how": "written", "location_resolved": resolved} if resolved is not None else {}
-    items.update(sync_status=state, metadata=metadata)
-    return discovery
+    if state == SyncStatus.SYNCED:
+        if resolved is None:
+            return queue_item_synced(how="linked", **fields).discovery
+        unresolved = None if resolved else "planet 'Nowhere' not found"
+        return queue_item_synced(unresolved=unresolved, **fields).discovery
+    return QUEUE_ITEM_IN[state](**fields).discovery
 
 
 def _shown_ids(response) -> set[int]:
@@ -101,14 +98,14 @@ def _form_data(response, **changes) -> dict[str, str]:
 def test_list_shows_type_sync_state_link_and_resolution_for_every_state(root, no_haven):
     """Each row shows its type's emoji and name, its queue item's state linked to the item,
     and whether the location resolved in VH (yes, no, unknown)."""
-    rows = [
-        _discovery(SyncStatus.PENDING, description="pending one"),
+    others = [
         _discovery(SyncStatus.SYNCING, description="syncing one"),
         _discovery(SyncStatus.SYNCED, resolved=True, description="synced resolved"),
         _discovery(SyncStatus.SYNCED, resolved=False, description="synced unresolved"),
         _discovery(SyncStatus.MAX_RETRIES_EXCEEDED, description="gave up", discovery_type="🦴"),
         _discovery(None, description="no item"),
     ]
+    rows = [_discovery(SyncStatus.PENDING, description="pending one"), *others]
     response = _client(root).get(CHANGELIST)
     html = response.content.decode()
     assert _shown_ids(response) == {d.pk for d in rows}
@@ -128,7 +125,8 @@ def test_list_query_count_does_not_grow_with_rows(
 ):
     """The list page takes the same bounded number of queries for 5 and for 50 discoveries."""
     states = list(SyncStatus.values)
-    for n in range(rows):
+    # Pending ones last: the factories claim the others (tests.factories).
+    for n in sorted(range(rows), key=lambda n: states[n % len(states)] == SyncStatus.PENDING):
         _discovery(states[n % len(states)], resolved=bool(n % 2), description=f"row {n}")
     client = _client(root)
     with django_assert_max_num_queries(8):
@@ -155,9 +153,9 @@ def test_filters_select_the_matching_discoveries(query, expected, root, no_haven
     rows = {
         "resolved": _discovery(SyncStatus.SYNCED, resolved=True),
         "unresolved": _discovery(SyncStatus.SYNCED, resolved=False),
-        "pending": _discovery(SyncStatus.PENDING, system_name="Demo Beta", location="Beta Rock"),
         "exceeded": _discovery(SyncStatus.MAX_RETRIES_EXCEEDED, discovery_type="🦴"),
         "orphan": _discovery(None),
+        "pending": _discovery(SyncStatus.PENDING, system_name="Demo Beta", location="Beta Rock"),
     }
     response = _client(root).get(f"{CHANGELIST}?{query}")
     assert _shown_ids(response) == {rows[name].pk for name in expected}
@@ -167,7 +165,7 @@ def test_filters_select_the_matching_discoveries(query, expected, root, no_haven
 def test_date_filter_keeps_only_recent_submissions(root, no_haven):
     """The submitted-at filter "Past 7 days" leaves out an old submission."""
     recent = _discovery()
-    old = make_discovery(description="old", submitted_at=datetime(2020, 1, 1, tzinfo=UTC))
+    old = discovery_make(description="old", submitted_at=datetime(2020, 1, 1, tzinfo=UTC))
     response = _client(root).get(CHANGELIST)
     assert _shown_ids(response) == {recent.pk, old.pk}
     spec = next(s for s in response.context["cl"].filter_specs if s.title == "submission timestamp")
@@ -196,11 +194,11 @@ def test_search_matches_description_system_location_and_username(q, expected, ro
 
 
 @pytest.mark.django_db
-def test_viewer_sees_the_list_without_actions_and_cannot_retry(viewer, no_haven):
+def test_viewer_sees_the_list_without_actions_and_cannot_retry(staff_viewer, no_haven):
     """A view-only staff user browses discoveries but gets no action and no retry button,
     and a forged "Save and retry sync" is refused with 403 and changes nothing."""
     discovery = _discovery(SyncStatus.MAX_RETRIES_EXCEEDED)
-    client = _client(viewer)
+    client = _client(staff_viewer)
     response = client.get(CHANGELIST)
     assert _shown_ids(response) == {discovery.pk}
     assert response.context["action_form"] is None
@@ -219,14 +217,14 @@ def test_viewer_sees_the_list_without_actions_and_cannot_retry(viewer, no_haven)
 
 
 @pytest.mark.django_db
-def test_change_page_shows_every_field_and_the_type_fields_by_label(viewer, no_haven):
+def test_change_page_shows_every_field_and_the_type_fields_by_label(staff_viewer, no_haven):
     """The change page lists every keeper column and the type's four fields under their
     labels with their stored values."""
     discovery = _discovery(
         discovery_type="🦴",
         type_fields={"species_type": "Raptor", "estimated_age": "Old"},
     )
-    response = _client(viewer).get(_change_url(discovery))
+    response = _client(staff_viewer).get(_change_url(discovery))
     html = response.content.decode()
     shown = {
         name
@@ -293,13 +291,13 @@ def test_preview_reports_an_unresolved_location_and_an_unknown_type(root, haven_
 
 
 @WITH_HAVEN
-def test_fixing_a_failed_discovery_then_save_and_retry_syncs_it(root, haven_db):
+def test_fixing_a_failed_discovery_then_save_and_retry_syncs_it(root, haven_db, settings):
     """A discovery whose type cannot be mapped ends max_retries_exceeded; choosing a type,
     filling its field and "Save and retry sync" resets the item to pending, records an
     admin operator action, and the next batch writes the fixed row to VH."""
-    discovery = make_discovery(type_fields={"structure_type": "Tower"})
+    settings.SYNC_MAX_ATTEMPTS = 1
+    discovery = discovery_make(type_fields={"structure_type": "Tower"})
     Discovery.objects.filter(pk=discovery.pk).update(discovery_type="🛸")
-    SyncQueueItem.objects.filter(discovery=discovery).update(max_attempts=1)
     sync_batch()
     item = SyncQueueItem.objects.get(discovery=discovery)
     assert item.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
@@ -366,17 +364,9 @@ def test_the_admin_refuses_what_the_submit_path_refuses_and_nothing_reaches_vh(
     id, a place of only a zero-width space, a 10,000-character key excerpt put in metadata
     with a new type) is refused on the form with the submit path's own message; nothing is
     saved, no retry happens, and the sync then writes the discovery as it was."""
-    discovery = make_discovery()
-    fields = {
-        "user_id": "123456789012345678",
-        "username": "Tester",
-        "discovery_type": "🏛️",
-        "system_name": "Demo Alpha",
-        "location": "Alpha Prime",
-        "description": "A broken tower.",
-    }
+    discovery = discovery_make()
     with pytest.raises(DiscoveryInvalid) as submit:
-        discovery_validate(**{**fields, **submit_args})
+        discovery_validate(**{**DISCOVERY_FIELDS, **submit_args})
     message = submit.value.errors[field][0]
     before = Discovery.objects.filter(pk=discovery.pk).values().get()
     client = _client(root)
@@ -471,22 +461,19 @@ def test_retry_action_resets_failed_items_and_refuses_synced_ones(root, no_haven
 
 
 @pytest.mark.django_db
-def test_date_times_that_name_no_real_moment_do_not_break_the_pages(client):
+def test_date_times_that_name_no_real_moment_do_not_break_the_pages(client, root):
     """'2024-02-30' written into keeper.db by another tool reads as missing: the lists and the
     dashboard still render."""
-    from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from tests.conftest import make_discovery
-
-    make_discovery(description="bad dates")
+    discovery_make(description="bad dates")
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE sync_queue SET created_at = '2024-02-30 10:00:00',"
             " next_retry_after = '2024-01-01 25:00:00'"
         )
         cursor.execute("UPDATE discoveries SET submission_timestamp = '2024-02-30 10:00:00'")
-    client.force_login(get_user_model().objects.create_superuser("root", "r@example.org", "pw"))
+    client.force_login(root)
     for url in (
         "/admin/syncq/syncqueueitem/",
         "/admin/discoveries/discovery/",
@@ -496,14 +483,10 @@ def test_date_times_that_name_no_real_moment_do_not_break_the_pages(client):
 
 
 @pytest.mark.django_db
-def test_admin_edits_follow_the_submission_text_rules(client):
+def test_admin_edits_follow_the_submission_text_rules(client, root):
     """An edit with a 1,001-character description or a control character is refused."""
-    from django.contrib.auth import get_user_model
-
-    from tests.conftest import make_discovery
-
-    discovery = make_discovery(description="fine")
-    client.force_login(get_user_model().objects.create_superuser("root", "r@example.org", "pw"))
+    discovery = discovery_make(description="fine")
+    client.force_login(root)
     url = f"/admin/discoveries/discovery/{discovery.id}/change/"
     page = client.get(url)
     form = page.context["adminform"].form
@@ -519,17 +502,13 @@ def test_admin_edits_follow_the_submission_text_rules(client):
 
 
 @pytest.mark.django_db
-def test_retrying_every_matching_discovery_is_sent_to_the_queue_list(client):
+def test_retrying_every_matching_discovery_is_sent_to_the_queue_list(client, root):
     """'Select all' with the discovery list's retry changes nothing and points to the queue
     list, which confirms before a large retry."""
-    from django.contrib.auth import get_user_model
-
     from syncq.models import SyncQueueItem, SyncStatus
-    from tests.conftest import make_discovery
 
-    discoveries = [make_discovery(description=f"stuck {n}") for n in range(3)]
-    SyncQueueItem.objects.update(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED, sync_attempts=10)
-    client.force_login(get_user_model().objects.create_superuser("root", "r@example.org", "pw"))
+    discoveries = [queue_item_exceeded(description=f"stuck {n}").discovery for n in range(3)]
+    client.force_login(root)
 
     response = client.post(
         "/admin/discoveries/discovery/",

@@ -7,8 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -18,7 +16,12 @@ from pytest_django.asserts import assertContains
 from syncq import admin as queue_admin
 from syncq.display import retry_due_text
 from syncq.models import OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
-from tests.conftest import make_discovery
+from tests.factories import (
+    queue_item_backing_off,
+    queue_item_exceeded,
+    queue_item_synced,
+    queue_item_syncing,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,18 +29,9 @@ CHANGELIST = reverse("admin:syncq_syncqueueitem_changelist")
 EXCEEDED = SyncStatus.MAX_RETRIES_EXCEEDED
 
 
-def queue_item(state: str = SyncStatus.PENDING, **fields) -> SyncQueueItem:
-    """A discovery with its queue item, then put in ``state`` with ``fields``."""
-    discovery = make_discovery(description=f"a tower seen in state {state}")
-    SyncQueueItem.objects.filter(discovery=discovery).update(sync_status=state, **fields)
-    return SyncQueueItem.objects.get(discovery=discovery)
-
-
-def failed(**fields) -> SyncQueueItem:
-    """An item out of attempts, with the error that stopped it."""
-    values = {"sync_attempts": 10, "sync_error": "HavenUnavailable: VH-Database.db is missing"}
-    values.update(fields)
-    return queue_item(EXCEEDED, **values)
+def failed(sync_error: str = "HavenUnavailable: VH-Database.db is missing") -> SyncQueueItem:
+    """An item out of attempts: all ten failed with ``sync_error``."""
+    return queue_item_exceeded(attempts=10, error=sync_error, description="a tower that failed")
 
 
 def action_post(client, action: str, ids, url: str = CHANGELIST, **extra):
@@ -51,11 +45,10 @@ def shown_messages(response) -> list[str]:
 
 
 @pytest.fixture
-def viewer(client):
-    """A staff client allowed to view the queue, not to change it."""
-    user = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_syncqueueitem"))
-    client.force_login(user)
+def viewer(client, staff_viewer):
+    """The admin's session of staff who may view the queue, not change it (unlike the API
+    tests' ``viewer``, a token client)."""
+    client.force_login(staff_viewer)
     return client
 
 
@@ -66,7 +59,10 @@ def test_list_query_count_does_not_grow_with_rows(admin_client, django_assert_ma
     with CaptureQueriesContext(connection) as five:
         assert admin_client.get(CHANGELIST).status_code == 200
     for n in range(95):
-        (failed if n % 2 else queue_item)(sync_error=f"MappingError: no planet {n % 3}")
+        if n % 2:
+            failed(sync_error=f"MappingError: no planet {n % 3}")
+        else:
+            queue_item_backing_off(error=f"MappingError: no planet {n % 3}")
     with django_assert_max_num_queries(len(five)):
         response = admin_client.get(CHANGELIST)
     assertContains(response, "100 queue items")
@@ -74,10 +70,9 @@ def test_list_query_count_does_not_grow_with_rows(admin_client, django_assert_ma
 
 def test_list_shows_coloured_state_attempts_and_humanized_retry(admin_client):
     """Each row shows its state as a coloured badge, attempts / max and when it retries."""
-    now = timezone.now()
-    queue_item(sync_attempts=2, next_retry_after=now + timedelta(seconds=170))
-    queue_item(sync_attempts=1, next_retry_after=now - timedelta(seconds=5))
     failed()
+    queue_item_backing_off(attempts=2, retry_in=timedelta(seconds=170))
+    queue_item_backing_off(attempts=1, retry_in=timedelta(0))  # due again: made last
     html = admin_client.get(CHANGELIST).content.decode()
     assert "in 3 min" in html
     assert "due now" in html
@@ -148,8 +143,8 @@ def test_synced_and_syncing_items_are_refused_with_a_warning(admin_client):
     """Synced and syncing items in the selection stay as they are, and a warning says how
     many were refused."""
     exceeded = failed()
-    synced = queue_item(SyncStatus.SYNCED, haven_discovery_id=7, sync_attempts=1)
-    syncing = queue_item(SyncStatus.SYNCING, sync_attempts=3)
+    synced = queue_item_synced(haven_id=7)
+    syncing = queue_item_syncing(attempts=3)
     response = action_post(admin_client, "retry_selected", [exceeded.id, synced.id, syncing.id])
     messages = shown_messages(response)
     assert "Retried 1 queue item." in messages
@@ -164,10 +159,9 @@ def test_synced_and_syncing_items_are_refused_with_a_warning(admin_client):
 def test_reset_attempts_makes_items_due_and_keeps_their_error(admin_client):
     """Reset attempts gives items 0 attempts and makes them due at once, keeps the last
     error, refuses synced items and records a reset_attempts action."""
-    later = timezone.now() + timedelta(hours=1)
-    waiting = queue_item(sync_attempts=5, next_retry_after=later, sync_error="Timeout")
+    waiting = queue_item_backing_off(attempts=5, retry_in=timedelta(hours=1), error="Timeout")
     exceeded = failed()
-    synced = queue_item(SyncStatus.SYNCED, haven_discovery_id=3, sync_attempts=2)
+    synced = queue_item_synced(attempts=2, haven_id=3)
     response = action_post(admin_client, "reset_attempts", [waiting.id, exceeded.id, synced.id])
     messages = shown_messages(response)
     assert "Reset the attempts of 2 queue items." in messages
@@ -192,7 +186,7 @@ def test_retry_all_exceeded_confirms_then_retries_every_exceeded_item(admin_clie
     """Retry all exceeded needs no ticked row, shows the count first and changes nothing until
     confirmed; then every exceeded item is retried and pending ones keep their attempts."""
     exceeded = [failed() for _ in range(3)]
-    waiting = queue_item(sync_attempts=3)
+    waiting = queue_item_backing_off(attempts=3)
     page = admin_client.post(CHANGELIST, {"action": "retry_all_exceeded", "index": 0})
     assert page.status_code == 200
     assert page.templates[0].name == "admin/syncq/syncqueueitem/action_confirmation.html"
@@ -222,7 +216,7 @@ def test_select_across_applies_to_every_filtered_row_after_confirmation(admin_cl
     row, also those beyond the visible page, and none outside the filter."""
     monkeypatch.setattr(queue_admin.SyncQueueItemAdmin, "list_per_page", 2)
     exceeded = [failed() for _ in range(5)]
-    others = [queue_item(sync_attempts=4) for _ in range(2)]
+    others = [queue_item_backing_off(attempts=4) for _ in range(2)]
     url = f"{CHANGELIST}?sync_status__exact={EXCEEDED}"
     page = admin_client.post(
         url,

@@ -13,20 +13,15 @@ from django.contrib.staticfiles import finders
 from rest_framework.test import APIClient
 
 from syncq.models import SyncStatus
-from tests.api_helpers import (
+from tests.api_support import (
     API,
     DISCOVERY_SUMMARY_KEYS,
     FAILED_ITEM_KEYS,
     HEALTH_KEYS,
     ITEM_KEYS,
-    _client,
-    _exceeded,
-    _pending,
-    _user,
+    token_client,
 )
-
-pytest_plugins = ["tests.api_helpers"]
-
+from tests.factories import CHANGE, queue_item_exceeded, queue_item_pending, user_make
 
 # --- authentication and permissions -----------------------------------------------------------
 
@@ -55,7 +50,7 @@ def test_reads_with_an_unknown_token_answer_401(url):
 @pytest.mark.parametrize("url", READ_URLS)
 def test_reads_by_a_user_without_permission_answer_403(url):
     """An authenticated user lacking view_syncqueueitem gets 403 on every read."""
-    assert _client(_user("nobody")).get(url).status_code == 403
+    assert token_client(user_make("nobody")).get(url).status_code == 403
 
 
 @API
@@ -68,17 +63,17 @@ def test_view_permission_is_enough_to_read(url, viewer):
 @API
 def test_item_detail_needs_credentials_and_view_permission(viewer):
     """/sync/items/{id}/ is 401 anonymous, 403 without permission and 200 with it."""
-    item = _pending()
+    item = queue_item_pending()
     url = f"/sync/items/{item.id}/"
     assert APIClient().get(url).status_code == 401
-    assert _client(_user("nobody")).get(url).status_code == 403
+    assert token_client(user_make("nobody")).get(url).status_code == 403
     assert viewer.get(url).status_code == 200
 
 
 @API
 def test_view_only_user_cannot_retry_and_nothing_changes(viewer):
     """A view-only user's retries (single and bulk) are 403 and leave the item as it was."""
-    item = _exceeded()
+    item = queue_item_exceeded()
     assert viewer.post(f"/sync/retry/{item.id}").status_code == 403
     assert viewer.post("/sync/retry", {"ids": [item.id]}, format="json").status_code == 403
     assert (
@@ -92,7 +87,7 @@ def test_view_only_user_cannot_retry_and_nothing_changes(viewer):
 @API
 def test_retries_without_credentials_answer_401():
     """Anonymous retries are 401 and change nothing."""
-    item = _exceeded()
+    item = queue_item_exceeded()
     client = APIClient()
     assert client.post(f"/sync/retry/{item.id}").status_code == 401
     assert client.post("/sync/retry", {"ids": [item.id]}, format="json").status_code == 401
@@ -103,8 +98,8 @@ def test_retries_without_credentials_answer_401():
 @API
 def test_change_permission_lets_a_user_retry():
     """change_syncqueueitem is what a retry needs (no superuser required)."""
-    item = _exceeded()
-    client = _client(_user("operator", "view_syncqueueitem", "change_syncqueueitem"))
+    item = queue_item_exceeded()
+    client = token_client(user_make("operator", perms=CHANGE))
     assert client.post(f"/sync/retry/{item.id}").status_code == 200
     item.refresh_from_db()
     assert item.sync_status == SyncStatus.PENDING
@@ -114,7 +109,7 @@ def test_change_permission_lets_a_user_retry():
 def test_session_authentication_is_accepted():
     """A logged-in Django session (the browsable API) authenticates like a token."""
     client = APIClient()
-    client.force_login(_user("session-viewer", "view_syncqueueitem"))
+    client.force_login(user_make("session-viewer", perms=["syncq.view_syncqueueitem"]))
     assert client.get("/sync/status").status_code == 200
 
 
@@ -125,7 +120,7 @@ def test_session_authentication_is_accepted():
 def test_public_read_opens_only_status_and_statistics(settings):
     """SYNC_API_PUBLIC_READ lets anonymous GETs read the counts, never items or retries."""
     settings.SYNC_API_PUBLIC_READ = True
-    item = _exceeded()
+    item = queue_item_exceeded()
     anonymous = APIClient()
 
     status = anonymous.get("/sync/status")
@@ -157,7 +152,7 @@ def test_public_read_is_off_by_default():
 def test_public_read_still_refuses_users_without_permission(settings):
     """Opening the counts to anonymous reads does not open the item list to weak users."""
     settings.SYNC_API_PUBLIC_READ = True
-    client = _client(_user("nobody"))
+    client = token_client(user_make("nobody"))
     assert client.get("/sync/items/").status_code == 403
     assert client.get("/sync/failed").status_code == 403
 
@@ -385,7 +380,7 @@ OTHER_DIGITS = {
 def test_an_id_in_other_digits_names_no_item(admin, digits):
     """An item's id written in non-ASCII digits is a JSON 404 on /sync/items/{id}/, the same
     answer as /sync/retry/{id} gives, and the item is neither shown nor retried."""
-    item = _exceeded()
+    item = queue_item_exceeded()
     written = "".join(digits[int(digit)] for digit in str(item.id))
     assert admin.get(f"/sync/items/{item.id}/").status_code == 200
 
@@ -423,7 +418,7 @@ def test_a_broken_cache_neither_breaks_health_nor_blocks_retries(admin, monkeypa
     def broken(*args, **kwargs):
         raise OSError("cache directory is gone")
 
-    item = _exceeded("retry me while the cache is down")
+    item = queue_item_exceeded(description="retry me while the cache is down")
     monkeypatch.setattr(cache, "get", broken)
     monkeypatch.setattr(cache, "set", broken)
     monkeypatch.setattr(cache, "add", broken)

@@ -5,30 +5,26 @@ from __future__ import annotations
 
 import pytest
 
-from syncq.models import SyncQueueItem, SyncStatus
-from tests.api_helpers import (
-    API,
-    FAILED_ITEM_KEYS,
-    _backing_off,
-    _exceeded,
-    _pending,
-    _synced,
-    _when,
+from tests.api_support import API, FAILED_ITEM_KEYS, when
+from tests.factories import (
+    queue_item_backing_off,
+    queue_item_exceeded,
+    queue_item_pending,
+    queue_item_synced,
 )
-from tests.conftest import make_discovery
-
-pytest_plugins = ["tests.api_helpers"]
 
 
 @API
 def test_failed_lists_exceeded_items_in_the_reference_shape(viewer):
     """GET /sync/failed lists only max_retries_exceeded items, newest first, with every
     reference key and the discovery's values."""
-    first = _exceeded("first", error="first error", location="Alpha Prime")
-    second = _exceeded("second", error="second error", username="Someone Else")
-    _synced()
-    _backing_off()
-    _pending()
+    first = queue_item_exceeded(description="first", error="first error", location="Alpha Prime")
+    second = queue_item_exceeded(
+        description="second", error="second error", username="Someone Else"
+    )
+    queue_item_synced()
+    queue_item_backing_off()
+    queue_item_pending()
 
     response = viewer.get("/sync/failed")
 
@@ -44,8 +40,8 @@ def test_failed_lists_exceeded_items_in_the_reference_shape(viewer):
         assert row["discovery_id"] == discovery.id
         assert row["sync_attempts"] == 1
         assert row["sync_error"] == item.sync_error
-        assert _when(row["created_at"]) == item.created_at
-        assert _when(row["last_sync_attempt"]) == item.last_sync_attempt
+        assert when(row["created_at"]) == item.created_at
+        assert when(row["last_sync_attempt"]) == item.last_sync_attempt
         assert row["system_name"] == "Demo Alpha"
         assert row["location"] == discovery.location
         assert row["discovery_type"] == "🏛️"
@@ -57,7 +53,7 @@ def test_failed_lists_exceeded_items_in_the_reference_shape(viewer):
 @API
 def test_failed_limit_takes_the_newest(viewer):
     """?limit=2 of three failed items returns the two newest and counts them."""
-    items = [_exceeded(f"failed {n}") for n in range(3)]
+    items = [queue_item_exceeded(description=f"failed {n}") for n in range(3)]
     body = viewer.get("/sync/failed", {"limit": 2}).json()
     assert [row["queue_id"] for row in body["failed_items"]] == [items[2].id, items[1].id]
     assert body["count"] == 2
@@ -67,10 +63,7 @@ def test_failed_limit_takes_the_newest(viewer):
 def test_failed_limit_defaults_to_20_and_is_capped_at_200(viewer):
     """Without ?limit 20 items come back; a limit above 200 is served as 200, not refused."""
     for n in range(201):
-        make_discovery(description=f"failed {n}")
-    SyncQueueItem.objects.update(
-        sync_status=SyncStatus.MAX_RETRIES_EXCEEDED, sync_attempts=10, sync_error="gone"
-    )
+        queue_item_exceeded(description=f"failed {n}", error="gone")
 
     default = viewer.get("/sync/failed")
     capped = viewer.get("/sync/failed", {"limit": 500})
@@ -86,7 +79,7 @@ def test_failed_limit_defaults_to_20_and_is_capped_at_200(viewer):
 @pytest.mark.parametrize("limit", ["0", "-1", "abc", "1.5"])
 def test_failed_with_a_bad_limit_answers_400_naming_limit(limit, viewer):
     """limit zero, negative or not an integer is a 400 whose body names `limit`."""
-    _exceeded()
+    queue_item_exceeded()
     response = viewer.get("/sync/failed", {"limit": limit})
     assert response.status_code == 400
     body = response.json()

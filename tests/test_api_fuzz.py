@@ -17,7 +17,6 @@ import json
 import pytest
 import requests
 import schemathesis
-from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
 from hypothesis import HealthCheck, settings
@@ -30,8 +29,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from syncq.models import SyncQueueItem, SyncStatus
-from syncq.services import queue_item_fail, queue_item_succeed, queue_items_claim
-from tests.conftest import make_discovery
+from tests.factories import (
+    queue_item_exceeded,
+    queue_item_pending,
+    queue_item_synced,
+    queue_item_syncing,
+    user_make,
+)
 
 CHECKS = [
     not_a_server_error,
@@ -66,21 +70,11 @@ def base_url(live_server):
 @pytest.fixture
 def auth_header(live_server):
     """A superuser's DRF token header, and a queue with an item in every state."""
-    user = get_user_model().objects.create_superuser("fuzz", "fuzz@example.org", "pw-for-tests")
-    for description in ("synced", "exceeded", "syncing"):
-        make_discovery(description=description)
-    SyncQueueItem.objects.filter(discovery__description="exceeded").update(max_attempts=1)
-    token, items = queue_items_claim(limit=10)
-    by_description = {item.discovery.description: item for item in items}
-    queue_item_succeed(
-        item=by_description["synced"],
-        token=token,
-        haven_discovery_id=1,
-        how="written",
-        unresolved=None,
-    )
-    queue_item_fail(item=by_description["exceeded"], token=token, error="VH-Database.db is missing")
-    make_discovery(description="pending")
+    user = user_make("fuzz", superuser=True)
+    queue_item_synced(description="synced", haven_id=1)
+    queue_item_exceeded(description="exceeded")
+    queue_item_syncing(description="syncing")
+    queue_item_pending(description="pending")
     assert {s for s in SyncQueueItem.objects.values_list("sync_status", flat=True)} == set(
         SyncStatus.values
     )

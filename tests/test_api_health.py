@@ -14,11 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
-from tests.api_helpers import (
-    API,
-    HEALTH_KEYS,
-    WITH_HAVEN,
-)
+from tests.api_support import API, HEALTH_KEYS, WITH_HAVEN
 from tests.conftest import haven_at
 
 

@@ -11,27 +11,27 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from syncq.models import SyncQueueItem
-from tests.api_helpers import (
+from tests.api_support import (
     API,
     DISCOVERY_SUMMARY_KEYS,
     ITEM_KEYS,
     MISSING_ID,
-    _as_text,
-    _exceeded,
-    _pending,
-    _synced,
-    _syncing,
-    _when,
-    _write_times,
+    as_text,
+    when,
+    write_times,
 )
-
-pytest_plugins = ["tests.api_helpers"]
+from tests.factories import (
+    queue_item_exceeded,
+    queue_item_pending,
+    queue_item_synced,
+    queue_item_syncing,
+)
 
 
 @API
 def test_item_detail_has_every_key_with_the_real_values(viewer):
     """GET /sync/items/{id}/ returns the item with its discovery summary and error."""
-    item = _exceeded("detail", error="OperationalError: database is locked")
+    item = queue_item_exceeded(description="detail", error="OperationalError: database is locked")
     discovery = item.discovery
 
     response = viewer.get(f"/sync/items/{item.id}/")
@@ -43,11 +43,11 @@ def test_item_detail_has_every_key_with_the_real_values(viewer):
     assert body["discovery_id"] == discovery.id
     assert body["sync_status"] == "max_retries_exceeded"
     assert (body["sync_attempts"], body["max_attempts"]) == (1, 1)
-    assert _when(body["last_sync_attempt"]) == item.last_sync_attempt
+    assert when(body["last_sync_attempt"]) == item.last_sync_attempt
     assert body["next_retry_after"] is None
     assert body["sync_error"] == "OperationalError: database is locked"
     assert body["haven_discovery_id"] is None
-    assert _when(body["created_at"]) == item.created_at
+    assert when(body["created_at"]) == item.created_at
     assert body["synced_at"] is None
     summary = body["discovery"]
     assert set(summary) == DISCOVERY_SUMMARY_KEYS
@@ -56,17 +56,17 @@ def test_item_detail_has_every_key_with_the_real_values(viewer):
     assert summary["system_name"] == "Demo Alpha"
     assert summary["location"] == "Alpha Prime"
     assert summary["username"] == "Tester"
-    assert _when(summary["submission_timestamp"]) == discovery.submission_timestamp
+    assert when(summary["submission_timestamp"]) == discovery.submission_timestamp
 
 
 @API
 def test_item_detail_of_a_synced_item_names_its_vh_row(viewer):
     """A synced item shows its VH id and synced_at, and no error."""
-    item = _synced(haven_id=77)
+    item = queue_item_synced(haven_id=77)
     body = viewer.get(f"/sync/items/{item.id}/").json()
     assert body["sync_status"] == "synced"
     assert body["haven_discovery_id"] == 77
-    assert _when(body["synced_at"]) == item.synced_at
+    assert when(body["synced_at"]) == item.synced_at
     assert body["sync_error"] is None
 
 
@@ -80,7 +80,7 @@ def test_item_detail_of_an_unknown_id_is_404(viewer):
 @pytest.mark.parametrize("item_id", [2**63 - 1, 2**63, 10**30])
 def test_item_detail_of_an_id_no_database_holds_is_404(viewer, item_id):
     """An id at or past 2^63−1 (what SQLite and PostgreSQL store) is a JSON 404, never a 500."""
-    _pending()
+    queue_item_pending()
     response = viewer.get(f"/sync/items/{item_id}/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("application/json")
@@ -105,8 +105,12 @@ def _all_pages(client: APIClient, params: dict | None = None) -> list[dict]:
 @API
 def test_items_list_is_cursor_paginated_and_complete(viewer):
     """Walking the cursor pages yields every item exactly once, each in the item shape."""
-    made = {_exceeded("e").id, _synced().id, _syncing().id}
-    made |= {_pending(f"p{n}").id for n in range(30)}
+    made = {
+        queue_item_exceeded(description="e").id,
+        queue_item_synced().id,
+        queue_item_syncing().id,
+    }
+    made |= {queue_item_pending(description=f"p{n}").id for n in range(30)}
     seen = _all_pages(viewer)
     assert sorted(row["id"] for row in seen) == sorted(made)
     assert all(set(row) == ITEM_KEYS for row in seen)
@@ -117,9 +121,9 @@ def test_items_list_is_cursor_paginated_and_complete(viewer):
 @API
 def test_items_filter_by_status_and_discovery(viewer):
     """?status= keeps one state and ?discovery_id= one discovery's item."""
-    exceeded = _exceeded()
-    synced = _synced()
-    pending = _pending()
+    exceeded = queue_item_exceeded()
+    synced = queue_item_synced()
+    pending = queue_item_pending()
     by_status = _all_pages(viewer, {"status": "max_retries_exceeded"})
     assert [row["id"] for row in by_status] == [exceeded.id]
     by_discovery = _all_pages(viewer, {"discovery_id": synced.discovery_id})
@@ -131,7 +135,7 @@ def test_items_filter_by_status_and_discovery(viewer):
 def test_items_filter_by_since_and_until_on_created_at(viewer):
     """?since= and ?until= (ISO 8601, Z or +00:00) bound created_at."""
     now = timezone.now()
-    old, middle, new = (_pending(f"day {n}") for n in (3, 2, 1))
+    old, middle, new = (queue_item_pending(description=f"day {n}") for n in (3, 2, 1))
     for item, days in ((old, 3), (middle, 2), (new, 1)):
         SyncQueueItem.objects.filter(id=item.id).update(created_at=now - timedelta(days=days))
     since = (now - timedelta(days=2, hours=1)).isoformat()
@@ -147,10 +151,10 @@ def test_items_filter_by_since_and_until_on_created_at(viewer):
 def test_items_since_filter_on_timestamps_written_by_other_tools(viewer):
     """?since= compares times, not text: a 'T…Z' row older than the bound is left out."""
     now = timezone.now().replace(microsecond=0)
-    older = _pending("five hours")
-    newer = _pending("three hours")
-    _write_times(older.id, created_at=_as_text(now - timedelta(hours=5), "T-Z"))
-    _write_times(newer.id, created_at=_as_text(now - timedelta(hours=3), "space"))
+    older = queue_item_pending(description="five hours")
+    newer = queue_item_pending(description="three hours")
+    write_times(older.id, created_at=as_text(now - timedelta(hours=5), "T-Z"))
+    write_times(newer.id, created_at=as_text(now - timedelta(hours=3), "space"))
     since = (now - timedelta(hours=4)).isoformat()
     assert [row["id"] for row in _all_pages(viewer, {"since": since})] == [newer.id]
 
@@ -169,7 +173,7 @@ def test_items_since_filter_on_timestamps_written_by_other_tools(viewer):
 )
 def test_items_with_a_bad_filter_answer_400(params, viewer):
     """A status that is not a state, or a since/until that is not a date, is a 400."""
-    _pending()
+    queue_item_pending()
     assert viewer.get("/sync/items/", params).status_code == 400
 
 

@@ -12,21 +12,13 @@ from django.db import connection
 from discoveries.haven.models import HavenDiscovery
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.services import sync_batch
-from tests.api_helpers import (
-    API,
-    MISSING_ID,
-    WITH_HAVEN,
-    _backing_off,
-    _client,
-    _due_ids,
-    _exceeded,
-    _synced,
-    _syncing,
-    _user,
+from tests.api_support import API, MISSING_ID, WITH_HAVEN, due_ids, token_client
+from tests.factories import (
+    queue_item_backing_off,
+    queue_item_exceeded,
+    queue_item_synced,
+    queue_item_syncing,
 )
-
-pytest_plugins = ["tests.api_helpers"]
-
 
 # --- POST /sync/retry/{queue_id} --------------------------------------------------------------
 
@@ -35,8 +27,8 @@ pytest_plugins = ["tests.api_helpers"]
 def test_retry_of_an_exceeded_item_resets_it_and_makes_it_due(admin):
     """A retry of a max_retries_exceeded item answers 200 with the reference keys and leaves
     it pending, attempts 0, error cleared and due now."""
-    item = _exceeded()
-    assert _due_ids() == set()
+    item = queue_item_exceeded()
+    assert due_ids() == set()
 
     response = admin.post(f"/sync/retry/{item.id}")
 
@@ -50,20 +42,20 @@ def test_retry_of_an_exceeded_item_resets_it_and_makes_it_due(admin):
     assert item.sync_attempts == 0
     assert item.sync_error is None
     assert item.next_retry_after is None
-    assert _due_ids() == {item.id}
+    assert due_ids() == {item.id}
 
 
 @API
 def test_retry_of_a_pending_item_in_backoff_makes_it_due_now(admin):
     """A pending item waiting out its backoff is reset and due at once."""
-    item = _backing_off()
-    assert _due_ids() == set()
+    item = queue_item_backing_off()
+    assert due_ids() == set()
     response = admin.post(f"/sync/retry/{item.id}")
     assert response.status_code == 200
     assert response.json()["queue_id"] == item.id
     item.refresh_from_db()
     assert (item.sync_attempts, item.sync_error, item.next_retry_after) == (0, None, None)
-    assert _due_ids() == {item.id}
+    assert due_ids() == {item.id}
 
 
 @API
@@ -77,7 +69,7 @@ def test_retry_of_an_unknown_id_is_404(admin):
 
 
 @API
-@pytest.mark.parametrize("make", [_synced, _syncing], ids=["synced", "syncing"])
+@pytest.mark.parametrize("make", [queue_item_synced, queue_item_syncing], ids=["synced", "syncing"])
 def test_retry_of_a_synced_or_syncing_item_is_409_and_changes_nothing(make, admin):
     """A synced item, or one a worker holds now, is refused with 409 and left untouched."""
     item = make()
@@ -110,8 +102,8 @@ def test_retry_of_a_non_integer_id_is_a_json_404(path, admin):
 def test_bulk_retry_by_ids_resets_refuses_and_reports_missing(admin):
     """ids naming an exceeded, a synced and no item: one reset, one refused with its state,
     one missing."""
-    exceeded = _exceeded()
-    synced = _synced()
+    exceeded = queue_item_exceeded()
+    synced = queue_item_synced()
 
     response = admin.post(
         "/sync/retry", {"ids": [exceeded.id, synced.id, MISSING_ID]}, format="json"
@@ -134,9 +126,9 @@ def test_bulk_retry_by_ids_resets_refuses_and_reports_missing(admin):
 @API
 def test_bulk_retry_by_status_resets_every_exceeded_item_only(admin):
     """{"status": "max_retries_exceeded"} resets each exceeded item and nothing else."""
-    first, second = _exceeded("one"), _exceeded("two")
-    waiting = _backing_off()
-    _synced()
+    first, second = queue_item_exceeded(description="one"), queue_item_exceeded(description="two")
+    waiting = queue_item_backing_off()
+    queue_item_synced()
 
     response = admin.post("/sync/retry", {"status": "max_retries_exceeded"}, format="json")
 
@@ -147,7 +139,7 @@ def test_bulk_retry_by_status_resets_every_exceeded_item_only(admin):
     assert sorted(body["reset_ids"]) == sorted([first.id, second.id])
     assert body["refused"] == {}
     assert body["missing"] == []
-    assert _due_ids() == {first.id, second.id}, "the item in backoff is still waiting"
+    assert due_ids() == {first.id, second.id}, "the item in backoff is still waiting"
     waiting.refresh_from_db()
     assert waiting.sync_attempts == 1
 
@@ -155,12 +147,12 @@ def test_bulk_retry_by_status_resets_every_exceeded_item_only(admin):
 @API
 def test_bulk_retry_by_status_pending_ends_every_backoff(admin):
     """{"status": "pending"} makes every pending item due now and leaves exceeded ones."""
-    exceeded = _exceeded()
-    waiting = _backing_off()
+    exceeded = queue_item_exceeded()
+    waiting = queue_item_backing_off()
     response = admin.post("/sync/retry", {"status": "pending"}, format="json")
     assert response.status_code == 200
     assert response.json()["reset_ids"] == [waiting.id]
-    assert _due_ids() == {waiting.id}
+    assert due_ids() == {waiting.id}
     exceeded.refresh_from_db()
     assert exceeded.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
 
@@ -195,7 +187,7 @@ def test_bulk_retry_by_status_pending_ends_every_backoff(admin):
 )
 def test_bulk_retry_with_a_bad_body_answers_400_and_changes_nothing(body, admin):
     """Both, neither, or bad values of ids/status are a 400, and no item is reset."""
-    item = _exceeded()
+    item = queue_item_exceeded()
     response = admin.post("/sync/retry", body, format="json")
     assert response.status_code == 400, response.content
     item.refresh_from_db()
@@ -213,7 +205,7 @@ def test_bulk_retry_with_a_non_json_body_answers_400(admin):
 def test_bulk_retry_with_a_form_of_many_ids_answers_json(admin):
     """A form body with more ids fields than Django parses (1,000) gets a JSON answer, never
     Django's HTML 400 (schemathesis: multipart POST /sync/retry answered text/html)."""
-    item = _exceeded()
+    item = queue_item_exceeded()
     response = admin.post("/sync/retry", {"ids": [item.id] * 1001}, format="multipart")
     assert response.status_code < 500
     assert response["Content-Type"].startswith("application/json"), response.content[:200]
@@ -226,8 +218,8 @@ def test_bulk_retry_with_a_form_of_many_ids_answers_json(admin):
 def test_retry_answers_exactly_the_old_clients_bodies(admin):
     """200, 404 and 409 of POST /sync/retry/{id} carry only the old clients' keys, with
     messages that name the item."""
-    exceeded = _exceeded()
-    synced = _synced()
+    exceeded = queue_item_exceeded()
+    synced = queue_item_synced()
 
     ok = admin.post(f"/sync/retry/{exceeded.id}")
     missing = admin.post(f"/sync/retry/{MISSING_ID}")
@@ -261,7 +253,7 @@ def test_retry_of_an_id_no_database_holds_is_the_old_clients_404(admin, queue_id
 @API
 def test_bulk_retry_takes_json_only_and_a_form_body_is_415(admin):
     """A bulk retry whose body is a form, not JSON, is 415 in DRF's shape and resets nothing."""
-    item = _exceeded()
+    item = queue_item_exceeded()
     response = admin.post("/sync/retry", {"status": "max_retries_exceeded"}, format="multipart")
     assert response.status_code == 415
     assert set(response.json()) == {"detail"}
@@ -273,7 +265,7 @@ def test_bulk_retry_takes_json_only_and_a_form_body_is_415(admin):
 
 
 @API
-def test_retries_are_throttled_at_the_configured_rate(settings):
+def test_retries_are_throttled_at_the_configured_rate(settings, root):
     """With sync_retry at 2/min the third retry (single or bulk) is 429; reads go on."""
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
@@ -283,8 +275,8 @@ def test_retries_are_throttled_at_the_configured_rate(settings):
         },
     }
     cache.clear()
-    item = _exceeded()
-    admin = _client(_user("root", superuser=True))
+    item = queue_item_exceeded()
+    admin = token_client(root)
 
     assert admin.post(f"/sync/retry/{item.id}").status_code == 200
     assert admin.post(f"/sync/retry/{item.id}").status_code == 200
@@ -296,12 +288,12 @@ def test_retries_are_throttled_at_the_configured_rate(settings):
 
 
 @API
-def test_retries_are_throttled_at_60_a_minute_by_default():
+def test_retries_are_throttled_at_60_a_minute_by_default(root):
     """Without an override, the 61st retry within a minute is 429."""
     assert django_settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["sync_retry"] == "60/min"
     cache.clear()
-    item = _exceeded()
-    admin = _client(_user("root", superuser=True))
+    item = queue_item_exceeded()
+    admin = token_client(root)
     codes = [admin.post(f"/sync/retry/{item.id}").status_code for _ in range(61)]
     assert codes == [200] * 60 + [429]
 
@@ -323,8 +315,8 @@ def _sql_reset(item_id: int) -> None:
 def test_operators_sql_and_the_api_reset_alike(admin, viewer):
     """An exceeded item reset by the operators' UPDATE is due like one reset by the API, and
     the API then shows both alike."""
-    by_sql = _exceeded("reset by SQL")
-    by_api = _exceeded("reset by the API")
+    by_sql = queue_item_exceeded(description="reset by SQL")
+    by_api = queue_item_exceeded(description="reset by the API")
 
     _sql_reset(by_sql.id)
     assert admin.post(f"/sync/retry/{by_api.id}").status_code == 200
@@ -338,14 +330,14 @@ def test_operators_sql_and_the_api_reset_alike(admin, viewer):
         )
     assert viewer.get("/sync/failed").json()["count"] == 0
     assert viewer.get("/sync/status").json()["queue"]["pending"] == 2
-    assert _due_ids() == {by_sql.id, by_api.id}
+    assert due_ids() == {by_sql.id, by_api.id}
 
 
 @WITH_HAVEN
-def test_retry_of_an_exceeded_item_then_a_batch_syncs_it(haven_db):
+def test_retry_of_an_exceeded_item_then_a_batch_syncs_it(haven_db, root):
     """An item that gave up, retried over the API, is written to VH by the next batch."""
-    item = _exceeded("the tower came back", error="VH-Database.db was locked")
-    admin = _client(_user("root", superuser=True))
+    item = queue_item_exceeded(description="the tower came back", error="VH-Database.db was locked")
+    admin = token_client(root)
 
     assert admin.post(f"/sync/retry/{item.id}").status_code == 200
     report = sync_batch()

@@ -11,20 +11,14 @@ from django.utils import timezone
 
 from syncq.models import SyncQueueItem
 from syncq.selectors import queue_statistics, queue_status
-from tests.api_helpers import (
-    API,
-    _as_text,
-    _backing_off,
-    _exceeded,
-    _pending,
-    _synced,
-    _syncing,
-    _when,
-    _write_times,
+from tests.api_support import API, as_text, when, write_times
+from tests.factories import (
+    queue_item_backing_off,
+    queue_item_exceeded,
+    queue_item_pending,
+    queue_item_synced,
+    queue_item_syncing,
 )
-
-pytest_plugins = ["tests.api_helpers"]
-
 
 # --- /sync/status -----------------------------------------------------------------------------
 
@@ -32,13 +26,13 @@ pytest_plugins = ["tests.api_helpers"]
 @API
 def test_status_has_every_key_with_the_real_counts(viewer):
     """GET /sync/status is queue_status(): every reference key, counts of the rows made."""
-    _exceeded("failed one")
-    _exceeded("failed two")
-    _synced()
-    _syncing()
-    _backing_off()
-    _pending("fresh one")
-    _pending("fresh two")
+    queue_item_exceeded(description="failed one")
+    queue_item_exceeded(description="failed two")
+    queue_item_synced()
+    queue_item_syncing()
+    queue_item_backing_off()
+    queue_item_pending(description="fresh one")
+    queue_item_pending(description="fresh two")
 
     response = viewer.get("/sync/status")
 
@@ -56,7 +50,7 @@ def test_status_has_every_key_with_the_real_counts(viewer):
     assert body["sync_worker"]["sync_interval"] == django_settings.SYNC_INTERVAL_SECONDS
     assert body["sync_worker"]["uptime_seconds"] == 0
     latest = SyncQueueItem.objects.order_by("-last_sync_attempt").first().last_sync_attempt
-    assert _when(body["sync_worker"]["last_sync_time"]) == latest
+    assert when(body["sync_worker"]["last_sync_time"]) == latest
     assert body["queue"] == {"pending": 3, "syncing": 1, "synced": 1, "failed": 2}
     assert body["totals"] == {"total_synced": 1, "total_failed": 2}
     assert body == json.loads(json.dumps(queue_status()))
@@ -77,12 +71,12 @@ def test_status_of_an_empty_queue(viewer):
 @API
 def test_statistics_has_every_key_with_the_real_figures(viewer):
     """GET /sync/statistics wraps queue_statistics() with the rows' counts and errors."""
-    _exceeded("a", error="VH locked")
-    _exceeded("b", error="VH locked")
-    _exceeded("c", error="disk full")
-    _backing_off(error="VH locked")
-    _synced()
-    _pending()
+    queue_item_exceeded(description="a", error="VH locked")
+    queue_item_exceeded(description="b", error="VH locked")
+    queue_item_exceeded(description="c", error="disk full")
+    queue_item_backing_off(error="VH locked")
+    queue_item_synced()
+    queue_item_pending()
 
     response = viewer.get("/sync/statistics")
 
@@ -144,17 +138,17 @@ def test_statistics_windows_on_timestamps_written_by_other_tools(viewer):
         (timedelta(days=2), "space"),  # neither
     ]
     for number, (ago, style) in enumerate(synced_ago):
-        item = _synced(f"synced {number}", haven_id=100 + number)
+        item = queue_item_synced(description=f"synced {number}", haven_id=100 + number)
         done = now - ago
-        _write_times(
+        write_times(
             item.id,
-            synced_at=_as_text(done, style),
-            created_at=_as_text(done - timedelta(seconds=60), style),
+            synced_at=as_text(done, style),
+            created_at=as_text(done - timedelta(seconds=60), style),
         )
-    older = _pending("pending for three hours")
-    newer = _pending("pending for two hours")
-    _write_times(older.id, created_at=_as_text(now - timedelta(hours=3), "T-Z"))
-    _write_times(newer.id, created_at=_as_text(now - timedelta(hours=2), "space"))
+    older = queue_item_pending(description="pending for three hours")
+    newer = queue_item_pending(description="pending for two hours")
+    write_times(older.id, created_at=as_text(now - timedelta(hours=3), "T-Z"))
+    write_times(newer.id, created_at=as_text(now - timedelta(hours=2), "space"))
 
     stats = viewer.get("/sync/statistics").json()["statistics"]
 

@@ -12,10 +12,15 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from discoveries.haven.catalog import HavenPlace, catalog_places, catalog_systems
-from syncq.models import OperatorAction, SyncQueueItem, SyncStatus
+from syncq.models import OperatorAction, SyncQueueItem
 from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY, bot_heartbeat, bot_online, queue_summary
 from syncq.services import queue_item_retry
-from tests.conftest import make_discovery
+from tests.factories import (
+    queue_item_backing_off,
+    queue_item_exceeded,
+    queue_item_pending,
+    queue_item_synced,
+)
 
 
 def beat(**overrides) -> dict:
@@ -52,20 +57,16 @@ def test_bot_online_needs_a_fresh_connected_ready_heartbeat():
 def test_queue_summary_gives_counts_oldest_pending_and_the_newest_error():
     """Counts per state, the oldest pending item's age, and the error of the item that failed
     last (synced items' old errors do not count)."""
+    exceeded = queue_item_exceeded(error="old error")
+    failing = queue_item_backing_off(error="VH-Database.db is locked")
+    synced = queue_item_synced()
+    # An old bot's synced row may keep the error of an earlier attempt; the services clear it.
+    SyncQueueItem.objects.filter(id=synced.id).update(sync_error="stale")
+    oldest = queue_item_pending()
     now = timezone.now()
-    items = [SyncQueueItem.objects.get(discovery=make_discovery()) for _ in range(4)]
-    SyncQueueItem.objects.filter(id=items[0].id).update(created_at=now - timedelta(hours=2))
-    SyncQueueItem.objects.filter(id=items[1].id).update(
-        sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
-        sync_error="old error",
-        last_sync_attempt=now - timedelta(hours=1),
-    )
-    SyncQueueItem.objects.filter(id=items[2].id).update(
-        sync_error="VH-Database.db is locked", last_sync_attempt=now - timedelta(minutes=5)
-    )
-    SyncQueueItem.objects.filter(id=items[3].id).update(
-        sync_status=SyncStatus.SYNCED, sync_error="stale", last_sync_attempt=now
-    )
+    SyncQueueItem.objects.filter(id=oldest.id).update(created_at=now - timedelta(hours=2))
+    SyncQueueItem.objects.filter(id=exceeded.id).update(last_sync_attempt=now - timedelta(hours=1))
+    items = [oldest, exceeded, failing, synced]
     summary = queue_summary(now=now)
     assert summary["counts"] == {
         "pending": 2,
@@ -90,8 +91,7 @@ def test_queue_summary_of_an_empty_queue():
 @pytest.mark.django_db
 def test_a_retry_from_discord_is_recorded_under_the_members_name():
     """The operator action of a bot retry names the Discord member and the source ``bot``."""
-    item = SyncQueueItem.objects.get(discovery=make_discovery())
-    SyncQueueItem.objects.filter(id=item.id).update(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED)
+    item = queue_item_exceeded()
     queue_item_retry(item_id=item.id, source="bot", actor_name="discord:ana (1234567890123456)")
     action = OperatorAction.objects.get()
     assert action.source == "bot" and action.actor is None

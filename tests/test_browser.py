@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from syncq.models import SyncQueueItem, SyncStatus
-from tests.conftest import ROOT, make_discovery
+from tests.conftest import ROOT
+from tests.factories import discovery_make, queue_item_exceeded, user_make
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -59,17 +59,14 @@ def browser_page():
 @pytest.mark.django_db(transaction=True)
 def test_operator_retries_exceeded_items_in_the_browser(live_server, browser_page):
     """An operator signs in, filters to exceeded items, retries them all, and sees it done."""
-    get_user_model().objects.create_superuser("ops", "ops@example.org", "a-long-test-password")
-    exceeded = []
-    for n in range(3):
-        item = SyncQueueItem.objects.get(discovery=make_discovery(description=f"stuck {n}"))
-        exceeded.append(item.id)
-    SyncQueueItem.objects.filter(id__in=exceeded).update(
-        sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
-        sync_attempts=10,
-        sync_error="OperationalError: database is locked",
-    )
-    make_discovery(description="still waiting")  # pending, must stay out of the filter
+    user_make("ops", superuser=True, password="a-long-test-password")
+    exceeded = [
+        queue_item_exceeded(
+            description=f"stuck {n}", error="OperationalError: database is locked"
+        ).id
+        for n in range(3)
+    ]
+    discovery_make(description="still waiting")  # pending, must stay out of the filter
     page = browser_page
 
     page.goto(f"{live_server.url}/admin/login/")

@@ -8,7 +8,6 @@ from datetime import UTC, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.management.base import CommandError
 from django.db import connection
 from django.urls import reverse
@@ -18,14 +17,24 @@ from discoveries.models import Discovery
 from syncq.management.commands.runservice import CREATE_ADMIN_HINT, admin_first_run
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.selectors import throughput_by_hour
+from tests.factories import (
+    queue_item_backing_off,
+    queue_item_exceeded,
+    queue_item_pending,
+    queue_item_synced,
+    queue_item_syncing,
+    user_make,
+)
 
 DASHBOARD = "/admin/dashboard/"
 ERROR = "VH-Database.db is locked"
 
 
 def queue_rows(states: dict[str, int], *, error: str | None = None) -> list[SyncQueueItem]:
-    """Store ``{state: n}`` queue items, each with its own discovery, in bulk. Synced ones are
-    synced an hour ago; the others carry ``error`` (when given)."""
+    """Store ``{state: n}`` queue items, each with its own discovery, in bulk and by hand: the
+    query-bound tests need thousands of rows, which the services (a transaction or more a row)
+    would take most of a minute to make. Synced ones are synced an hour ago; the others carry
+    ``error`` (when given)."""
     now = timezone.now()
     total = sum(states.values())
     discoveries = Discovery.objects.bulk_create(
@@ -55,19 +64,6 @@ def queue_rows(states: dict[str, int], *, error: str | None = None) -> list[Sync
     return SyncQueueItem.objects.bulk_create(items)
 
 
-def staff_user(name: str, *codenames: str, superuser: bool = False, staff: bool = True):
-    """A user with the given ``syncq`` permissions."""
-    model = get_user_model()
-    if superuser:
-        return model.objects.create_superuser(name, f"{name}@example.org", "pw-for-tests")
-    user = model.objects.create_user(name, f"{name}@example.org", "pw-for-tests", is_staff=staff)
-    for codename in codenames:
-        user.user_permissions.add(
-            Permission.objects.get(codename=codename, content_type__app_label="syncq")
-        )
-    return user
-
-
 def cell(html: str, state: str) -> str:
     """The number shown for ``state`` (or ``total``) on the page."""
     match = re.search(rf'data-state="{state}">(\d+)<', html)
@@ -76,14 +72,21 @@ def cell(html: str, state: str) -> str:
 
 
 @pytest.mark.django_db
-def test_dashboard_shows_counts_age_errors_worker_and_links(client):
+def test_dashboard_shows_counts_age_errors_worker_and_links(client, root):
     """A superuser sees each state's count, the oldest pending age, the top error, a dead
     worker and links to django-q2's schedules and failed tasks."""
-    queue_rows({"pending": 4, "syncing": 2, "synced": 5, "max_retries_exceeded": 3}, error=ERROR)
+    for _ in range(3):
+        queue_item_exceeded(error=ERROR)
+    for _ in range(5):
+        queue_item_synced()
+    for _ in range(2):
+        queue_item_syncing(attempts=2, error=ERROR)
+    for _ in range(4):
+        queue_item_backing_off(error=ERROR)
     SyncQueueItem.objects.filter(sync_status=SyncStatus.PENDING).update(
         created_at=timezone.now() - timedelta(hours=2, minutes=5)
     )
-    client.force_login(staff_user("root", superuser=True))
+    client.force_login(root)
     response = client.get(DASHBOARD)
     html = response.content.decode()
     assert response.status_code == 200
@@ -102,10 +105,12 @@ def test_dashboard_shows_counts_age_errors_worker_and_links(client):
 
 
 @pytest.mark.django_db
-def test_admin_index_shows_queue_counts_and_links_to_the_dashboard(client):
+def test_admin_index_shows_queue_counts_and_links_to_the_dashboard(client, root):
     """The admin index lists the queue's counts and links to the dashboard and django-q2."""
-    queue_rows({"pending": 2, "max_retries_exceeded": 1})
-    client.force_login(staff_user("root", superuser=True))
+    queue_item_exceeded()
+    queue_item_pending()
+    queue_item_pending()
+    client.force_login(root)
     html = client.get(reverse("admin:index")).content.decode()
     assert cell(html, "pending") == "2" and cell(html, "max_retries_exceeded") == "1"
     assert f'href="{DASHBOARD}"' in html
@@ -115,8 +120,9 @@ def test_admin_index_shows_queue_counts_and_links_to_the_dashboard(client):
 @pytest.mark.django_db
 def test_view_only_staff_sees_the_dashboard(client):
     """Staff with only "Can view queue item" get the page with the counts."""
-    queue_rows({"pending": 3})
-    client.force_login(staff_user("viewer", "view_syncqueueitem"))
+    for _ in range(3):
+        queue_item_pending()
+    client.force_login(user_make("viewer", staff=True, perms=["syncq.view_syncqueueitem"]))
     response = client.get(DASHBOARD)
     assert response.status_code == 200
     assert cell(response.content.decode(), "pending") == "3"
@@ -125,7 +131,7 @@ def test_view_only_staff_sees_the_dashboard(client):
 @pytest.mark.django_db
 def test_staff_without_view_permission_is_refused(client):
     """Staff lacking "Can view queue item" get 403, and the index shows no counts."""
-    client.force_login(staff_user("nobody"))
+    client.force_login(user_make("nobody", staff=True))
     assert client.get(DASHBOARD).status_code == 403
     assert 'data-state="pending"' not in client.get(reverse("admin:index")).content.decode()
 
@@ -142,8 +148,9 @@ def test_anonymous_is_sent_to_the_login(client):
 def test_non_staff_user_is_refused(client):
     """A signed-in user who is not staff, even with the view permission, gets the login page
     back, never the figures."""
-    queue_rows({"pending": 3})
-    client.force_login(staff_user("member", "view_syncqueueitem", staff=False))
+    for _ in range(3):
+        queue_item_pending()
+    client.force_login(user_make("member", perms=["syncq.view_syncqueueitem"]))
     response = client.get(DASHBOARD)
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
@@ -160,7 +167,7 @@ def _dashboard_queries(client, django_assert_max_num_queries, rows: int) -> None
         },
         error=ERROR,
     )
-    client.force_login(staff_user("root", superuser=True))
+    client.force_login(user_make("root", superuser=True))
     with django_assert_max_num_queries(DASHBOARD_QUERY_BOUND):
         response = client.get(DASHBOARD)
     assert response.status_code == 200
@@ -184,11 +191,11 @@ def test_dashboard_query_count_with_2000_rows(client, django_assert_max_num_quer
 
 
 @pytest.mark.django_db
-def test_chart_has_24_bars_and_counts_other_tools_timestamps_in_their_hour(client, settings):
+def test_chart_has_24_bars_and_counts_other_tools_timestamps_in_their_hour(client, settings, root):
     """Three items synced in one hour, stored as 'T…Z', '… +00:00' and by Django, make that
     UTC hour's bar 3 whatever the display time zone; an item from 25 hours ago is in no bar."""
     settings.TIME_ZONE = "Asia/Kolkata"
-    items = queue_rows({"synced": 5})
+    items = [queue_item_synced() for _ in range(5)]
     hour = (timezone.now() - timedelta(hours=2)).astimezone(UTC).replace(minute=0, second=0)
     stamp = hour + timedelta(minutes=17)
     forms = [
@@ -201,7 +208,7 @@ def test_chart_has_24_bars_and_counts_other_tools_timestamps_in_their_hour(clien
     with connection.cursor() as cursor:
         for item, text in zip(items, forms, strict=True):
             cursor.execute("UPDATE sync_queue SET synced_at = %s WHERE id = %s", [text, item.id])
-    client.force_login(staff_user("root", superuser=True))
+    client.force_login(root)
     html = client.get(DASHBOARD).content.decode()
     bars = re.findall(r'<rect class="bar"[^>]*data-hour="([^"]+)" data-count="(\d+)"', html)
     assert len(bars) == 24
@@ -216,7 +223,7 @@ def test_throughput_window_is_the_last_24_whole_hours(django_assert_num_queries)
     """With a fixed clock, the series runs from 23 hours before the current hour to it, in
     one query, and leaves out items synced before or after it."""
     now = timezone.now().replace(hour=12, minute=30, second=0, microsecond=0)
-    items = queue_rows({"synced": 4})
+    items = [queue_item_synced() for _ in range(4)]
     for item, synced_at in zip(
         items,
         [
@@ -269,7 +276,7 @@ def test_first_run_needs_no_email(monkeypatch):
 @pytest.mark.django_db
 def test_first_run_never_touches_an_existing_non_superuser(monkeypatch):
     """A plain user already holding the name keeps its password and gains no rights."""
-    get_user_model().objects.create_user("operator", password="theirs")
+    user_make("operator", password="theirs")
     monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "operator")
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "other")
     admin_first_run()
@@ -285,7 +292,7 @@ def test_first_run_without_env_names_the_command_until_a_superuser_exists(monkey
     monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
     assert CREATE_ADMIN_HINT in admin_first_run()
     assert not get_user_model().objects.exists()
-    staff_user("root", superuser=True)
+    user_make("root", superuser=True)
     assert CREATE_ADMIN_HINT not in admin_first_run()
 
 
@@ -300,7 +307,7 @@ def test_first_run_refuses_a_username_without_a_password(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_dashboard_shows_a_live_worker(client, monkeypatch):
+def test_dashboard_shows_a_live_worker(client, monkeypatch, root):
     """A django-q2 cluster that reported in is shown alive, with its host and workers."""
 
     class Cluster:
@@ -310,7 +317,7 @@ def test_dashboard_shows_a_live_worker(client, monkeypatch):
             return 3700.0
 
     monkeypatch.setattr("syncq.dashboard.worker_clusters", lambda: [Cluster()])
-    client.force_login(staff_user("root", superuser=True))
+    client.force_login(root)
     html = client.get(DASHBOARD).content.decode()
     assert 'id="worker-state">alive<' in html
     assert "keeper-host</th><td>Idle, 2 workers, up 1 h 1 min" in html

@@ -1,4 +1,4 @@
-"""The fake Discord of ``tests/fake_discord.py`` against the real discord.py client.
+"""The fake Discord of :mod:`tests.fake_discord` against the real discord.py client.
 
 A minimal ``commands.Bot`` runs in a background thread with its own event loop, pointed at the
 fake: it logs in, syncs its guild commands, and answers ``/pick`` (a select whose callback opens

@@ -21,7 +21,8 @@ from discoveries.haven.files import SCHEMA_PATH, _insert_demo, haven_file_create
 from discoveries.haven.models import HavenDiscovery, LedgerEntry, System
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.services import queue_backfill, sync_batch
-from tests.conftest import ROOT, haven_at, make_discovery, manage_env, run_manage
+from tests.conftest import ROOT, haven_at, manage_env, run_manage
+from tests.factories import discovery_make
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
 
@@ -61,7 +62,7 @@ def test_missing_vh_is_waited_for_and_never_created(tmp_path, settings):
     """With VH missing, items back off and no file appears; once it is back, they sync."""
     path = tmp_path / "VH-Database.db"
     with haven_at(path, settings):
-        discovery = make_discovery(description="waiting for the Control Room")
+        discovery = discovery_make(description="waiting for the Control Room")
         report = sync_batch()
 
         assert (report.claimed, report.retrying, report.synced) == (1, 1, 0)
@@ -89,7 +90,7 @@ def test_read_only_vh_is_retried_and_left_unchanged(haven_db):
         if os.access(haven_db, os.W_OK):
             pytest.skip("running as root: a read-only mode does not stop writes")
         before = _digest(haven_db)
-        discovery = make_discovery()
+        discovery = discovery_make()
         report = sync_batch()
         assert (report.claimed, report.retrying) == (1, 1)
         _assert_waiting(_item(discovery), "readonly")
@@ -157,7 +158,7 @@ def test_locked_vh_makes_items_wait_then_sync_exactly_once(haven_db, monkeypatch
             "INSERT INTO systems (id, name, x, y, z, region)"
             " VALUES ('SYS_CR_00000001', 'Control Room Edit', 0, 0, 0, 'Edits')"
         )
-        discovery = make_discovery(description="queued during a lock")
+        discovery = discovery_make(description="queued during a lock")
         report = sync_batch()
         assert (report.claimed, report.retrying, report.synced) == (1, 1, 0)
         item = _item(discovery)
@@ -180,7 +181,7 @@ def test_locked_vh_makes_items_wait_then_sync_exactly_once(haven_db, monkeypatch
 def test_sync_leaves_the_journal_mode_of_a_wal_file_alone(sample_haven_db):
     """Syncing into the real sample (WAL) keeps it in WAL mode."""
     assert _journal_mode(sample_haven_db) == "wal"
-    make_discovery(system_name="Oculi", location="Erren", description="near the haven")
+    discovery_make(system_name="Oculi", location="Erren", description="near the haven")
     assert sync_batch().synced == 1
     assert _journal_mode(sample_haven_db) == "wal"
     vh_row = HavenDiscovery.objects.get(description="near the haven")
@@ -190,7 +191,7 @@ def test_sync_leaves_the_journal_mode_of_a_wal_file_alone(sample_haven_db):
 def test_sync_leaves_the_journal_mode_of_a_rollback_journal_file_alone(haven_db):
     """Syncing into a VH file in 'delete' journal mode does not switch it to WAL."""
     assert _journal_mode(haven_db) == "delete"
-    make_discovery()
+    discovery_make()
     assert sync_batch().synced == 1
     assert _journal_mode(haven_db) == "delete"
     assert not haven_db.with_name(haven_db.name + "-wal").exists()
@@ -222,8 +223,8 @@ def test_missing_vh_column_is_named_and_other_types_still_sync(tmp_path, setting
     """A VH file lacking structure_type fails ruins with that name; bones still sync."""
     path = _haven_file_without(tmp_path / "VH-Database.db", "structure_type")
     with haven_at(path, settings):
-        ruins = make_discovery(description="ruins need structure_type")
-        bones = make_discovery(
+        ruins = discovery_make(description="ruins need structure_type")
+        bones = discovery_make(
             discovery_type="🦴",
             description="bones need no structure_type",
             type_fields={"species_type": "Crab"},
@@ -252,7 +253,7 @@ def test_switched_off_vh_leaves_items_queued_untouched(haven_db, settings):
     """With USE_HAVEN_DATABASE false nothing is claimed or written; switched on, items sync."""
     settings.USE_HAVEN_DATABASE = False
     before = _digest(haven_db)
-    discovery = make_discovery()
+    discovery = discovery_make()
     assert sync_batch().claimed == 0
     item = _item(discovery)
     assert (item.sync_status, item.sync_attempts) == (SyncStatus.PENDING, 0)
@@ -266,7 +267,7 @@ def test_backfill_with_vh_missing_queues_everything_and_creates_nothing(tmp_path
     """Backfill without VH queues every discovery (the sync links later) and says why."""
     path = tmp_path / "VH-Database.db"
     with haven_at(path, settings):
-        discovery = make_discovery()
+        discovery = discovery_make()
         SyncQueueItem.objects.filter(discovery_id=discovery.id).delete()
 
         report = queue_backfill()
@@ -292,14 +293,14 @@ def _open_paths() -> set[str]:
 
 def test_vh_file_is_not_held_open_between_batches(haven_db):
     """After a batch the Control Room's file (and its journal) is not held open by the sync."""
-    make_discovery()
+    discovery_make()
     assert sync_batch().synced == 1
     assert not {p for p in _open_paths() if p.startswith(str(haven_db))}
 
 
 def test_vh_file_replaced_while_open_gets_the_next_write(haven_db):
     """If VH is moved away and a new file put in its place, writes go to the new file."""
-    discovery = make_discovery(description="for the new file")
+    discovery = discovery_make(description="for the new file")
     assert HavenDiscovery.objects.count() == 0  # the haven connection is now open
     assert connections["haven"].connection is not None
     moved = haven_db.rename(haven_db.with_name("VH-Database.old.db"))
@@ -342,7 +343,7 @@ def test_each_write_reaches_the_wal_file_itself_so_moving_it_loses_nothing(
 
     monkeypatch.setattr(services, "queue_item_succeed", succeed_and_look)
     for n in range(3):
-        make_discovery(system_name="Oculi", location="Krospen L49", description=f"move-safe {n}")
+        discovery_make(system_name="Oculi", location="Krospen L49", description=f"move-safe {n}")
 
     assert sync_batch().synced == 3
 
@@ -360,7 +361,7 @@ def test_vh_without_a_column_the_duplicate_checks_read_is_named(tmp_path, settin
     conn.commit()
     conn.close()
     with haven_at(path, settings):
-        discovery = make_discovery()
+        discovery = discovery_make()
         report = sync_batch()
     assert (report.claimed, report.retrying) == (1, 1)
     _assert_waiting(_item(discovery), "discord_user_id")
@@ -404,7 +405,7 @@ def test_vh_replaced_during_a_write_is_left_intact_and_the_item_retried(
         return found
 
     monkeypatch.setattr(writer, "system_snapshot", snapshot_then_swap)
-    discovery = make_discovery(
+    discovery = discovery_make(
         system_name="Oculi", location="Krospen L49", description="written during a swap"
     )
 

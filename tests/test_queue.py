@@ -29,7 +29,13 @@ from syncq.services import (
     queue_prune,
     sync_batch,
 )
-from tests.conftest import make_discovery
+from tests.factories import (
+    discovery_make,
+    queue_item_backing_off,
+    queue_item_exceeded,
+    queue_item_synced,
+    queue_item_syncing,
+)
 
 WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
 KEEPER_ONLY = pytest.mark.django_db
@@ -66,7 +72,7 @@ def _fail_once(item: SyncQueueItem, error: str = "VH said no") -> SyncQueueItem:
 @KEEPER_ONLY
 def test_new_item_is_pending_and_due_at_once():
     """A submitted discovery gets a pending queue item that the next claim takes."""
-    discovery = make_discovery()
+    discovery = discovery_make()
     item = _item(discovery)
     assert item.sync_status == SyncStatus.PENDING
     assert item.sync_attempts == 0
@@ -78,7 +84,7 @@ def test_new_item_is_pending_and_due_at_once():
 def test_claim_makes_item_syncing_under_a_lease(settings):
     """Claiming marks the item syncing, counts the attempt and leases it to the claimer."""
     settings.SYNC_LEASE_SECONDS = 300
-    item = _item(make_discovery())
+    item = _item(discovery_make())
     now = timezone.now()
     token, items = queue_items_claim(limit=10, now=now)
     assert [i.id for i in items] == [item.id]
@@ -94,7 +100,7 @@ def test_claim_makes_item_syncing_under_a_lease(settings):
 @WITH_HAVEN
 def test_success_stores_vh_id_on_item_and_discovery(haven_db):
     """A synced item and its discovery both name the VH row the discovery became."""
-    discovery = make_discovery(description="A tower with no door.")
+    discovery = discovery_make(description="A tower with no door.")
     before = timezone.now()
     report = sync_batch()
     assert (report.claimed, report.synced) == (1, 1), report.errors
@@ -115,7 +121,7 @@ def test_success_stores_vh_id_on_item_and_discovery(haven_db):
 def test_failures_back_off_30_then_60_seconds_and_keep_the_whole_error(settings):
     """The 1st failure waits 30 s and the 2nd 60 s; the error text is stored in full."""
     settings.SYNC_BASE_DELAY_SECONDS = 30
-    item = _item(make_discovery())
+    item = _item(discovery_make())
     long_error = "OperationalError: disk I/O error\n" + "detail " * 1000
 
     before = timezone.now()
@@ -149,7 +155,7 @@ def test_backoff_across_a_dst_change_counts_real_seconds(settings, change):
     due again exactly 30 s later in real time: not an hour early or late, and not before."""
     settings.TIME_ZONE = "America/New_York"
     settings.SYNC_BASE_DELAY_SECONDS = 30
-    item = _item(make_discovery())
+    item = _item(discovery_make())
     with time_machine.travel(change - timedelta(seconds=10), tick=False):
         item = _fail_once(item)
     assert item.next_retry_after == change + timedelta(seconds=20)
@@ -177,10 +183,10 @@ def test_sync_schedules_step_one_real_minute_across_a_dst_change(settings, chang
 
 
 @KEEPER_ONLY
-def test_max_attempts_th_failure_is_final():
+def test_max_attempts_th_failure_is_final(settings):
     """An item with max_attempts 3 is max_retries_exceeded after its 3rd failure, not retried."""
-    item = _item(make_discovery())
-    SyncQueueItem.objects.filter(id=item.id).update(max_attempts=3)
+    settings.SYNC_MAX_ATTEMPTS = 3
+    item = _item(discovery_make())
     for attempt in (1, 2):
         item = _fail_once(item)
         assert item.sync_status == SyncStatus.PENDING, f"after attempt {attempt}"
@@ -197,7 +203,7 @@ def test_max_attempts_th_failure_is_final():
 def test_ten_failed_syncs_follow_the_whole_retry_schedule(haven_db, settings):
     """A failing item is retried after 30 s·2^(n−1) nine times and given up on the 10th."""
     settings.SYNC_BASE_DELAY_SECONDS = 30
-    discovery = make_discovery()
+    discovery = discovery_make()
     Discovery.objects.filter(id=discovery.id).update(discovery_type="not a type")
     item = _item(discovery)
     assert item.max_attempts == 10
@@ -225,10 +231,9 @@ def test_ten_failed_syncs_follow_the_whole_retry_schedule(haven_db, settings):
 @KEEPER_ONLY
 def test_items_not_yet_due_are_left_alone():
     """Only items whose backoff has ended are claimed; the rest wait for their due time."""
-    waiting = _item(make_discovery(description="waiting"))
-    fresh = _item(make_discovery(description="fresh"))
-    due_at = timezone.now() + timedelta(minutes=5)
-    SyncQueueItem.objects.filter(id=waiting.id).update(sync_attempts=1, next_retry_after=due_at)
+    waiting = queue_item_backing_off(description="waiting", retry_in=timedelta(minutes=5))
+    fresh = _item(discovery_make(description="fresh"))
+    due_at = waiting.next_retry_after
     assert _claim_ids(now=due_at - timedelta(seconds=1)) == [fresh.id]
     assert _claim_ids(now=due_at) == [waiting.id]
 
@@ -236,7 +241,7 @@ def test_items_not_yet_due_are_left_alone():
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_claim_every_item_exactly_once():
     """Two workers claiming at once over 40 due items never take the same item twice."""
-    ids = {_item(make_discovery(description=f"item {n}")).id for n in range(40)}
+    ids = {_item(discovery_make(description=f"item {n}")).id for n in range(40)}
     claimed: dict[str, list[int]] = {"a": [], "b": []}
     errors: list[BaseException] = []
     start = threading.Barrier(2)
@@ -273,7 +278,7 @@ def test_two_workers_claim_every_item_exactly_once():
 @KEEPER_ONLY
 def test_item_whose_lease_ran_out_is_claimed_again():
     """An item left syncing by a dead worker is taken again once its lease has passed."""
-    item = _item(make_discovery())
+    item = _item(discovery_make())
     first_token, _ = queue_items_claim(limit=10)
     SyncQueueItem.objects.filter(id=item.id).update(
         leased_until=timezone.now() - timedelta(seconds=1)
@@ -288,14 +293,11 @@ def test_item_whose_lease_ran_out_is_claimed_again():
 @KEEPER_ONLY
 def test_lost_worker_on_last_attempt_is_marked_exceeded():
     """A lapsed lease on the last attempt ends as max_retries_exceeded, a live one is kept."""
-    lost = _item(make_discovery(description="lost"))
-    busy = _item(make_discovery(description="busy"))
+    lost = queue_item_syncing(attempts=10, description="lost")
+    busy = queue_item_syncing(attempts=10, description="busy")
     now = timezone.now()
-    SyncQueueItem.objects.filter(id__in=[lost.id, busy.id]).update(
-        sync_status=SyncStatus.SYNCING, sync_attempts=10, last_sync_attempt=now, lease_token="x"
-    )
+    # The worker holding ``lost`` died: its lease ran out; ``busy``'s runs five minutes more.
     SyncQueueItem.objects.filter(id=lost.id).update(leased_until=now - timedelta(seconds=1))
-    SyncQueueItem.objects.filter(id=busy.id).update(leased_until=now + timedelta(minutes=5))
 
     assert queue_leases_expire() == 1
     lost.refresh_from_db()
@@ -310,8 +312,8 @@ def test_lost_worker_on_last_attempt_is_marked_exceeded():
 def test_pending_item_without_attempts_left_is_closed_not_left_waiting():
     """A pending row with no attempt left (an old bot's, or max lowered by hand) is marked
     max_retries_exceeded, keeping its last error, instead of waiting forever."""
-    spent = _item(make_discovery(description="spent"))
-    fresh = _item(make_discovery(description="fresh"))
+    spent = _item(discovery_make(description="spent"))
+    fresh = _item(discovery_make(description="fresh"))
     SyncQueueItem.objects.filter(id=spent.id).update(
         sync_attempts=10, max_attempts=10, sync_error="old bot: database is locked"
     )
@@ -328,8 +330,8 @@ def test_pending_item_without_attempts_left_is_closed_not_left_waiting():
 def test_legacy_syncing_row_without_lease_is_recovered(settings):
     """An old bot's row stuck in 'syncing' with no lease columns set is claimed again."""
     settings.SYNC_LEASE_SECONDS = 300
-    stuck = _item(make_discovery(description="stuck since 2025"))
-    recent = _item(make_discovery(description="tried a moment ago"))
+    stuck = _item(discovery_make(description="stuck since 2025"))
+    recent = _item(discovery_make(description="tried a moment ago"))
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE sync_queue SET sync_status = 'syncing', sync_attempts = 1,"
@@ -348,7 +350,7 @@ def test_legacy_syncing_row_without_lease_is_recovered(settings):
 @KEEPER_ONLY
 def test_worker_that_lost_its_lease_changes_nothing():
     """Success or failure reported under a stale lease token leaves the item as it is."""
-    discovery = make_discovery()
+    discovery = discovery_make()
     token, (item,) = queue_items_claim(limit=10)
     fields = ("sync_status", "sync_attempts", "sync_error", "next_retry_after", "lease_token")
     before = SyncQueueItem.objects.values(*fields).get(id=item.id)
@@ -376,10 +378,10 @@ def test_worker_that_lost_its_lease_changes_nothing():
 def test_bad_items_do_not_block_the_rest_of_their_batch(haven_db):
     """An item that cannot be mapped fails on its own; the good items of its batch sync, and
     one with unreadable legacy metadata is written without its type fields."""
-    good_1 = make_discovery(description="good one")
-    bad_type = make_discovery(description="bad type")
-    bad_meta = make_discovery(description="bad metadata")
-    good_2 = make_discovery(description="good two")
+    good_1 = discovery_make(description="good one")
+    bad_type = discovery_make(description="bad type")
+    bad_meta = discovery_make(description="bad metadata")
+    good_2 = discovery_make(description="good two")
     Discovery.objects.filter(id=bad_type.id).update(discovery_type="🧀")
     Discovery.objects.filter(id=bad_meta.id).update(metadata=["not", "an", "object"])
 
@@ -412,9 +414,9 @@ def test_unexpected_error_in_one_item_is_recorded_and_the_batch_goes_on(haven_db
         return real_write(discovery=discovery, **kwargs)
 
     monkeypatch.setattr(services, "haven_discovery_write", flaky_write)
-    make_discovery(description="before")
-    buggy = make_discovery(description="trips a bug")
-    make_discovery(description="after")
+    discovery_make(description="before")
+    buggy = discovery_make(description="trips a bug")
+    discovery_make(description="after")
 
     report = sync_batch()
 
@@ -428,7 +430,7 @@ def test_unexpected_error_in_one_item_is_recorded_and_the_batch_goes_on(haven_db
 @WITH_HAVEN
 def test_write_committed_before_a_crash_is_not_written_again(haven_db):
     """A VH write whose worker died before marking the item is found again, not duplicated."""
-    discovery = make_discovery(description="written just before the crash")
+    discovery = discovery_make(description="written just before the crash")
     token, (item,) = queue_items_claim(limit=10)
     outcome = haven_discovery_write(discovery=item.discovery)
     haven_close()
@@ -456,7 +458,7 @@ def test_write_committed_before_a_crash_is_not_written_again(haven_db):
 def test_reused_discovery_id_writes_its_own_row(haven_db):
     """A keeper.db restored from a backup (or a new one) that gives an id already in the ledger
     to another discovery gets that discovery written, not marked synced to the other's row."""
-    first = make_discovery(description="from before the backup was restored")
+    first = discovery_make(description="from before the backup was restored")
     assert sync_batch().synced == 1
     first_vh_id = _item(first).haven_discovery_id
 
@@ -487,7 +489,7 @@ def test_reused_discovery_id_writes_its_own_row(haven_db):
 def test_same_discovery_after_its_queue_table_is_rebuilt_is_not_written_again(haven_db):
     """Queue rows lost and made again (migrate syncq zero, then migrate) find the ledger entry
     of the same discovery and do not duplicate its VH row."""
-    discovery = make_discovery(description="synced once")
+    discovery = discovery_make(description="synced once")
     assert sync_batch().synced == 1
     SyncQueueItem.objects.all().delete()
     Discovery.objects.filter(id=discovery.id).update(haven_discovery_id=None)
@@ -504,17 +506,11 @@ def test_same_discovery_after_its_queue_table_is_rebuilt_is_not_written_again(ha
 # --- operators' SQL (REFERENCE.md), run as written -------------------------------------------
 
 
-def _exceeded_item(description: str) -> SyncQueueItem:
-    item = _item(make_discovery(description=description, location="Alpha Prime"))
-    SyncQueueItem.objects.filter(id=item.id).update(max_attempts=1)
-    return _fail_once(item, "VH-Database.db is missing")
-
-
 @KEEPER_ONLY
 def test_operator_group_by_counts_states():
     """The operators' GROUP BY query counts the items per state."""
-    _exceeded_item("exceeded")
-    _item(make_discovery(description="pending"))
+    queue_item_exceeded(description="exceeded")
+    _item(discovery_make(description="pending"))
     with connection.cursor() as cursor:
         cursor.execute("SELECT sync_status, COUNT(*) FROM sync_queue GROUP BY sync_status;")
         counts = dict(cursor.fetchall())
@@ -524,8 +520,8 @@ def test_operator_group_by_counts_states():
 @KEEPER_ONLY
 def test_operator_failed_items_query_lists_them_with_their_discovery():
     """The operators' JOIN lists exceeded items with system name, location and username."""
-    item = _exceeded_item("exceeded")
-    _item(make_discovery(description="pending"))
+    item = queue_item_exceeded(description="exceeded")
+    _item(discovery_make(description="pending"))
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT sq.id, sq.discovery_id, sq.sync_attempts, sq.sync_error,"
@@ -550,8 +546,8 @@ def test_operator_failed_items_query_lists_them_with_their_discovery():
 @KEEPER_ONLY
 def test_operator_retry_update_makes_items_due_at_once():
     """The operators' reset UPDATE makes an exceeded item and one in backoff claimable now."""
-    exceeded = _exceeded_item("gave up")
-    backing_off = _fail_once(_item(make_discovery(description="in backoff")))
+    exceeded = queue_item_exceeded(description="gave up")
+    backing_off = queue_item_backing_off(description="in backoff")
     assert backing_off.next_retry_after > timezone.now()
     assert _claim_ids() == []
 
@@ -575,12 +571,12 @@ def test_operator_retry_update_makes_items_due_at_once():
 def test_prune_deletes_only_old_synced_items_and_backfill_leaves_them_alone(haven_db, settings):
     """Old synced items are pruned; their discoveries keep the VH id and are never re-queued."""
     settings.SYNC_PRUNE_AFTER_DAYS = 30
-    old_failed = _exceeded_item("failed long ago")
-    old_synced = make_discovery(description="synced long ago")
-    new_synced = make_discovery(description="synced yesterday")
-    requeued = make_discovery(description="synced long ago, then re-queued by an operator")
+    old_failed = queue_item_exceeded(description="failed long ago")
+    old_synced = discovery_make(description="synced long ago")
+    new_synced = discovery_make(description="synced yesterday")
+    requeued = discovery_make(description="synced long ago, then re-queued by an operator")
     assert sync_batch().synced == 3
-    old_pending = make_discovery(description="pending for ages")
+    old_pending = discovery_make(description="pending for ages")
     long_ago = timezone.now() - timedelta(days=31)
     SyncQueueItem.objects.filter(discovery_id__in=[old_synced.id, requeued.id]).update(
         synced_at=long_ago
@@ -616,8 +612,8 @@ def test_prune_deletes_only_old_synced_items_and_backfill_leaves_them_alone(have
 def test_prune_keeps_the_vh_id_of_rows_an_old_bot_synced(haven_db):
     """Pruning an old bot's synced row keeps its VH id on the discovery, so backfill skips it."""
     long_ago = timezone.now() - timedelta(days=400)
-    recorded = make_discovery(description="synced by the old bot")
-    unrecorded = make_discovery(description="synced by the old bot, VH id not recorded")
+    recorded = discovery_make(description="synced by the old bot")
+    unrecorded = discovery_make(description="synced by the old bot, VH id not recorded")
     # As adopted from an old sync_queue: the VH id is on the queue item only, or nowhere.
     SyncQueueItem.objects.filter(discovery_id=recorded.id).update(
         sync_status=SyncStatus.SYNCED, haven_discovery_id=24, synced_at=long_ago
@@ -641,18 +637,13 @@ def test_prune_keeps_the_vh_id_of_rows_an_old_bot_synced(haven_db):
 def test_queue_status_has_the_control_room_shape_and_counts(settings):
     """queue_status gives every key old /sync/status clients read, with the right counts."""
     settings.SYNC_INTERVAL_SECONDS = 30
-    _exceeded_item("failed")
+    queue_item_exceeded(description="failed")
+    for n in range(3):
+        queue_item_synced(description=f"synced {n}")
+    syncing = queue_item_syncing(description="syncing")
     for n in range(2):
-        make_discovery(description=f"pending {n}")
-    synced = [_item(make_discovery(description=f"synced {n}")) for n in range(3)]
-    syncing = _item(make_discovery(description="syncing"))
-    SyncQueueItem.objects.filter(id__in=[i.id for i in synced]).update(
-        sync_status=SyncStatus.SYNCED
-    )
-    last = timezone.now() + timedelta(seconds=5)
-    SyncQueueItem.objects.filter(id=syncing.id).update(
-        sync_status=SyncStatus.SYNCING, last_sync_attempt=last
-    )
+        discovery_make(description=f"pending {n}")
+    last = syncing.last_sync_attempt
 
     status = queue_status()
 
@@ -736,8 +727,8 @@ def test_keeper_db_refusing_one_record_does_not_stop_the_batch(haven_db, monkeyp
     keeps its lease for a later attempt and the rest of the batch is still synced."""
     from django.db import OperationalError
 
-    first = make_discovery(description="record refused")
-    second = make_discovery(description="recorded")
+    first = discovery_make(description="record refused")
+    second = discovery_make(description="recorded")
     real_succeed = services.queue_item_succeed
 
     def refuse_first(*, item, **kwargs):
@@ -773,12 +764,12 @@ def test_a_burst_of_submissions_asks_the_worker_once(django_capture_on_commit_ca
 
     with django_capture_on_commit_callbacks(execute=True):
         for n in range(10):
-            make_discovery(description=f"burst {n}")
+            discovery_make(description=f"burst {n}")
     assert OrmQ.objects.count() == 1
 
     sync_due()  # the worker's run begins (VH is not reachable here; that does not matter)
     with django_capture_on_commit_callbacks(execute=True):
-        make_discovery(description="after the run started")
+        discovery_make(description="after the run started")
     assert OrmQ.objects.count() == 2
 
 
@@ -826,7 +817,7 @@ def test_one_item_is_due_exactly_when_the_claims_query_says_so(settings):
     }
     ids = {}
     for name, changes in kinds.items():
-        item = _item(make_discovery(description=name))
+        item = _item(discovery_make(description=name))
         SyncQueueItem.objects.filter(id=item.id).update(**changes)
         ids[item.id] = name
     by_query = {ids[pk] for pk in SyncQueueItem.objects.due(now).values_list("id", flat=True)}
@@ -849,10 +840,7 @@ def test_one_item_is_due_exactly_when_the_claims_query_says_so(settings):
 def test_a_retry_and_its_operator_action_commit_together(monkeypatch):
     """When the operator action cannot be recorded, the retry is undone with it: an item is
     never reset without a record of who reset it."""
-    item = _item(make_discovery())
-    SyncQueueItem.objects.filter(id=item.id).update(
-        sync_status=SyncStatus.MAX_RETRIES_EXCEEDED, sync_attempts=10, sync_error="gone"
-    )
+    item = queue_item_exceeded(attempts=10, error="gone")
 
     def broken(**kwargs):
         raise DatabaseError("disk I/O error")

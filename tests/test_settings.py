@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from discoveries.haven.files import haven_file_create
-from tests.conftest import ROOT, haven_at, make_discovery, manage_env, run_manage
+from tests.conftest import ROOT, haven_at, manage_env, run_manage
+from tests.factories import discovery_make
 
 #: A folder name holding every character that means something in an SQLite URI.
 URI_HOSTILE = "ha#sh?q%41"
@@ -171,7 +172,7 @@ def test_haven_file_in_a_folder_with_uri_characters_syncs(tmp_path, settings):
 
     haven = haven_file_create(tmp_path / URI_HOSTILE / "VH-Database.db", with_demo_data=True)
     with haven_at(haven, settings):
-        make_discovery()
+        discovery_make()
         report = sync_batch()
     assert (report.claimed, report.synced) == (1, 1), report
     with sqlite3.connect(haven) as conn:

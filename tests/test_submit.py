@@ -17,7 +17,8 @@ from discoveries.models import Discovery
 from discoveries.rules import DiscoveryInvalid
 from syncq.models import SyncQueueItem, SyncStatus
 from syncq.services import discovery_submit, discovery_submit_payload
-from tests.conftest import ROOT, make_discovery
+from tests.conftest import ROOT
+from tests.factories import discovery_make
 from tests.test_types import REFERENCE_TYPES
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +113,7 @@ def test_default_submission_time_is_now_to_the_second(monkeypatch):
 
 def test_submit_queues_exactly_one_pending_item():
     """Each stored discovery gets one pending queue item, due at once, with 10 attempts allowed."""
-    discovery = make_discovery()
+    discovery = discovery_make()
     item = SyncQueueItem.objects.get()
     assert item.discovery_id == discovery.pk
     assert item.sync_status == SyncStatus.PENDING
@@ -131,7 +132,7 @@ def test_discovery_is_not_kept_when_its_queue_item_fails(monkeypatch):
 
     monkeypatch.setattr(syncq.services, "queue_item_create", broken)
     with pytest.raises(RuntimeError, match="queue unavailable"):
-        make_discovery()
+        discovery_make()
     assert_nothing_written()
 
 
@@ -381,7 +382,7 @@ def test_sync_is_kicked_after_commit(monkeypatch, django_capture_on_commit_callb
     kicks = []
     monkeypatch.setattr(syncq.services, "sync_kick", lambda: kicks.append("kick"))
     with django_capture_on_commit_callbacks(execute=True):
-        make_discovery()
+        discovery_make()
         assert kicks == []
     assert kicks == ["kick"]
 
@@ -405,7 +406,7 @@ def test_kick_enqueues_a_django_q_task(settings, django_capture_on_commit_callba
     """With VH switched on, a submission puts one sync task on django-q2's queue."""
     settings.USE_HAVEN_DATABASE = True
     with django_capture_on_commit_callbacks(execute=True):
-        make_discovery()
+        discovery_make()
     task = OrmQ.objects.get()
     assert task.func() == "syncq.tasks.sync_due"
 
@@ -414,7 +415,7 @@ def test_no_kick_when_haven_is_switched_off(settings, django_capture_on_commit_c
     """With USE_HAVEN_DATABASE false, a submission is stored and queued but no task is sent."""
     settings.USE_HAVEN_DATABASE = False
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        make_discovery()
+        discovery_make()
     assert len(callbacks) == 1
     assert OrmQ.objects.count() == 0
     assert SyncQueueItem.objects.count() == 1

@@ -8,18 +8,12 @@ import pytest
 from discoveries.models import Discovery
 from discoveries.rules import DiscoveryInvalid, discovery_validate
 from discoveries.services import discovery_update
-from tests.conftest import make_discovery
+from tests.factories import DISCOVERY_FIELDS, discovery_make
 
 pytestmark = pytest.mark.django_db
 
-SUBMISSION = {
-    "user_id": "123456789012345678",
-    "username": "Tester",
-    "discovery_type": "🏛️",
-    "system_name": "Demo Alpha",
-    "location": "Alpha Prime",
-    "description": "A broken tower.",
-}
+#: The submission of the discovery the tests edit (``discovery_make()``).
+SUBMISSION = DISCOVERY_FIELDS
 
 
 def _submit_refusal(**changes) -> dict[str, list[str]]:
@@ -50,7 +44,7 @@ def _stored(discovery: Discovery) -> dict[str, object]:
 def test_an_edit_is_refused_with_the_submit_paths_own_message(changes, field):
     """Each value the submit path refuses is refused in an edit with the same message, and
     the stored discovery is left as it was."""
-    discovery = make_discovery()
+    discovery = discovery_make()
     before = _stored(discovery)
     with pytest.raises(DiscoveryInvalid) as refused:
         discovery_update(discovery_id=discovery.pk, changes=changes)
@@ -61,7 +55,7 @@ def test_an_edit_is_refused_with_the_submit_paths_own_message(changes, field):
 def test_a_type_field_over_its_limit_put_in_metadata_with_a_new_type_is_refused():
     """Changing the type and putting an over-long field of the new type in metadata (a
     10,000-character key excerpt, whose limit is 500) is refused as the submit path refuses it."""
-    discovery = make_discovery()
+    discovery = discovery_make()
     before = _stored(discovery)
     changes = {"discovery_type": "📜", "metadata": {"key_excerpt": "x" * 10_000}}
     with pytest.raises(DiscoveryInvalid) as refused:
@@ -75,7 +69,7 @@ def test_a_type_field_over_its_limit_put_in_metadata_with_a_new_type_is_refused(
 def test_changing_the_type_keeps_no_field_of_the_old_type():
     """A new type with the old type's fields still in metadata is refused, naming the field;
     with the new type's fields instead, the edit is stored."""
-    discovery = make_discovery(type_fields={"structure_type": "Tower"})
+    discovery = discovery_make(type_fields={"structure_type": "Tower"})
     with pytest.raises(DiscoveryInvalid) as refused:
         discovery_update(discovery_id=discovery.pk, changes={"discovery_type": "🦴"})
     assert refused.value.errors == {
@@ -92,7 +86,7 @@ def test_changing_the_type_keeps_no_field_of_the_old_type():
 def test_an_edit_stores_clean_values_of_the_changed_fields_only():
     """Changed text is stored stripped, an empty place in space becomes "Space", and the
     fields the edit leaves alone are neither checked nor written (a legacy value stays)."""
-    discovery = make_discovery()
+    discovery = discovery_make()
     Discovery.objects.filter(pk=discovery.pk).update(coordinates="\x07legacy")
     saved = discovery_update(
         discovery_id=discovery.pk,
@@ -126,7 +120,7 @@ def test_an_edit_stores_clean_values_of_the_changed_fields_only():
 def test_fields_an_edit_may_not_set_or_may_not_hold_are_named(changes, field, message):
     """The submitter's id and our own columns cannot be edited; the operators' own fields
     (analysis status, counts) and metadata have rules too."""
-    discovery = make_discovery()
+    discovery = discovery_make()
     before = _stored(discovery)
     with pytest.raises(DiscoveryInvalid) as refused:
         discovery_update(discovery_id=discovery.pk, changes=changes)
