@@ -12,6 +12,8 @@ source ``admin``.
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -165,6 +167,22 @@ class LocationResolvedFilter(admin.SimpleListFilter):
 DISCOVERY_RETRY_LIMIT = 100
 
 
+class ReadableJSONDecoder(json.JSONDecoder):
+    """Python's JSON decoder, reporting JSON that Python cannot read (nested too deeply, or a
+    number of more than 4,300 digits) as invalid JSON, which the form shows, rather than
+    raising another error."""
+
+    def decode(self, s, *args, **kwargs):
+        try:
+            return super().decode(s, *args, **kwargs)
+        except RecursionError:
+            raise json.JSONDecodeError("nested too deeply", s, 0) from None
+        except json.JSONDecodeError:
+            raise
+        except ValueError as exc:
+            raise json.JSONDecodeError(str(exc), s, 0) from None
+
+
 class DiscoveryAdminForm(forms.ModelForm):
     """A discovery's columns, its type as a choice of the ten, and (added per type by
     :meth:`DiscoveryAdmin.get_form`) the type's four fields, stored in ``metadata``.
@@ -213,9 +231,9 @@ class DiscoveryAdminForm(forms.ModelForm):
                         value if isinstance(value, str) else str(value)
                     )
         if "metadata" in self.fields:
-            self.fields[
-                "metadata"
-            ].help_text = (
+            metadata_field = self.fields["metadata"]
+            metadata_field.decoder = ReadableJSONDecoder
+            metadata_field.help_text = (
                 "A JSON object. The type's fields above are stored in it under their keys."
             )
 

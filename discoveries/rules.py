@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -49,9 +50,14 @@ BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 UNSAFE_CHARACTERS = re.compile(
     "|".join(pattern.pattern for pattern in (CONTROL_CHARACTER, _SURROGATE, BIDI_CONTROL))
 )
-#: Spaces and the characters that show nothing (zero-width space and joiners, word joiner,
-#: byte order mark, soft hyphen, direction marks): text of only these says nothing.
-_INVISIBLE = re.compile(r"[\s\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]+")
+#: Characters that draw as nothing although Unicode does not call them spaces or format
+#: characters: Hangul fillers, the blank braille pattern, the combining grapheme joiner,
+#: Khmer inherent vowels, Mongolian and other variation selectors.
+_BLANK_LOOKING = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u2800\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))
+)
 #: Names that only resolve inside a local network (mDNS, RFC 8375, common home and corporate
 #: conventions): no reader of the archive can open them.
 LOCAL_NETWORK_SUFFIXES = (".local", ".lan", ".internal", ".home.arpa", ".intranet", ".corp")
@@ -150,15 +156,19 @@ class _Errors(dict):
         self.setdefault(field, []).append(message)
 
 
+def _shows_nothing(char: str) -> bool:
+    return (
+        char.isspace() or unicodedata.category(char) == "Cf" or char in _BLANK_LOOKING
+    ) and not UNSAFE_CHARACTERS.match(char)
+
+
 def text_blank(value: object) -> bool:
-    """Whether ``value`` leaves a field unset: ``None``, or text of nothing but spaces and
-    characters that show nothing (zero-width spaces, joiners, marks). Control characters are
-    not spaces here, so text holding one is never blank and is always reported."""
-    return value is None or (
-        isinstance(value, str)
-        and not _INVISIBLE.sub("", value)
-        and not CONTROL_CHARACTER.search(value)
-    )
+    """Whether ``value`` leaves a field unset: ``None``, or text of nothing but characters
+    that show nothing: spaces, format characters (zero-width spaces and joiners, direction
+    marks, soft hyphen, byte order mark, tags…) and those that only look blank (Hangul fillers,
+    the blank braille pattern, variation selectors). The characters :func:`text_unsafe`
+    refuses are not blank here, so text holding one is always reported."""
+    return value is None or (isinstance(value, str) and all(map(_shows_nothing, value)))
 
 
 def text_unsafe(value: str) -> str | None:
@@ -201,7 +211,10 @@ def evidence_url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if "@" in parts.netloc:
         return "must not hold a user name or password"
-    host = (parts.hostname or "").rstrip(".").lower()
+    # As a browser reads the name (IDNA's mapping): fullwidth letters and digits, and the
+    # ideographic full stops, are the ASCII ones.
+    host = unicodedata.normalize("NFKC", parts.hostname or "").translate(_FULL_STOPS)
+    host = host.rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return "must be a public address, not this computer's"
     if host.endswith(LOCAL_NETWORK_SUFFIXES):
@@ -209,10 +222,65 @@ def evidence_url_problem(url: str) -> str | None:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return None
-    if not address.is_global:
+        address = _numeric_ipv4(host)
+        if address is None:
+            return None
+    if address is False:
+        return "must be an http:// or https:// link"
+    if not all(inner.is_global for inner in _addresses_within(address)):
         return "must be a public address, not a local or private one"
     return None
+
+
+def _numeric_ipv4(host: str) -> ipaddress.IPv4Address | bool | None:
+    """The IPv4 address a browser reads in ``host`` when its last label is a number (the WHATWG
+    URL standard: ``127.1``, ``0x7f.0.0.1``, ``017700000001``, ``2130706433``); ``None`` when it
+    is a name, ``False`` when it ends in a number but is no address (a browser refuses it)."""
+    labels = host.split(".")
+    if not _number(labels[-1]):
+        return None
+    numbers = [_number(label) for label in labels]
+    if len(labels) > 4 or None in numbers or any(n > 255 for n in numbers[:-1]):
+        return False
+    if numbers[-1] >= 256 ** (5 - len(numbers)):
+        return False
+    value = numbers[-1] + sum(n * 256 ** (3 - i) for i, n in enumerate(numbers[:-1]))
+    return ipaddress.IPv4Address(value)
+
+
+def _number(label: str) -> int | None:
+    """A host label read as the WHATWG standard reads an IPv4 part: ``0x`` hexadecimal, a
+    leading 0 octal, else decimal; ``None`` when it is not a number."""
+    digits, base = label, 10
+    if label[:2].lower() == "0x":
+        digits, base = label[2:] or "0", 16
+    elif len(label) > 1 and label.startswith("0"):
+        digits, base = label[1:], 8
+    if not digits or not digits.isascii() or not digits.isalnum():
+        return None
+    try:
+        return int(digits, base)
+    except ValueError:
+        return None
+
+
+#: The full stops IDNA reads as ".": ideographic, fullwidth and halfwidth ideographic.
+_FULL_STOPS = str.maketrans("\u3002\uff0e\uff61", "...")
+
+
+def _addresses_within(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list:
+    """``address`` and the IPv4 addresses an IPv6 one carries (mapped, compatible, 6to4,
+    Teredo), each of which a client may end up reaching."""
+    found = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        found += [
+            inner
+            for inner in (address.ipv4_mapped, address.sixtofour, *(address.teredo or ()))
+            if inner is not None
+        ]
+        if int(address) >> 32 == 0:  # IPv4-compatible, ::a.b.c.d
+            found.append(ipaddress.IPv4Address(int(address)))
+    return found
 
 
 def _text(
@@ -448,11 +516,15 @@ def discovery_changes_validate(
     affected = set(changes)
     if affected & {"location", "location_type"}:
         affected |= {"location", "location_type"}
-    if affected & {"discovery_type", "metadata"}:
-        affected |= {"discovery_type", "metadata", *ALL_TYPE_FIELD_KEYS}
-    else:
-        affected.discard("metadata")
-    relevant = {name: msgs for name, msgs in errors.items() if name in affected}
+    metadata_checked = bool(affected & {"discovery_type", "metadata"})
+    if metadata_checked:
+        affected |= {"discovery_type", "metadata"}
+    # Every name that is no column comes from metadata: a type's field, or a key that is none.
+    relevant = {
+        name: msgs
+        for name, msgs in errors.items()
+        if name in affected or (metadata_checked and name not in FIELDS)
+    }
     if relevant:
         raise DiscoveryInvalid(relevant)
     written = {name: clean[name] for name in changes if name in clean}

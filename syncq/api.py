@@ -24,6 +24,7 @@ from drf_spectacular.utils import (
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
@@ -37,6 +38,7 @@ from discoveries.haven.connection import haven_probe
 from syncq import serializers as s
 from syncq.display import iso_utc
 from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
+from syncq.permissions import VIEW_PERMISSION
 from syncq.selectors import (
     bot_online,
     failed_items,
@@ -144,17 +146,28 @@ UNSUPPORTED = OpenApiResponse(
 )
 
 
-def _retry_action(*, url_path: str, url_name: str):
+class RetryMetadata(SimpleMetadata):
+    """``OPTIONS`` of a retry: its name, description and formats, without the queue item's
+    fields, which a retry does not take."""
+
+    def determine_actions(self, request, view) -> dict:
+        return {}
+
+
+def _retry_action(*, url_path: str, url_name: str, name: str):
     """``@action`` for a retry: ``POST`` only, a JSON body only (else 415), throttled in scope
-    ``sync_retry`` (``SYNC_API_RETRY_RATE``, README "The Control Room API")."""
+    ``sync_retry`` (``SYNC_API_RETRY_RATE``, README "The Control Room API"); ``name`` is what
+    ``OPTIONS`` and the browsable API call it."""
     return action(
         detail=False,
         methods=["post"],
         url_path=url_path,
         url_name=url_name,
+        name=name,
         throttle_classes=[RetryThrottle],
         throttle_scope="sync_retry",
         parser_classes=[JSONParser],
+        metadata_class=RetryMetadata,
     )
 
 
@@ -198,7 +211,7 @@ ITEMS_DESCRIPTION = """The queue, newest first, filterable by ``status``, ``disc
         },
     ),
 )
-class QueueViewSet(viewsets.ReadOnlyModelViewSet):
+class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
     """The sync queue under ``/sync/`` (REFERENCE.md, "Monitoring API"; routed by
     :class:`syncq.urls.QueueRouter`, which keeps the old paths):
 
@@ -246,9 +259,9 @@ class QueueViewSet(viewsets.ReadOnlyModelViewSet):
         """Figures of the queue: counts, age of the oldest pending item, throughput, sync time
         and the most common errors."""
         figures = queue_statistics()
-        if not request.user.is_authenticated:
-            # Anonymous readers (SYNC_API_PUBLIC_READ) get counts only: error texts can quote
-            # what users typed.
+        if not request.user.has_perm(VIEW_PERMISSION):
+            # Readers let in by SYNC_API_PUBLIC_READ alone get counts only: error texts can
+            # quote what users typed.
             figures["top_errors"] = []
         return Response({"status": "ok", "statistics": figures})
 
@@ -280,7 +293,7 @@ class QueueViewSet(viewsets.ReadOnlyModelViewSet):
             **RETRY_ERRORS,
         },
     )
-    @_retry_action(url_path="retry/<int:queue_id>", url_name="retry-one")
+    @_retry_action(url_path="retry/<int:queue_id>", url_name="retry-one", name="Retry One")
     def retry_one(self, request, queue_id: int):
         """Reset one ``max_retries_exceeded`` or ``pending`` item: attempts 0, error cleared, due
         now, and the worker asked to run."""
@@ -310,7 +323,7 @@ class QueueViewSet(viewsets.ReadOnlyModelViewSet):
             **RETRY_ERRORS,
         },
     )
-    @_retry_action(url_path="retry", url_name="retry")
+    @_retry_action(url_path="retry", url_name="retry", name="Retry Many")
     def retry_many(self, request):
         """Reset many items, by ``ids`` or by ``status``, with the same rule per item."""
         body = s.BulkRetrySerializer(data=request.data)
@@ -380,5 +393,5 @@ __all__ = [
     "not_found",
     "server_error",
     "HealthView",
-    "QueueViewSet",
+    "QueueItemViewSet",
 ]

@@ -14,7 +14,10 @@ def _items_route(url: str, action: str, *, detail: bool) -> Route:
         mapping={"get": action},
         name="{basename}-item-detail" if detail else "{basename}-item-list",
         detail=detail,
-        initkwargs={"suffix": "Instance" if detail else "List"},
+        initkwargs={
+            "suffix": "Instance" if detail else "List",
+            "description": api.ITEMS_DESCRIPTION,
+        },
     )
 
 
@@ -41,7 +44,7 @@ class QueueRouter(SimpleRouter):
 
 
 router = QueueRouter()
-router.register("sync", api.QueueViewSet, basename="sync")
+router.register("sync", api.QueueItemViewSet, basename="sync")
 
 urlpatterns = [
     path("health", api.HealthView.as_view(), name="health"),

@@ -387,6 +387,36 @@ def test_the_admin_refuses_what_the_submit_path_refuses_and_nothing_reaches_vh(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "metadata",
+    ["[" * 100_000, '{"a":' * 50_000, "1" * 5000, '{"structure_type": ' + "1" * 5000 + "}"],
+)
+def test_metadata_python_cannot_read_is_refused_on_the_form(root, no_haven, metadata):
+    """Metadata nested too deeply, or holding a number of thousands of digits, is shown back as
+    invalid JSON, not answered with a server error; nothing is saved."""
+    discovery = discovery_make()
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    response = client.post(_change_url(discovery), _form_data(page, metadata=metadata))
+    assert response.status_code == 200
+    assert "Enter a valid JSON." in response.content.decode()
+    assert Discovery.objects.get(pk=discovery.pk).metadata == {"structure_type": "Tower"}
+
+
+@pytest.mark.django_db
+def test_metadata_keys_of_no_type_are_refused_with_the_key_named(root, no_haven):
+    """A key in the metadata box that is no field of the type is refused, naming it, rather
+    than dropped on save."""
+    discovery = discovery_make()
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    response = client.post(_change_url(discovery), _form_data(page, metadata='{"foo": 1}'))
+    assert response.status_code == 200
+    assert "foo: is not a field of any discovery type" in response.content.decode()
+    assert Discovery.objects.get(pk=discovery.pk).metadata == {"structure_type": "Tower"}
+
+
+@pytest.mark.django_db
 def test_type_field_longer_than_its_limit_is_refused(root, no_haven):
     """A type field over its limit (200 characters) is refused and nothing is saved."""
     discovery = _discovery(SyncStatus.MAX_RETRIES_EXCEEDED)

@@ -157,6 +157,43 @@ def test_public_read_still_refuses_users_without_permission(settings):
     assert client.get("/sync/failed").status_code == 403
 
 
+@API
+def test_public_read_gives_error_texts_only_to_readers_with_the_permission(settings):
+    """With SYNC_API_PUBLIC_READ, a signed-in user without "Can view queue item" reads the
+    statistics as anonymous readers do, without error texts; a viewer gets them."""
+    settings.SYNC_API_PUBLIC_READ = True
+    queue_item_exceeded(error="VH said no")
+    weak = token_client(user_make("weak", perms=["syncq.change_syncqueueitem"]))
+    figures = weak.get("/sync/statistics").json()["statistics"]
+    assert figures["counts"]["max_retries_exceeded"] == 1
+    assert figures["top_errors"] == []
+    reader = token_client(user_make("reader", perms=["syncq.view_syncqueueitem"]))
+    assert reader.get("/sync/statistics").json()["statistics"]["top_errors"] == [
+        {"error": "VH said no", "count": 1}
+    ]
+
+
+@API
+def test_options_name_each_endpoint_as_before_and_retries_list_no_fields(admin):
+    """OPTIONS answers carry the names old clients and the browsable API showed, and a retry,
+    which takes no queue item, lists no fields to post."""
+    names = {
+        "/sync/items/": "Queue Item List",
+        "/sync/status": "Status",
+        "/sync/statistics": "Statistics",
+        "/sync/failed": "Failed",
+        "/sync/retry": "Retry Many",
+        "/sync/retry/1": "Retry One",
+    }
+    for path, name in names.items():
+        answer = admin.options(path)
+        assert answer.status_code == 200, path
+        assert answer.json()["name"] == name, path
+        assert "actions" not in answer.json(), path
+    described = admin.options("/sync/items/").json()["description"]
+    assert described.startswith("The queue, newest first, filterable by")
+
+
 # --- OpenAPI schema and docs ------------------------------------------------------------------
 
 EXPECTED_OPERATIONS = {

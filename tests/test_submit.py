@@ -737,10 +737,26 @@ def test_keyed_submissions_racing_in_threads_store_one_discovery():
 # --- look-alike text and evidence links ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("invisible", ["\u200b\u200b", "\ufeff", " \u2060 \u200d ", "\u00ad"])
+@pytest.mark.parametrize(
+    "invisible",
+    [
+        "\u200b\u200b",
+        "\ufeff",
+        " \u2060 \u200d ",
+        "\u00ad",
+        "\u3164",
+        "\u115f\u1160\uffa0",
+        "\u2800",
+        "\u034f\ufe0f\u180b\u17b4",
+        "\u206a\u206f\ufff9\U0001d173",
+        "\U000e0020\U000e0041",
+        "\u061c",
+    ],
+)
 def test_text_of_only_invisible_characters_counts_as_empty(invisible):
     """A description that shows nothing (zero-width spaces, joiners, a byte order mark, a soft
-    hyphen) is refused as missing, and nothing is written."""
+    hyphen, format characters, tags, Hangul fillers, the blank braille pattern, variation
+    selectors) is refused as missing, and nothing is written."""
     with pytest.raises(DiscoveryInvalid) as refused:
         submit(description=invisible)
     assert refused.value.errors["description"] == ["is required"]
@@ -782,11 +798,21 @@ def test_text_with_joiners_inside_is_kept():
         ("http://printer.local/scan.png", "local network"),
         ("https://wiki.corp/page", "local network"),
         ("javascript:alert(1)", "http:// or https://"),
+        ("http://\uff11\uff10.\uff10.\uff10.\uff11\uff12/photo.png", "local or private"),
+        ("http://\uff11\uff12\uff17.\uff10.\uff10.\uff10\uff11/", "local or private"),
+        ("http://nas.\uff4c\uff41\uff4e/", "local network"),
+        ("http://printer.\uff4c\uff4f\uff43\uff41\uff4c/", "local network"),
+        ("http://x.\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/", "this computer"),
+        ("http://[::127.0.0.1]/", "local or private"),
+        ("http://[::ffff:10.0.0.1]/", "local or private"),
+        ("http://[2002:c0a8:1::]/", "local or private"),
     ],
 )
 def test_evidence_must_be_a_public_link(url, problem):
     """An evidence link that hides its host behind a user name, or points at a local or
-    private address, is refused with the reason; nothing is written."""
+    private address (also when written in fullwidth characters, which a browser reads as
+    ASCII, or carried inside an IPv6 address), is refused with the reason; nothing is
+    written."""
     with pytest.raises(DiscoveryInvalid) as refused:
         submit(evidence_url=url)
     assert problem in " ".join(refused.value.errors["evidence_url"])

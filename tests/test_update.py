@@ -126,3 +126,26 @@ def test_fields_an_edit_may_not_set_or_may_not_hold_are_named(changes, field, me
         discovery_update(discovery_id=discovery.pk, changes=changes)
     assert message in " ".join(refused.value.errors[field])
     assert _stored(discovery) == before
+
+
+def test_metadata_keys_that_are_no_type_field_are_refused_not_dropped():
+    """Metadata may hold only the type's fields, as in a submission: an edit putting another
+    key there, or editing the type's fields of a row whose metadata holds one, is refused
+    naming the key, and nothing is lost."""
+    discovery = discovery_make()
+    with pytest.raises(DiscoveryInvalid) as refused:
+        discovery_update(discovery_id=discovery.pk, changes={"metadata": {"foo": 1}})
+    assert refused.value.errors == {"foo": ["is not a field of any discovery type"]}
+    Discovery.objects.filter(pk=discovery.pk).update(
+        metadata={"structure_type": "Tower", "note": "keep me"}
+    )
+    for changes in (
+        {"metadata": {"structure_type": "Spire", "note": "keep me"}},
+        {"discovery_type": "🏛️"},
+    ):
+        with pytest.raises(DiscoveryInvalid) as refused:
+            discovery_update(discovery_id=discovery.pk, changes=changes)
+        assert refused.value.errors == {"note": ["is not a field of any discovery type"]}
+    assert _stored(discovery)["metadata"] == {"structure_type": "Tower", "note": "keep me"}
+    saved = discovery_update(discovery_id=discovery.pk, changes={"description": "Still here."})
+    assert saved.metadata == {"structure_type": "Tower", "note": "keep me"}
