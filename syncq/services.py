@@ -41,53 +41,6 @@ from syncq.models import AttemptOutcome, OperatorAction, SyncAttempt, SyncQueueI
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class BatchReport:
-    """What one batch did: how many items it ``claimed`` and how they ended (``synced``,
-    ``retrying`` with backoff, ``exceeded``), plus ``errors`` as ``[(queue_id, text)]`` and
-    ``lease_expired``, items whose worker was lost on their last attempt. ``stopped_early`` is
-    set by :func:`sync_until_idle` when it ran out of time with items possibly still due."""
-
-    claimed: int = 0
-    synced: int = 0
-    retrying: int = 0
-    exceeded: int = 0
-    lease_expired: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
-    stopped_early: bool = False
-
-    def add(self, other: BatchReport) -> None:
-        for name in ("claimed", "synced", "retrying", "exceeded", "lease_expired"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.errors.extend(other.errors)
-
-    def __str__(self) -> str:
-        return (
-            f"claimed {self.claimed}, synced {self.synced}, retrying {self.retrying}, "
-            f"exceeded {self.exceeded}"
-        )
-
-
-def queue_item_create(*, discovery: Discovery, synced_to: int | None = None) -> SyncQueueItem:
-    """Add the queue item of ``discovery``: due at once, or already ``synced`` to VH row
-    ``synced_to`` (a row linked rather than written). Call inside the discovery's transaction;
-    the unique ``discovery_id`` makes a second call fail with ``IntegrityError``."""
-    now = timezone.now()
-    if synced_to is None:
-        return SyncQueueItem.objects.create(
-            discovery=discovery, max_attempts=settings.SYNC_MAX_ATTEMPTS, created_at=now
-        )
-    return SyncQueueItem.objects.create(
-        discovery=discovery,
-        max_attempts=settings.SYNC_MAX_ATTEMPTS,
-        created_at=now,
-        sync_status=SyncStatus.SYNCED,
-        synced_at=now,
-        haven_discovery_id=synced_to,
-        metadata={"how": "linked"},
-    )
-
-
 # --- submitting --------------------------------------------------------------------------------
 
 
@@ -158,6 +111,26 @@ def _discovery_store(
 
 
 # --- the queue -------------------------------------------------------------------------------
+
+
+def queue_item_create(*, discovery: Discovery, synced_to: int | None = None) -> SyncQueueItem:
+    """Add the queue item of ``discovery``: due at once, or already ``synced`` to VH row
+    ``synced_to`` (a row linked rather than written). Call inside the discovery's transaction;
+    the unique ``discovery_id`` makes a second call fail with ``IntegrityError``."""
+    now = timezone.now()
+    if synced_to is None:
+        return SyncQueueItem.objects.create(
+            discovery=discovery, max_attempts=settings.SYNC_MAX_ATTEMPTS, created_at=now
+        )
+    return SyncQueueItem.objects.create(
+        discovery=discovery,
+        max_attempts=settings.SYNC_MAX_ATTEMPTS,
+        created_at=now,
+        sync_status=SyncStatus.SYNCED,
+        synced_at=now,
+        haven_discovery_id=synced_to,
+        metadata={"how": "linked"},
+    )
 
 
 #: The columns of a queue item that no worker holds.
@@ -346,6 +319,33 @@ def queue_item_fail(*, item: SyncQueueItem, token: str, error: str, started_at=N
                 error=error,
             )
     return changes["sync_status"] if updated else None
+
+
+@dataclass
+class BatchReport:
+    """What one batch did: how many items it ``claimed`` and how they ended (``synced``,
+    ``retrying`` with backoff, ``exceeded``), plus ``errors`` as ``[(queue_id, text)]`` and
+    ``lease_expired``, items whose worker was lost on their last attempt. ``stopped_early`` is
+    set by :func:`sync_until_idle` when it ran out of time with items possibly still due."""
+
+    claimed: int = 0
+    synced: int = 0
+    retrying: int = 0
+    exceeded: int = 0
+    lease_expired: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def add(self, other: BatchReport) -> None:
+        for name in ("claimed", "synced", "retrying", "exceeded", "lease_expired"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
+    def __str__(self) -> str:
+        return (
+            f"claimed {self.claimed}, synced {self.synced}, retrying {self.retrying}, "
+            f"exceeded {self.exceeded}"
+        )
 
 
 def sync_batch(*, batch_size: int | None = None) -> BatchReport:
