@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from syncq.display import age_text
 from syncq.models import SyncStatus
+from syncq.permissions import VIEW_PERMISSION
 from syncq.selectors import (
     HOUR_KEY,
     queue_counts,
@@ -23,8 +24,6 @@ from syncq.selectors import (
     throughput_by_hour,
     worker_clusters,
 )
-
-VIEW_PERMISSION = "syncq.view_syncqueueitem"
 
 # The chart's geometry, in SVG user units.
 CHART_WIDTH = 720

@@ -32,6 +32,12 @@ def _lease_lapsed(now: datetime) -> Q:
     )
 
 
+def utc_text(field: str) -> Func:
+    """On SQLite, date-time column ``field`` as SQLite's own UTC text ``YYYY-MM-DD HH:MM:SS``:
+    rows other tools wrote may use ``T`` and ``Z``/``+00:00``, which compare wrongly as text."""
+    return Func(F(field), function="datetime", output_field=CharField())
+
+
 class SyncQueueItemQuerySet(models.QuerySet):
     """The queue's reads, each rule stated once: what is due, which leases have lapsed, the
     errors of items not synced, and times compared right whoever wrote them. Times are aware
@@ -69,13 +75,10 @@ class SyncQueueItemQuerySet(models.QuerySet):
         )
 
     def _as_utc_text(self, field: str):
-        # On SQLite, the column as SQLite's own UTC text ``YYYY-MM-DD HH:MM:SS``: rows written
-        # by other tools may use ``T`` and ``Z``/``+00:00``, which compare wrongly as text.
         key = f"{field}_utc"
         if key in self.query.annotations:
             return self, key
-        utc = Func(F(field), function="datetime", output_field=CharField())
-        return self.annotate(**{key: utc}), key
+        return self.annotate(**{key: utc_text(field)}), key
 
     def _on_sqlite(self) -> bool:
         return connections[self.db].vendor == "sqlite"

@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import CharField, Count, F, Func, Max, Value
+from django.db.models import CharField, Count, Func, Max, Value
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django_q.status import Stat
 
 from syncq.display import iso_utc
-from syncq.models import SyncQueueItem, SyncStatus
+from syncq.models import SyncQueueItem, SyncStatus, utc_text
 
 logger = logging.getLogger(__name__)
 
@@ -235,8 +235,9 @@ HOUR_KEY = "%Y-%m-%d %H"
 def _hour_key_sqlite():
     """``strftime('%Y-%m-%d %H', datetime(synced_at))``: SQLite reads every form other tools
     write (``T`` or space, ``Z``, ``+00:00``) and gives the UTC hour as text."""
-    utc = Func(F("synced_at"), function="datetime", output_field=CharField())
-    return Func(Value(HOUR_KEY), utc, function="strftime", output_field=CharField())
+    return Func(
+        Value(HOUR_KEY), utc_text("synced_at"), function="strftime", output_field=CharField()
+    )
 
 
 def throughput_by_hour(*, now: datetime | None = None, hours: int = 24) -> list[dict]:
