@@ -4,11 +4,13 @@ The Control Room's models belong to this app too (Django registers an app's mode
 ``models`` module), but live in :mod:`discoveries.haven.models`, on the ``haven`` alias.
 """
 
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 import discoveries.haven.models  # noqa: F401 - registers the Control Room's models
 from discoveries.rules import FIELDS
+from discoveries.timestamps import timestamp_unreadable
 from discoveries.types import LocationType, discovery_type_lookup
 
 
@@ -102,3 +104,48 @@ class Discovery(models.Model):
     def type_fields(self) -> dict[str, object]:
         """The type-specific values from ``metadata`` (``{}`` when it holds no JSON object)."""
         return dict(self.metadata) if isinstance(self.metadata, dict) else {}
+
+    def submission_timestamp_raw(self) -> str | None:
+        """``submission_timestamp`` as keeper.db stores it now, as text and as is (an epoch
+        integer as its digits), read from the database rather than from this instance; ``None``
+        when the column is NULL, or for a row not (or no longer) stored. One query. The ORM
+        reads a value it cannot parse as ``None``: this is how to see what is there."""
+        return self._column_raw("submission_timestamp")
+
+    def metadata_raw(self) -> str | None:
+        """``metadata`` as keeper.db stores it now, as text and as is, or ``None`` (as
+        :meth:`submission_timestamp_raw`). Django's JSONField gives the decoded value of valid
+        JSON but the text itself of anything else, so a ``str`` it gives can be either; this
+        text tells them apart (:func:`discoveries.haven.mapping._type_fields` ``stored``)."""
+        return self._column_raw("metadata")
+
+    def _column_raw(self, name: str) -> str | None:
+        if self.pk is None:
+            return None
+        # A cast expression has no declared type, so no sqlite3 converter reads it first.
+        return (
+            type(self)
+            ._default_manager.using(self._state.db or DEFAULT_DB_ALIAS)
+            .filter(pk=self.pk)
+            .values_list(Cast(name, output_field=models.TextField()), flat=True)
+            .first()
+        )
+
+
+def discovery_timestamp_problem(discovery: Discovery) -> str | None:
+    """Why ``discovery``'s submission time cannot be written anywhere, or ``None``.
+
+    When the ORM read ``submission_timestamp`` as ``None`` while the column holds something
+    (text no reader makes a time of, left by the old bot or another tool, and left as it was by
+    migration ``0003_submission_timestamp_read``), returns e.g. ``"submission_timestamp 'last
+    tuesday' cannot be read as a time (epoch seconds/ms or ISO 8601)"``; the sync holds such a
+    discovery with that sentence rather than write it with no time, since the Control Room
+    orders and dates discoveries by it (REFERENCE.md). ``None`` when the time was read, or the
+    column is NULL. Reads keeper.db only in the first case (one query).
+    """
+    if discovery.submission_timestamp is not None:
+        return None
+    raw = discovery.submission_timestamp_raw()
+    if raw is None:
+        return None
+    return timestamp_unreadable("submission_timestamp", raw)
