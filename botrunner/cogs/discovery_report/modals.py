@@ -22,6 +22,7 @@ from botrunner.delivery import (
     interaction_taken,
     reply_error,
 )
+from discoveries.names import names_matching
 from discoveries.rules import (
     FIELDS,
     NAME_MAX_LENGTH,
@@ -204,9 +205,10 @@ class LocationModal(FormModal):
             return
         draft = self.report.draft
         typed = self.system.value.strip()
-        # A name the map knows, typed in another case, is stored as the map writes it.
-        known = {s.name.casefold(): s.name for s in self.report.systems or []}
-        draft.system_name = known.get(typed.casefold(), typed)
+        # A name the map knows, typed otherwise (case, accents composed or not, invisible
+        # characters), is stored as the map writes it; two names it might mean are left alone.
+        known = names_matching(typed, [system.name for system in self.report.systems or []])
+        draft.system_name = known[0] if len(known) == 1 else typed
         place = "" if text_blank(self.place.value) else self.place.value.strip()
         # A typed name may be a planet or a moon: the sync looks it up as both.
         draft.location, draft.location_type = (place, None) if place else ("Space", "space")

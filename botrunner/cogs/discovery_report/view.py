@@ -11,8 +11,10 @@ ephemeral message, one :class:`Step` at a time:
 
 Submitting defers first, then stores the discovery through
 :func:`syncq.services.discovery_submit_once` via :func:`botrunner.db.run_db`, keyed by the
-/discovery-report interaction, so the same report is never stored twice. Text the member typed
-is always sent with mentions disabled and cut to Discord's limits (:mod:`botrunner.limits`).
+/discovery-report interaction, so the same report is never stored twice. The confirmation says
+when the system, planet or moon is not in the Control Room (with its nearest names there): the
+discovery is kept and waits until the place is added. Text the member typed is always sent with
+mentions disabled and cut to Discord's limits (:mod:`botrunner.limits`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ from botrunner.cogs.discovery_report.modals import (
 )
 from botrunner.db import run_db
 from botrunner.delivery import NO_MENTIONS, interaction_first_seen, interaction_taken, reply_error
-from discoveries.haven.catalog import HavenPlace, HavenSystem, catalog_places, catalog_systems
+from discoveries.haven.catalog import (
+    HavenPlace,
+    HavenSystem,
+    catalog_location_check,
+    catalog_places,
+    catalog_systems,
+)
 from discoveries.rules import DiscoveryInvalid
 from discoveries.types import DISCOVERY_TYPES
 from syncq.services import discovery_submit_once
@@ -559,22 +567,43 @@ class ReportView(ui.View):
                 with contextlib.suppress(discord.HTTPException):
                     await self.show(interaction)
                 return
+            hint = await self._place_hint(discovery)
             self.stop()
             self.clear_items()
-            await self._confirm(interaction, discovery)
+            await self._confirm(interaction, discovery, hint=hint)
             if created:
                 await self.on_stored(discovery)
 
-    async def _confirm(self, interaction: discord.Interaction, discovery: Discovery) -> None:
-        """Tell the member their report's number and close the form; a Discord error on one
-        of the two is logged, and the other is still tried (the discovery is stored)."""
-        summary = limits.cut(
+    @staticmethod
+    async def _place_hint(discovery: Discovery) -> str | None:
+        """What to tell the member about ``discovery``'s place: the hint of
+        :func:`~discoveries.haven.catalog.catalog_location_check` (the place is not in the
+        Control Room, the nearest names there, and that the discovery waits for it), or
+        ``None`` when the place is there or VH cannot be read (then nothing is said)."""
+        checked = await run_db(
+            catalog_location_check,
+            system_name=discovery.system_name,
+            location=discovery.location,
+            location_type=discovery.location_type,
+        )
+        return checked.hint if checked is not None else None
+
+    async def _confirm(
+        self, interaction: discord.Interaction, discovery: Discovery, *, hint: str | None = None
+    ) -> None:
+        """Tell the member their report's number, and ``hint`` about its place when given, and
+        close the form; a Discord error on one of the two is logged, and the other is still
+        tried (the discovery is stored)."""
+        archived = (
             f"📥 Discovery **#{discovery.id}** archived: {discovery.discovery_type} in "
             f"{discord.utils.escape_markdown(discovery.system_name or '')}, "
-            f"{discord.utils.escape_markdown(self.draft.place_text)}. "
-            "Syncing to the Control Room.",
-            limits.MESSAGE_CONTENT_MAX,
+            f"{discord.utils.escape_markdown(self.draft.place_text)}."
         )
+        if hint:
+            text = f"{archived}\n⚠️ {discord.utils.escape_markdown(hint)}"
+        else:
+            text = f"{archived} Syncing to the Control Room."
+        summary = limits.cut(text, limits.MESSAGE_CONTENT_MAX)
         try:
             await interaction.followup.send(summary, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:
