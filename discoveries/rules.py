@@ -12,6 +12,15 @@ characters, each type field at most 200, the 📜 key excerpt 500; "keeper.db": 
 Discord's ids are snowflakes of up to 20 digits. Text is refused when it holds a control
 character other than tab, newline and carriage return, a lone surrogate or a bidirectional
 control; an evidence link must be a public http(s) address.
+
+Nothing we store may start markup in the Control Room (REFERENCE.md, "How the Control Room shows
+discoveries"): its map inserts descriptions and type fields with ``innerHTML``, embeds every
+discovery in a ``<script>`` block as JSON (so ``</script>`` in any text ends that block), and puts
+the evidence link inside ``<img src="…">``. So free text refuses HTML markup
+(:func:`text_markup`), and an evidence link refuses the characters that could leave an HTML
+attribute (:data:`URL_REFUSED_CHARACTERS`) and is stored re-serialised
+(:func:`evidence_url_serialise`). :mod:`discoveries.haven.mapping` neutralises rows stored before
+these rules with :func:`text_markup_neutralise`.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -64,14 +73,29 @@ LOCAL_NETWORK_SUFFIXES = (".local", ".lan", ".internal", ".home.arpa", ".intrane
 
 _evidence_validator = URLValidator(schemes=["http", "https"])
 
+#: What starts markup to an HTML parser (the WHATWG tokenizer's tag open state): "<" followed by
+#: an ASCII letter (a tag), "/" (an end tag: "</script" ends a script block), "!" (a comment,
+#: "<!--", or a doctype) or "?" (read as a comment). Any other "<" is text to the parser, so
+#: "<3" and "a < b" are kept as typed.
+MARKUP_START = re.compile(r"<(?=[A-Za-z/!?])")
+_MARKUP_SNIPPET = re.compile(r"<[/!?]?[A-Za-z0-9-]{0,20}")
+#: What :func:`text_markup_neutralise` writes in place of a "<" that starts markup: U+2039
+#: SINGLE LEFT-POINTING ANGLE QUOTATION MARK, "‹". Unlike the fullwidth U+FF1C, it has no
+#: compatibility decomposition, so no NFKC or NFKD step later on can turn it back into "<".
+MARKUP_LOOKALIKE = "\u2039"
+#: Characters an evidence link may not hold anywhere, besides whitespace and control characters:
+#: quotes and the backtick end an HTML attribute value, angle brackets start or end a tag, and
+#: a browser reads a backslash as "/" in an http(s) address (another host, another path).
+URL_REFUSED_CHARACTERS = frozenset("\"'`<>\\")
+
 
 @dataclass(frozen=True)
 class FieldRule:
     """One keeper column a person may set: ``name`` (the column), ``label`` (how it reads to a
-    person), ``max_length`` in characters (None: not text), ``kind`` (``text``, ``snowflake``
-    for a Discord id, ``url`` for the evidence link, ``count`` for a whole number from 0 to
-    :data:`COUNT_MAX`, ``choice`` for the type and the kind of place), and whether a
-    submission must give it (``required``)."""
+    person), ``max_length`` in characters (None: not text), ``kind`` (``text``, free text
+    that refuses HTML markup; ``snowflake`` for a Discord id, ``url`` for the evidence link,
+    ``count`` for a whole number from 0 to :data:`COUNT_MAX`, ``choice`` for the type and the
+    kind of place), and whether a submission must give it (``required``)."""
 
     name: str
     label: str
@@ -189,28 +213,75 @@ def text_unsafe(value: str) -> str | None:
     return None
 
 
+def text_markup(value: str) -> str | None:
+    """The HTML markup ``value`` starts, as the snippet that starts it (``'<script'``,
+    ``'</'``, ``'<!--'``; at most 22 characters), or ``None`` when it starts none.
+
+    Markup starts at a "<" followed by an ASCII letter, "/", "!" or "?" (:data:`MARKUP_START`,
+    the HTML tokenizer's rule); ``"<3"`` and ``"5 < 6"`` start none. The rule comes from the
+    Control Room's map, which shows this text as HTML (REFERENCE.md): every free-text field
+    refuses such text at every door, and the mapping to VH neutralises it in older rows.
+    """
+    found = MARKUP_START.search(value)
+    if found is None:
+        return None
+    return _MARKUP_SNIPPET.match(value, found.start()).group()
+
+
+def text_markup_neutralise(value: str) -> str:
+    """``value`` with every "<" that starts markup (:func:`text_markup`) replaced by
+    :data:`MARKUP_LOOKALIKE` ("‹"), so that it starts none and still reads alike; every other
+    character, another "<" included, is kept. Used on rows stored before the markup rule, as
+    they are written to VH."""
+    return MARKUP_START.sub(MARKUP_LOOKALIKE, value)
+
+
 def name_problem(value: object, *, required: bool) -> str | None:
     """Why ``value`` cannot be a system, planet, moon or place name, or ``None``: it must be
-    text, not blank when ``required``, without a refused character, and at most
-    :data:`NAME_MAX_LENGTH` characters once stripped. The bot checks typed names with it as
-    they are typed, and offers only the map's names that pass it."""
+    text, not blank when ``required``, without a refused character or HTML markup
+    (:func:`text_markup`), and at most :data:`NAME_MAX_LENGTH` characters once stripped. The
+    bot checks typed names with it as they are typed, and offers only the map's names that
+    pass it."""
     errors = _Errors()
     _text(errors, "name", value, max_length=NAME_MAX_LENGTH, required=required)
     return errors["name"][0] if errors else None
 
 
 def evidence_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be an evidence link, or ``None``: it must be an http(s) URL
-    (Django's ``URLValidator``) to a public host, without a user name or password (which can
-    make a link look like another site's) and not a local or private address (which no
-    reader of the archive can open)."""
+    """Why ``url`` (the link as typed, surrounding spaces already stripped) cannot be an
+    evidence link, or ``None``.
+
+    The link must hold no character :func:`text_unsafe` refuses, and nowhere a quote, a
+    backtick, an angle bracket, a backslash (:data:`URL_REFUSED_CHARACTERS`), whitespace or a
+    control character: the Control Room's map puts the link inside ``<img src="…">``
+    (REFERENCE.md), and ``urllib.parse`` would silently drop a tab or a newline that a reader
+    of the text still sees. It must be an http(s) URL (Django's ``URLValidator``, then
+    ``urllib.parse.urlsplit``) naming a host, without a user name or password (which can make
+    a link look like another site's), to a public host, not a local or private address (which
+    no reader of the archive can open; the host read as a browser reads it, NFKC and the
+    WHATWG IPv4 forms). :func:`evidence_url_serialise` gives what is stored.
+    """
+    if problem := text_unsafe(url):
+        return problem
+    for char in url:
+        if char in URL_REFUSED_CHARACTERS or char.isspace() or unicodedata.category(char) == "Cc":
+            shown = f"U+{ord(char):04X}" if char.isspace() or not char.isprintable() else repr(char)
+            return (
+                f"must not contain {shown}: a link holds no quotes, angle brackets, "
+                "backslashes, spaces or control characters, since the Control Room's map puts "
+                "it in an HTML image tag"
+            )
     try:
         _evidence_validator(url)
-    except ValidationError:
+        parts = urlsplit(url)
+    except (ValidationError, ValueError):
         return "must be an http:// or https:// link"
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must be an http:// or https:// link"
+    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
         return "must not hold a user name or password"
+    if not parts.hostname:
+        return "must name a host (https://host/…)"
     # As a browser reads the name (IDNA's mapping): fullwidth letters and digits, and the
     # ideographic full stops, are the ASCII ones.
     host = unicodedata.normalize("NFKC", parts.hostname or "").translate(_FULL_STOPS)
@@ -230,6 +301,15 @@ def evidence_url_problem(url: str) -> str | None:
     if not all(inner.is_global for inner in _addresses_within(address)):
         return "must be a public address, not a local or private one"
     return None
+
+
+def evidence_url_serialise(url: str) -> str:
+    """The evidence link ``url`` as stored: ``urllib.parse``'s re-serialisation of its parts
+    (``urlunsplit(urlsplit(url))``: the scheme in lower case, an empty query or fragment
+    dropped), so that what is stored is what the parser read. Call it on a link
+    :func:`evidence_url_problem` accepts; raises ``ValueError`` on one ``urlsplit`` cannot
+    read."""
+    return urlunsplit(urlsplit(url))
 
 
 def _numeric_ipv4(host: str) -> ipaddress.IPv4Address | bool | None:
@@ -284,9 +364,16 @@ def _addresses_within(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
 
 
 def _text(
-    errors: _Errors, field: str, value: object, *, max_length: int, required: bool = False
+    errors: _Errors,
+    field: str,
+    value: object,
+    *,
+    max_length: int,
+    required: bool = False,
+    markup: bool = True,
 ) -> str | None:
-    """Check one text value; returns it stripped, or ``None`` when blank and optional."""
+    """Check one text value; returns it stripped, or ``None`` when blank and optional.
+    ``markup`` False leaves HTML markup to a stricter rule of the field's own (a link's)."""
     if text_blank(value):
         if required:
             errors.add(field, "is required")
@@ -296,6 +383,13 @@ def _text(
         return None
     if problem := text_unsafe(value):
         errors.add(field, problem)
+        return None
+    if markup and (snippet := text_markup(value)):
+        errors.add(
+            field,
+            f"must not contain HTML markup ({snippet!r}): the Control Room's map shows this "
+            "text as HTML",
+        )
         return None
     value = value.strip()
     if len(value) > max_length:
@@ -314,13 +408,23 @@ def _field(errors: _Errors, rule: FieldRule, value: object, *, required: bool) -
         return value
     if rule.kind == "snowflake" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    text = _text(errors, rule.name, value, max_length=rule.max_length, required=required)
+    text = _text(
+        errors,
+        rule.name,
+        value,
+        max_length=rule.max_length,
+        required=required,
+        markup=rule.kind == "text",
+    )
     if text is None or rule.name in errors:
         return text
     if rule.kind == "snowflake" and not SNOWFLAKE.match(text):
         errors.add(rule.name, "must be a Discord id (digits only)")
-    elif rule.kind == "url" and (problem := evidence_url_problem(text)):
-        errors.add(rule.name, problem)
+    elif rule.kind == "url":
+        if problem := evidence_url_problem(text):
+            errors.add(rule.name, problem)
+        else:
+            return evidence_url_serialise(text)
     return text
 
 

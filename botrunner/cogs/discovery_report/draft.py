@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from botrunner import limits
-from discoveries.rules import FIELDS, DiscoveryInvalid, field_label
+from discoveries.rules import FIELDS, DiscoveryInvalid, field_label, text_markup_neutralise
 from discoveries.types import DiscoveryType
 
 
@@ -35,11 +35,15 @@ class ReportDraft:
     def submit_kwargs(self) -> dict[str, object]:
         """The keyword arguments of :func:`discoveries.rules.discovery_validate`: ids as
         strings, the type by its emoji, the member's name cut to its limit
-        (:data:`discoveries.rules.FIELDS`)."""
+        (:data:`discoveries.rules.FIELDS`). The name is Discord's, not typed in this form, so
+        markup in it is made harmless (:func:`discoveries.rules.text_markup_neutralise`) rather
+        than refused: a member named ``<Zed>`` can still report."""
         extra = {"planet_name": self.planet_name} if self.planet_name else {}
         return {
             "user_id": str(self.user_id),
-            "username": limits.cut(self.username, FIELDS["username"].max_length),
+            "username": text_markup_neutralise(
+                limits.cut(self.username, FIELDS["username"].max_length)
+            ),
             "guild_id": str(self.guild_id) if self.guild_id else None,
             "discovery_type": self.discovery_type.emoji if self.discovery_type else None,
             "system_name": self.system_name,
