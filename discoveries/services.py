@@ -1,15 +1,13 @@
-"""Writes to keeper.db's discoveries that need no queue: edits.
+"""Changes to keeper.db's discoveries themselves, checked by the submission's own rules.
 
-A discovery is created with its queue item, by the submit services of :mod:`syncq.services`.
-An edit (the admin; any later API or CLI edit) goes through :func:`discovery_update`, which
-checks it by the submission's own rules (:mod:`discoveries.rules`).
+A discovery is created with its queue item, and edited or deleted with it, by the services of
+:mod:`syncq.services` (``discovery_submit``, ``discovery_update``, ``discovery_delete``), so
+that every change also reaches VH; they apply an edit here, by :func:`discovery_changes_apply`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from django.db import DEFAULT_DB_ALIAS, transaction
 
 from discoveries.models import Discovery
 from discoveries.rules import EDITABLE, discovery_changes_validate
@@ -22,21 +20,20 @@ def discovery_values(discovery: Discovery) -> dict[str, object]:
     return {name: getattr(discovery, name) for name in EDITABLE}
 
 
-def discovery_update(*, discovery_id: int, changes: Mapping[str, object]) -> Discovery:
-    """Change the columns ``changes`` names (of :data:`discoveries.rules.EDITABLE`; the type's
-    fields as a JSON object under ``metadata``) of discovery ``discovery_id``, in one keeper.db
-    transaction, after checking them by the submission's rules.
+def discovery_changes_apply(*, discovery: Discovery, changes: Mapping[str, object]) -> dict:
+    """Check ``changes`` (of :data:`discoveries.rules.EDITABLE`; the type's fields as a JSON
+    object under ``metadata``) against ``discovery`` by the submission's own rules, set them
+    and save only the columns that change, inside the caller's keeper.db transaction.
 
-    Returns the saved :class:`Discovery`. Raises
-    :class:`discoveries.rules.DiscoveryInvalid` (nothing written) and
-    ``Discovery.DoesNotExist``. The queue is not touched: an operator retries the sync
-    separately.
+    Returns ``{column: new value}`` of what changed (empty: nothing saved). Raises
+    :class:`discoveries.rules.DiscoveryInvalid`, with nothing saved. The queue is the caller's:
+    :func:`syncq.services.discovery_update` sends the change on to VH.
     """
-    with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        discovery = Discovery.objects.select_for_update().get(pk=discovery_id)
-        values = discovery_changes_validate(current=discovery_values(discovery), changes=changes)
-        for name, value in values.items():
-            setattr(discovery, name, value)
-        if values:
-            discovery.save(update_fields=list(values))
-    return discovery
+    current = discovery_values(discovery)
+    checked = discovery_changes_validate(current=current, changes=changes)
+    values = {name: value for name, value in checked.items() if current.get(name) != value}
+    for name, value in values.items():
+        setattr(discovery, name, value)
+    if values:
+        discovery.save(update_fields=list(values))
+    return values

@@ -227,6 +227,11 @@ if SYNC_LEASE_SECONDS <= SYNC_TASK_TIMEOUT_SECONDS:
         "raise it or lower those"
     )
 
+# A discovery whose system, planet or moon is not in the Control Room waits for it (no row, no
+# attempt spent). true writes such rows without their place, as older versions did, into files
+# whose constraints take them (the Control Room's current schema refuses them; they then wait).
+SYNC_WRITE_UNPLACED = _env_bool("SYNC_WRITE_UNPLACED", default=False)
+
 # For fault injection only (make chaos): a pause between an item's VH commit and its keeper.db
 # commit, so that a killed worker can be caught in between. 0 (the default) pauses nothing.
 SYNC_CHAOS_PAUSE_SECONDS = _env_seconds("SYNC_CHAOS_PAUSE_SECONDS", default=0.0)

@@ -17,3 +17,26 @@ class QueueItemNotRetryable(SyncError):
         self.item_id = item_id
         self.status = status
         super().__init__(f"queue item {item_id} is {status}; only pending or failed items retry")
+
+
+class QueueItemNotInConflict(SyncError):
+    """An operator chose a version for an item that is not in ``conflict`` (any more); an API
+    answers 409. ``status`` is its state."""
+
+    def __init__(self, item_id: int, status: str):
+        self.item_id = item_id
+        self.status = status
+        super().__init__(f"queue item {item_id} is {status}, not in conflict")
+
+
+class DiscoveryBeingDeleted(SyncError):
+    """The discovery is queued for deletion from VH; it can no longer be edited."""
+
+
+class ConflictVersionChanged(SyncError):
+    """An operator's choice named a version of the Control Room's row that the item no longer
+    holds (the row changed again, or another operator chose first); nothing was changed."""
+
+    def __init__(self, item_id: int):
+        self.item_id = item_id
+        super().__init__(f"queue item {item_id} no longer holds the version that was chosen from")

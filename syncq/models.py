@@ -1,9 +1,12 @@
 """The sync queue on keeper.db: one queue item per discovery, on the legacy table ``sync_queue``.
 
 States (REFERENCE.md): ``pending → syncing → synced``; a failed attempt goes back to ``pending``
-with a backoff, and the ``max_attempts``-th failure to ``max_retries_exceeded``. Only
-:mod:`syncq.services` changes a state. The operators' SQL of the reference runs on this table
-as written.
+with a backoff, and the ``max_attempts``-th failure to ``max_retries_exceeded``. Two states are
+ours: ``waiting``, a discovery whose system, planet or moon is not in the Control Room yet (no
+row written, no attempt spent; it is taken again when VH's catalog changes or the discovery is
+corrected), and ``conflict``, an edit or delete of a row the Control Room changed since we wrote
+it, which waits for an operator's choice. Only :mod:`syncq.services` changes a state. The
+operators' SQL of the reference runs on this table as written.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -21,6 +24,17 @@ class SyncStatus(models.TextChoices):
     SYNCING = "syncing", "Syncing"
     SYNCED = "synced", "Synced"
     MAX_RETRIES_EXCEEDED = "max_retries_exceeded", "Max retries exceeded"
+    WAITING = "waiting", "Waiting for its place in VH"
+    CONFLICT = "conflict", "Conflict with the Control Room"
+
+
+class Operation(models.TextChoices):
+    """What a queue item does to VH when it is next taken: ``write`` makes the discovery's one
+    VH row match it (insert it, or update it through the ledger after an edit); ``delete``
+    removes that row, after which the keeper discovery is deleted too."""
+
+    WRITE = "write", "Write"
+    DELETE = "delete", "Delete"
 
 
 def _lease_lapsed(now: datetime) -> Q:
@@ -146,6 +160,13 @@ class SyncQueueItem(models.Model):
     metadata = models.JSONField(null=True, blank=True, default=dict)
     leased_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.CharField(max_length=32, null=True, blank=True)
+    operation = models.CharField(max_length=8, choices=Operation.choices, default=Operation.WRITE)
+    waiting_on = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="The version of VH's catalog a waiting item last failed to find its place in.",
+    )
 
     objects = SyncQueueItemQuerySet.as_manager()
 
@@ -188,6 +209,9 @@ class AttemptOutcome(models.TextChoices):
     SYNCED = "synced", "Synced"
     RETRYING = "retrying", "Failed, will retry"
     EXCEEDED = "exceeded", "Failed, no attempt left"
+    WAITING = "waiting", "Waiting for its place"
+    CONFLICT = "conflict", "Conflict with the Control Room"
+    DELETED = "deleted", "Deleted from VH"
 
 
 class SyncAttempt(models.Model):
@@ -232,3 +256,70 @@ class OperatorAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.action} ({self.items_changed}) via {self.source}"
+
+
+#: At most this many ids of each kind are kept on a :class:`SyncVerifyRun`; the counts are exact.
+VERIFY_IDS_KEPT = 1000
+
+
+class SyncVerifyRun(models.Model):
+    """One check of VH-Database.db against keeper.db (``manage.py sync_verify``, or the daily
+    schedule): how many discoveries keeper.db says are in VH were ``checked``, and how many are
+    ``missing`` from VH (a restored backup, a row deleted there), ``changed`` by the Control
+    Room since we left them, or ``orphaned`` (ledger rows of keeper discoveries that are gone).
+    Each ``*_ids`` holds up to :data:`VERIFY_IDS_KEPT` of them as ``{"discovery_id",
+    "haven_discovery_id"}``, by keeper id. ``baseline_recorded`` counts ledger rows that had no
+    hash and got their row's current one; ``repaired`` the missing discoveries queued again
+    (``repair``). ``error`` says why VH could not be checked; ``finished_at`` is empty while
+    the run goes on, or if it was cut short. Times are UTC."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    repair = models.BooleanField(default=False, help_text="Missing discoveries were to be queued.")
+    checked = models.PositiveIntegerField(default=0)
+    missing = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    orphaned = models.PositiveIntegerField(default=0)
+    missing_ids = models.JSONField(default=list, blank=True)
+    changed_ids = models.JSONField(default=list, blank=True)
+    orphaned_ids = models.JSONField(default=list, blank=True)
+    baseline_recorded = models.PositiveIntegerField(default=0)
+    repaired = models.PositiveIntegerField(default=0)
+    error = models.TextField(null=True, blank=True)
+
+    class Meta:
+        db_table = "sync_verify_run"
+        ordering = ["-started_at", "-id"]
+        verbose_name = "verify run"
+
+    def __str__(self) -> str:
+        if self.error:
+            return f"verify run {self.id}: failed ({self.error})"
+        return (
+            f"verify run {self.id}: checked {self.checked}, missing {self.missing}, "
+            f"changed {self.changed}, orphaned {self.orphaned}"
+        )
+
+    def figures(self, *, ids_shown: int = 20) -> dict[str, object]:
+        """This run as ``/sync/statistics`` shows it: its columns, times as ISO 8601 UTC text
+        with ``Z`` (``finished_at`` None while running or if cut short), and the first
+        ``ids_shown`` ids of each kind."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+        return {
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "repair": self.repair,
+            "checked": self.checked,
+            "missing": self.missing,
+            "changed": self.changed,
+            "orphaned": self.orphaned,
+            "missing_ids": list(self.missing_ids or [])[:ids_shown],
+            "changed_ids": list(self.changed_ids or [])[:ids_shown],
+            "orphaned_ids": list(self.orphaned_ids or [])[:ids_shown],
+            "baseline_recorded": self.baseline_recorded,
+            "repaired": self.repaired,
+            "error": self.error,
+        }

@@ -17,8 +17,10 @@ from django_q.models import Schedule
 
 SYNC_FUNC = "syncq.tasks.sync_due"
 PRUNE_FUNC = "syncq.tasks.prune_synced"
+VERIFY_FUNC = "syncq.tasks.verify_daily"
 SYNC_NAME_PREFIX = "keeper-sync-"
 PRUNE_NAME = "keeper-prune-synced"
+VERIFY_NAME = "keeper-verify"
 
 
 def _sync_plan(interval: int) -> tuple[int, int]:
@@ -29,7 +31,8 @@ def _sync_plan(interval: int) -> tuple[int, int]:
 
 
 def schedules_register() -> list[str]:
-    """Create or update the sync and prune schedules; remove stale ones. Returns their names."""
+    """Create or update the sync, prune and daily verify schedules; remove stale ones. Returns
+    their names."""
     count, minutes = _sync_plan(settings.SYNC_INTERVAL_SECONDS)
     now = timezone.now()
     wanted = {
@@ -47,8 +50,16 @@ def schedules_register() -> list[str]:
         "minutes": None,
         "first_run": now + timedelta(minutes=5),
     }
+    wanted[VERIFY_NAME] = {
+        "func": VERIFY_FUNC,
+        "schedule_type": Schedule.DAILY,
+        "minutes": None,
+        "first_run": now + timedelta(minutes=15),
+    }
     with transaction.atomic(using=router.db_for_write(Schedule)):
-        ours = Schedule.objects.select_for_update().filter(func__in=[SYNC_FUNC, PRUNE_FUNC])
+        ours = Schedule.objects.select_for_update().filter(
+            func__in=[SYNC_FUNC, PRUNE_FUNC, VERIFY_FUNC]
+        )
         ours = list(ours.order_by("id"))
         kept: dict[str, Schedule] = {}
         for schedule in ours:

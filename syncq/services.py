@@ -11,7 +11,12 @@ State machine (REFERENCE.md): ``pending → syncing`` by :func:`queue_items_clai
 ``syncing → synced`` by success; ``syncing → pending`` (with backoff) or
 ``→ max_retries_exceeded`` (the ``max_attempts``-th attempt) by failure. An attempt is counted
 when it is claimed, so a worker that dies mid-item still uses one up and a poison item cannot
-loop forever. Timestamps are UTC.
+loop forever. Two outcomes give the attempt back: ``syncing → waiting`` (the place is not in
+VH; :func:`queue_waiting_wake` makes it ``pending`` again when VH's catalog changes, and an edit
+does too) and ``syncing → conflict`` (the Control Room changed our row; an operator chooses,
+:func:`queue_item_conflict_resolve`). Edits (:func:`discovery_update`) and deletes
+(:func:`discovery_delete`) go to VH through the same queue item, so the ledger keeps them
+exactly once. Timestamps are UTC.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -29,14 +35,34 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from discoveries.haven.connection import haven_close
+from discoveries.haven.catalog import catalog_version
+from discoveries.haven.connection import haven_close, haven_connection
 from discoveries.haven.errors import HavenError
-from discoveries.haven.writer import haven_discovery_write
-from discoveries.models import Discovery
+from discoveries.haven.writer import (
+    WriteOutcome,
+    haven_discovery_delete,
+    haven_discovery_write,
+    haven_unplaced_problem,
+)
+from discoveries.models import Discovery, discovery_timestamp_problem
 from discoveries.rules import discovery_payload_validate, discovery_validate
+from discoveries.services import discovery_changes_apply
 from syncq.backoff import retry_delay
-from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
-from syncq.models import AttemptOutcome, OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
+from syncq.errors import (
+    ConflictVersionChanged,
+    DiscoveryBeingDeleted,
+    QueueItemNotFound,
+    QueueItemNotInConflict,
+    QueueItemNotRetryable,
+)
+from syncq.models import (
+    AttemptOutcome,
+    Operation,
+    OperatorAction,
+    SyncAttempt,
+    SyncQueueItem,
+    SyncStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +244,15 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
     return token, items
 
 
-def _merged_metadata(item: SyncQueueItem, **values) -> dict:
+#: Keys of an item's ``metadata`` that hold for one round only: why it waits, its conflict,
+#: and an operator's choice for its next attempt. A new state or a new request drops them.
+ROUND_KEYS = ("waiting", "conflict", "force_hash", "accept_hash", "write_unplaced")
+
+
+def _merged_metadata(item: SyncQueueItem, *, drop=(), **values) -> dict:
     merged = dict(item.metadata) if isinstance(item.metadata, dict) else {}
+    for key in drop:
+        merged.pop(key, None)
     merged.update(values)
     return merged
 
@@ -252,18 +285,23 @@ def queue_item_succeed(
     haven_discovery_id: int,
     how: str,
     unresolved: str | None,
+    neutralised: tuple[str, ...] = (),
     started_at=None,
 ) -> bool:
-    """Record that ``item`` is in VH as row ``haven_discovery_id`` (``how``: written, linked or
-    ledger; ``unresolved``: what of the location was not found). Returns ``False`` when the
-    lease was lost meanwhile (another worker or an operator took the item): the ledger then
-    makes the next attempt find the same row. The attempt (from ``started_at``, default the
-    claim time) is added to the item's history."""
+    """Record that ``item`` is in VH as row ``haven_discovery_id`` (``how``: written, linked,
+    ledger, updated or kept; ``unresolved``: what of the location was not found;
+    ``neutralised``: keeper fields whose markup was made harmless in VH, kept on the item).
+    Returns ``False`` when the lease was lost meanwhile (another worker or an operator took the
+    item): the ledger then makes the next attempt find the same row. The attempt (from
+    ``started_at``, default the claim time) is added to the item's history."""
     now = timezone.now()
-    extra = {"how": how}
-    if how == "written":
+    extra: dict[str, object] = {"how": how}
+    if how in ("written", "updated"):
         extra["location_resolved"] = unresolved is None
         extra["location_unresolved"] = unresolved
+    if neutralised:
+        extra["neutralised"] = list(neutralised)
+    drop = (*ROUND_KEYS, "neutralised") if how in ("written", "updated") else ROUND_KEYS
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         updated = SyncQueueItem.objects.filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
@@ -272,7 +310,9 @@ def queue_item_succeed(
             synced_at=now,
             haven_discovery_id=haven_discovery_id,
             sync_error=None,
-            metadata=_merged_metadata(item, **extra),
+            operation=Operation.WRITE,
+            waiting_on=None,
+            metadata=_merged_metadata(item, drop=drop, **extra),
             **NOT_WAITING,
         )
         if updated:
@@ -321,31 +361,184 @@ def queue_item_fail(*, item: SyncQueueItem, token: str, error: str, started_at=N
     return changes["sync_status"] if updated else None
 
 
+def _held_text(outcome: WriteOutcome) -> str:
+    text = f"waiting: {outcome.waiting}"
+    if outcome.suggestions:
+        text += "; nearest in the Control Room: " + ", ".join(repr(s) for s in outcome.suggestions)
+    return text
+
+
+def queue_item_wait(
+    *, item: SyncQueueItem, token: str, outcome: WriteOutcome, started_at=None
+) -> bool:
+    """Record that ``item``'s place is not in VH (``outcome.how == "waiting"``): ``waiting``,
+    with the reason and the nearest names in ``sync_error`` and ``metadata["waiting"]``
+    (``reason``, ``suggestions``, ``since``), the attempt given back, and ``waiting_on`` set
+    to the catalog version read, so that :func:`queue_waiting_wake` takes it again only when
+    VH's map changes. Returns ``False`` when the lease was lost meanwhile."""
+    now = timezone.now()
+    text = _held_text(outcome)
+    waiting = {
+        "reason": outcome.waiting,
+        "suggestions": list(outcome.suggestions),
+        "since": now.isoformat(),
+    }
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        updated = SyncQueueItem.objects.filter(
+            id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
+        ).update(
+            sync_status=SyncStatus.WAITING,
+            sync_attempts=F("sync_attempts") - 1,
+            sync_error=text,
+            waiting_on=outcome.catalog_version,
+            metadata=_merged_metadata(item, drop=ROUND_KEYS, waiting=waiting),
+            **NOT_WAITING,
+        )
+        if updated:
+            _attempt_record(
+                item,
+                started_at=started_at,
+                finished_at=now,
+                outcome=AttemptOutcome.WAITING,
+                error=text,
+            )
+    return bool(updated)
+
+
+def queue_item_conflict(
+    *, item: SyncQueueItem, token: str, outcome: WriteOutcome, started_at=None
+) -> bool:
+    """Record that the Control Room changed ``item``'s VH row since we wrote it, so our edit or
+    delete was not applied: ``conflict``, the attempt given back, both versions kept in
+    ``metadata["conflict"]`` (``haven_discovery_id``, ``operation``, ``ours``, ``theirs``,
+    ``theirs_hash``, ``at``) for :func:`queue_item_conflict_resolve`. Returns ``False`` when
+    the lease was lost meanwhile."""
+    now = timezone.now()
+    conflict = outcome.conflict
+    what = "delete" if item.operation == Operation.DELETE else "update"
+    text = (
+        f"conflict: the Control Room changed VH row #{conflict.haven_discovery_id} since we "
+        f"wrote it; the {what} waits for an operator to choose which version to keep"
+    )
+    detail = {
+        "haven_discovery_id": conflict.haven_discovery_id,
+        "operation": item.operation,
+        "ours": conflict.ours,
+        "theirs": conflict.theirs,
+        "theirs_hash": conflict.theirs_hash,
+        "at": now.isoformat(),
+    }
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        updated = SyncQueueItem.objects.filter(
+            id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
+        ).update(
+            sync_status=SyncStatus.CONFLICT,
+            sync_attempts=F("sync_attempts") - 1,
+            sync_error=text,
+            metadata=_merged_metadata(item, drop=ROUND_KEYS, conflict=detail),
+            **NOT_WAITING,
+        )
+        if updated:
+            _attempt_record(
+                item,
+                started_at=started_at,
+                finished_at=now,
+                outcome=AttemptOutcome.CONFLICT,
+                error=text,
+            )
+    return bool(updated)
+
+
+def queue_item_delete_finish(*, item: SyncQueueItem, token: str) -> bool:
+    """After ``item``'s VH row was deleted (or found absent), delete its keeper discovery, and
+    with it the queue item and its history, in one keeper.db transaction. Returns ``False``
+    when the lease was lost meanwhile: the ledger's ``deleted`` mark makes the next attempt
+    find the work done."""
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        held = SyncQueueItem.objects.filter(
+            id=item.id,
+            sync_status=SyncStatus.SYNCING,
+            lease_token=token,
+            operation=Operation.DELETE,
+        ).exists()
+        if held:
+            Discovery.objects.filter(id=item.discovery_id).delete()
+    return held
+
+
+def queue_waiting_wake() -> int:
+    """Make ``pending`` again the ``waiting`` items that last looked at another version of VH's
+    catalog (:func:`discoveries.haven.catalog.catalog_version`): a system, planet or moon was
+    added or renamed since, so their place may be found now. Reads the catalog only when items
+    wait; one UPDATE, however many wait. Returns how many were woken (0 when VH cannot be
+    read: they stay waiting, and the reason is logged)."""
+    if not settings.USE_HAVEN_DATABASE:
+        return 0
+    if not SyncQueueItem.objects.filter(sync_status=SyncStatus.WAITING).exists():
+        return 0
+    try:
+        haven_connection()
+        version = catalog_version()
+    except (HavenError, DatabaseError) as exc:
+        logger.warning("waiting items: VH's catalog cannot be read now: %s", exc)
+        return 0
+    finally:
+        haven_close()
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        return (
+            SyncQueueItem.objects.filter(sync_status=SyncStatus.WAITING)
+            .exclude(waiting_on=version)
+            .update(sync_status=SyncStatus.PENDING, **NOT_WAITING)
+        )
+
+
 @dataclass
 class BatchReport:
     """What one batch did: how many items it ``claimed`` and how they ended (``synced``,
-    ``retrying`` with backoff, ``exceeded``), plus ``errors`` as ``[(queue_id, text)]`` and
-    ``lease_expired``, items whose worker was lost on their last attempt. ``stopped_early`` is
-    set by :func:`sync_until_idle` when it ran out of time with items possibly still due."""
+    ``retrying`` with backoff, ``exceeded``, ``waiting`` for their place, ``conflict``,
+    ``deleted`` from VH), plus ``woken``, waiting items made pending because VH's catalog
+    changed, ``errors`` as ``[(queue_id, text)]`` and ``lease_expired``, items whose worker was
+    lost on their last attempt. ``stopped_early`` is set by :func:`sync_until_idle` when it ran
+    out of time with items possibly still due."""
 
     claimed: int = 0
     synced: int = 0
     retrying: int = 0
     exceeded: int = 0
     lease_expired: int = 0
+    waiting: int = 0
+    conflict: int = 0
+    deleted: int = 0
+    woken: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     stopped_early: bool = False
 
+    COUNTS = (
+        "claimed",
+        "synced",
+        "retrying",
+        "exceeded",
+        "lease_expired",
+        "waiting",
+        "conflict",
+        "deleted",
+        "woken",
+    )
+
     def add(self, other: BatchReport) -> None:
-        for name in ("claimed", "synced", "retrying", "exceeded", "lease_expired"):
+        for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"claimed {self.claimed}, synced {self.synced}, retrying {self.retrying}, "
             f"exceeded {self.exceeded}"
         )
+        for name in ("waiting", "conflict", "deleted", "woken"):
+            if getattr(self, name):
+                text += f", {name} {getattr(self, name)}"
+        return text
 
 
 def sync_batch(*, batch_size: int | None = None) -> BatchReport:
@@ -360,6 +553,7 @@ def sync_batch(*, batch_size: int | None = None) -> BatchReport:
         return report
     report.lease_expired = queue_leases_expire()
     report.exceeded += report.lease_expired + queue_exhausted_close()
+    report.woken = queue_waiting_wake()
     token, items = queue_items_claim(limit=batch_size or settings.SYNC_BATCH_SIZE)
     report.claimed = len(items)
     try:
@@ -370,10 +564,31 @@ def sync_batch(*, batch_size: int | None = None) -> BatchReport:
     return report
 
 
+def _haven_apply(item: SyncQueueItem) -> WriteOutcome:
+    """Do ``item``'s operation in VH, with the operator's choice for this round, if any."""
+    metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    discovery = item.discovery
+    problem = discovery_timestamp_problem(discovery)
+    if problem:
+        raise HavenError(problem)
+    if isinstance(discovery.metadata, str):
+        # JSON text that holds a string and text that is not JSON read alike; the stored text
+        # tells the mapping which, for the message on the VH row.
+        discovery.metadata_stored = discovery.metadata_raw()
+    if item.operation == Operation.DELETE:
+        return haven_discovery_delete(discovery=discovery, force_hash=metadata.get("force_hash"))
+    return haven_discovery_write(
+        discovery=discovery,
+        write_unplaced=settings.SYNC_WRITE_UNPLACED or bool(metadata.get("write_unplaced")),
+        force_hash=metadata.get("force_hash"),
+        accept_hash=metadata.get("accept_hash"),
+    )
+
+
 def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
     started_at = timezone.now()
     try:
-        outcome = haven_discovery_write(discovery=item.discovery)
+        outcome = _haven_apply(item)
     except (HavenError, DatabaseError, Discovery.DoesNotExist) as exc:
         error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
@@ -389,15 +604,7 @@ def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
         time.sleep(settings.SYNC_CHAOS_PAUSE_SECONDS)
     try:
         if error is None:
-            queue_item_succeed(
-                item=item,
-                token=token,
-                haven_discovery_id=outcome.haven_discovery_id,
-                how=outcome.how,
-                unresolved=outcome.location.unresolved if outcome.location else None,
-                started_at=started_at,
-            )
-            report.synced += 1
+            _outcome_record(item, token, outcome, report, started_at)
             return
         state = queue_item_fail(item=item, token=token, error=error, started_at=started_at)
     except DatabaseError:
@@ -412,6 +619,33 @@ def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
     elif state == SyncStatus.PENDING:
         report.retrying += 1
     logger.warning("queue item %s attempt %s failed: %s", item.id, item.sync_attempts, error)
+
+
+def _outcome_record(
+    item: SyncQueueItem, token: str, outcome: WriteOutcome, report: BatchReport, started_at
+) -> None:
+    if outcome.how == "waiting":
+        if queue_item_wait(item=item, token=token, outcome=outcome, started_at=started_at):
+            report.waiting += 1
+            logger.info("queue item %s waits: %s", item.id, outcome.waiting)
+    elif outcome.how == "conflict":
+        if queue_item_conflict(item=item, token=token, outcome=outcome, started_at=started_at):
+            report.conflict += 1
+            logger.warning("queue item %s: conflict with the Control Room", item.id)
+    elif outcome.how in ("deleted", "absent"):
+        if queue_item_delete_finish(item=item, token=token):
+            report.deleted += 1
+    else:
+        queue_item_succeed(
+            item=item,
+            token=token,
+            haven_discovery_id=outcome.haven_discovery_id,
+            how=outcome.how,
+            unresolved=outcome.location.unresolved if outcome.location else None,
+            neutralised=outcome.neutralised,
+            started_at=started_at,
+        )
+        report.synced += 1
 
 
 def sync_until_idle(
@@ -518,8 +752,10 @@ def queue_backfill() -> BackfillReport:
 
 
 #: The states an operator retry may reset (REFERENCE.md: "An operator retry resets attempts to
-#: 0 and makes the item due at once"); synced and syncing items are refused.
-RETRYABLE = (SyncStatus.PENDING, SyncStatus.MAX_RETRIES_EXCEEDED)
+#: 0 and makes the item due at once"); a waiting item looks for its place again at once.
+#: Synced and syncing items are refused, and so are conflicts, which need a choice
+#: (:func:`queue_item_conflict_resolve`).
+RETRYABLE = (SyncStatus.PENDING, SyncStatus.MAX_RETRIES_EXCEEDED, SyncStatus.WAITING)
 
 
 @dataclass
@@ -590,7 +826,8 @@ def queue_items_retry(
     source: str = "api",
     actor_name: str | None = None,
 ) -> RetryReport:
-    """Retry many items by ``ids`` or by ``status`` (``max_retries_exceeded`` or ``pending``),
+    """Retry many items by ``ids`` or by ``status`` (``max_retries_exceeded``, ``pending`` or
+    ``waiting``),
     with the same rule per item as :func:`queue_item_retry`. Exactly one of the two must be
     given (``ValueError`` otherwise). Each call that resets anything is recorded as an
     :class:`OperatorAction` of ``actor`` via ``source`` (``api``, ``admin``, ``bot``), in the
@@ -638,6 +875,255 @@ def queue_items_reset_attempts(*, ids: list[int], actor=None, source: str = "api
                 detail={"ids": report.reset[:1000]},
             )
     return report
+
+
+# --- edits and deletes ------------------------------------------------------------------------
+
+
+def _round_reset(**changes) -> dict:
+    """The columns that start an item's next round: ``pending``, attempts 0, due now."""
+    return {
+        "sync_status": SyncStatus.PENDING,
+        "sync_attempts": 0,
+        "sync_error": None,
+        "waiting_on": None,
+        **NOT_WAITING,
+        **changes,
+    }
+
+
+def discovery_update(
+    *, discovery_id: int, changes: Mapping[str, object], actor=None, source: str = "admin"
+) -> Discovery:
+    """Change the columns ``changes`` names (of :data:`discoveries.rules.EDITABLE`; the type's
+    fields as a JSON object under ``metadata``) of discovery ``discovery_id``, checked by the
+    submission's own rules, and send the change to VH through its queue item, in one keeper.db
+    transaction.
+
+    A changed discovery's item becomes ``pending`` (attempts 0, due now) whatever its state: a
+    synced one then updates its one VH row through the ledger (never a second row), a waiting
+    or failed one looks for its place again. A discovery with no item but a VH row (its item
+    was pruned) gets one. An edit that changes nothing touches nothing. Recorded as an
+    :class:`OperatorAction` ``edit`` of ``actor`` via ``source``. Returns the saved
+    :class:`Discovery`. Raises :class:`discoveries.rules.DiscoveryInvalid` (nothing written),
+    ``Discovery.DoesNotExist``, and :class:`DiscoveryBeingDeleted` for one queued for deletion.
+    """
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        discovery = Discovery.objects.select_for_update().get(pk=discovery_id)
+        item = SyncQueueItem.objects.select_for_update().filter(discovery_id=discovery_id).first()
+        if item is not None and item.operation == Operation.DELETE:
+            raise DiscoveryBeingDeleted(
+                f"discovery {discovery_id} is being deleted from VH; it cannot be edited"
+            )
+        changed = discovery_changes_apply(discovery=discovery, changes=changes)
+        if not changed:
+            return discovery
+        if item is None and discovery.haven_discovery_id is not None:
+            item = queue_item_create(discovery=discovery)
+        elif item is not None:
+            SyncQueueItem.objects.filter(id=item.id).update(
+                operation=Operation.WRITE,
+                metadata=_merged_metadata(item, drop=ROUND_KEYS),
+                **_round_reset(),
+            )
+        operator_action_record(
+            actor=actor,
+            source=source,
+            action="edit",
+            items_changed=1 if item is not None else 0,
+            detail={"discovery_id": discovery_id, "fields": sorted(changed)},
+        )
+        if item is not None:
+            transaction.on_commit(sync_kick, robust=True)
+    return discovery
+
+
+def discovery_vh_row(discovery: Discovery) -> int | None:
+    """The VH row id keeper.db knows for ``discovery`` (on the discovery, or on its queue item
+    for rows an old bot synced), or ``None``."""
+    if discovery.haven_discovery_id is not None:
+        return discovery.haven_discovery_id
+    return (
+        SyncQueueItem.objects.filter(discovery_id=discovery.id)
+        .values_list("haven_discovery_id", flat=True)
+        .first()
+    )
+
+
+def _may_be_in_vh(discovery: Discovery, item: SyncQueueItem | None) -> bool:
+    # An item never tried since its creation or last reset has written nothing; any other may
+    # have (a worker can die after VH's commit), and the ledger will tell.
+    if discovery.haven_discovery_id is not None:
+        return True
+    if item is None:
+        return False
+    if item.haven_discovery_id is not None:
+        return True
+    untouched = item.sync_status in (SyncStatus.PENDING, SyncStatus.WAITING)
+    return not (untouched and item.sync_attempts == 0 and item.last_sync_attempt is None)
+
+
+def discovery_delete(
+    *, discovery_id: int, actor=None, source: str = "admin", actor_name: str | None = None
+) -> str:
+    """Delete discovery ``discovery_id``. One that never reached VH is deleted at once
+    (returns ``"deleted"``). One that may have a VH row keeps existing until that row is gone:
+    its queue item becomes a ``delete`` (``pending``, due now; returns ``"queued"``), which
+    removes the row through the ledger under the conflict rule of
+    :func:`discoveries.haven.writer.haven_discovery_delete`, then deletes the discovery.
+    Recorded as an :class:`OperatorAction` ``delete``. Raises ``Discovery.DoesNotExist``."""
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        discovery = Discovery.objects.select_for_update().get(pk=discovery_id)
+        item = SyncQueueItem.objects.select_for_update().filter(discovery_id=discovery_id).first()
+        detail = {"discovery_id": discovery_id, "haven_discovery_id": discovery_vh_row(discovery)}
+        if not _may_be_in_vh(discovery, item):
+            discovery.delete()
+            result = "deleted"
+        else:
+            if item is None:
+                item = queue_item_create(discovery=discovery)
+            SyncQueueItem.objects.filter(id=item.id).update(
+                operation=Operation.DELETE,
+                metadata=_merged_metadata(item, drop=ROUND_KEYS),
+                **_round_reset(),
+            )
+            transaction.on_commit(sync_kick, robust=True)
+            result = "queued"
+        operator_action_record(
+            actor=actor,
+            actor_name=actor_name,
+            source=source,
+            action="delete",
+            items_changed=1,
+            detail={**detail, "result": result},
+        )
+    return result
+
+
+# --- waiting items and conflicts: an operator's choice -----------------------------------------
+
+
+@dataclass
+class UnplacedReport:
+    """What "write without a place" did: ``queued`` item ids (written at their next attempt),
+    ``refused`` as ``{id: reason}`` (not waiting, or VH-Database.db's own constraints refuse
+    the row), and ``missing`` ids that name no item."""
+
+    queued: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+    missing: list[int] = field(default_factory=list)
+
+
+def queue_items_write_unplaced(
+    *, ids: list[int], actor=None, source: str = "admin", actor_name: str | None = None
+) -> UnplacedReport:
+    """Let ``waiting`` items be written without their place, where the file allows it.
+
+    Each item's row is first tried in VH-Database.db and rolled back
+    (:func:`discoveries.haven.writer.haven_unplaced_problem`): the file's own constraints
+    decide, and a refusal is reported with them, the item left waiting. The others become
+    ``pending`` (attempts 0, due now) and are written at their next attempt, even if the
+    system is still missing. Recorded as one :class:`OperatorAction` ``write_unplaced``."""
+    report = UnplacedReport()
+    wanted = list(dict.fromkeys(ids))
+    items = SyncQueueItem.objects.in_bulk(wanted)
+    allowed: list[int] = []
+    for item_id in wanted:
+        item = items.get(item_id)
+        if item is None:
+            report.missing.append(item_id)
+            continue
+        if item.sync_status != SyncStatus.WAITING:
+            report.refused[item_id] = f"it is {item.sync_status}, not waiting for its place"
+            continue
+        try:
+            problem = haven_unplaced_problem(discovery=item.discovery)
+        except (HavenError, DatabaseError, Discovery.DoesNotExist) as exc:
+            problem = f"VH-Database.db cannot be tried now ({type(exc).__name__}: {exc})"
+        if problem:
+            report.refused[item_id] = problem
+        else:
+            allowed.append(item_id)
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        for item in SyncQueueItem.objects.select_for_update().filter(
+            id__in=allowed, sync_status=SyncStatus.WAITING
+        ):
+            SyncQueueItem.objects.filter(id=item.id).update(
+                metadata=_merged_metadata(item, drop=ROUND_KEYS, write_unplaced=True),
+                **_round_reset(),
+            )
+            report.queued.append(item.id)
+        if report.queued:
+            operator_action_record(
+                actor=actor,
+                actor_name=actor_name,
+                source=source,
+                action="write_unplaced",
+                items_changed=len(report.queued),
+                detail={"ids": report.queued[:1000]},
+            )
+            transaction.on_commit(sync_kick, robust=True)
+    return report
+
+
+#: An operator's choices for an item in conflict: keep the keeper version (overwrite or delete
+#: the Control Room's row) or keep the Control Room's (leave its row as it is).
+CONFLICT_CHOICES = ("keeper", "control_room")
+
+
+def queue_item_conflict_resolve(
+    *,
+    item_id: int,
+    keep: str,
+    seen_hash: str | None = None,
+    actor=None,
+    source: str = "admin",
+    actor_name: str | None = None,
+) -> SyncQueueItem:
+    """Settle ``item_id``'s conflict: ``keep="keeper"`` applies our update or delete to the
+    Control Room's row; ``keep="control_room"`` leaves that row as it is, records it in the
+    ledger as the row's new baseline, and cancels a delete (the keeper discovery stays).
+    Either choice applies only to the version the operator saw: if the Control Room changed the
+    row again, the item comes back in conflict with the new version. The item becomes
+    ``pending`` (attempts 0, due now); the choice is recorded as an :class:`OperatorAction`.
+    ``seen_hash``, when given, is the ``theirs_hash`` of the version the operator was shown:
+    if the item holds another by now, nothing changes. Raises :class:`QueueItemNotFound`,
+    :class:`QueueItemNotInConflict`, :class:`ConflictVersionChanged`, and ``ValueError`` for
+    another ``keep``."""
+    if keep not in CONFLICT_CHOICES:
+        raise ValueError(f"keep must be one of {', '.join(CONFLICT_CHOICES)}")
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        item = SyncQueueItem.objects.select_for_update().filter(id=item_id).first()
+        if item is None:
+            raise QueueItemNotFound(f"no queue item {item_id}")
+        conflict = (
+            (item.metadata or {}).get("conflict") if isinstance(item.metadata, dict) else None
+        )
+        if item.sync_status != SyncStatus.CONFLICT or not isinstance(conflict, dict):
+            raise QueueItemNotInConflict(item_id, item.sync_status)
+        seen = conflict.get("theirs_hash")
+        if seen_hash is not None and seen_hash != seen:
+            raise ConflictVersionChanged(item_id)
+        changes: dict[str, object] = {}
+        if keep == "keeper":
+            choice = {"force_hash": seen}
+        else:
+            choice = {"accept_hash": seen}
+            changes["operation"] = Operation.WRITE
+        SyncQueueItem.objects.filter(id=item.id).update(
+            metadata=_merged_metadata(item, drop=ROUND_KEYS, **choice),
+            **_round_reset(**changes),
+        )
+        operator_action_record(
+            actor=actor,
+            actor_name=actor_name,
+            source=source,
+            action=f"conflict_keep_{keep}",
+            items_changed=1,
+            detail={"ids": [item.id], "haven_discovery_id": conflict.get("haven_discovery_id")},
+        )
+        transaction.on_commit(sync_kick, robust=True)
+    return SyncQueueItem.objects.get(id=item_id)
 
 
 def operator_action_record(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from syncq.services import KICK_CACHE_KEY, queue_prune, sync_kick, sync_until_idle
+from syncq.verify import sync_verify
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +41,12 @@ def prune_synced() -> int:
     if deleted:
         logger.info("pruned %s synced queue items", deleted)
     return deleted
+
+
+def verify_daily() -> dict[str, object]:
+    """Check VH-Database.db against keeper.db (:func:`syncq.verify.sync_verify`) without
+    repairing: a row missing from VH may be one the Control Room deleted on purpose, so
+    putting it back is an operator's call (``manage.py sync_verify --repair``). Returns the
+    run's figures (kept by django-q2 as the task's result); the dashboard shows the last run."""
+    run = sync_verify(repair=False, source="schedule", actor_name="daily verify")
+    return run.figures(ids_shown=0)

@@ -19,6 +19,10 @@ from tests.conftest import (
     writable_copy,
 )
 
+#: Discoveries whose place VH lacks are written without it, as before waiting existed: these
+#: tests are about adoption; waiting is pinned in tests/test_legacy_truth.py.
+WRITE_UNPLACED = {"SYNC_WRITE_UNPLACED": "true"}
+
 #: The two submitters of legacy_keeper.db.
 LEGACY_USERS = ("343202264256216529", "930484704533555958")
 
@@ -125,9 +129,10 @@ LEGACY_COLUMNS = (
 # --- helpers --------------------------------------------------------------------------------
 
 
-def manage(*args: str, keeper: Path, haven: Path) -> str:
-    """Run ``manage.py`` in a new process on these files; returns its output, fails on error."""
-    result = run_manage(*args, env=manage_env(keeper=keeper, haven=haven))
+def manage(*args: str, keeper: Path, haven: Path, **extra: str) -> str:
+    """Run ``manage.py`` in a new process on these files, with ``extra`` settings in its
+    environment; returns its output, fails on error."""
+    result = run_manage(*args, env=manage_env(keeper=keeper, haven=haven, **extra))
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
     return result.stdout
 
@@ -264,14 +269,15 @@ def test_migrate_keeps_every_row_of_the_old_bot(legacy_files):
 
 
 def test_adoption_links_the_old_rows_and_writes_the_rest_once(legacy_files):
-    """Backfill links the 7 rows the old bot wrote (VH 24–30) and sync writes the other 5."""
+    """Backfill links the 7 rows the old bot wrote (VH 24–30) and sync writes the other 5
+    (without their place, which the older sample file takes, as SYNC_WRITE_UNPLACED asks)."""
     keeper, haven = legacy_files
     assert vh_count(haven, LEGACY_USERS) == 7
     before_rows = legacy_rows(keeper)
     manage("migrate", "--no-input", keeper=keeper, haven=haven)
 
     assert "linked 7, queued 5" in manage("sync_backfill", keeper=keeper, haven=haven)
-    out = manage("sync_now", "--until-idle", keeper=keeper, haven=haven)
+    out = manage("sync_now", "--until-idle", keeper=keeper, haven=haven, **WRITE_UNPLACED)
     assert "total: claimed 5, synced 5, retrying 0, exceeded 0" in out
 
     assert query(keeper, "SELECT sync_status, COUNT(*) FROM sync_queue GROUP BY sync_status") == [
@@ -323,7 +329,7 @@ def test_tiny_legacy_keeper_db_is_adopted_end_to_end(system_name_last, tmp_path)
     assert table_counts(keeper)["patterns"] == 2
     assert legacy_rows(keeper) == before_rows
     assert "linked 1, queued 2" in manage("sync_backfill", keeper=keeper, haven=haven)
-    out = manage("sync_now", "--until-idle", keeper=keeper, haven=haven)
+    out = manage("sync_now", "--until-idle", keeper=keeper, haven=haven, **WRITE_UNPLACED)
     assert "total: claimed 2, synced 2, retrying 0, exceeded 0" in out
 
     users = (TINY_USER, TINY_OTHER_USER)
@@ -367,7 +373,7 @@ def test_migrating_twice_changes_nothing(source, tmp_path):
     assert "No migrations to apply" in out
     assert table_counts(keeper) == counts
     assert query(keeper, "SELECT type, name, sql FROM sqlite_master ORDER BY type, name") == schema
-    assert counts["django_q_schedule"] == 3
+    assert counts["django_q_schedule"] == 4  # two sync runs a minute, prune, verify
 
 
 def test_old_bot_sync_queue_is_adopted_and_its_stuck_row_recovered(tmp_path):
@@ -402,7 +408,8 @@ def test_old_bot_sync_queue_is_adopted_and_its_stuck_row_recovered(tmp_path):
         ("synced", 2)
     ]
     assert "linked 0, queued 1" in manage("sync_backfill", keeper=keeper, haven=haven)
-    assert "synced 1" in manage("sync_now", "--until-idle", keeper=keeper, haven=haven)
+    out = manage("sync_now", "--until-idle", keeper=keeper, haven=haven, **WRITE_UNPLACED)
+    assert "synced 1" in out
     states = dict(query(keeper, "SELECT discovery_id, sync_status FROM sync_queue"))
     assert states == {1: "synced", 2: "synced", 3: "synced"}
     assert query(keeper, "SELECT haven_discovery_id FROM sync_queue WHERE discovery_id = 1") == [
@@ -509,3 +516,74 @@ def test_old_sync_queue_with_repeated_discoveries_is_refused_clearly(tmp_path):
     assert result.returncode != 0
     assert "several rows for discovery_id 2" in result.stderr
     assert query(keeper, "SELECT COUNT(*) FROM sync_queue") == [(3,)]
+
+
+#: Legacy rows given the submission time in other forms, each the same instant as before:
+#: {keeper id: (keeper.db value, VH value of its old-bot row or None to keep the sample's)}.
+OTHER_FORMS = {
+    6: (1762916007, 1762916007),  # 2025-11-12 02:53:27, epoch seconds on both sides
+    7: (1762916576000, "2025-11-12T03:02:56Z"),  # epoch milliseconds; ISO with T and Z
+    9: ("2025-11-12T01:53:35Z", "2025-11-12T03:53:35+02:00"),
+    10: ("2025-11-12T04:08:51+02:00", 1762913331000),
+}
+#: The VH row the old bot wrote for each legacy row (REFERENCE.md: rows 6–12 ↔ VH 24–30).
+OLD_BOT_ROWS = {6: 29, 7: 30, 8: 24, 9: 25, 10: 26, 11: 27, 12: 28}
+
+
+def test_legacy_times_in_other_forms_are_read_and_linked_not_written_again(legacy_files):
+    """Epoch seconds, milliseconds and ISO text with T, Z or an offset, in keeper.db and in VH,
+    are read as the instants they name: migrate rewrites the keeper values into Django's UTC
+    text, backfill links each to the old bot's row and writes nothing; a time that cannot be
+    read is left as it is, logged by migrate, and named by discovery_timestamp_problem."""
+    keeper, haven = legacy_files
+    before = dict(query(keeper, "SELECT id, submission_timestamp FROM discoveries"))
+    k, v = sqlite3.connect(keeper), sqlite3.connect(haven)
+    for keeper_id, (keeper_value, vh_value) in OTHER_FORMS.items():
+        k.execute(
+            "UPDATE discoveries SET submission_timestamp = ? WHERE id = ?",
+            (keeper_value, keeper_id),
+        )
+        v.execute(
+            "UPDATE discoveries SET submission_timestamp = ? WHERE id = ?",
+            (vh_value, OLD_BOT_ROWS[keeper_id]),
+        )
+    k.execute("UPDATE discoveries SET submission_timestamp = 'last tuesday' WHERE id = 1")
+    k.commit()
+    v.commit()
+    k.close()
+    v.close()
+    vh_before = query(haven, "SELECT * FROM discoveries ORDER BY id")
+
+    result = run_manage("migrate", "--no-input", env=manage_env(keeper=keeper, haven=haven))
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "keeper discovery 1: submission_timestamp 'last tuesday' cannot be read as a time"
+        " (epoch seconds/ms or ISO 8601)"
+    ) in result.stderr
+    after = dict(query(keeper, "SELECT id, submission_timestamp FROM discoveries"))
+    assert after == {**before, 1: "last tuesday"}, "the same instants, in Django's UTC text"
+    assert query(keeper, "SELECT DISTINCT typeof(submission_timestamp) FROM discoveries") == [
+        ("text",)
+    ]
+    assert query(haven, "SELECT * FROM discoveries ORDER BY id") == vh_before
+
+    assert "linked 7, queued 5" in manage("sync_backfill", keeper=keeper, haven=haven)
+
+    assert query(haven, "SELECT COUNT(*) FROM discoveries") == [(7,)]
+    linked = dict(query(keeper, "SELECT id, haven_discovery_id FROM discoveries WHERE id >= 6"))
+    assert linked == OLD_BOT_ROWS
+    problems = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from discoveries.models import Discovery, discovery_timestamp_problem as p\n"
+        "for d in Discovery.objects.filter(id__in=[1, 6]).order_by('id'): print(d.id, p(d))",
+        keeper=keeper,
+        haven=haven,
+    )
+    assert problems.splitlines() == [
+        "1 submission_timestamp 'last tuesday' cannot be read as a time"
+        " (epoch seconds/ms or ISO 8601)",
+        "6 None",
+    ]

@@ -387,24 +387,26 @@ def test_migrate_refuses_the_haven_database(haven_db):
 
 
 def test_vh_replaced_during_a_write_is_left_intact_and_the_item_retried(
-    sample_haven_db, monkeypatch
+    sample_haven_db, monkeypatch, settings
 ):
     """If the operator moves VH away and puts another file in its place while a discovery is
     being written, the new file is not damaged by the old file's WAL, the item is retried, and
-    it is then written into the file now at HAVEN_DB_PATH."""
+    it is then written into the file now at HAVEN_DB_PATH (which lacks its system: written
+    without its place, as the setting asks and the file allows)."""
+    settings.SYNC_WRITE_UNPLACED = True
     moved = sample_haven_db.with_name("VH-moved.db")
     replacement = sample_haven_db.with_name("replacement.db")
     haven_file_create(replacement, with_demo_data=True)
-    real_snapshot = writer.system_snapshot
+    real_resolve = writer.catalog_location_resolve
 
-    def snapshot_then_swap(system_name):
-        found = real_snapshot(system_name)
+    def resolve_then_swap(**place):
+        found = real_resolve(**place)
         if not moved.exists():
             sample_haven_db.rename(moved)
             replacement.rename(sample_haven_db)
         return found
 
-    monkeypatch.setattr(writer, "system_snapshot", snapshot_then_swap)
+    monkeypatch.setattr(writer, "catalog_location_resolve", resolve_then_swap)
     discovery = discovery_make(
         system_name="Oculi", location="Krospen L49", description="written during a swap"
     )

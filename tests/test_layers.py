@@ -14,8 +14,15 @@ APPS = ("discoveries", "syncq", "botrunner", "keeper_site")
 #: Modules that sit on top of the layers: the admin, the API, the console and the URLs.
 TOP = ("discoveries.admin", "syncq.admin", "syncq.api", "syncq.dashboard", "syncq.urls")
 #: What ``discoveries.haven`` may import of the project besides itself: it runs alone on the
-#: Control Room's desktop.
-HAVEN_MAY_IMPORT = ("discoveries.haven", "discoveries.types", "discoveries.rules")
+#: Control Room's desktop. ``discoveries.timestamps`` and ``discoveries.names`` are pure (no
+#: database), like ``discoveries.rules``.
+HAVEN_MAY_IMPORT = (
+    "discoveries.haven",
+    "discoveries.types",
+    "discoveries.rules",
+    "discoveries.timestamps",
+    "discoveries.names",
+)
 
 
 def _module_name(path: Path) -> tuple[str, bool]:
@@ -83,7 +90,10 @@ def _violation(module: str, imported: str) -> str | None:
     """Why ``module`` may not import ``imported``, or None."""
     if _within(module, ("discoveries.haven",)):
         if not _within(imported, HAVEN_MAY_IMPORT):
-            return "discoveries.haven imports only itself, discoveries.types and .rules"
+            return (
+                "discoveries.haven imports only itself, discoveries.types, .rules, .timestamps "
+                "and .names"
+            )
         return None
     top = _within(module, TOP) or module.startswith("keeper_site")
     if _within(imported, TOP) and not top and imported != module:

@@ -658,7 +658,14 @@ def test_queue_status_has_the_control_room_shape_and_counts(settings):
     assert status["sync_worker"]["is_running"] is False
     assert status["sync_worker"]["sync_interval"] == 30
     assert status["sync_worker"]["last_sync_time"] == last.isoformat().replace("+00:00", "Z")
-    assert status["queue"] == {"pending": 2, "syncing": 1, "synced": 3, "failed": 1}
+    assert status["queue"] == {
+        "pending": 2,
+        "syncing": 1,
+        "synced": 3,
+        "failed": 1,
+        "waiting": 0,
+        "conflict": 0,
+    }
     assert status["totals"] == {"total_synced": 3, "total_failed": 1}
 
 
@@ -672,10 +679,11 @@ def _schedules():
 
 @KEEPER_ONLY
 def test_schedules_register_is_idempotent_and_removes_duplicates(settings):
-    """Registering twice gives two 1-minute sync schedules 30 s apart plus the daily prune."""
+    """Registering twice gives two 1-minute sync schedules 30 s apart plus the daily prune
+    and the daily verify."""
     from django_q.models import Schedule
 
-    from syncq.schedules import PRUNE_FUNC, SYNC_FUNC, schedules_register
+    from syncq.schedules import PRUNE_FUNC, SYNC_FUNC, VERIFY_FUNC, schedules_register
 
     settings.SYNC_INTERVAL_SECONDS = 30
     Schedule.objects.all().delete()
@@ -683,6 +691,7 @@ def test_schedules_register_is_idempotent_and_removes_duplicates(settings):
         ("keeper-prune-synced", PRUNE_FUNC, Schedule.DAILY, None, -1),
         ("keeper-sync-1", SYNC_FUNC, Schedule.MINUTES, 1, -1),
         ("keeper-sync-2", SYNC_FUNC, Schedule.MINUTES, 1, -1),
+        ("keeper-verify", VERIFY_FUNC, Schedule.DAILY, None, -1),
     ]
 
     schedules_register()
@@ -704,10 +713,11 @@ def test_schedules_register_is_idempotent_and_removes_duplicates(settings):
 
 @KEEPER_ONLY
 def test_schedules_follow_a_longer_interval(settings):
-    """With a 120 s interval there is one 2-minute sync schedule (plus the prune), no leftover."""
+    """With a 120 s interval there is one 2-minute sync schedule (plus the prune and the
+    verify), no leftover."""
     from django_q.models import Schedule
 
-    from syncq.schedules import PRUNE_FUNC, SYNC_FUNC, schedules_register
+    from syncq.schedules import PRUNE_FUNC, SYNC_FUNC, VERIFY_FUNC, schedules_register
 
     Schedule.objects.all().delete()
     settings.SYNC_INTERVAL_SECONDS = 30
@@ -718,6 +728,7 @@ def test_schedules_follow_a_longer_interval(settings):
     assert _schedules() == [
         ("keeper-prune-synced", PRUNE_FUNC, Schedule.DAILY, None, -1),
         ("keeper-sync-1", SYNC_FUNC, Schedule.MINUTES, 2, -1),
+        ("keeper-verify", VERIFY_FUNC, Schedule.DAILY, None, -1),
     ]
 
 

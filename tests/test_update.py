@@ -7,7 +7,7 @@ import pytest
 
 from discoveries.models import Discovery
 from discoveries.rules import DiscoveryInvalid, discovery_validate
-from discoveries.services import discovery_update
+from syncq.services import discovery_update
 from tests.factories import DISCOVERY_FIELDS, discovery_make
 
 pytestmark = pytest.mark.django_db

@@ -71,7 +71,7 @@ def test_cluster_syncs_a_submitted_discovery_and_schedules_stay_single(tmp_path)
         assert done.returncode == 0, done.stderr
     with sqlite3.connect(tmp_path / "keeper.db") as conn:
         names = sorted(r[0] for r in conn.execute("SELECT name FROM django_q_schedule"))
-    assert names == ["keeper-prune-synced", "keeper-sync-1", "keeper-sync-2"]
+    assert names == ["keeper-prune-synced", "keeper-sync-1", "keeper-sync-2", "keeper-verify"]
 
     with _cluster(env):
         entry = {
@@ -97,7 +97,14 @@ def test_cluster_syncs_a_submitted_discovery_and_schedules_stay_single(tmp_path)
         ).fetchall()
     assert rows == [("moon", 2, "Copper")]
     status = json.loads(_manage(env, "syncq_status", "--json").stdout)
-    assert status["queue"] == {"pending": 0, "syncing": 0, "synced": 1, "failed": 0}
+    assert status["queue"] == {
+        "pending": 0,
+        "syncing": 0,
+        "synced": 1,
+        "failed": 0,
+        "waiting": 0,
+        "conflict": 0,
+    }
 
 
 def test_services_use_a_demo_haven_only_when_none_is_configured(tmp_path, settings, monkeypatch):

@@ -14,10 +14,16 @@ Its public surface, by module:
 - :mod:`~discoveries.haven.connection`: ``haven_connection``, ``haven_close``, ``haven_status``
   and ``haven_probe``;
 - :mod:`~discoveries.haven.catalog`: every read of systems, planets and moons
-  (``system_snapshot``, ``catalog_systems``, ``catalog_places``);
-- :mod:`~discoveries.haven.mapping`: location resolution and the keeper→VH row, pure functions;
-- :mod:`~discoveries.haven.ledger`: the ledger that makes every write happen once;
-- :mod:`~discoveries.haven.writer`: ``haven_discovery_write`` and ``haven_row_preview``;
+  (``catalog_location_resolve``, ``catalog_location_check``, ``catalog_systems``,
+  ``catalog_places``, ``catalog_version``);
+- :mod:`~discoveries.haven.mapping`: location resolution, the keeper→VH row and its hash, pure
+  functions;
+- :mod:`~discoveries.haven.ledger`: the ledger that makes every write, update and delete happen
+  once;
+- :mod:`~discoveries.haven.writer`: ``haven_discovery_write``, ``haven_discovery_delete``,
+  ``haven_unplaced_problem`` and ``haven_row_preview``;
+- :mod:`~discoveries.haven.verify`: comparing the ledger and our rows with what keeper.db
+  believes synced (restores, the Control Room's changes, orphans);
 - :mod:`~discoveries.haven.errors`: ``HavenError`` and its kinds.
 
 The modules are imported by name, not through this package, because the models may be imported

@@ -1,23 +1,29 @@
 """Every read of VH-Database.db's map: its systems, planets and moons.
 
-The writer resolves a discovery's place with :func:`system_snapshot` inside its write
-transaction; the admin's preview reads the same snapshot; the bot's pickers offer
-:func:`catalog_systems` and :func:`catalog_places`. Names are offered only when a submission
-would take them (:func:`discoveries.rules.name_problem`), so a member never picks a name that is
-then refused.
+The writer resolves a discovery's place with :func:`catalog_location_resolve` inside its write
+transaction, and the admin's preview the same way; the doors that take a submission (the bot,
+``manage.py submit_discovery``) ask :func:`catalog_location_check` whether the place is there, to
+tell the submitter. Names match as people type them (:mod:`discoveries.names`): the exact
+spelling first, then the folded one; two of the Control Room's names that fold alike are never
+guessed between. The bot's pickers offer :func:`catalog_systems` and :func:`catalog_places`.
+Names are offered only when a submission would take them
+(:func:`discoveries.rules.name_problem`), so a member never picks a name that is then refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import DatabaseError
 
-from discoveries.haven.connection import haven_close, haven_status
-from discoveries.haven.mapping import SystemSnapshot
+from discoveries.haven.connection import haven_close, haven_connection, haven_status
+from discoveries.haven.errors import HavenUnavailable
+from discoveries.haven.mapping import ResolvedLocation, SystemSnapshot, location_resolve
 from discoveries.haven.models import Moon, Planet, System
 from discoveries.haven.router import HAVEN_ALIAS
+from discoveries.names import names_ambiguity, names_matching, names_nearest
 from discoveries.rules import name_problem
 
 logger = logging.getLogger(__name__)
@@ -26,21 +32,22 @@ logger = logging.getLogger(__name__)
 def system_snapshot(system_name: str | None) -> SystemSnapshot | None:
     """One system by exact name, with its planets and their moons, read on the ``haven``
     connection as it stands (inside the caller's transaction, if any); ``None`` when VH has no
-    such system. Raises the database's own error when VH cannot be read."""
+    system of exactly that name (:func:`catalog_location_resolve` also finds it as typed).
+    Raises the database's own error when VH cannot be read."""
     if not system_name:
         return None
-    system_id = (
-        System.objects.using(HAVEN_ALIAS)
-        .filter(name=system_name)
-        .values_list("id", flat=True)
-        .first()
+    found = (
+        System.objects.using(HAVEN_ALIAS).filter(name=system_name).values_list("id", "name").first()
     )
-    if system_id is None:
-        return None
+    return _system_read(*found) if found is not None else None
+
+
+def _system_read(system_id: str, name: str) -> SystemSnapshot:
+    """System ``system_id`` (named ``name``) with its planets and their moons."""
     planets = dict(
         Planet.objects.using(HAVEN_ALIAS)
         .filter(system_id=system_id)
-        .order_by()
+        .order_by("id")
         .values_list("name", "id")
     )
     moons = tuple(
@@ -49,7 +56,93 @@ def system_snapshot(system_name: str | None) -> SystemSnapshot | None:
         .order_by("id")
         .values_list("name", "id", "planet_id")
     )
-    return SystemSnapshot(system_id, planets, moons)
+    return SystemSnapshot(system_id, planets, moons, name=name)
+
+
+def catalog_location_resolve(
+    *, system_name: str | None, location: str | None, location_type: str | None
+) -> ResolvedLocation:
+    """Resolve a discovery's place in VH-Database.db, reading the ``haven`` connection as it
+    stands (inside the caller's transaction, if any; nothing is written).
+
+    The system is the one named exactly ``system_name`` (one indexed query); else the one
+    whose name matches it as typed (:func:`discoveries.names.names_matching`: case, Unicode
+    forms, invisible characters and runs of spaces aside), among all systems' ids and names
+    (the Control Room's map is small). Two systems matching alike are refused, both named in
+    ``unresolved``; a system matching nothing gets the nearest systems' names in
+    ``suggestions``. The planet or moon is then found by
+    :func:`discoveries.haven.mapping.location_resolve`. Raises the database's own error
+    (``OperationalError``, ``DatabaseError``) when VH cannot be read.
+    """
+    system = system_snapshot(system_name)
+    if system is None and system_name:
+        systems = [
+            (pk, name)
+            for pk, name in System.objects.using(HAVEN_ALIAS)
+            .order_by("id")
+            .values_list("id", "name")
+            if isinstance(name, str)
+        ]
+        matches = names_matching(system_name, systems, spelling=lambda found: found[1])
+        if len(matches) == 1:
+            system = _system_read(*matches[0])
+        elif matches:
+            return ResolvedLocation(
+                None,
+                None,
+                None,
+                location_type or "planet",
+                names_ambiguity("systems", system_name.strip(), [name for _, name in matches]),
+                ambiguous=True,
+            )
+        else:
+            missing = location_resolve(
+                system_name=system_name,
+                location=location,
+                location_type=location_type,
+                system=None,
+            )
+            nearest = names_nearest(system_name, [name for _, name in systems])
+            return replace(missing, suggestions=tuple(nearest))
+    return location_resolve(
+        system_name=system_name, location=location, location_type=location_type, system=system
+    )
+
+
+#: How long :func:`catalog_location_check` waits for the Control Room's lock, in seconds: a
+#: door telling a submitter about the place answers soon or says nothing (the discovery is
+#: stored whatever the answer).
+CHECK_BUSY_TIMEOUT_SECONDS = 1.0
+
+
+def catalog_location_check(
+    *, system_name: str | None, location: str | None, location_type: str | None
+) -> ResolvedLocation | None:
+    """Whether a discovery's place is in VH-Database.db now, for a door to tell the
+    submitter: :func:`catalog_location_resolve` on a read-only connection (``PRAGMA
+    query_only``) that waits at most :data:`CHECK_BUSY_TIMEOUT_SECONDS` for a lock, closed
+    afterwards, as :func:`catalog_systems`. ``None`` when VH is switched off, missing, locked
+    or cannot be read (logged): then nothing can be said about the place. Never call it inside
+    a transaction on the ``haven`` alias: it closes that connection."""
+    if haven_status() != "ok":
+        return None
+    try:
+        connection = haven_connection()
+        with connection.cursor() as cursor:
+            # SQLite refuses any write on this connection, and waits less for a lock, until it
+            # is closed below.
+            cursor.execute("PRAGMA query_only = ON")
+            cursor.execute(f"PRAGMA busy_timeout = {int(CHECK_BUSY_TIMEOUT_SECONDS * 1000)}")
+        return catalog_location_resolve(
+            system_name=system_name, location=location, location_type=location_type
+        )
+    except HavenUnavailable:
+        return None
+    except DatabaseError as exc:
+        logger.warning("cannot read VH-Database.db to check a place: %s", exc)
+        return None
+    finally:
+        haven_close()
 
 
 @dataclass(frozen=True)
@@ -133,3 +226,21 @@ def catalog_places(system_id: str) -> list[HavenPlace] | None:
         )
     places.append(HavenPlace(kind="space", name=None))
     return places
+
+
+def catalog_version() -> str:
+    """A SHA-256 hex digest of VH's map as places are looked up in it: every system's id and
+    name, every planet's id, system and name, every moon's id, planet and name. Read on the
+    ``haven`` connection as it stands; the digest changes whenever the Control Room adds,
+    renames, moves or removes a place, so discoveries waiting for a place are looked at again
+    only then. Raises the database's own error when VH cannot be read."""
+    digest = hashlib.sha256()
+    for queryset in (
+        System.objects.using(HAVEN_ALIAS).order_by("id").values_list("id", "name"),
+        Planet.objects.using(HAVEN_ALIAS).order_by("id").values_list("id", "system_id", "name"),
+        Moon.objects.using(HAVEN_ALIAS).order_by("id").values_list("id", "planet_id", "name"),
+    ):
+        for row in queryset.iterator(chunk_size=2000):
+            digest.update(repr(row).encode("utf-8", "surrogatepass"))
+        digest.update(b"|")
+    return digest.hexdigest()

@@ -1,17 +1,24 @@
 """The ledger: the one table Keeper Sync adds to VH-Database.db, and how a discovery is found in it.
 
 ``keeper_sync_ledger (keeper_discovery_id, discord_user_id, submission_timestamp,
-haven_discovery_id, how, location_resolved, recorded_at)``, primary key ``(keeper_discovery_id,
-discord_user_id, submission_timestamp)``, index ``keeper_sync_ledger_haven`` on
-``haven_discovery_id``; both made on the first write with ``CREATE … IF NOT EXISTS``.
+haven_discovery_id, how, location_resolved, recorded_at, row_hash)``, primary key
+``(keeper_discovery_id, discord_user_id, submission_timestamp)``, index
+``keeper_sync_ledger_haven`` on ``haven_discovery_id``; both made on the first write with
+``CREATE … IF NOT EXISTS``, and ``row_hash`` added to a ledger made before it existed.
+
+``row_hash`` (:func:`discoveries.haven.mapping.haven_row_hash`) is the hash of the VH row as we
+last wrote or linked it. A row whose hash differs now was changed by the Control Room, and an
+edit or delete of ours does not overwrite it. ``how`` is ``written``, ``linked``, ``updated`` or
+``deleted``: a deleted row keeps its ledger row, so deleting again finds it already done.
 
 A ledger row commits in the same VH transaction as the discovery's row, so a worker that dies
 after the VH commit but before keeper.db records it leaves the ledger row behind, and the next
 attempt finds the VH id instead of inserting again. The ledger names a discovery by its keeper id
 *and* its submitter and submission second, so a keeper.db restored from a backup, or a new one,
 whose ids are used again for other discoveries is never mistaken for the one that wrote a row.
-A VH row the old bot wrote before the queue existed (same ``discord_user_id``,
-``submission_timestamp`` and ``description``, not yet in the ledger) is found by
+A VH row the old bot wrote before the queue existed (same ``discord_user_id`` and
+``description``, a ``submission_timestamp`` naming the same instant to the second in whatever
+form it was stored, and not yet in the ledger) is found by
 :func:`legacy_match` and linked rather than written twice (REFERENCE.md).
 
 Every function takes a cursor on the ``haven`` connection inside the caller's transaction.
@@ -20,10 +27,13 @@ Every function takes a cursor on the ``haven`` connection inside the caller's tr
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.utils import timezone
 
 from discoveries.haven.mapping import HAVEN_TIMESTAMP_FORMAT, haven_timestamp
+from discoveries.timestamps import timestamp_read
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +46,7 @@ LEDGER_DDL = (
     " how TEXT NOT NULL,"
     " location_resolved INTEGER NOT NULL,"
     " recorded_at TEXT NOT NULL,"
+    " row_hash TEXT,"
     " PRIMARY KEY (keeper_discovery_id, discord_user_id, submission_timestamp))",
     "CREATE INDEX IF NOT EXISTS keeper_sync_ledger_haven"
     " ON keeper_sync_ledger (haven_discovery_id)",
@@ -43,34 +54,56 @@ LEDGER_DDL = (
 
 
 def ledger_ensure(cursor) -> None:
-    """Create the ledger table and its index if they are missing."""
+    """Create the ledger table and its index if they are missing, and add ``row_hash`` to a
+    ledger made before that column existed (its rows get NULL: nothing known of them)."""
     for statement in LEDGER_DDL:
         cursor.execute(statement)
+    cursor.execute("PRAGMA table_info(keeper_sync_ledger)")
+    if "row_hash" not in {row[1] for row in cursor.fetchall()}:
+        cursor.execute("ALTER TABLE keeper_sync_ledger ADD COLUMN row_hash TEXT")
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One ledger row of a keeper discovery: its VH row id, ``how`` it came to be (written,
+    linked, updated, deleted) and ``row_hash``, the hash of the VH row as we left it (``None``
+    for rows recorded before hashes were kept)."""
+
+    haven_id: int
+    how: str
+    row_hash: str | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.how == "deleted"
+
+
+def ledger_identity(
+    discovery_id: int, user_id: object, submission_timestamp: datetime | str | None
+) -> tuple[int, str, str]:
+    """The primary key under which the ledger names a keeper discovery with these columns:
+    ``(keeper id, submitter id as text, submission second as VH's UTC text or "")``."""
+    return (discovery_id, str(user_id), haven_timestamp(submission_timestamp) or "")
 
 
 def _identity(discovery) -> tuple[int, str, str]:
-    return (
-        discovery.id,
-        str(discovery.user_id),
-        haven_timestamp(discovery.submission_timestamp) or "",
-    )
+    return ledger_identity(discovery.id, discovery.user_id, discovery.submission_timestamp)
 
 
-def ledger_find(cursor, discovery) -> int | None:
-    """The VH id the ledger records for ``discovery`` (anything with the keeper columns
-    ``id``, ``user_id`` and ``submission_timestamp``), or ``None``. A ledger row under the
-    same keeper id but another submitter or second is another discovery: it is logged, and
-    ``None`` returned."""
+def ledger_find(cursor, discovery) -> LedgerRow | None:
+    """The ledger row of ``discovery`` (anything with the keeper columns ``id``, ``user_id``
+    and ``submission_timestamp``), or ``None``. A ledger row under the same keeper id but
+    another submitter or second is another discovery: it is logged, and ``None`` returned."""
     cursor.execute(
-        "SELECT haven_discovery_id, discord_user_id, submission_timestamp"
+        "SELECT haven_discovery_id, discord_user_id, submission_timestamp, how, row_hash"
         " FROM keeper_sync_ledger WHERE keeper_discovery_id = %s",
         [discovery.id],
     )
     rows = cursor.fetchall()
     identity = _identity(discovery)
-    for haven_id, user_id, stamp in rows:
+    for haven_id, user_id, stamp, how, row_hash in rows:
         if (discovery.id, user_id, stamp) == identity:
-            return haven_id
+            return LedgerRow(haven_id, how, row_hash)
     if rows:
         logger.warning(
             "keeper discovery %s: the ledger holds another discovery under this id (keeper.db "
@@ -82,33 +115,65 @@ def ledger_find(cursor, discovery) -> int | None:
 
 def legacy_match(cursor, discovery) -> int | None:
     """The id of a VH row the old bot wrote for ``discovery`` (same submitter id, description
-    and submission second, and in no ledger row yet), or ``None``."""
-    stamp = haven_timestamp(discovery.submission_timestamp)
+    and submission second, and in no ledger row yet), or ``None``; the lowest such id when
+    there are several.
+
+    Times are compared as instants, to the second: both sides are read by
+    :func:`discoveries.timestamps.timestamp_read`, since either file may hold
+    ``YYYY-MM-DD HH:MM:SS`` text, ISO 8601 with ``T``/``Z``/an offset, or epoch seconds or
+    milliseconds. A discovery with no readable time, or a VH row whose time cannot be read,
+    matches nothing: a link is never guessed."""
+    wanted = _second(timestamp_read(discovery.submission_timestamp))
+    if wanted is None:
+        return None
+    # As text: VH declares the column DATETIME, and the sqlite3 converter for that reads an
+    # epoch integer as missing.
     cursor.execute(
-        "SELECT d.id FROM discoveries d"
+        "SELECT d.id, CAST(d.submission_timestamp AS TEXT) FROM discoveries d"
         " WHERE d.discord_user_id = %s AND d.description = %s"
-        " AND (d.submission_timestamp = %s OR datetime(d.submission_timestamp) = %s)"
         " AND NOT EXISTS (SELECT 1 FROM keeper_sync_ledger l"
         "                 WHERE l.haven_discovery_id = d.id)"
-        " ORDER BY d.id LIMIT 1",
-        [discovery.user_id, discovery.description, stamp, stamp],
+        " ORDER BY d.id",
+        [str(discovery.user_id), discovery.description],
     )
-    row = cursor.fetchone()
-    return row[0] if row else None
+    for haven_id, stamp in cursor.fetchall():
+        if _second(timestamp_read(stamp)) == wanted:
+            return haven_id
+    return None
 
 
-def ledger_record(cursor, discovery, *, haven_id: int, how: str, resolved: bool) -> None:
+def _second(instant: datetime | None) -> datetime | None:
+    return None if instant is None else instant.replace(microsecond=0)
+
+
+def ledger_record(
+    cursor, discovery, *, haven_id: int, how: str, resolved: bool, row_hash: str | None
+) -> None:
     """Record that ``discovery`` is VH row ``haven_id``: ``how`` is ``written`` or ``linked``;
-    ``resolved`` whether its location was found. ``recorded_at`` is now, UTC text."""
+    ``resolved`` whether its location was found; ``row_hash`` the hash of the row as it now
+    stands in VH. A ledger row left by an earlier life of the discovery (deleted, or its VH row
+    lost to a restored backup) is replaced. ``recorded_at`` is now, UTC text."""
     cursor.execute(
-        "INSERT INTO keeper_sync_ledger (keeper_discovery_id, discord_user_id,"
-        " submission_timestamp, haven_discovery_id, how, location_resolved, recorded_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        "INSERT OR REPLACE INTO keeper_sync_ledger (keeper_discovery_id, discord_user_id,"
+        " submission_timestamp, haven_discovery_id, how, location_resolved, recorded_at,"
+        " row_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         [
             *_identity(discovery),
             haven_id,
             how,
             1 if resolved else 0,
             timezone.now().strftime(HAVEN_TIMESTAMP_FORMAT),
+            row_hash,
         ],
+    )
+
+
+def ledger_update(cursor, discovery, *, how: str, row_hash: str | None) -> None:
+    """Change ``discovery``'s ledger row after an update (``how`` ``updated``), a kept Control
+    Room version (``linked``) or a delete (``deleted``, ``row_hash`` None); ``recorded_at``
+    becomes now."""
+    cursor.execute(
+        "UPDATE keeper_sync_ledger SET how = %s, row_hash = %s, recorded_at = %s"
+        " WHERE keeper_discovery_id = %s AND discord_user_id = %s AND submission_timestamp = %s",
+        [how, row_hash, timezone.now().strftime(HAVEN_TIMESTAMP_FORMAT), *_identity(discovery)],
     )

@@ -1,25 +1,46 @@
-"""Writing a keeper discovery into VH-Database.db exactly once, and previewing that write.
+"""Writing a keeper discovery into VH-Database.db exactly once, keeping that row true, and
+previewing the write.
 
 What Keeper Sync adds to the Control Room's file is the ledger (:mod:`discoveries.haven.ledger`)
-and one row in ``discoveries`` per keeper discovery, written with its ledger row in one VH
-transaction. :func:`haven_discovery_write` returns the ledger's row when the discovery was
-written before, links an old bot's identical row, or resolves, maps and inserts. The file is
-closed after each discovery by the caller (:func:`discoveries.haven.connection.haven_close`), so
-SQLite folds each write into the file itself whenever no other program holds it open.
+and one row in ``discoveries`` per keeper discovery, changed only together with its ledger row in
+one VH transaction. :func:`haven_discovery_write` makes that one row match the discovery: it
+links an old bot's identical row, inserts a new one, or (after an edit, or when the row went
+missing) updates or writes it again through the ledger, never adding a second row.
+:func:`haven_discovery_delete` removes it. Neither overwrites a row the Control Room changed
+since we wrote it (its hash no longer matches the ledger's): they report a conflict, with both
+versions, for an operator to settle. A discovery whose place is not in VH gets no row unless
+asked (``write_unplaced``), and then only if the file's own constraints take it
+(:func:`haven_unplaced_problem` tries). The file is closed after each discovery by the caller
+(:func:`discoveries.haven.connection.haven_close`), so SQLite folds each write into the file
+itself whenever no other program holds it open.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
-from discoveries.haven.catalog import system_snapshot
+from discoveries.haven.catalog import catalog_location_resolve, catalog_version
 from discoveries.haven.connection import haven_close, haven_connection, haven_replaced_check
 from discoveries.haven.errors import HavenSchemaError, HavenUnavailable, MappingError
-from discoveries.haven.ledger import ledger_ensure, ledger_find, ledger_record, legacy_match
-from discoveries.haven.mapping import ResolvedLocation, discovery_to_haven_row, location_resolve
+from discoveries.haven.ledger import (
+    LedgerRow,
+    ledger_ensure,
+    ledger_find,
+    ledger_record,
+    ledger_update,
+    legacy_match,
+)
+from discoveries.haven.mapping import (
+    ResolvedLocation,
+    discovery_to_haven_row,
+    haven_row_hash,
+    haven_row_mapped,
+    haven_row_neutralised,
+)
 from discoveries.haven.router import HAVEN_ALIAS
 
 logger = logging.getLogger(__name__)
@@ -29,14 +50,40 @@ LOOKUP_COLUMNS = ("discord_user_id", "description", "submission_timestamp")
 
 
 @dataclass(frozen=True)
-class WriteOutcome:
-    """The result of :func:`haven_discovery_write`: the VH row id, ``how`` it was obtained
-    (``written``, ``linked`` to an old bot's row, or ``ledger`` when an earlier attempt had
-    already written it), and the location resolution (``None`` unless written now)."""
+class Conflict:
+    """A row of ours the Control Room changed since we wrote it: its VH id, ``ours``, the
+    mapped columns we meant to write (``None`` for a delete), ``theirs``, the mapped columns
+    now in VH, and ``theirs_hash``, which an operator's choice names so that it applies only
+    to the version they saw."""
 
     haven_discovery_id: int
+    ours: dict[str, object] | None
+    theirs: dict[str, object]
+    theirs_hash: str
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """The result of :func:`haven_discovery_write` or :func:`haven_discovery_delete`.
+
+    ``how`` is one of: ``written`` (inserted now), ``linked`` (an old bot's row), ``ledger``
+    (VH already holds exactly this row: an earlier attempt wrote it), ``updated`` (our row
+    changed to match an edit), ``kept`` (the Control Room's version accepted, the row left
+    alone), ``waiting`` (no row: the place is not in VH, or the file refuses a row without it;
+    ``waiting`` says why and ``catalog_version`` names the catalog read), ``conflict`` (nothing
+    changed; see ``conflict``), ``deleted`` (our row removed) or ``absent`` (no row of ours
+    to delete). ``haven_discovery_id`` is the VH row, ``None`` when there is none;
+    ``location`` the resolution when one was made; ``neutralised`` the keeper fields whose
+    markup was made harmless in the row."""
+
+    haven_discovery_id: int | None
     how: str
-    location: ResolvedLocation | None
+    location: ResolvedLocation | None = None
+    neutralised: tuple[str, ...] = ()
+    conflict: Conflict | None = None
+    waiting: str | None = None
+    catalog_version: str | None = None
+    suggestions: tuple[str, ...] = field(default=())
 
 
 def _haven_columns(cursor) -> frozenset[str]:
@@ -59,33 +106,104 @@ def _require_columns(columns: frozenset[str], needed, purpose: str) -> None:
 
 
 def _resolve(discovery) -> ResolvedLocation:
-    return location_resolve(
+    return catalog_location_resolve(
         system_name=discovery.system_name,
         location=discovery.location,
         location_type=discovery.location_type,
-        system=system_snapshot(discovery.system_name),
     )
 
 
-def haven_discovery_write(*, discovery, link_only: bool = False) -> WriteOutcome | None:
-    """Put one keeper discovery into VH-Database.db exactly once.
+def _row_read(cursor, haven_id: int) -> dict[str, object] | None:
+    """VH row ``haven_id`` as ``{column: text or None}``, or ``None`` when there is no such row.
+    Every value is read as SQLite's own text (``CAST … AS TEXT``), so no converter of a declared
+    column type (a ``TIMESTAMP`` read as a datetime) changes what is compared or shown."""
+    cursor.execute("PRAGMA table_info(discoveries)")
+    names = [row[1] for row in cursor.fetchall()]
+    quoted = [name.replace('"', '""') for name in names]
+    selected = ", ".join(f'CAST("{name}" AS TEXT)' for name in quoted)
+    cursor.execute(
+        f"SELECT {selected} FROM discoveries WHERE id = %s",  # noqa: S608 - the file's own names
+        [haven_id],
+    )
+    found = cursor.fetchone()
+    if found is None:
+        return None
+    return dict(zip(names, found, strict=True))
 
-    ``discovery`` is anything with the keeper columns (a ``Discovery``). In one VH write
-    transaction: return the ledger's row if this discovery was written before; else link an
-    old bot's identical row; else (unless ``link_only``) resolve the location, map, insert the
-    row and its ledger entry. ``link_only`` returns ``None`` when there is nothing to link.
-    Raises :class:`HavenUnavailable` (missing, disabled, or replaced during the write),
-    :class:`HavenSchemaError` (a column the row needs is missing, named in the message),
-    :class:`MappingError`, or the database's own error (``OperationalError: database is
-    locked`` after the busy timeout).
+
+def _check_clauses(cursor) -> str:
+    """The CHECK clauses of VH's ``discoveries`` table as the file declares them, for messages."""
+    cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'discoveries'")
+    found = cursor.fetchone()
+    sql = (found[0] if found else "") or ""
+    clauses = []
+    for match in re.finditer(r"\bCHECK\s*\(", sql, flags=re.IGNORECASE):
+        depth, end = 0, match.end() - 1
+        for end in range(match.end() - 1, len(sql)):
+            depth += {"(": 1, ")": -1}.get(sql[end], 0)
+            if depth == 0:
+                break
+        clauses.append(" ".join(sql[match.start() : end + 1].split()))
+    return "; ".join(clauses)
+
+
+def _waiting(cursor, location: ResolvedLocation, reason: str) -> WriteOutcome:
+    return WriteOutcome(
+        None,
+        "waiting",
+        location,
+        waiting=reason,
+        catalog_version=catalog_version(),
+        suggestions=tuple(getattr(location, "suggestions", ()) or ()),
+    )
+
+
+def _refusal(cursor, exc: IntegrityError) -> str:
+    clauses = _check_clauses(cursor)
+    return "VH-Database.db refuses a discovery without its place" + (
+        f" ({clauses})" if clauses else f" ({exc})"
+    )
+
+
+def haven_discovery_write(
+    *,
+    discovery,
+    link_only: bool = False,
+    write_unplaced: bool = False,
+    force_hash: str | None = None,
+    accept_hash: str | None = None,
+) -> WriteOutcome | None:
+    """Make VH-Database.db hold ``discovery`` as exactly one row, in one VH transaction.
+
+    ``discovery`` is anything with the keeper columns (a ``Discovery``). A discovery the
+    ledger names is compared with its row: the same → ``ledger``; different → ``updated``
+    (mapped columns rewritten in place) unless the Control Room changed the row since we wrote
+    it → ``conflict``; a row gone from VH is written again. Otherwise an old bot's identical
+    row is ``linked``; else (unless ``link_only``, which then returns ``None``) the place is
+    resolved and the row inserted → ``written``. A place not in VH gives ``waiting`` and no
+    row, unless ``write_unplaced`` and the file's constraints take the row.
+
+    ``force_hash`` overwrites a changed row only while it still hashes to that value (an
+    operator chose our version of what they saw); ``accept_hash`` keeps the Control Room's
+    row while it hashes to that value → ``kept``. Raises :class:`HavenUnavailable` (missing,
+    disabled, or replaced during the write), :class:`HavenSchemaError` (a column the row needs
+    is missing, named in the message), :class:`MappingError`, or the database's own error
+    (``OperationalError: database is locked`` after the busy timeout).
     """
     conn = haven_connection()
     with transaction.atomic(using=HAVEN_ALIAS), conn.cursor() as cursor:
-        outcome = _write_in_transaction(cursor, discovery, link_only=link_only)
+        outcome = _write_in_transaction(
+            cursor,
+            discovery,
+            link_only=link_only,
+            write_unplaced=write_unplaced,
+            force_hash=force_hash,
+            accept_hash=accept_hash,
+        )
     haven_replaced_check(conn)
-    if outcome is not None and outcome.location and outcome.location.unresolved:
+    if outcome is not None and outcome.how == "written" and outcome.location.unresolved:
         logger.warning(
-            "discovery %s written to VH #%s with an unresolved location: %s",
+            "discovery %s written to VH #%s without its place: %s",
             discovery.id,
             outcome.haven_discovery_id,
             outcome.location.unresolved,
@@ -93,31 +211,225 @@ def haven_discovery_write(*, discovery, link_only: bool = False) -> WriteOutcome
     return outcome
 
 
-def _write_in_transaction(cursor, discovery, *, link_only: bool) -> WriteOutcome | None:
+def _write_in_transaction(
+    cursor, discovery, *, link_only, write_unplaced, force_hash, accept_hash
+) -> WriteOutcome | None:
     columns = _haven_columns(cursor)
     _require_columns(columns, LOOKUP_COLUMNS, "needed to find rows already written")
     ledger_ensure(cursor)
-    done = ledger_find(cursor, discovery)
-    if done is not None:
-        return WriteOutcome(done, "ledger", None)
-    linked = legacy_match(cursor, discovery)
-    if linked is not None:
-        ledger_record(cursor, discovery, haven_id=linked, how="linked", resolved=True)
-        return WriteOutcome(linked, "linked", None)
+    entry = ledger_find(cursor, discovery)
+    if entry is not None and not entry.deleted:
+        if link_only:
+            return WriteOutcome(entry.haven_id, "ledger")
+        current = _row_read(cursor, entry.haven_id)
+        if current is not None:
+            return _update(
+                cursor,
+                discovery,
+                entry,
+                current,
+                columns,
+                write_unplaced=write_unplaced,
+                force_hash=force_hash,
+                accept_hash=accept_hash,
+            )
+        logger.warning(
+            "discovery %s: its VH row #%s is gone (a restored backup?); it is written again",
+            discovery.id,
+            entry.haven_id,
+        )
+    elif entry is None:
+        linked = legacy_match(cursor, discovery)
+        if linked is not None:
+            current = _row_read(cursor, linked)
+            ledger_record(
+                cursor,
+                discovery,
+                haven_id=linked,
+                how="linked",
+                resolved=True,
+                row_hash=haven_row_hash(current) if current else None,
+            )
+            return WriteOutcome(linked, "linked")
     if link_only:
         return None
+    return _insert(cursor, discovery, columns, write_unplaced=write_unplaced)
+
+
+def _insert(cursor, discovery, columns, *, write_unplaced: bool) -> WriteOutcome:
     location = _resolve(discovery)
+    if location.unresolved and not write_unplaced:
+        return _waiting(cursor, location, location.unresolved)
     row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
     _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
     names = ", ".join(f'"{c}"' for c in row)
     marks = ", ".join(["%s"] * len(row))
-    cursor.execute(
-        f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608 - names from the mapping
-        list(row.values()),
-    )
+    try:
+        with transaction.atomic(using=HAVEN_ALIAS):
+            cursor.execute(
+                f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608 - mapped names
+                list(row.values()),
+            )
+    except IntegrityError as exc:
+        if location.resolved:
+            raise
+        return _waiting(cursor, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
     haven_id = cursor.lastrowid
-    ledger_record(cursor, discovery, haven_id=haven_id, how="written", resolved=location.resolved)
-    return WriteOutcome(haven_id, "written", location)
+    ledger_record(
+        cursor,
+        discovery,
+        haven_id=haven_id,
+        how="written",
+        resolved=location.resolved,
+        row_hash=haven_row_hash(_row_read(cursor, haven_id) or row),
+    )
+    return WriteOutcome(haven_id, "written", location, haven_row_neutralised(row))
+
+
+def _conflict(entry: LedgerRow, ours, current, current_hash: str) -> WriteOutcome:
+    # Both versions as text, as SQLite shows the row (``_row_read``), so they compare alike.
+    mine = None
+    if ours is not None:
+        mine = {k: None if v is None else str(v) for k, v in haven_row_mapped(ours).items()}
+    conflict = Conflict(entry.haven_id, mine, haven_row_mapped(current), current_hash)
+    return WriteOutcome(entry.haven_id, "conflict", conflict=conflict)
+
+
+def _changed_by_them(entry: LedgerRow, current_hash: str, force_hash: str | None) -> bool:
+    # A ledger row from before hashes were kept knows nothing of the row: it is taken as ours.
+    if entry.row_hash is None or current_hash == entry.row_hash:
+        return False
+    return current_hash != force_hash
+
+
+def _update(
+    cursor,
+    discovery,
+    entry: LedgerRow,
+    current,
+    columns,
+    *,
+    write_unplaced,
+    force_hash,
+    accept_hash,
+) -> WriteOutcome:
+    current_hash = haven_row_hash(current)
+    if accept_hash is not None:
+        if current_hash != accept_hash:
+            return _conflict(entry, None, current, current_hash)
+        ledger_update(cursor, discovery, how="linked", row_hash=current_hash)
+        return WriteOutcome(entry.haven_id, "kept")
+    location = _resolve(discovery)
+    if location.unresolved and not write_unplaced:
+        return _waiting(cursor, location, location.unresolved)
+    row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
+    if haven_row_hash(row) == current_hash:
+        if entry.row_hash != current_hash:
+            ledger_update(cursor, discovery, how=entry.how, row_hash=current_hash)
+        return WriteOutcome(entry.haven_id, "ledger", location, haven_row_neutralised(row))
+    if _changed_by_them(entry, current_hash, force_hash):
+        return _conflict(entry, row, current, current_hash)
+    _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
+    assignments = ", ".join(f'"{c}" = %s' for c in row)
+    try:
+        with transaction.atomic(using=HAVEN_ALIAS):
+            cursor.execute(
+                f"UPDATE discoveries SET {assignments} WHERE id = %s",  # noqa: S608 - mapped names
+                [*row.values(), entry.haven_id],
+            )
+    except IntegrityError as exc:
+        if location.resolved:
+            raise
+        return _waiting(cursor, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
+    ledger_update(
+        cursor,
+        discovery,
+        how="updated",
+        row_hash=haven_row_hash(_row_read(cursor, entry.haven_id) or row),
+    )
+    return WriteOutcome(entry.haven_id, "updated", location, haven_row_neutralised(row))
+
+
+def haven_discovery_delete(*, discovery, force_hash: str | None = None) -> WriteOutcome:
+    """Remove ``discovery``'s one VH row, found through the ledger (or, for a row the old bot
+    wrote and no ledger row names yet, as :func:`discoveries.haven.ledger.legacy_match` finds
+    it), in one VH transaction with its ledger row marked ``deleted``.
+
+    Returns ``deleted``; ``absent`` when there is no row of ours (never written, already
+    deleted, or gone from VH), so deleting again is harmless; or ``conflict`` when the Control
+    Room changed the row since we wrote it, unless it still hashes to ``force_hash`` (an
+    operator chose to delete the version they saw). Raises as :func:`haven_discovery_write`.
+    """
+    conn = haven_connection()
+    with transaction.atomic(using=HAVEN_ALIAS), conn.cursor() as cursor:
+        outcome = _delete_in_transaction(cursor, discovery, force_hash=force_hash)
+    haven_replaced_check(conn)
+    return outcome
+
+
+def _delete_in_transaction(cursor, discovery, *, force_hash) -> WriteOutcome:
+    _require_columns(_haven_columns(cursor), LOOKUP_COLUMNS, "needed to find rows written")
+    ledger_ensure(cursor)
+    entry = ledger_find(cursor, discovery)
+    if entry is None:
+        linked = legacy_match(cursor, discovery)
+        if linked is None:
+            return WriteOutcome(None, "absent")
+        ledger_record(
+            cursor, discovery, haven_id=linked, how="linked", resolved=True, row_hash=None
+        )
+        entry = LedgerRow(linked, "linked", None)
+    if entry.deleted:
+        return WriteOutcome(entry.haven_id, "absent")
+    current = _row_read(cursor, entry.haven_id)
+    if current is not None:
+        current_hash = haven_row_hash(current)
+        if _changed_by_them(entry, current_hash, force_hash):
+            return _conflict(entry, None, current, current_hash)
+        cursor.execute("DELETE FROM discoveries WHERE id = %s", [entry.haven_id])
+    ledger_update(cursor, discovery, how="deleted", row_hash=None)
+    return WriteOutcome(entry.haven_id, "deleted" if current is not None else "absent")
+
+
+class _ProbeDone(Exception):
+    """Rolls back the trial insert of :func:`haven_unplaced_problem`."""
+
+
+def haven_unplaced_problem(*, discovery) -> str | None:
+    """Why VH-Database.db would refuse ``discovery``'s row written without its place, or
+    ``None`` when it would take it (or the place is found, so nothing is unplaced).
+
+    The file's own constraints decide, never an assumption about which kind of file it is: the
+    row is inserted inside a savepoint and rolled back, so nothing stays. The message quotes
+    the file's CHECK clauses. Raises as :func:`haven_discovery_write`; the connection is
+    closed afterwards.
+    """
+    try:
+        conn = haven_connection()
+        with transaction.atomic(using=HAVEN_ALIAS), conn.cursor() as cursor:
+            columns = _haven_columns(cursor)
+            location = _resolve(discovery)
+            if location.resolved:
+                return None
+            row = discovery_to_haven_row(
+                discovery, location=location, keeper_discovery_id=discovery.id
+            )
+            _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
+            names = ", ".join(f'"{c}"' for c in row)
+            marks = ", ".join(["%s"] * len(row))
+            try:
+                with transaction.atomic(using=HAVEN_ALIAS):
+                    cursor.execute(
+                        f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608
+                        list(row.values()),
+                    )
+                    raise _ProbeDone
+            except _ProbeDone:
+                return None
+            except IntegrityError as exc:
+                return _refusal(cursor, exc)
+    finally:
+        haven_close()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,408 @@
+"""VH-Database.db shows the truth: discoveries wait for their place, edits and deletes reach the
+one VH row through the queue, and a row the Control Room changed is never overwritten unasked.
+Run on both real fixtures: the older sample and the Control Room's current schema with its
+CHECK on rows without a system."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from discoveries.haven.writer import haven_discovery_write
+from discoveries.models import Discovery
+from syncq.errors import DiscoveryBeingDeleted, QueueItemNotInConflict
+from syncq.models import Operation, SyncAttempt, SyncQueueItem, SyncStatus
+from syncq.services import (
+    discovery_delete,
+    discovery_update,
+    queue_item_conflict_resolve,
+    queue_items_retry,
+    queue_items_write_unplaced,
+    sync_batch,
+)
+from tests.factories import discovery_make
+
+WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+BOTH_FILES = pytest.mark.parametrize(
+    "vh_fixture", ["sample_haven_db", "control_room_schema_haven_db"]
+)
+
+#: A place the samples have: planet Erren of system Oculi.
+PLACED = {"system_name": "Oculi", "location": "Erren", "location_type": "planet"}
+UNPLACED = {"system_name": "ORACLE ZETA", "location": "Zeta Prime", "location_type": "planet"}
+
+
+def _vh(path: Path, sql: str, params=()) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(sql, params).fetchall()
+    conn.close()
+    return rows
+
+
+def _vh_count(path: Path) -> int:
+    return _vh(path, "SELECT COUNT(*) FROM discoveries")[0][0]
+
+
+def _vh_row(path: Path, haven_id: int) -> dict | None:
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM discoveries WHERE id = ?", [haven_id]).fetchone()
+    conn.close()
+    return dict(row) if row else None
+
+
+def _item(discovery: Discovery) -> SyncQueueItem:
+    return SyncQueueItem.objects.get(discovery_id=discovery.id)
+
+
+def _system_add(path: Path, name: str, planet: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO systems (id, name, x, y, z, region) VALUES (?, ?, 0, 0, 0, ?)",
+            ["SYS_NEW_1", name, "Euclid"],
+        )
+        conn.execute("INSERT INTO planets (system_id, name) VALUES (?, ?)", ["SYS_NEW_1", planet])
+    conn.close()
+
+
+def _synced(vh_path: Path, **fields) -> tuple[Discovery, int]:
+    discovery = discovery_make(**{**PLACED, **fields})
+    report = sync_batch()
+    assert report.synced == 1, report
+    item = _item(discovery)
+    assert item.sync_status == SyncStatus.SYNCED
+    return discovery, item.haven_discovery_id
+
+
+# --- waiting for a place ------------------------------------------------------------------------
+
+
+@WITH_HAVEN
+@BOTH_FILES
+def test_a_discovery_whose_system_is_not_in_vh_waits_without_a_row_or_an_attempt(
+    vh_fixture, request
+):
+    """No row is written, no attempt spent; the item says which name is missing."""
+    path = request.getfixturevalue(vh_fixture)
+    before = _vh_count(path)
+    discovery = discovery_make(**UNPLACED)
+    report = sync_batch()
+    item = _item(discovery)
+    assert report.waiting == 1 and report.synced == 0
+    assert item.sync_status == SyncStatus.WAITING
+    assert item.sync_attempts == 0
+    assert "'ORACLE ZETA'" in item.sync_error and "Control Room" in item.sync_error
+    assert item.metadata["waiting"]["reason"]
+    assert _vh_count(path) == before
+    assert SyncAttempt.objects.get(queue_item=item).outcome == "waiting"
+
+
+@WITH_HAVEN
+@BOTH_FILES
+def test_waiting_discovery_syncs_by_itself_once_its_system_is_added(vh_fixture, request):
+    """The next batch after the Control Room adds the system writes the one row."""
+    path = request.getfixturevalue(vh_fixture)
+    before = _vh_count(path)
+    discovery = discovery_make(**UNPLACED)
+    sync_batch()
+    idle = sync_batch()
+    assert (idle.claimed, idle.woken) == (0, 0), "an unchanged catalog wakes nothing"
+    _system_add(path, "ORACLE ZETA", "Zeta Prime")
+    report = sync_batch()
+    item = _item(discovery)
+    assert (report.woken, report.synced) == (1, 1)
+    assert item.sync_status == SyncStatus.SYNCED
+    assert "waiting" not in item.metadata
+    assert _vh_count(path) == before + 1
+    row = _vh_row(path, item.haven_discovery_id)
+    assert row["system_id"] == "SYS_NEW_1" and row["planet_id"] is not None
+
+
+@WITH_HAVEN
+def test_correcting_a_waiting_discovery_syncs_it(sample_haven_db):
+    """An edit that names a place VH has makes the waiting item pending, and it syncs."""
+    discovery = discovery_make(**UNPLACED)
+    sync_batch()
+    discovery_update(discovery_id=discovery.id, changes=PLACED)
+    assert _item(discovery).sync_status == SyncStatus.PENDING
+    assert sync_batch().synced == 1
+    row = _vh_row(sample_haven_db, _item(discovery).haven_discovery_id)
+    assert (row["system_id"], row["planet_id"]) == ("SYS_EUCLID_F04784DD", 19)
+
+
+@WITH_HAVEN
+def test_writing_without_a_place_is_refused_where_the_file_checks_for_it(
+    control_room_schema_haven_db,
+):
+    """The Control Room's schema refuses the row: the action says so, quoting its CHECK."""
+    discovery = discovery_make(**UNPLACED)
+    sync_batch()
+    item = _item(discovery)
+    report = queue_items_write_unplaced(ids=[item.id])
+    assert report.queued == []
+    assert "CHECK" in report.refused[item.id] and "system_id IS NOT NULL" in report.refused[item.id]
+    assert _item(discovery).sync_status == SyncStatus.WAITING
+    assert sync_batch().claimed == 0
+
+
+@WITH_HAVEN
+def test_writing_without_a_place_is_allowed_where_the_file_takes_it(sample_haven_db):
+    """On the older file the operator's action writes the row with no place, once."""
+    before = _vh_count(sample_haven_db)
+    discovery = discovery_make(**UNPLACED)
+    sync_batch()
+    report = queue_items_write_unplaced(ids=[_item(discovery).id])
+    assert report.queued == [_item(discovery).id]
+    assert sync_batch().synced == 1
+    item = _item(discovery)
+    assert item.metadata["location_resolved"] is False
+    row = _vh_row(sample_haven_db, item.haven_discovery_id)
+    assert row["system_id"] is None
+    assert _vh_count(sample_haven_db) == before + 1
+
+
+@WITH_HAVEN
+def test_the_setting_keeps_writing_unplaced_rows_where_the_file_takes_them(
+    sample_haven_db, settings
+):
+    """SYNC_WRITE_UNPLACED on an older file writes as before."""
+    settings.SYNC_WRITE_UNPLACED = True
+    discovery = discovery_make(**UNPLACED)
+    assert sync_batch().synced == 1
+    assert _vh_row(sample_haven_db, _item(discovery).haven_discovery_id)["system_id"] is None
+
+
+@WITH_HAVEN
+def test_the_setting_still_waits_where_the_file_refuses(control_room_schema_haven_db, settings):
+    """SYNC_WRITE_UNPLACED on the Control Room's schema: the file refuses, so the item waits
+    and says why, instead of failing ten times."""
+    settings.SYNC_WRITE_UNPLACED = True
+    before = _vh_count(control_room_schema_haven_db)
+    discovery = discovery_make(**UNPLACED)
+    report = sync_batch()
+    item = _item(discovery)
+    assert report.waiting == 1 and item.sync_status == SyncStatus.WAITING
+    assert "refuses" in item.sync_error and item.sync_attempts == 0
+    assert _vh_count(control_room_schema_haven_db) == before
+
+
+@WITH_HAVEN
+def test_an_operator_retry_of_a_waiting_item_looks_again(sample_haven_db):
+    """Retrying a waiting item is allowed; it waits again if nothing changed."""
+    discovery = discovery_make(**UNPLACED)
+    sync_batch()
+    report = queue_items_retry(ids=[_item(discovery).id])
+    assert report.reset == [_item(discovery).id]
+    assert sync_batch().waiting == 1
+
+
+# --- edits ------------------------------------------------------------------------------------
+
+
+@WITH_HAVEN
+@BOTH_FILES
+def test_an_edit_updates_the_one_vh_row(vh_fixture, request):
+    """Editing a synced discovery rewrites its VH row in place: same id, no second row."""
+    path = request.getfixturevalue(vh_fixture)
+    discovery, haven_id = _synced(path)
+    count = _vh_count(path)
+    discovery_update(
+        discovery_id=discovery.id,
+        changes={"description": "A tower, taller than we thought.", "location": "Krospen L49"},
+    )
+    item = _item(discovery)
+    assert (item.sync_status, item.operation) == (SyncStatus.PENDING, Operation.WRITE)
+    assert sync_batch().synced == 1
+    item = _item(discovery)
+    assert item.haven_discovery_id == haven_id and item.metadata["how"] == "updated"
+    row = _vh_row(path, haven_id)
+    assert row["description"] == "A tower, taller than we thought."
+    assert (row["location_name"], row["planet_id"]) == ("Krospen L49", 20)
+    assert _vh_count(path) == count
+    assert _vh(path, "SELECT how FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [haven_id])
+    assert sync_batch().claimed == 0
+
+
+@WITH_HAVEN
+def test_an_edit_that_changes_nothing_queues_nothing(sample_haven_db):
+    """Saving the same values leaves the synced item alone."""
+    discovery, _ = _synced(sample_haven_db)
+    discovery_update(discovery_id=discovery.id, changes={"description": discovery.description})
+    assert _item(discovery).sync_status == SyncStatus.SYNCED
+
+
+@WITH_HAVEN
+def test_an_update_already_in_vh_when_the_worker_died_is_not_applied_twice(sample_haven_db):
+    """VH committed the update but keeper.db never heard: the next attempt finds VH already
+    holds exactly this row and only records it."""
+    discovery, haven_id = _synced(sample_haven_db)
+    discovery_update(discovery_id=discovery.id, changes={"description": "Second thoughts."})
+    discovery.refresh_from_db()
+    assert haven_discovery_write(discovery=discovery).how == "updated"
+    assert sync_batch().synced == 1
+    assert _item(discovery).metadata["how"] == "ledger"
+    assert _vh_row(sample_haven_db, haven_id)["description"] == "Second thoughts."
+
+
+# --- the Control Room changed our row ---------------------------------------------------------
+
+
+def _their_change(path: Path, haven_id: int, description: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE discoveries SET description = ? WHERE id = ?", [description, haven_id])
+    conn.close()
+
+
+@WITH_HAVEN
+@BOTH_FILES
+def test_an_edit_of_a_row_the_control_room_changed_is_a_conflict(vh_fixture, request):
+    """Our edit does not overwrite theirs; the item shows both versions."""
+    path = request.getfixturevalue(vh_fixture)
+    discovery, haven_id = _synced(path)
+    _their_change(path, haven_id, "Curated by the Control Room.")
+    discovery_update(discovery_id=discovery.id, changes={"description": "Our correction."})
+    report = sync_batch()
+    item = _item(discovery)
+    assert report.conflict == 1 and item.sync_status == SyncStatus.CONFLICT
+    conflict = item.metadata["conflict"]
+    assert conflict["ours"]["description"] == "Our correction."
+    assert conflict["theirs"]["description"] == "Curated by the Control Room."
+    assert _vh_row(path, haven_id)["description"] == "Curated by the Control Room."
+    assert queue_items_retry(ids=[item.id]).refused == {item.id: "conflict"}
+
+
+@WITH_HAVEN
+def test_choosing_our_version_overwrites_theirs(sample_haven_db):
+    """keep=keeper writes our edit over the version the operator saw."""
+    discovery, haven_id = _synced(sample_haven_db)
+    _their_change(sample_haven_db, haven_id, "Theirs.")
+    discovery_update(discovery_id=discovery.id, changes={"description": "Ours."})
+    sync_batch()
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
+    assert sync_batch().synced == 1
+    assert _vh_row(sample_haven_db, haven_id)["description"] == "Ours."
+    assert _item(discovery).sync_status == SyncStatus.SYNCED
+
+
+@WITH_HAVEN
+def test_choosing_their_version_keeps_it_and_later_edits_apply(sample_haven_db):
+    """keep=control_room leaves their row; it is the new baseline, so a later edit of ours
+    updates it without another conflict."""
+    discovery, haven_id = _synced(sample_haven_db)
+    _their_change(sample_haven_db, haven_id, "Theirs.")
+    discovery_update(discovery_id=discovery.id, changes={"description": "Ours."})
+    sync_batch()
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="control_room")
+    assert sync_batch().synced == 1
+    assert _item(discovery).metadata["how"] == "kept"
+    assert _vh_row(sample_haven_db, haven_id)["description"] == "Theirs."
+    discovery_update(discovery_id=discovery.id, changes={"description": "Ours, later."})
+    assert sync_batch().synced == 1
+    assert _vh_row(sample_haven_db, haven_id)["description"] == "Ours, later."
+
+
+@WITH_HAVEN
+def test_a_choice_applies_only_to_the_version_the_operator_saw(sample_haven_db):
+    """If the Control Room changes the row again after the conflict was shown, our version is
+    not forced over the new one: the item is in conflict again, with the newest version."""
+    discovery, haven_id = _synced(sample_haven_db)
+    _their_change(sample_haven_db, haven_id, "Theirs.")
+    discovery_update(discovery_id=discovery.id, changes={"description": "Ours."})
+    sync_batch()
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
+    _their_change(sample_haven_db, haven_id, "Theirs, again.")
+    assert sync_batch().conflict == 1
+    assert _item(discovery).metadata["conflict"]["theirs"]["description"] == "Theirs, again."
+    assert _vh_row(sample_haven_db, haven_id)["description"] == "Theirs, again."
+
+
+@WITH_HAVEN
+def test_resolving_an_item_not_in_conflict_is_refused(sample_haven_db):
+    """The choice needs a conflict to apply to."""
+    discovery, _ = _synced(sample_haven_db)
+    with pytest.raises(QueueItemNotInConflict):
+        queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
+
+
+# --- deletes --------------------------------------------------------------------------------
+
+
+@WITH_HAVEN
+@BOTH_FILES
+def test_deleting_a_synced_discovery_removes_its_vh_row_then_the_discovery(vh_fixture, request):
+    """The delete goes through the queue: the VH row goes, then the keeper discovery."""
+    path = request.getfixturevalue(vh_fixture)
+    discovery, haven_id = _synced(path)
+    count = _vh_count(path)
+    assert discovery_delete(discovery_id=discovery.id) == "queued"
+    assert Discovery.objects.filter(id=discovery.id).exists()
+    with pytest.raises(DiscoveryBeingDeleted):
+        discovery_update(discovery_id=discovery.id, changes={"description": "Too late."})
+    report = sync_batch()
+    assert report.deleted == 1
+    assert _vh_row(path, haven_id) is None and _vh_count(path) == count - 1
+    assert not Discovery.objects.filter(id=discovery.id).exists()
+    assert not SyncQueueItem.objects.filter(discovery_id=discovery.id).exists()
+    ledger = _vh(
+        path, "SELECT how FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [haven_id]
+    )
+    assert ledger == [("deleted",)]
+
+
+@WITH_HAVEN
+def test_deleting_a_discovery_never_sent_to_vh_is_immediate(sample_haven_db):
+    """A pending item never tried has no row anywhere: the discovery goes at once."""
+    count = _vh_count(sample_haven_db)
+    discovery = discovery_make(**PLACED)
+    assert discovery_delete(discovery_id=discovery.id) == "deleted"
+    assert not Discovery.objects.filter(id=discovery.id).exists()
+    assert sync_batch().claimed == 0
+    assert _vh_count(sample_haven_db) == count
+
+
+@WITH_HAVEN
+def test_a_delete_already_done_in_vh_when_the_worker_died_finishes_once(sample_haven_db):
+    """VH deleted the row but keeper.db never heard: the next attempt finds the ledger's mark
+    and only deletes the discovery."""
+    from discoveries.haven.writer import haven_discovery_delete
+
+    discovery, haven_id = _synced(sample_haven_db)
+    count = _vh_count(sample_haven_db)
+    discovery_delete(discovery_id=discovery.id)
+    assert haven_discovery_delete(discovery=discovery).how == "deleted"
+    assert sync_batch().deleted == 1
+    assert _vh_count(sample_haven_db) == count - 1
+    assert not Discovery.objects.filter(id=discovery.id).exists()
+
+
+@WITH_HAVEN
+def test_deleting_a_row_the_control_room_changed_is_a_conflict_and_can_be_cancelled(
+    sample_haven_db,
+):
+    """Their changed row is not deleted unasked; keeping their version cancels the delete."""
+    discovery, haven_id = _synced(sample_haven_db)
+    _their_change(sample_haven_db, haven_id, "Theirs.")
+    discovery_delete(discovery_id=discovery.id)
+    assert sync_batch().conflict == 1
+    item = _item(discovery)
+    assert item.metadata["conflict"]["operation"] == "delete"
+    assert item.metadata["conflict"]["ours"] is None
+    queue_item_conflict_resolve(item_id=item.id, keep="control_room")
+    assert sync_batch().synced == 1
+    assert _vh_row(sample_haven_db, haven_id)["description"] == "Theirs."
+    item = _item(discovery)
+    assert (item.sync_status, item.operation) == (SyncStatus.SYNCED, Operation.WRITE)
+
+
+@WITH_HAVEN
+def test_deleting_a_changed_row_anyway_removes_it(sample_haven_db):
+    """keep=keeper on a delete conflict deletes the version the operator saw."""
+    discovery, haven_id = _synced(sample_haven_db)
+    _their_change(sample_haven_db, haven_id, "Theirs.")
+    discovery_delete(discovery_id=discovery.id)
+    sync_batch()
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
+    assert sync_batch().deleted == 1
+    assert _vh_row(sample_haven_db, haven_id) is None
