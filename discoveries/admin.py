@@ -4,10 +4,14 @@ The list shows each discovery's sync state (linked to its queue item) and whethe
 resolved in VH, which the sync records in the queue item's ``metadata["location_resolved"]``.
 The change page shows the type's four fields by their labels and previews the exact VH row the
 writer would write now. An edit is checked and saved by
-:func:`discoveries.services.discovery_update`, with the submission's own rules
-(:mod:`discoveries.rules`): the form holds none of its own. "Save and retry sync" and the list
-action retry through :mod:`syncq.services`, so every retry is recorded as an operator action of
-source ``admin``.
+:func:`syncq.services.discovery_update`, with the submission's own rules
+(:mod:`discoveries.rules`): the form holds none of its own; a saved change goes on to VH
+through the discovery's queue item by itself (a synced discovery's one VH row is updated).
+"Save and retry sync" also retries an item when nothing changed, and the list action retries
+through :mod:`syncq.services`, so every retry is recorded as an operator action of source
+``admin``. Deleting (the delete page and "Delete selected") goes through
+:func:`syncq.services.discovery_delete`: a discovery that may have a VH row is removed from the
+Control Room first, through the queue, and the confirmation names that row.
 """
 
 from __future__ import annotations
@@ -16,13 +20,19 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from discoveries.haven.writer import haven_row_preview
 from discoveries.models import Discovery
@@ -32,16 +42,22 @@ from discoveries.rules import (
     discovery_changes_validate,
     field_label,
 )
-from discoveries.services import discovery_update, discovery_values
+from discoveries.services import discovery_values
 from discoveries.types import (
     ALL_TYPE_FIELD_KEYS,
     DISCOVERY_TYPES,
     DiscoveryType,
     discovery_type_lookup,
 )
-from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
-from syncq.models import SyncQueueItem, SyncStatus
-from syncq.services import queue_item_retry, queue_items_retry
+from syncq.errors import DiscoveryBeingDeleted, QueueItemNotFound, QueueItemNotRetryable
+from syncq.models import Operation, SyncQueueItem, SyncStatus
+from syncq.services import (
+    discovery_delete,
+    discovery_update,
+    discovery_vh_row,
+    queue_item_retry,
+    queue_items_retry,
+)
 
 #: The change page's sections of columns, in order; the type's own inputs come between the
 #: submitter and the other columns.
@@ -71,6 +87,8 @@ OTHER_COLUMNS = (
 #: Form field name prefix of the type's four fields; the rest of the name is the metadata key.
 TYPE_FIELD_PREFIX = "type__"
 SAVE_AND_RETRY = "_saveretry"
+#: The most VH rows a "Delete selected" confirmation names one by one.
+VH_ROWS_LISTED = 100
 
 
 def _queue_item(discovery: Discovery) -> SyncQueueItem | None:
@@ -88,6 +106,27 @@ def _actor(request):
     recognise as a keeper model when the action row is related to it.
     """
     return get_user_model().objects.get(pk=request.user.pk)
+
+
+def _being_deleted(item: SyncQueueItem | None) -> bool:
+    """Whether the discovery of ``item`` is queued for deletion from VH (it goes once its VH
+    row is gone)."""
+    return item is not None and item.operation == Operation.DELETE
+
+
+def vh_removal_text(*, discovery_id: int, haven_id: int | None, system_name: str | None) -> str:
+    """What deleting discovery ``discovery_id`` does to the Control Room's map, for the
+    confirmation pages: its VH row ``haven_id`` (in system ``system_name``) is removed, or it
+    has none keeper.db knows of."""
+    if haven_id is None:
+        return (
+            f"Discovery #{discovery_id}: keeper.db knows no VH row of it; if it was never "
+            "sent to the Control Room it is deleted at once."
+        )
+    return (
+        f"Discovery #{discovery_id}: VH row #{haven_id} in system {system_name or '?'} will be "
+        "removed from the Control Room, then the discovery is deleted."
+    )
 
 
 def _emoji_variants(dtype: DiscoveryType) -> set[str]:
@@ -125,11 +164,13 @@ class SyncStateFilter(admin.SimpleListFilter):
     parameter_name = "sync_state"
 
     def lookups(self, request, model_admin):
-        return [*SyncStatus.choices, ("none", "No queue item")]
+        return [*SyncStatus.choices, ("deleting", "Being deleted"), ("none", "No queue item")]
 
     def queryset(self, request, queryset):
         if self.value() == "none":
             return queryset.filter(queue_item__isnull=True)
+        if self.value() == "deleting":
+            return queryset.filter(queue_item__operation=Operation.DELETE)
         if self.value() in SyncStatus.values:
             return queryset.filter(queue_item__sync_status=self.value())
         return queryset
@@ -238,7 +279,7 @@ class DiscoveryAdminForm(forms.ModelForm):
             )
 
     def changes(self) -> dict[str, object]:
-        """The columns the operator changed, for :func:`discoveries.services.discovery_update`:
+        """The columns the operator changed, for :func:`syncq.services.discovery_update`:
         the type's four inputs go into ``metadata``, over the JSON object the operator left in
         the metadata box."""
         cleaned = self.cleaned_data
@@ -313,7 +354,8 @@ class DiscoveryAdmin(admin.ModelAdmin):
     )
     list_select_related = ("queue_item",)
     search_fields = ("description", "system_name", "location", "username")
-    actions = ["retry_sync"]
+    # "delete_selected" here replaces Django's own: deleting goes through the delete service.
+    actions = ["retry_sync", "delete_selected"]
     readonly_fields = (
         "id",
         "user_id",
@@ -377,7 +419,29 @@ class DiscoveryAdmin(admin.ModelAdmin):
         if item is None:
             return "no queue item"
         url = reverse("admin:syncq_syncqueueitem_change", args=[item.pk])
-        return format_html('<a href="{}">{}</a>', url, item.get_sync_status_display())
+        label, detail = item.get_sync_status_display(), ""
+        if _being_deleted(item) and item.sync_status != SyncStatus.SYNCED:
+            label = "Being deleted"
+            detail = "its VH row is removed from the Control Room first"
+            if item.sync_status == SyncStatus.CONFLICT:
+                detail = "held: the Control Room changed its VH row; choose on the queue item"
+            elif item.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED:
+                detail = "the removal from VH failed; retry it on the queue item"
+        elif item.sync_status == SyncStatus.WAITING:
+            metadata = item.metadata if isinstance(item.metadata, dict) else {}
+            waiting = metadata.get("waiting") if isinstance(metadata.get("waiting"), dict) else {}
+            detail = waiting.get("reason") or item.sync_error or ""
+        elif item.sync_status == SyncStatus.CONFLICT:
+            detail = "the Control Room changed its VH row; choose a version on the queue item"
+        if not detail:
+            return format_html('<a href="{}">{}</a>', url, label)
+        return format_html(
+            '<a href="{}" title="{}">{}</a><br><small class="sync-state-detail">{}</small>',
+            url,
+            item.sync_error or detail,
+            label,
+            Truncator(str(detail)).chars(80),
+        )
 
     @admin.display(description="location in VH", boolean=True)
     def location_resolved(self, obj: Discovery) -> bool | None:
@@ -408,6 +472,9 @@ class DiscoveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="VH row")
     def haven_row_preview(self, obj: Discovery) -> str:
+        if isinstance(obj.metadata, str):
+            # The stored text tells a JSON string from text that is not JSON (see the mapping).
+            obj.metadata_stored = obj.metadata_raw()
         preview = haven_row_preview(obj)
         item = _queue_item(obj)
         return render_to_string(
@@ -424,25 +491,44 @@ class DiscoveryAdmin(admin.ModelAdmin):
     # --- retry ---------------------------------------------------------------------------------
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        item = _queue_item(obj) if obj is not None else None
+        # An edit already sends itself to VH; the button also retries an item when nothing
+        # changed. A discovery being deleted takes no edit at all.
         context["show_save_and_retry"] = (
-            obj is not None
+            item is not None
+            and not _being_deleted(item)
             and self.has_change_permission(request, obj)
-            and _queue_item(obj) is not None
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- saving ------------------------------------------------------------------------------
 
     def save_model(self, request, obj, form, change):
-        """Store the edit through :func:`discoveries.services.discovery_update`. The form has
+        """Store the edit through :func:`syncq.services.discovery_update`, which also sends it
+        to VH through the discovery's queue item. The form has
         shown every refusal already; one that arises only now (another edit landed between the
         two) is reported, and nothing is stored."""
         try:
-            discovery_update(discovery_id=obj.pk, changes=form.changes())
+            discovery_update(
+                discovery_id=obj.pk, changes=form.changes(), actor=_actor(request), source="admin"
+            )
         except DiscoveryInvalid as exc:
             request.discovery_refused = True
             self.message_user(request, f"Nothing was saved: {exc}.", messages.ERROR)
+        except DiscoveryBeingDeleted:
+            request.discovery_refused = True
+            self.message_user(
+                request,
+                f"Nothing was saved: discovery #{obj.pk} is being deleted (its VH row is removed "
+                "from the Control Room first, then the discovery), so it can no longer be edited.",
+                messages.ERROR,
+            )
         obj.refresh_from_db()
+        # discovery_update requeues the item only when a value changed (form.stored is what
+        # was stored when the form was shown).
+        request.discovery_requeued = not getattr(
+            request, "discovery_refused", False
+        ) and form.stored != discovery_values(obj)
 
     def log_change(self, request, obj, message):
         if getattr(request, "discovery_refused", False):
@@ -452,11 +538,37 @@ class DiscoveryAdmin(admin.ModelAdmin):
     def response_change(self, request, obj):
         if getattr(request, "discovery_refused", False):
             return HttpResponseRedirect(request.get_full_path())
+        requeued = getattr(request, "discovery_requeued", False)
         if SAVE_AND_RETRY not in request.POST:
-            return super().response_change(request, obj)
+            response = super().response_change(request, obj)
+            if requeued:
+                self._requeued_message(request, obj)
+            return response
         self.message_user(request, f"Discovery #{obj.pk} was saved.", messages.SUCCESS)
-        self._retry_one(request, obj)
+        if requeued:
+            # The edit made its item pending with its attempts reset: nothing is left to retry.
+            self._requeued_message(request, obj)
+        else:
+            self._retry_one(request, obj)
         return HttpResponseRedirect(request.get_full_path())
+
+    def _requeued_message(self, request, obj: Discovery) -> None:
+        """Say where a saved change goes: the queue item is pending again and the sync sends
+        the change to VH next, updating the discovery's VH row when it has one."""
+        item = _queue_item(Discovery.objects.get(pk=obj.pk))
+        if item is None:
+            return
+        row = discovery_vh_row(obj)
+        where = (
+            f"VH row #{row} is updated at the next sync"
+            if row is not None
+            else "the sync writes it to VH next"
+        )
+        self.message_user(
+            request,
+            f"Queue item {item.pk} is pending again with its attempts reset: {where}.",
+            messages.SUCCESS,
+        )
 
     def _retry_one(self, request, obj: Discovery) -> None:
         item_id = (
@@ -512,10 +624,136 @@ class DiscoveryAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 f"{len(report.refused)} queue item(s) not retried: they are {states}; only "
-                "pending or failed items retry.",
+                "pending, waiting or failed items retry (a conflict needs a choice on its queue "
+                "item).",
                 messages.WARNING,
             )
         if without:
             self.message_user(
                 request, f"{without} discovery(ies) have no queue item.", messages.WARNING
             )
+
+    # --- deleting ------------------------------------------------------------------------------
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """Django's delete page, naming on the confirmation the VH row that will be removed
+        from the Control Room's map (:func:`vh_removal_text`)."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and request.method != "POST":
+            haven_id = discovery_vh_row(obj)
+            extra_context = {
+                **(extra_context or {}),
+                "vh_removal": vh_removal_text(
+                    discovery_id=obj.pk, haven_id=haven_id, system_name=obj.system_name
+                ),
+                "vh_row": haven_id,
+            }
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        """Delete through :func:`syncq.services.discovery_delete`: at once, or queued behind
+        the removal of its VH row; :meth:`response_delete` says which."""
+        haven_id = discovery_vh_row(obj)
+        result = discovery_delete(discovery_id=obj.pk, actor=_actor(request), source="admin")
+        request.discovery_deleted = (obj.pk, result, haven_id)
+
+    def delete_queryset(self, request, queryset):
+        """Each discovery through :func:`syncq.services.discovery_delete`; the results are kept
+        on the request for the message."""
+        results: dict[str, list[tuple[int, int | None]]] = {"deleted": [], "queued": []}
+        actor = _actor(request)
+        for obj in queryset.select_related("queue_item"):
+            haven_id = discovery_vh_row(obj)
+            try:
+                result = discovery_delete(discovery_id=obj.pk, actor=actor, source="admin")
+            except Discovery.DoesNotExist:
+                continue
+            results[result].append((obj.pk, haven_id))
+        request.discoveries_deleted = results
+
+    def response_delete(self, request, obj_display, obj_id):
+        if IS_POPUP_VAR in request.POST:
+            return super().response_delete(request, obj_display, obj_id)
+        _, result, haven_id = getattr(request, "discovery_deleted", (obj_id, "deleted", None))
+        if result == "queued":
+            row = f"VH row #{haven_id}" if haven_id is not None else "its VH row, if it has one,"
+            text = (
+                f"Discovery #{obj_id} is queued for deletion: the sync removes {row} from the "
+                "Control Room first, then deletes the discovery."
+            )
+        else:
+            text = f"Discovery #{obj_id} was deleted at once: it had no row in the Control Room."
+        self.message_user(request, text, messages.SUCCESS)
+        if self.has_change_permission(request, None):
+            url = reverse(
+                f"{self.admin_site.name}:discoveries_discovery_changelist",
+            )
+            url = add_preserved_filters(
+                {"preserved_filters": self.get_preserved_filters(request), "opts": self.opts}, url
+            )
+        else:
+            url = reverse(f"{self.admin_site.name}:index")
+        return HttpResponseRedirect(url)
+
+    @admin.action(description="Delete selected discoveries", permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        """Django's "Delete selected", through :meth:`delete_queryset`: the confirmation lists
+        the VH rows that will be removed from the Control Room, and the message says which
+        discoveries went at once and which are queued behind their VH row's removal."""
+        if not request.POST.get("post"):
+            response = django_delete_selected(self, request, queryset)
+            if isinstance(response, TemplateResponse):
+                response.context_data["vh_removals"], response.context_data["vh_more"] = (
+                    self._vh_removals(queryset)
+                )
+            return response
+        _, _, perms_needed, protected = self.get_deleted_objects(queryset, request)
+        if protected:
+            return django_delete_selected(self, request, queryset)
+        if perms_needed:
+            raise PermissionDenied
+        if not queryset.exists():
+            return None
+        self.log_deletions(request, queryset)
+        self.delete_queryset(request, queryset)
+        results = request.discoveries_deleted
+        if results["deleted"]:
+            n = len(results["deleted"])
+            self.message_user(
+                request,
+                f"Deleted {n} discover{'y' if n == 1 else 'ies'} at once (no row in the Control "
+                "Room).",
+                messages.SUCCESS,
+            )
+        if results["queued"]:
+            n = len(results["queued"])
+            known = [f"#{h}" for _, h in results["queued"][:VH_ROWS_LISTED] if h is not None]
+            rows = (
+                f"VH row{'s' if len(known) > 1 else ''} {', '.join(known)}"
+                if known
+                else "their VH rows"
+            )
+            self.message_user(
+                request,
+                f"Queued {n} discover{'y' if n == 1 else 'ies'} for deletion: the sync removes "
+                f"{rows} from the Control Room first, then deletes "
+                f"{'it' if n == 1 else 'them'}.",
+                messages.SUCCESS,
+            )
+        return None
+
+    def _vh_removals(self, queryset) -> tuple[list[str], int]:
+        """The confirmation's lines for the discoveries of ``queryset`` that have a VH row
+        (at most :data:`VH_ROWS_LISTED`), and how many more there are."""
+        rows = [
+            (pk, own if own is not None else queued, system)
+            for pk, own, queued, system in queryset.order_by("pk").values_list(
+                "pk", "haven_discovery_id", "queue_item__haven_discovery_id", "system_name"
+            )
+            if own is not None or queued is not None
+        ]
+        lines = [
+            vh_removal_text(discovery_id=pk, haven_id=haven_id, system_name=system)
+            for pk, haven_id, system in rows[:VH_ROWS_LISTED]
+        ]
+        return lines, max(0, len(rows) - VH_ROWS_LISTED)

@@ -1,6 +1,8 @@
-"""The operators' console for the sync queue: browse items, read why they failed, and retry or
-reset them one or thousands at a time. Every change goes through :mod:`syncq.services`, which
-refuses synced and syncing items and records an :class:`OperatorAction` (source ``admin``)."""
+"""The operators' console for the sync queue: browse items, read why they failed or wait, and
+retry or reset them one or thousands at a time; let waiting items be written without their place;
+and, on an item's page, settle a conflict with the Control Room by keeping one version. Every
+change goes through :mod:`syncq.services`, which refuses what does not apply (synced and syncing
+items, a conflict that is over) and records an :class:`OperatorAction` (source ``admin``)."""
 
 from __future__ import annotations
 
@@ -10,22 +12,32 @@ from dataclasses import dataclass
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import ngettext
 
 from discoveries.models import Discovery
 from syncq.display import retry_due_text
-from syncq.models import OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
+from syncq.errors import ConflictVersionChanged, QueueItemNotFound, QueueItemNotInConflict
+from syncq.models import Operation, OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
+from syncq.selectors import conflict_row, waiting_row
 from syncq.services import (
+    CONFLICT_CHOICES,
     RETRYABLE,
     RetryReport,
+    UnplacedReport,
+    queue_item_conflict_resolve,
     queue_items_reset_attempts,
     queue_items_retry,
+    queue_items_write_unplaced,
 )
 
 #: A bulk action over more items than this shows a confirmation page with the count first.
@@ -34,13 +46,15 @@ CONFIRM_ABOVE = 100
 #: How many characters of an error the list shows; the detail page shows all of it.
 ERROR_PREVIEW_CHARS = 80
 
-#: What a bulk action says of the items it refused and of those gone: ``"one|many"``.
-REFUSED_TEXT = (
-    "Refused {n} queue item that is synced or syncing; only pending or exceeded items can be "
-    "retried.|Refused {n} queue items that are synced or syncing; only pending or exceeded "
-    "items can be retried."
-)
+#: What a bulk action says of the items that are gone: ``"one|many"``.
 MISSING_TEXT = "{n} queue item no longer exists.|{n} queue items no longer exist."
+
+#: How a refused item's state reads in a sentence.
+STATE_WORDS = {SyncStatus.CONFLICT: "in conflict", SyncStatus.MAX_RETRIES_EXCEEDED: "exceeded"}
+
+#: The most refusal reasons a bulk action lists, and the most item ids it names per reason.
+REASONS_SHOWN = 10
+IDS_SHOWN = 20
 
 #: Badge colours per state; white text reads on each in the light and the dark admin theme.
 STATE_COLOURS = {
@@ -48,20 +62,76 @@ STATE_COLOURS = {
     SyncStatus.SYNCING: "#2b6cb0",
     SyncStatus.SYNCED: "#2f855a",
     SyncStatus.MAX_RETRIES_EXCEEDED: "#c53030",
+    SyncStatus.WAITING: "#6b46c1",
+    SyncStatus.CONFLICT: "#c05621",
 }
+
+
+def _states_text(states) -> str:
+    words = sorted({STATE_WORDS.get(state, state) for state in states})
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def retry_refusals(refused: dict[int, str]) -> list[str]:
+    """The warning of a retry or reset that refused ``refused`` (``{id: state}``): how many,
+    in which states, and what an item in conflict needs instead."""
+    if not refused:
+        return []
+    n = len(refused)
+    text = ngettext(
+        "Refused {n} queue item that is {states}",
+        "Refused {n} queue items that are {states}",
+        n,
+    ).format(n=n, states=_states_text(refused.values()))
+    text += "; only pending, waiting or exceeded items can be retried."
+    if SyncStatus.CONFLICT in refused.values():
+        text += (
+            " An item in conflict needs a choice: open it and keep the keeper version or the "
+            "Control Room's."
+        )
+    return [text]
+
+
+def unplaced_refusals(refused: dict[int, str]) -> list[str]:
+    """The warnings of "Write without a place" for ``refused`` (``{id: reason}``): one per
+    reason, naming its items, so that VH-Database.db's own CHECK is quoted once."""
+    by_reason: dict[str, list[int]] = {}
+    for item_id, reason in refused.items():
+        by_reason.setdefault(reason, []).append(item_id)
+    texts = []
+    for reason, ids in list(by_reason.items())[:REASONS_SHOWN]:
+        shown = ", ".join(str(i) for i in ids[:IDS_SHOWN]) + (" …" if len(ids) > IDS_SHOWN else "")
+        texts.append(
+            ngettext(
+                "Not written without a place: queue item {ids}: {reason}",
+                "Not written without a place: {n} queue items ({ids}): {reason}",
+                len(ids),
+            ).format(n=len(ids), ids=shown, reason=reason)
+        )
+    if len(by_reason) > REASONS_SHOWN:
+        more = len(by_reason) - REASONS_SHOWN
+        texts.append(f"… and {more} more reason{'s' if more > 1 else ''} for refusing.")
+    return texts
 
 
 @dataclass(frozen=True)
 class BulkAction:
-    """An action of the queue list: its ``verb`` (the menu's text), the retry ``service`` it
-    calls with the items' ids, the message ``done`` (``"one|many"``, ``{n}`` the count), the
-    ``state`` it keeps to (None: any) and whether it ``always_confirm``s first."""
+    """An action of the queue list: its ``verb`` (the menu's text), the ``service`` it calls
+    with the items' ids (returning a :class:`RetryReport` or an :class:`UnplacedReport`), the
+    message ``done`` (``"one|many"``, ``{n}`` the count), the ``state`` it keeps to (None:
+    any), whether it ``always_confirm``s first, the states whose items it ``changes`` (others
+    are refused), how it words the ``refusals`` of its service, and, for its confirmation page,
+    what the refused items are (``refused_note``) and a ``note`` on what it does."""
 
     verb: str
-    service: Callable[..., RetryReport]
+    service: Callable[..., RetryReport | UnplacedReport]
     done: str
     state: str | None = None
     always_confirm: bool = False
+    changes: tuple[str, ...] = RETRYABLE
+    refusals: Callable[[dict[int, str]], list[str]] = retry_refusals
+    refused_note: str = "synced, syncing or in conflict"
+    note: str = ""
 
 
 BULK_ACTIONS: dict[str, BulkAction] = {
@@ -79,6 +149,23 @@ BULK_ACTIONS: dict[str, BulkAction] = {
         "Reset attempts",
         queue_items_reset_attempts,
         "Reset the attempts of {n} queue item.|Reset the attempts of {n} queue items.",
+    ),
+    "write_unplaced": BulkAction(
+        "Write without a place",
+        queue_items_write_unplaced,
+        "Queued {n} waiting queue item to be written without its place.|Queued {n} waiting "
+        "queue items to be written without their place.",
+        always_confirm=True,
+        changes=(SyncStatus.WAITING,),
+        refusals=unplaced_refusals,
+        refused_note="not waiting for a place",
+        note=(
+            "Each waiting item is written to VH-Database.db at the next sync without the system, "
+            "planet or moon it names: the row is kept, but the Control Room's map shows it "
+            "nowhere until the discovery is corrected. Where the file itself refuses such rows "
+            "(the Control Room's current schema has a CHECK for it), the item stays waiting "
+            "and the refusal is shown."
+        ),
     ),
 }
 
@@ -121,6 +208,43 @@ class ErrorTextFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _waiting_reason(item: SyncQueueItem) -> str | None:
+    """Why a waiting ``item`` waits, from its ``metadata`` (no query), or None."""
+    metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    waiting = metadata.get("waiting")
+    reason = waiting.get("reason") if isinstance(waiting, dict) else None
+    return reason if isinstance(reason, str) and reason else None
+
+
+def _conflict_hash(item: SyncQueueItem) -> str | None:
+    """The hash of the Control Room's version an item in conflict holds (no query), or None."""
+    metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    conflict = metadata.get("conflict")
+    return conflict.get("theirs_hash") if isinstance(conflict, dict) else None
+
+
+def _as_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def conflict_table(ours: dict | None, theirs: dict) -> list[dict]:
+    """The rows of a conflict's side-by-side view: each mapped ``column`` with ``ours`` (None
+    for a delete), ``theirs`` and whether they ``differ`` (never for a delete: it has no
+    version of ours to compare). ``theirs`` is the row as SQLite's text, so values are compared
+    as text: our ``19`` is their ``'19'``."""
+    columns = list(theirs) + [c for c in (ours or {}) if c not in theirs]
+    return [
+        {
+            "column": column,
+            "ours": (ours or {}).get(column),
+            "theirs": theirs.get(column),
+            "differs": ours is not None
+            and _as_text(ours.get(column)) != _as_text(theirs.get(column)),
+        }
+        for column in columns
+    ]
+
+
 class SyncAttemptInline(admin.TabularInline):
     """Every attempt of the item, newest first, read-only."""
 
@@ -149,13 +273,19 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
         "haven_discovery_id",
         "created_at",
     )
-    list_filter = ("sync_status", ErrorTextFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "sync_status",
+        "operation",
+        ErrorTextFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("=id", "sync_error")
     list_per_page = 100
     actions = tuple(_admin_action(name, action) for name, action in BULK_ACTIONS.items())
     fields = (
         "discovery_link",
         "state",
+        "operation",
         "attempts",
         "next_retry",
         "full_error",
@@ -174,6 +304,24 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
         # Queue items are created with their discovery (discovery_submit), never by hand.
         return False
 
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        # Before the default routes: their "<path:object_id>/" would swallow these.
+        return [
+            path(
+                "<path:object_id>/keep/<str:keep>/",
+                wrap(self.conflict_resolve_view),
+                name="{}_{}_keep".format(*info),
+            ),
+            path(
+                "<path:object_id>/write-unplaced/",
+                wrap(self.write_unplaced_view),
+                name="{}_{}_write_unplaced".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
     # --- columns ---------------------------------------------------------------------------
 
     @admin.display(description="discovery", ordering="discovery_id")
@@ -187,13 +335,17 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="sync_status")
     def state(self, item: SyncQueueItem) -> str:
-        return format_html(
+        badge = format_html(
             '<span class="sync-state sync-state-{}" style="background:{};color:#fff;'
             'padding:2px 8px;border-radius:10px;white-space:nowrap">{}</span>',
             item.sync_status,
             STATE_COLOURS.get(item.sync_status, "#4a5568"),
             item.get_sync_status_display(),
         )
+        if item.operation == Operation.DELETE and item.sync_status != SyncStatus.SYNCED:
+            # The discovery goes once its VH row is gone; say so beside whatever state it is in.
+            return format_html('{} <span class="sync-operation-delete">being deleted</span>', badge)
+        return badge
 
     @admin.display(description="attempts", ordering="sync_attempts")
     def attempts(self, item: SyncQueueItem) -> str:
@@ -208,17 +360,182 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
             '<span title="{}">{}</span>', item.next_retry_after.isoformat(timespec="seconds"), text
         )
 
-    @admin.display(description="last error")
+    @admin.display(description="last error or why it waits")
     def last_error(self, item: SyncQueueItem) -> str:
         if not item.sync_error:
             return "—"
-        return Truncator(item.sync_error).chars(ERROR_PREVIEW_CHARS)
+        reason = _waiting_reason(item) if item.sync_status == SyncStatus.WAITING else None
+        if reason is None:
+            return Truncator(item.sync_error).chars(ERROR_PREVIEW_CHARS)
+        # The reason first, whole sentence in the tooltip with the nearest names VH has.
+        return format_html(
+            '<span class="waiting-reason" title="{}">Waiting: {}</span>',
+            item.sync_error,
+            Truncator(reason).chars(ERROR_PREVIEW_CHARS),
+        )
 
     @admin.display(description="last error")
     def full_error(self, item: SyncQueueItem) -> str:
         if not item.sync_error:
             return "—"
         return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', item.sync_error)
+
+    # --- the item's page: why it waits, both versions of a conflict, and the choices ---------
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context.update(self._decision_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _decision_context(self, request, item: SyncQueueItem) -> dict:
+        """What the change page shows above the item's fields: for a waiting item its reason,
+        the nearest names and the "Write without a place" button; for a conflict both versions
+        side by side and the two choices. Buttons only for users who may change queue items."""
+        context: dict[str, object] = {
+            "queue_can_decide": self.has_change_permission(request, item),
+            "queue_discovery_url": (
+                reverse(
+                    f"{self.admin_site.name}:discoveries_discovery_change",
+                    args=[item.discovery_id],
+                )
+                if self.admin_site.is_registered(Discovery)
+                else None
+            ),
+        }
+        name = self.admin_site.name
+        if item.sync_status == SyncStatus.WAITING:
+            waiting = waiting_row(item)
+            since = parse_datetime(waiting["since"]) if waiting["since"] else None
+            context["queue_waiting"] = {
+                **waiting,
+                "since": since.strftime("%Y-%m-%d %H:%M:%S UTC") if since else None,
+            }
+            context["queue_write_unplaced_url"] = reverse(
+                f"{name}:syncq_syncqueueitem_write_unplaced", args=[item.pk]
+            )
+        elif item.sync_status == SyncStatus.CONFLICT:
+            conflict = conflict_row(item)
+            rows = conflict_table(conflict["ours"], conflict["theirs"])
+            context["queue_conflict"] = {
+                **conflict,
+                "rows": rows,
+                "differing": sum(1 for row in rows if row["differs"]),
+                "is_delete": conflict["operation"] == Operation.DELETE,
+                "theirs_hash": _conflict_hash(item),
+            }
+            context["queue_keep_urls"] = {
+                keep: reverse(f"{name}:syncq_syncqueueitem_keep", args=[item.pk, keep])
+                for keep in CONFLICT_CHOICES
+            }
+        return context
+
+    def _decision_item(self, request, object_id) -> SyncQueueItem:
+        """The item a change page's button names, once the button may be used: POST only
+        (the caller answers 405 otherwise), an item that exists (404) and a user who may change
+        queue items (403)."""
+        item = self.get_object(request, unquote(object_id))
+        if item is None:
+            raise Http404(f"no queue item {object_id}")
+        if not self.has_change_permission(request, item):
+            raise PermissionDenied
+        return item
+
+    def _change_redirect(self, item_id: int) -> HttpResponseRedirect:
+        return HttpResponseRedirect(
+            reverse(f"{self.admin_site.name}:syncq_syncqueueitem_change", args=[item_id])
+        )
+
+    def conflict_resolve_view(self, request, object_id, keep):
+        """``POST <id>/keep/keeper/`` or ``<id>/keep/control_room/``: settle the item's
+        conflict through :func:`syncq.services.queue_item_conflict_resolve`, then back to its
+        page with what will happen. The form posts ``theirs_hash``, the version it showed; if
+        the item now holds another (the Control Room changed the row again), nothing changes
+        and the operator is asked to look again."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if keep not in CONFLICT_CHOICES:
+            raise Http404(f"no choice {keep!r}")
+        item = self._decision_item(request, object_id)
+        conflict = conflict_row(item) if item.sync_status == SyncStatus.CONFLICT else {}
+        row = conflict.get("haven_discovery_id")
+        try:
+            queue_item_conflict_resolve(
+                item_id=item.pk,
+                keep=keep,
+                seen_hash=request.POST.get("theirs_hash") or "",
+                actor=request.user,
+                source="admin",
+            )
+        except ConflictVersionChanged:
+            # The Control Room changed the row again (or another operator chose) since the page
+            # was shown: a choice applies only to the version the operator saw.
+            self.message_user(
+                request,
+                f"Nothing changed: VH row #{row} is not the version you saw any more; look at "
+                "it again and choose.",
+                messages.WARNING,
+            )
+            return self._change_redirect(item.pk)
+        except QueueItemNotFound:
+            self.message_user(request, f"Queue item {item.pk} no longer exists.", messages.WARNING)
+            return HttpResponseRedirect(
+                reverse(f"{self.admin_site.name}:syncq_syncqueueitem_changelist")
+            )
+        except QueueItemNotInConflict as exc:
+            self.message_user(
+                request,
+                f"Nothing changed: queue item {item.pk} is {exc.status}, not in conflict.",
+                messages.WARNING,
+            )
+            return self._change_redirect(item.pk)
+        deleting = conflict.get("operation") == Operation.DELETE
+        if keep == "keeper" and deleting:
+            text = (
+                f"Queue item {item.pk}: VH row #{row} will be deleted at the next sync, as the "
+                "Control Room left it, and then the discovery."
+            )
+        elif keep == "keeper":
+            text = (
+                f"Queue item {item.pk}: the keeper version will be written over VH row #{row} "
+                "at the next sync."
+            )
+        elif deleting:
+            text = (
+                f"Queue item {item.pk}: the delete is cancelled. VH row #{row} stays as the "
+                "Control Room left it, and so does the discovery."
+            )
+        else:
+            text = (
+                f"Queue item {item.pk}: VH row #{row} stays as the Control Room left it; later "
+                "edits of the discovery update it from there."
+            )
+        self.message_user(
+            request,
+            text + " If the Control Room changes the row again first, the item comes back here.",
+            messages.SUCCESS,
+        )
+        return self._change_redirect(item.pk)
+
+    def write_unplaced_view(self, request, object_id):
+        """``POST <id>/write-unplaced/``: "Write without a place" for this one waiting item,
+        through :func:`syncq.services.queue_items_write_unplaced`; a refusal is shown with
+        its reason (VH-Database.db's CHECK, quoted)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        item = self._decision_item(request, object_id)
+        report = queue_items_write_unplaced(ids=[item.pk], actor=request.user, source="admin")
+        if report.queued:
+            self.message_user(
+                request,
+                f"Queue item {item.pk} will be written without its place at the next sync; the "
+                "Control Room's map shows it nowhere until the discovery is corrected.",
+                messages.SUCCESS,
+            )
+        for text in unplaced_refusals(report.refused):
+            self.message_user(request, text, messages.WARNING)
+        if report.missing:
+            self.message_user(request, f"Queue item {item.pk} no longer exists.", messages.WARNING)
+        return self._change_redirect(item.pk)
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -258,26 +575,30 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
                 self.message_user(request, "No queue item matches; nothing changed.", messages.INFO)
                 return None
             if action.always_confirm or select_across or total > CONFIRM_ABOVE:
-                return self._confirmation(request, name=name, verb=action.verb, per_state=per_state)
+                return self._confirmation(request, name=name, action=action, per_state=per_state)
         ids = list(queryset.order_by().values_list("id", flat=True))
         report = action.service(ids=ids, actor=request.user, source="admin")
-        for ids, text, level in (
-            (report.reset, action.done, messages.SUCCESS),
-            (report.refused, REFUSED_TEXT, messages.WARNING),
-            (report.missing, MISSING_TEXT, messages.WARNING),
-        ):
-            if ids:
-                one, many = text.split("|")
-                self.message_user(request, ngettext(one, many, len(ids)).format(n=len(ids)), level)
-        if not (report.reset or report.refused or report.missing):
+        changed = report.queued if isinstance(report, UnplacedReport) else report.reset
+        if changed:
+            one, many = action.done.split("|")
+            self.message_user(
+                request, ngettext(one, many, len(changed)).format(n=len(changed)), messages.SUCCESS
+            )
+        for text in action.refusals(report.refused):
+            self.message_user(request, text, messages.WARNING)
+        if report.missing:
+            one, many = MISSING_TEXT.split("|")
+            n = len(report.missing)
+            self.message_user(request, ngettext(one, many, n).format(n=n), messages.WARNING)
+        if not (changed or report.refused or report.missing):
             self.message_user(request, "No queue item matches; nothing changed.", messages.INFO)
         return None
 
-    def _confirmation(self, request, *, name, verb, per_state):
+    def _confirmation(self, request, *, name, action: BulkAction, per_state):
         """The page that shows how many items an action would change and refuse, and posts
         the same action again with ``post=yes`` when the operator confirms."""
         opts = self.model._meta
-        changing = sum(n for state, n in per_state.items() if state in RETRYABLE)
+        changing = sum(n for state, n in per_state.items() if state in action.changes)
         context = {
             **self.admin_site.each_context(request),
             "title": "Are you sure?",
@@ -285,7 +606,9 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
             "opts": opts,
             "app_label": opts.app_label,
             "action_name": name,
-            "action_verb": verb,
+            "action_verb": action.verb,
+            "action_note": action.note,
+            "refused_note": action.refused_note,
             "select_across": request.POST.get("select_across", "0"),
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
             "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),

@@ -41,10 +41,12 @@ from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
 from syncq.permissions import VIEW_PERMISSION
 from syncq.selectors import (
     bot_online,
+    conflict_items,
     failed_items,
     queue_items,
     queue_statistics,
     queue_status,
+    waiting_items,
     worker_clusters,
 )
 from syncq.services import queue_item_retry, queue_items_retry
@@ -171,6 +173,14 @@ def _retry_action(*, url_path: str, url_name: str, name: str):
     )
 
 
+def _limit(request) -> int:
+    """The request's ``?limit=`` (:class:`~syncq.serializers.FailedQuerySerializer`), capped
+    at its maximum; a bad one answers 400 naming ``limit``."""
+    query = s.FailedQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return min(query.validated_data["limit"], s.FAILED_LIMIT_MAX)
+
+
 def _retry_error(message: str, status_code: int) -> Response:
     # The old clients' error body, which the retries have always answered.
     return Response({"status": "error", "message": message}, status=status_code)
@@ -218,8 +228,9 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
     - ``list`` and ``retrieve``: ``GET /sync/items/`` (cursor pages of
       :class:`~syncq.serializers.QueueItemSerializer`, filters of
       :class:`~syncq.serializers.ItemFilterSerializer`) and ``GET /sync/items/{id}/``;
-    - ``status``, ``statistics``, ``failed``: ``GET /sync/status``, ``/sync/statistics``,
-      ``/sync/failed?limit=``, read from :mod:`syncq.selectors`;
+    - ``status``, ``statistics``, ``failed``, ``waiting``, ``conflicts``: ``GET
+      /sync/status``, ``/sync/statistics``, ``/sync/failed?limit=``, ``/sync/waiting?limit=``
+      and ``/sync/conflicts?limit=``, read from :mod:`syncq.selectors`;
     - ``retry_one``, ``retry_many``: ``POST /sync/retry/{queue_id}`` and ``POST /sync/retry``
       through :mod:`syncq.services`, whose :class:`~syncq.errors.QueueItemNotFound` and
       :class:`~syncq.errors.QueueItemNotRetryable` answer 404 and 409 in the old clients'
@@ -276,11 +287,40 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, methods=["get"])
     def failed(self, request):
         """Items that used up their attempts (``max_retries_exceeded``), newest first."""
-        query = s.FailedQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        limit = min(query.validated_data["limit"], s.FAILED_LIMIT_MAX)
-        items = failed_items(limit=limit)
+        items = failed_items(limit=_limit(request))
         return Response({"status": "ok", "failed_items": items, "count": len(items)})
+
+    @extend_schema(
+        parameters=[s.FailedQuerySerializer],
+        responses={
+            200: s.WaitingSerializer,
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
+            **ERRORS,
+        },
+    )
+    @action(detail=False, methods=["get"])
+    def waiting(self, request):
+        """Items waiting for their system, planet or moon to appear in the Control Room
+        (``waiting``), newest first, each with the reason, the nearest names VH has and when
+        it last looked. They are taken again by themselves when VH's map changes."""
+        items = waiting_items(limit=_limit(request))
+        return Response({"status": "ok", "waiting_items": items, "count": len(items)})
+
+    @extend_schema(
+        parameters=[s.FailedQuerySerializer],
+        responses={
+            200: s.ConflictsSerializer,
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
+            **ERRORS,
+        },
+    )
+    @action(detail=False, methods=["get"])
+    def conflicts(self, request):
+        """Edits and deletes held because the Control Room changed the VH row since we wrote
+        it (``conflict``), newest first, with both versions of the row; an operator chooses
+        one in the admin."""
+        items = conflict_items(limit=_limit(request))
+        return Response({"status": "ok", "conflict_items": items, "count": len(items)})
 
     @extend_schema(
         operation_id="sync_retry_one",
@@ -288,15 +328,18 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
         responses={
             200: s.MessageSerializer,
             404: OpenApiResponse(s.MessageSerializer, description="No such queue item."),
-            409: OpenApiResponse(s.MessageSerializer, description="Already synced or syncing."),
+            409: OpenApiResponse(
+                s.MessageSerializer,
+                description="Synced, syncing, or in conflict (which needs a choice).",
+            ),
             415: UNSUPPORTED,
             **RETRY_ERRORS,
         },
     )
     @_retry_action(url_path="retry/<int:queue_id>", url_name="retry-one", name="Retry One")
     def retry_one(self, request, queue_id: int):
-        """Reset one ``max_retries_exceeded`` or ``pending`` item: attempts 0, error cleared, due
-        now, and the worker asked to run."""
+        """Reset one ``max_retries_exceeded``, ``pending`` or ``waiting`` item: attempts 0, error
+        cleared, due now, and the worker asked to run."""
         if queue_id > MAX_ID:
             return _retry_error(f"no queue item {queue_id}", 404)
         try:

@@ -1,6 +1,7 @@
 """The operator console's queue dashboard: one admin page (and a summary on the admin index)
 with the counts per state, the oldest pending age, the synced items per hour over the last 24
-hours as an SVG drawn here, the top errors and whether the worker is alive.
+hours as an SVG drawn here, the top errors, whether the worker is alive and the last check of
+VH-Database.db against keeper.db (``manage.py sync_verify``).
 
 Every figure comes from a fixed set of grouped queries, so the page costs the same number of
 queries with ten queue rows or a hundred thousand."""
@@ -115,6 +116,7 @@ def queue_dashboard(request):
         "synced_last_day": stats["synced_last_day"],
         "sync_seconds": stats["sync_seconds"],
         "top_errors": stats["top_errors"],
+        "verify": stats["verify"],
         "chart": throughput_chart(series),
         "chart_total": sum(slot["count"] for slot in series),
         "worker": worker_summary(),

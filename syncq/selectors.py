@@ -17,10 +17,11 @@ from django.db import connection
 from django.db.models import CharField, Count, Func, Max, Value
 from django.db.models.functions import TruncHour
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django_q.status import Stat
 
 from syncq.display import iso_utc
-from syncq.models import SyncQueueItem, SyncStatus, utc_text
+from syncq.models import SyncQueueItem, SyncStatus, SyncVerifyRun, utc_text
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,11 @@ def worker_clusters() -> list:
 def queue_status() -> dict[str, object]:
     """The queue in the shape of the Control Room's ``GET /sync/status`` (REFERENCE.md):
     ``status``, ``sync_worker {is_running, sync_interval, uptime_seconds, last_sync_time}``,
-    ``queue {pending, syncing, synced, failed}`` and ``totals {total_synced, total_failed}``.
-    ``failed`` counts ``max_retries_exceeded``; ``last_sync_time`` is the latest attempt (ISO
-    8601, UTC) or ``None``; ``uptime_seconds`` is the oldest live cluster's, or 0."""
+    ``queue {pending, syncing, synced, failed, waiting, conflict}`` and ``totals {total_synced,
+    total_failed}``. ``failed`` counts ``max_retries_exceeded``; ``waiting`` and ``conflict``,
+    added after the reference's four, count the items waiting for their place in VH and those
+    waiting for an operator's choice; ``last_sync_time`` is the latest attempt (ISO 8601, UTC)
+    or ``None``; ``uptime_seconds`` is the oldest live cluster's, or 0."""
     counts = queue_counts()
     clusters = worker_clusters()
     last = SyncQueueItem.objects.aggregate(last=Max("last_sync_attempt"))["last"]
@@ -98,6 +101,8 @@ def queue_status() -> dict[str, object]:
             "syncing": counts[SyncStatus.SYNCING],
             "synced": counts[SyncStatus.SYNCED],
             "failed": counts[SyncStatus.MAX_RETRIES_EXCEEDED],
+            "waiting": counts[SyncStatus.WAITING],
+            "conflict": counts[SyncStatus.CONFLICT],
         },
         "totals": {
             "total_synced": counts[SyncStatus.SYNCED],
@@ -129,8 +134,10 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
     ``synced_last_hour`` and ``synced_last_day``; ``sync_seconds`` ``{mean, p95, sample}``,
     queued→synced over the last 1,000 synced items (None when there are none); and
     ``top_errors``, the 10 most common error texts of items not synced, as
-    ``[{error, count}]``. Times stored as other tools write them (``T`` or space, ``Z`` or
-    ``+00:00``) count in the right windows."""
+    ``[{error, count}]``; ``verify``, the last :class:`~syncq.models.SyncVerifyRun`
+    (:meth:`~syncq.models.SyncVerifyRun.figures`: the newest started, so a run cut short
+    shows with no ``finished_at``), or None before the first. Times stored as other tools
+    write them (``T`` or space, ``Z`` or ``+00:00``) count in the right windows."""
     now = now or timezone.now()
     synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED)
     oldest = SyncQueueItem.objects.oldest_pending_created()
@@ -157,6 +164,7 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
         .annotate(count=Count("id"))
         .order_by("-count", "sync_error")[:10]
     )
+    last_verify = SyncVerifyRun.objects.order_by("-started_at", "-id").first()
     return {
         "counts": queue_counts(),
         "oldest_pending_age_seconds": (
@@ -166,7 +174,53 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
         "synced_last_day": synced.time_window("synced_at", since=now - timedelta(days=1)).count(),
         "sync_seconds": timing,
         "top_errors": [{"error": e["sync_error"], "count": e["count"]} for e in errors],
+        "verify": last_verify.figures() if last_verify else None,
     }
+
+
+def _item_row(item: SyncQueueItem) -> dict[str, object]:
+    """``item`` in the Control Room's ``/sync/failed`` item shape (REFERENCE.md)."""
+    return {
+        "queue_id": item.id,
+        "discovery_id": item.discovery_id,
+        "sync_attempts": item.sync_attempts,
+        "sync_error": item.sync_error,
+        "created_at": iso_utc(item.created_at),
+        "last_sync_attempt": iso_utc(item.last_sync_attempt),
+        "system_name": item.discovery.system_name,
+        "location": item.discovery.location,
+        "discovery_type": item.discovery.discovery_type,
+        "username": item.discovery.username,
+    }
+
+
+def _newest_in(status: str, limit: int):
+    return (
+        SyncQueueItem.objects.filter(sync_status=status)
+        .select_related("discovery")
+        .order_by("-id")[:limit]
+    )
+
+
+def _metadata_part(item: SyncQueueItem, key: str) -> dict:
+    """``item.metadata[key]`` when it is a JSON object, else ``{}`` (rows other tools wrote)."""
+    metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    part = metadata.get(key)
+    return part if isinstance(part, dict) else {}
+
+
+def _iso_text(value: object) -> str | None:
+    """A time the services stored as ISO text in ``metadata``, as the API writes times (UTC,
+    ``Z``); None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    return iso_utc(parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC))
 
 
 def failed_items(*, limit: int) -> list[dict[str, object]]:
@@ -174,33 +228,72 @@ def failed_items(*, limit: int) -> list[dict[str, object]]:
     ``/sync/failed`` item shape (REFERENCE.md): ``queue_id, discovery_id, sync_attempts,
     sync_error, created_at, last_sync_attempt, system_name, location, discovery_type,
     username`` (times ISO 8601 UTC or None)."""
-    rows = (
-        SyncQueueItem.objects.filter(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED)
+    return [_item_row(item) for item in _newest_in(SyncStatus.MAX_RETRIES_EXCEEDED, limit)]
+
+
+def waiting_row(item: SyncQueueItem) -> dict[str, object]:
+    """A ``waiting`` item in the ``/sync/failed`` shape plus why it waits: ``reason`` (the
+    place VH lacks, or why the file refuses the row without it), ``suggestions`` (the nearest
+    names VH has) and ``since`` (ISO 8601 UTC, when it last looked, or None). An item whose
+    ``metadata`` lost the details gives its error text as the reason."""
+    waiting = _metadata_part(item, "waiting")
+    reason = waiting.get("reason")
+    suggestions = waiting.get("suggestions")
+    return {
+        **_item_row(item),
+        "reason": reason if isinstance(reason, str) and reason else (item.sync_error or ""),
+        "suggestions": [str(s) for s in suggestions] if isinstance(suggestions, list) else [],
+        "since": _iso_text(waiting.get("since")),
+    }
+
+
+def waiting_items(*, limit: int) -> list[dict[str, object]]:
+    """The newest ``limit`` items ``waiting`` for their place in VH, as :func:`waiting_row`
+    gives each (``GET /sync/waiting``)."""
+    return [waiting_row(item) for item in _newest_in(SyncStatus.WAITING, limit)]
+
+
+def waiting_first() -> dict[str, object] | None:
+    """The waiting item longest in the queue (lowest id), as :func:`waiting_row` gives it, or
+    None when nothing waits: what ``/sync-status`` and ``syncq_status`` name first."""
+    item = (
+        SyncQueueItem.objects.filter(sync_status=SyncStatus.WAITING)
         .select_related("discovery")
-        .order_by("-id")[:limit]
+        .order_by("id")
+        .first()
     )
-    return [
-        {
-            "queue_id": item.id,
-            "discovery_id": item.discovery_id,
-            "sync_attempts": item.sync_attempts,
-            "sync_error": item.sync_error,
-            "created_at": iso_utc(item.created_at),
-            "last_sync_attempt": iso_utc(item.last_sync_attempt),
-            "system_name": item.discovery.system_name,
-            "location": item.discovery.location,
-            "discovery_type": item.discovery.discovery_type,
-            "username": item.discovery.username,
-        }
-        for item in rows
-    ]
+    return waiting_row(item) if item is not None else None
+
+
+def conflict_row(item: SyncQueueItem) -> dict[str, object]:
+    """An item in ``conflict`` in the ``/sync/failed`` shape plus both versions:
+    ``haven_discovery_id`` (the VH row), ``operation`` (``write`` or ``delete``), ``ours``
+    (``{column: value}`` we meant to write; None for a delete), ``theirs`` (the row's mapped
+    columns as the Control Room left them) and ``at`` (ISO 8601 UTC, when it was found)."""
+    conflict = _metadata_part(item, "conflict")
+    ours, theirs = conflict.get("ours"), conflict.get("theirs")
+    return {
+        **_item_row(item),
+        "haven_discovery_id": conflict.get("haven_discovery_id", item.haven_discovery_id),
+        "operation": conflict.get("operation") or item.operation,
+        "ours": ours if isinstance(ours, dict) else None,
+        "theirs": theirs if isinstance(theirs, dict) else {},
+        "at": _iso_text(conflict.get("at")),
+    }
+
+
+def conflict_items(*, limit: int) -> list[dict[str, object]]:
+    """The newest ``limit`` items in ``conflict``, as :func:`conflict_row` gives each
+    (``GET /sync/conflicts``)."""
+    return [conflict_row(item) for item in _newest_in(SyncStatus.CONFLICT, limit)]
 
 
 def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
     """What an operator asks first, for the bot's ``/sync-status``: ``counts`` per state,
     ``oldest_pending_age_seconds`` (None when nothing is pending) and ``last_error``, the
     newest failed attempt's ``{queue_id, discovery_id, error, at}`` among items not synced
-    (None when there is none; ``at`` aware UTC)."""
+    (None when there is none; ``at`` aware UTC), and ``first_waiting``, the
+    :func:`waiting_first` item (None when nothing waits)."""
     now = now or timezone.now()
     oldest = SyncQueueItem.objects.oldest_pending_created()
     last = (
@@ -225,6 +318,7 @@ def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
             if last
             else None
         ),
+        "first_waiting": waiting_first(),
     }
 
 

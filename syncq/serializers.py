@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 from rest_framework import serializers
 
-from syncq.models import SyncQueueItem, SyncStatus
+from syncq.models import Operation, SyncQueueItem, SyncStatus
 from syncq.services import RETRYABLE
 
 FAILED_LIMIT_DEFAULT = 20
@@ -13,7 +13,8 @@ FAILED_LIMIT_MAX = 200
 
 
 class FailedQuerySerializer(serializers.Serializer):
-    """``?limit=``: 1 to 200 items (default 20); larger values are capped at 200."""
+    """``?limit=`` of ``/sync/failed``, ``/sync/waiting`` and ``/sync/conflicts``: 1 to 200
+    items (default 20); larger values are capped at 200."""
 
     limit = serializers.IntegerField(required=False, default=FAILED_LIMIT_DEFAULT, min_value=1)
 
@@ -105,9 +106,10 @@ def counts_serializer(name: str, keys: Iterable[str]) -> type[serializers.Serial
 
 
 #: ``/sync/status``'s ``queue`` and ``totals``, in the old clients' words (``failed`` is
-#: ``max_retries_exceeded``), and ``/sync/statistics``' ``counts``, one per state.
+#: ``max_retries_exceeded``; ``waiting`` and ``conflict`` follow the reference's four), and
+#: ``/sync/statistics``' ``counts``, one per state.
 QueueCountsSerializer = counts_serializer(
-    "QueueCountsSerializer", ["pending", "syncing", "synced", "failed"]
+    "QueueCountsSerializer", ["pending", "syncing", "synced", "failed", "waiting", "conflict"]
 )
 TotalsSerializer = counts_serializer("TotalsSerializer", ["total_synced", "total_failed"])
 StateCountsSerializer = counts_serializer("StateCountsSerializer", SyncStatus.values)
@@ -131,6 +133,30 @@ class ErrorCountSerializer(serializers.Serializer):
     count = serializers.IntegerField()
 
 
+class VerifyIdsSerializer(serializers.Serializer):
+    discovery_id = serializers.IntegerField()
+    haven_discovery_id = serializers.IntegerField(allow_null=True)
+
+
+class VerifyRunSerializer(serializers.Serializer):
+    """The last ``sync_verify`` run (:meth:`syncq.models.SyncVerifyRun.figures`): counts, the
+    first 20 ids of each kind (keeper discovery and VH row), and why VH could not be read."""
+
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    repair = serializers.BooleanField()
+    checked = serializers.IntegerField()
+    missing = serializers.IntegerField()
+    changed = serializers.IntegerField()
+    orphaned = serializers.IntegerField()
+    missing_ids = VerifyIdsSerializer(many=True)
+    changed_ids = VerifyIdsSerializer(many=True)
+    orphaned_ids = VerifyIdsSerializer(many=True)
+    baseline_recorded = serializers.IntegerField()
+    repaired = serializers.IntegerField()
+    error = serializers.CharField(allow_null=True)
+
+
 class FiguresSerializer(serializers.Serializer):
     counts = StateCountsSerializer()
     oldest_pending_age_seconds = serializers.FloatField(allow_null=True)
@@ -138,6 +164,7 @@ class FiguresSerializer(serializers.Serializer):
     synced_last_day = serializers.IntegerField()
     sync_seconds = SyncSecondsSerializer(allow_null=True)
     top_errors = ErrorCountSerializer(many=True)
+    verify = VerifyRunSerializer(allow_null=True)
 
 
 class StatisticsSerializer(serializers.Serializer):
@@ -161,6 +188,39 @@ class FailedItemSerializer(serializers.Serializer):
 class FailedSerializer(serializers.Serializer):
     status = serializers.CharField()
     failed_items = FailedItemSerializer(many=True)
+    count = serializers.IntegerField()
+
+
+class WaitingItemSerializer(FailedItemSerializer):
+    """A ``waiting`` item: the ``/sync/failed`` keys, why it waits, the nearest names VH has,
+    and when it last looked (:func:`syncq.selectors.waiting_row`)."""
+
+    reason = serializers.CharField()
+    suggestions = serializers.ListField(child=serializers.CharField())
+    since = serializers.DateTimeField(allow_null=True)
+
+
+class WaitingSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    waiting_items = WaitingItemSerializer(many=True)
+    count = serializers.IntegerField()
+
+
+class ConflictItemSerializer(FailedItemSerializer):
+    """An item in ``conflict``: the ``/sync/failed`` keys and both versions of its VH row,
+    ``{column: value}`` (:func:`syncq.selectors.conflict_row`); ``ours`` is null for a
+    delete."""
+
+    haven_discovery_id = serializers.IntegerField(allow_null=True)
+    operation = serializers.ChoiceField(choices=Operation.values)
+    ours = serializers.DictField(child=serializers.JSONField(), allow_null=True)
+    theirs = serializers.DictField(child=serializers.JSONField())
+    at = serializers.DateTimeField(allow_null=True)
+
+
+class ConflictsSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    conflict_items = ConflictItemSerializer(many=True)
     count = serializers.IntegerField()
 
 

@@ -53,6 +53,9 @@ FAILED_ITEM_KEYS = {
     "discovery_type",
     "username",
 }
+#: /sync/waiting's and /sync/conflicts' items: /sync/failed's keys and what holds them back.
+WAITING_ITEM_KEYS = FAILED_ITEM_KEYS | {"reason", "suggestions", "since"}
+CONFLICT_ITEM_KEYS = FAILED_ITEM_KEYS | {"haven_discovery_id", "operation", "ours", "theirs", "at"}
 HEALTH_KEYS = {
     "status",
     "bot_online",

@@ -180,3 +180,67 @@ def _claimed(item: SyncQueueItem, attempts: int, *, error: str) -> tuple[str, Sy
             token, claimed = _claim_only(item)
             assert queue_item_fail(item=claimed, token=token, error=error) == SyncStatus.PENDING
     return _claim_only(item)
+
+
+# --- items held back from VH: they need a Control Room file (sample_haven_db or
+# control_room_schema_haven_db) and a test marked django_db(transaction=True, databases=[
+# "default", "haven"]); each runs real sync batches, which take every due item.
+
+#: A place both sample VH files have: planet Erren of system Oculi.
+SAMPLE_PLACE = {"system_name": "Oculi", "location": "Erren", "location_type": "planet"}
+#: A place neither has: system ORACLE ZETA is not on the sample map.
+NO_PLACE = {"system_name": "ORACLE ZETA", "location": "Zeta Prime", "location_type": "planet"}
+
+
+def queue_item_waiting(**fields) -> SyncQueueItem:
+    """An item ``waiting`` for its place: a discovery in :data:`NO_PLACE` (unless ``fields``
+    say otherwise) taken by a sync batch, which finds the place missing from VH."""
+    from syncq.services import sync_batch
+
+    item = _item_of(discovery_make(**{**NO_PLACE, **fields}))
+    sync_batch()
+    item = _reloaded(item)
+    assert item.sync_status == SyncStatus.WAITING, item.sync_error
+    return item
+
+
+def queue_item_synced_to_vh(**fields) -> SyncQueueItem:
+    """An item synced by a real batch into the VH file: a discovery in :data:`SAMPLE_PLACE`
+    (unless ``fields`` say otherwise), written as a new VH row."""
+    from syncq.services import sync_batch
+
+    item = _item_of(discovery_make(**{**SAMPLE_PLACE, **fields}))
+    sync_batch()
+    item = _reloaded(item)
+    assert item.sync_status == SyncStatus.SYNCED, item.sync_error
+    return item
+
+
+def queue_item_in_conflict(
+    vh_path,
+    *,
+    theirs: str = "Curated by the Control Room.",
+    ours: str | None = "Our correction.",
+    **fields,
+) -> SyncQueueItem:
+    """An item in ``conflict``: synced into the VH file at ``vh_path``, whose row the Control
+    Room then gave the description ``theirs``; the discovery is then edited to ``ours`` (None:
+    deleted instead) and a batch finds the row changed."""
+    import sqlite3
+
+    from syncq.services import discovery_delete, discovery_update, sync_batch
+
+    item = queue_item_synced_to_vh(**fields)
+    with sqlite3.connect(vh_path) as conn:
+        conn.execute(
+            "UPDATE discoveries SET description = ? WHERE id = ?", [theirs, item.haven_discovery_id]
+        )
+    conn.close()
+    if ours is None:
+        assert discovery_delete(discovery_id=item.discovery_id) == "queued"
+    else:
+        discovery_update(discovery_id=item.discovery_id, changes={"description": ours})
+    sync_batch()
+    item = _reloaded(item)
+    assert item.sync_status == SyncStatus.CONFLICT, item.sync_error
+    return item

@@ -1,6 +1,7 @@
 """The Discovery admin through Django's test client on real rows: the list (columns, filters,
-search, bounded queries), the change page (type fields by label, the VH row preview) and
-editing a discovery that failed to map, then retrying it."""
+search, bounded queries), the change page (type fields by label, the VH row preview),
+editing a discovery that failed to map, then retrying it, and deleting discoveries, whose VH
+rows are removed from the Control Room first through the queue."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ from django.urls import reverse
 from discoveries.models import Discovery
 from discoveries.rules import DiscoveryInvalid, discovery_validate
 from syncq.models import OperatorAction, SyncQueueItem, SyncStatus
-from syncq.services import sync_batch
+from syncq.services import discovery_delete, sync_batch
 from tests.factories import (
     DISCOVERY_FIELDS,
     discovery_make,
     queue_item_exceeded,
+    queue_item_in_conflict,
     queue_item_pending,
     queue_item_synced,
+    queue_item_synced_to_vh,
     queue_item_syncing,
+    queue_item_waiting,
 )
 
 WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
@@ -124,7 +128,9 @@ def test_list_query_count_does_not_grow_with_rows(
     rows, root, no_haven, django_assert_max_num_queries
 ):
     """The list page takes the same bounded number of queries for 5 and for 50 discoveries."""
-    states = list(SyncStatus.values)
+    # The states the factories reach without a Control Room file; waiting and conflict items
+    # need one (their list is counted in test_list_says_what_waits_conflicts_or_is_being_deleted).
+    states = [*QUEUE_ITEM_IN, SyncStatus.SYNCED]
     # Pending ones last: the factories claim the others (tests.factories).
     for n in sorted(range(rows), key=lambda n: states[n % len(states)] == SyncStatus.PENDING):
         _discovery(states[n % len(states)], resolved=bool(n % 2), description=f"row {n}")
@@ -280,7 +286,7 @@ def test_preview_reports_an_unresolved_location_and_an_unknown_type(root, haven_
     Discovery.objects.filter(pk=odd.pk).update(discovery_type="🛸")
     client = _client(root)
     assert (
-        "moon &#x27;Nowhere&#x27; not found in system"
+        "moon &#x27;Nowhere&#x27; is not in system"
         in client.get(_change_url(lost)).content.decode()
     )
     html = client.get(_change_url(odd)).content.decode()
@@ -293,8 +299,9 @@ def test_preview_reports_an_unresolved_location_and_an_unknown_type(root, haven_
 @WITH_HAVEN
 def test_fixing_a_failed_discovery_then_save_and_retry_syncs_it(root, haven_db, settings):
     """A discovery whose type cannot be mapped ends max_retries_exceeded; choosing a type,
-    filling its field and "Save and retry sync" resets the item to pending, records an
-    admin operator action, and the next batch writes the fixed row to VH."""
+    filling its field and "Save and retry sync" resets the item to pending (the edit itself
+    requeues it, so no separate retry is recorded: one admin edit per save), and the next
+    batch writes the fixed row to VH."""
     settings.SYNC_MAX_ATTEMPTS = 1
     discovery = discovery_make(type_fields={"structure_type": "Tower"})
     Discovery.objects.filter(pk=discovery.pk).update(discovery_type="🛸")
@@ -319,8 +326,11 @@ def test_fixing_a_failed_discovery_then_save_and_retry_syncs_it(root, haven_db, 
 
     item.refresh_from_db()
     assert (item.sync_status, item.sync_attempts, item.sync_error) == (SyncStatus.PENDING, 0, None)
-    action = OperatorAction.objects.get()
-    assert (action.source, action.actor, action.items_changed) == ("admin", root, 1)
+    actions = OperatorAction.objects.order_by("id")
+    assert [(a.source, a.action, a.actor, a.items_changed) for a in actions] == [
+        ("admin", "edit", root, 1),
+        ("admin", "edit", root, 1),
+    ]
     discovery.refresh_from_db()
     assert discovery.metadata["structure_type"] == "Spire"
 
@@ -454,20 +464,42 @@ def test_metadata_that_is_no_json_object_is_refused_until_replaced(root, no_have
 
 
 @pytest.mark.django_db
-def test_save_and_retry_of_a_synced_discovery_is_refused_with_a_message(root, no_haven):
-    """ "Save and retry sync" on a synced discovery saves the edit but leaves the item synced,
-    says why, and records no operator action."""
+def test_save_and_retry_of_an_unchanged_synced_discovery_is_refused_with_a_message(root, no_haven):
+    """ "Save and retry sync" with nothing changed on a synced discovery leaves the item
+    synced, says why, and records no operator action."""
     discovery = _discovery(SyncStatus.SYNCED, resolved=True)
     client = _client(root)
     page = client.get(_change_url(discovery))
-    response = client.post(
-        _change_url(discovery), _form_data(page, username="Renamed", _saveretry="1")
-    )
+    response = client.post(_change_url(discovery), _form_data(page, _saveretry="1"))
     assert response.status_code == 302
     assert any("Not retried" in m and "synced" in m for m in _messages(response))
     assert SyncQueueItem.objects.get(discovery=discovery).sync_status == SyncStatus.SYNCED
-    assert Discovery.objects.get(pk=discovery.pk).username == "Renamed"
     assert not OperatorAction.objects.exists()
+
+
+@WITH_HAVEN
+def test_editing_a_synced_discovery_updates_its_vh_row_and_says_so(root, sample_haven_db):
+    """Saving a change to a synced discovery (plain "Save") makes its item pending and says
+    its VH row is updated at the next sync; the batch then rewrites that one row."""
+    item = queue_item_synced_to_vh()
+    discovery = item.discovery
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    response = client.post(
+        _change_url(discovery), _form_data(page, description="A taller tower.", _continue="1")
+    )
+    assert response.status_code == 302
+    assert (
+        f"Queue item {item.pk} is pending again with its attempts reset: VH row "
+        f"#{item.haven_discovery_id} is updated at the next sync." in _messages(response)
+    )
+    assert SyncQueueItem.objects.get(pk=item.pk).sync_status == SyncStatus.PENDING
+    assert sync_batch().synced == 1
+    with sqlite3.connect(sample_haven_db) as vh:
+        rows = vh.execute(
+            "SELECT id FROM discoveries WHERE description = 'A taller tower.'"
+        ).fetchall()
+    assert rows == [(item.haven_discovery_id,)]
 
 
 @pytest.mark.django_db
@@ -555,3 +587,131 @@ def test_retrying_every_matching_discovery_is_sent_to_the_queue_list(client, roo
     assert set(SyncQueueItem.objects.values_list("sync_status", flat=True)) == {
         SyncStatus.MAX_RETRIES_EXCEEDED
     }
+
+
+# --- waiting, conflict and being deleted ------------------------------------------------------
+
+
+def _vh_ids(path) -> set[int]:
+    with sqlite3.connect(path) as vh:
+        ids = {row[0] for row in vh.execute("SELECT id FROM discoveries")}
+    vh.close()
+    return ids
+
+
+@WITH_HAVEN
+def test_list_says_what_waits_conflicts_or_is_being_deleted(
+    root, sample_haven_db, django_assert_max_num_queries
+):
+    """The sync state column names a waiting discovery's missing place, a conflict and a
+    discovery being deleted, each linked to its queue item, in the list's bounded queries;
+    the "Being deleted" filter shows the last only."""
+    waiting = queue_item_waiting()
+    conflict = queue_item_in_conflict(sample_haven_db, description="in conflict")
+    deleting = queue_item_synced_to_vh(description="to delete")
+    assert discovery_delete(discovery_id=deleting.discovery_id) == "queued"
+    client = _client(root)
+    with django_assert_max_num_queries(8):
+        html = client.get(CHANGELIST).content.decode()
+    assert "Waiting for its place in VH" in html
+    assert "system &#x27;ORACLE ZETA&#x27;" in html
+    assert "Conflict with the Control Room" in html and "choose a version" in html
+    assert "Being deleted" in html and "removed from the Control Room first" in html
+    for item in (waiting, conflict, deleting):
+        assert reverse("admin:syncq_syncqueueitem_change", args=[item.pk]) in html
+    response = client.get(CHANGELIST, {"sync_state": "deleting"})
+    assert _shown_ids(response) == {deleting.discovery_id}
+
+
+@WITH_HAVEN
+def test_deleting_a_synced_discovery_names_its_vh_row_then_removes_it_through_the_queue(
+    root, sample_haven_db
+):
+    """The delete page names the VH row that will leave the Control Room's map; confirming
+    queues the removal (the discovery stays until then), and the next batch removes the row,
+    then the discovery."""
+    item = queue_item_synced_to_vh()
+    discovery, haven_id = item.discovery, item.haven_discovery_id
+    url = reverse("admin:discoveries_discovery_delete", args=[discovery.pk])
+    client = _client(root)
+    page = client.get(url).content.decode()
+    assert f"VH row #{haven_id} in system Oculi will be removed from the Control Room" in page
+    response = client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert (
+        f"Discovery #{discovery.pk} is queued for deletion: the sync removes VH row "
+        f"#{haven_id} from the Control Room first, then deletes the discovery."
+        in _messages(response)
+    )
+    assert Discovery.objects.filter(pk=discovery.pk).exists()
+    assert haven_id in _vh_ids(sample_haven_db)
+    action = OperatorAction.objects.get(action="delete")
+    assert (action.source, action.actor) == ("admin", root)
+    assert sync_batch().deleted == 1
+    assert haven_id not in _vh_ids(sample_haven_db)
+    assert not Discovery.objects.filter(pk=discovery.pk).exists()
+
+
+@WITH_HAVEN
+def test_deleting_a_discovery_never_sent_to_vh_is_immediate(root, sample_haven_db):
+    """A discovery whose item was never tried has no VH row: the page says so and it goes at
+    once."""
+    before = _vh_ids(sample_haven_db)
+    discovery = discovery_make(description="never sent")
+    url = reverse("admin:discoveries_discovery_delete", args=[discovery.pk])
+    client = _client(root)
+    assert "keeper.db knows no VH row of it" in client.get(url).content.decode()
+    response = client.post(url, {"post": "yes"})
+    assert f"Discovery #{discovery.pk} was deleted at once" in " ".join(_messages(response))
+    assert not Discovery.objects.filter(pk=discovery.pk).exists()
+    assert sync_batch().claimed == 0
+    assert _vh_ids(sample_haven_db) == before
+
+
+@WITH_HAVEN
+def test_delete_selected_lists_the_vh_rows_and_says_what_went_at_once(root, sample_haven_db):
+    """ "Delete selected" goes through the delete service: its confirmation lists the VH rows
+    to be removed, then the never-sent discovery goes at once and the synced one is queued
+    until the batch removes its row."""
+    item = queue_item_synced_to_vh()
+    fresh = discovery_make(description="never sent")
+    client = _client(root)
+    picked = {"action": "delete_selected", "_selected_action": [item.discovery_id, fresh.pk]}
+    page = client.post(CHANGELIST, picked)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert (
+        f"VH row #{item.haven_discovery_id} in system Oculi will be removed from the Control "
+        "Room" in html
+    )
+    assert f"Discovery #{fresh.pk}" not in html.split('id="vh-removals"')[1].split("</ul>")[0]
+    response = client.post(CHANGELIST, {**picked, "post": "yes"}, follow=True)
+    texts = [str(m) for m in response.context["messages"]]
+    assert "Deleted 1 discovery at once (no row in the Control Room)." in texts
+    assert (
+        f"Queued 1 discovery for deletion: the sync removes VH row #{item.haven_discovery_id} "
+        "from the Control Room first, then deletes it." in texts
+    )
+    assert not Discovery.objects.filter(pk=fresh.pk).exists()
+    assert Discovery.objects.filter(pk=item.discovery_id).exists()
+    assert sync_batch().deleted == 1
+    assert item.haven_discovery_id not in _vh_ids(sample_haven_db)
+    assert not Discovery.objects.filter(pk=item.discovery_id).exists()
+
+
+@WITH_HAVEN
+def test_editing_a_discovery_being_deleted_is_refused_with_a_message(root, sample_haven_db):
+    """Once queued for deletion a discovery takes no edit: the save is refused with a message
+    saying why, nothing is stored, and the retry button is gone."""
+    item = queue_item_synced_to_vh()
+    discovery = item.discovery
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    assert discovery_delete(discovery_id=discovery.pk) == "queued"
+    response = client.post(_change_url(discovery), _form_data(page, description="Too late."))
+    assert response.status_code == 302
+    (error,) = _messages(response)
+    assert error.startswith(f"Nothing was saved: discovery #{discovery.pk} is being deleted")
+    assert Discovery.objects.get(pk=discovery.pk).description == discovery.description
+    assert not OperatorAction.objects.filter(action="edit").exists()
+    assert "Save and retry sync" not in client.get(_change_url(discovery)).content.decode()

@@ -1,6 +1,8 @@
 """The sync queue in the Django admin, driven through the test client on real rows: the list's
 columns and query count, the retry and reset actions (selection, "select all", confirmation,
-refusals), permissions, and the record each action leaves."""
+refusals), permissions, and the record each action leaves; items waiting for their place
+("Write without a place") and in conflict with the Control Room (both versions, the two
+choices), made by real sync batches over the sample VH files."""
 
 from __future__ import annotations
 
@@ -16,11 +18,15 @@ from pytest_django.asserts import assertContains
 from syncq import admin as queue_admin
 from syncq.display import retry_due_text
 from syncq.models import OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
+from syncq.services import sync_batch
 from tests.factories import (
     queue_item_backing_off,
     queue_item_exceeded,
+    queue_item_in_conflict,
     queue_item_synced,
+    queue_item_synced_to_vh,
     queue_item_syncing,
+    queue_item_waiting,
 )
 
 pytestmark = pytest.mark.django_db
@@ -297,3 +303,249 @@ def test_retry_text_reads_as_an_operator_would():
     assert text(item, now) == "—"
     item.sync_status, item.sync_attempts = EXCEEDED, 3
     assert text(item, now) == "—"
+
+
+# --- items held back from VH: waiting for a place, or in conflict with the Control Room ------
+
+WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+
+
+def change_url(item: SyncQueueItem) -> str:
+    return reverse("admin:syncq_syncqueueitem_change", args=[item.id])
+
+
+def keep_url(item: SyncQueueItem, keep: str) -> str:
+    return reverse("admin:syncq_syncqueueitem_keep", args=[item.id, keep])
+
+
+def keep_post(client, item: SyncQueueItem, keep: str, **extra):
+    """POST a conflict choice as the item's page does: with the version the page showed."""
+    item.refresh_from_db()
+    seen = item.metadata.get("conflict", {}).get("theirs_hash", "")
+    return client.post(keep_url(item, keep), {"theirs_hash": seen}, **extra)
+
+
+def vh_description(path, haven_id: int) -> str | None:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        row = conn.execute(
+            "SELECT description FROM discoveries WHERE id = ?", [haven_id]
+        ).fetchone()
+    conn.close()
+    return row[0] if row else None
+
+
+@WITH_HAVEN
+def test_list_shows_waiting_and_conflict_items_with_their_badge_and_reason(
+    admin_client, sample_haven_db
+):
+    """Waiting and conflict items have their own badge and filter choice; a waiting item's row
+    says why it waits rather than only an error."""
+    conflict = queue_item_in_conflict(sample_haven_db)
+    waiting = queue_item_waiting()
+    html = admin_client.get(CHANGELIST).content.decode()
+    assert 'sync-state-waiting" style="background:#6b46c1' in html
+    assert 'sync-state-conflict" style="background:#c05621' in html
+    assert "Waiting for its place in VH" in html and "Conflict with the Control Room" in html
+    assert "Waiting: " in html and "ORACLE ZETA" in html
+    for state, item in ((SyncStatus.WAITING, waiting), (SyncStatus.CONFLICT, conflict)):
+        filtered = admin_client.get(CHANGELIST, {"sync_status__exact": state})
+        assert [i.id for i in filtered.context["cl"].result_list] == [item.id]
+
+
+@WITH_HAVEN
+def test_a_waiting_items_page_shows_the_reason_the_nearest_names_and_the_button(
+    client, admin_client, sample_haven_db, staff_viewer
+):
+    """The page of a waiting item names what VH lacks and the nearest names it has, with
+    "Write without a place" for operators who may change items, and without it for viewers."""
+    item = queue_item_waiting(system_name="Ocul", location="Erren")
+    page = admin_client.get(change_url(item)).content.decode()
+    assert 'id="queue-waiting-reason"' in page and "Ocul" in page
+    assert "<li>Oculi</li>" in page
+    assert 'id="queue-write-unplaced"' in page
+    assert reverse("admin:syncq_syncqueueitem_write_unplaced", args=[item.id]) in page
+    client.force_login(staff_viewer)
+    viewed = client.get(change_url(item)).content.decode()
+    assert 'id="queue-waiting-reason"' in viewed
+    assert 'id="queue-write-unplaced"' not in viewed
+
+
+@WITH_HAVEN
+def test_write_without_a_place_is_refused_where_the_file_checks_quoting_its_check(
+    admin_client, control_room_schema_haven_db
+):
+    """On the Control Room's current schema the bulk action asks first, then reports the
+    refusal with the file's CHECK; the item keeps waiting and nothing is recorded."""
+    item = queue_item_waiting()
+    page = admin_client.post(
+        CHANGELIST, {"action": "write_unplaced", "index": 0, "_selected_action": [item.id]}
+    )
+    assert page.templates[0].name == "admin/syncq/syncqueueitem/action_confirmation.html"
+    assert page.context["changing"] == 1
+    assert "shows it nowhere" in page.content.decode()
+    response = action_post(admin_client, "write_unplaced", [item.id], post="yes")
+    (warning,) = shown_messages(response)
+    assert warning.startswith(f"Not written without a place: queue item {item.id}: ")
+    assert "CHECK" in warning and "system_id IS NOT NULL" in warning
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.WAITING
+    assert not OperatorAction.objects.exists()
+
+
+@WITH_HAVEN
+def test_write_without_a_place_queues_waiting_items_and_refuses_others_with_the_reason(
+    admin_client, sample_haven_db
+):
+    """On the older file the waiting item is queued and then written with no place; a synced
+    item in the same selection is refused, saying it is not waiting."""
+    synced = queue_item_synced_to_vh()
+    item = queue_item_waiting()
+    response = action_post(admin_client, "write_unplaced", [item.id, synced.id], post="yes")
+    messages = shown_messages(response)
+    assert "Queued 1 waiting queue item to be written without its place." in messages
+    assert (
+        f"Not written without a place: queue item {synced.id}: it is synced, not waiting for "
+        "its place" in messages
+    )
+    record = OperatorAction.objects.get()
+    assert (record.action, record.source, record.items_changed) == ("write_unplaced", "admin", 1)
+    assert sync_batch().synced == 1
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.SYNCED
+    assert item.metadata["location_resolved"] is False
+
+
+@WITH_HAVEN
+def test_write_without_a_place_from_the_items_page(admin_client, control_room_schema_haven_db):
+    """The page's button does the same for one item: refused here, with the CHECK quoted."""
+    item = queue_item_waiting()
+    url = reverse("admin:syncq_syncqueueitem_write_unplaced", args=[item.id])
+    assert admin_client.get(url).status_code == 405
+    response = admin_client.post(url, follow=True)
+    assert response.redirect_chain[-1][0] == change_url(item)
+    (warning,) = shown_messages(response)
+    assert "CHECK" in warning and "system_id IS NOT NULL" in warning
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.WAITING
+
+
+@WITH_HAVEN
+def test_a_conflicts_page_shows_both_versions_side_by_side_escaped(admin_client, sample_haven_db):
+    """Both versions of the VH row are shown, only the columns that differ highlighted, and
+    markup in either is shown as text."""
+    item = queue_item_in_conflict(
+        sample_haven_db,
+        theirs="<script>alert('theirs')</script> Curated.",
+        ours='Ours & "quoted" corrected.',
+    )
+    response = admin_client.get(change_url(item))
+    page = response.content.decode()
+    conflict = response.context["queue_conflict"]
+    differing = {row["column"] for row in conflict["rows"] if row["differs"]}
+    assert differing == {"description"}
+    assert page.count('class="differs"') == 1
+    assert '<tr class="differs" data-column="description">' in page
+    assert "&lt;script&gt;alert(&#x27;theirs&#x27;)&lt;/script&gt; Curated." in page
+    assert "Ours &amp; &quot;quoted&quot; corrected." in page
+    assert "<script>alert(" not in page
+    assert f"VH row #{conflict['haven_discovery_id']}" in page
+    assert 'id="queue-keep-keeper"' in page and 'id="queue-keep-control-room"' in page
+
+
+@WITH_HAVEN
+def test_keeping_the_keeper_version_overwrites_the_control_rooms_row(admin_client, sample_haven_db):
+    """ "Keep the keeper version" is recorded as the operator's choice and the next batch
+    writes our edit over the row the operator saw."""
+    item = queue_item_in_conflict(sample_haven_db)
+    page = admin_client.get(change_url(item)).content.decode()
+    assert f'name="theirs_hash" value="{item.metadata["conflict"]["theirs_hash"]}"' in page
+    response = keep_post(admin_client, item, "keeper", follow=True)
+    assert response.redirect_chain[-1][0] == change_url(item)
+    assert any("keeper version will be written over VH row" in m for m in shown_messages(response))
+    record = OperatorAction.objects.get(action="conflict_keep_keeper")
+    assert (record.source, record.actor_name, record.items_changed) == ("admin", "admin", 1)
+    assert sync_batch().synced == 1
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.SYNCED
+    assert vh_description(sample_haven_db, item.haven_discovery_id) == "Our correction."
+
+
+@WITH_HAVEN
+def test_keeping_the_control_rooms_version_cancels_a_delete(admin_client, sample_haven_db):
+    """On a delete in conflict, "Keep the Control Room's version" keeps their row and the
+    discovery; the page said it was a delete."""
+    item = queue_item_in_conflict(sample_haven_db, ours=None)
+    page = admin_client.get(change_url(item)).content.decode()
+    assert "The discovery is being deleted" in page and "Cancels the delete" in page
+    response = keep_post(admin_client, item, "control_room", follow=True)
+    assert any("the delete is cancelled" in m for m in shown_messages(response))
+    assert sync_batch().synced == 1
+    item.refresh_from_db()
+    assert (item.sync_status, item.operation) == (SyncStatus.SYNCED, "write")
+    assert vh_description(sample_haven_db, item.haven_discovery_id) == (
+        "Curated by the Control Room."
+    )
+
+
+@WITH_HAVEN
+def test_conflict_choices_are_post_only_for_operators_who_may_change_items(
+    client, admin_client, sample_haven_db, staff_viewer
+):
+    """A GET changes nothing (405), view-only staff get 403 and no buttons, an unknown choice
+    is 404, and choosing for an item no longer in conflict says so and changes nothing."""
+    item = queue_item_in_conflict(sample_haven_db)
+    assert admin_client.get(keep_url(item, "keeper")).status_code == 405
+    assert admin_client.post(f"{change_url(item)}keep/nobody/").status_code == 404
+    client.force_login(staff_viewer)
+    assert 'id="queue-keep-keeper"' not in client.get(change_url(item)).content.decode()
+    assert keep_post(client, item, "keeper").status_code == 403
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.CONFLICT
+    assert not OperatorAction.objects.filter(action__startswith="conflict").exists()
+
+    keep_post(admin_client, item, "control_room")
+    again = keep_post(admin_client, item, "keeper", follow=True)
+    assert f"Nothing changed: queue item {item.id} is pending, not in conflict." in (
+        shown_messages(again)
+    )
+    assert OperatorAction.objects.filter(action__startswith="conflict").count() == 1
+
+
+@WITH_HAVEN
+def test_retrying_a_conflict_is_refused_with_what_it_needs(admin_client, sample_haven_db):
+    """Retry selected refuses an item in conflict and points to the choice on its page."""
+    item = queue_item_in_conflict(sample_haven_db)
+    response = action_post(admin_client, "retry_selected", [item.id])
+    (warning,) = shown_messages(response)
+    assert warning.startswith("Refused 1 queue item that is in conflict")
+    assert "needs a choice" in warning
+
+
+@WITH_HAVEN
+def test_a_choice_made_on_an_older_version_of_the_row_changes_nothing(
+    admin_client, sample_haven_db
+):
+    """An operator who saw the Control Room's first version chooses after the row changed
+    again and the item came back in conflict: nothing is applied, and the page asks them to
+    look again at the version now shown."""
+    import sqlite3
+
+    item = queue_item_in_conflict(sample_haven_db)
+    seen = item.metadata["conflict"]["theirs_hash"]
+    keep_post(admin_client, item, "keeper")  # another operator chose first
+    with sqlite3.connect(sample_haven_db) as conn:
+        conn.execute(
+            "UPDATE discoveries SET description = 'Curated again.' WHERE id = ?",
+            [item.haven_discovery_id],
+        )
+    conn.close()
+    assert sync_batch().conflict == 1
+    response = admin_client.post(keep_url(item, "keeper"), {"theirs_hash": seen}, follow=True)
+    assert any("is not the version you saw any more" in m for m in shown_messages(response))
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.CONFLICT
+    assert OperatorAction.objects.filter(action="conflict_keep_keeper").count() == 1
+    assert vh_description(sample_haven_db, item.haven_discovery_id) == "Curated again."
+    assert "Curated again." in admin_client.get(change_url(item)).content.decode()

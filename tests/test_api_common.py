@@ -15,17 +15,26 @@ from rest_framework.test import APIClient
 from syncq.models import SyncStatus
 from tests.api_support import (
     API,
+    CONFLICT_ITEM_KEYS,
     DISCOVERY_SUMMARY_KEYS,
     FAILED_ITEM_KEYS,
     HEALTH_KEYS,
     ITEM_KEYS,
+    WAITING_ITEM_KEYS,
     token_client,
 )
 from tests.factories import CHANGE, queue_item_exceeded, queue_item_pending, user_make
 
 # --- authentication and permissions -----------------------------------------------------------
 
-READ_URLS = ["/sync/status", "/sync/statistics", "/sync/failed", "/sync/items/"]
+READ_URLS = [
+    "/sync/status",
+    "/sync/statistics",
+    "/sync/failed",
+    "/sync/waiting",
+    "/sync/conflicts",
+    "/sync/items/",
+]
 
 
 @API
@@ -134,6 +143,8 @@ def test_public_read_opens_only_status_and_statistics(settings):
     assert anonymous.get("/sync/items/").status_code == 401
     assert anonymous.get(f"/sync/items/{item.id}/").status_code == 401
     assert anonymous.get("/sync/failed").status_code == 401
+    assert anonymous.get("/sync/waiting").status_code == 401
+    assert anonymous.get("/sync/conflicts").status_code == 401
     assert anonymous.post(f"/sync/retry/{item.id}").status_code == 401
     assert anonymous.post("/sync/retry", {"ids": [item.id]}, format="json").status_code == 401
     item.refresh_from_db()
@@ -155,6 +166,8 @@ def test_public_read_still_refuses_users_without_permission(settings):
     client = token_client(user_make("nobody"))
     assert client.get("/sync/items/").status_code == 403
     assert client.get("/sync/failed").status_code == 403
+    assert client.get("/sync/waiting").status_code == 403
+    assert client.get("/sync/conflicts").status_code == 403
 
 
 @API
@@ -182,6 +195,8 @@ def test_options_name_each_endpoint_as_before_and_retries_list_no_fields(admin):
         "/sync/status": "Status",
         "/sync/statistics": "Statistics",
         "/sync/failed": "Failed",
+        "/sync/waiting": "Waiting",
+        "/sync/conflicts": "Conflicts",
         "/sync/retry": "Retry Many",
         "/sync/retry/1": "Retry One",
     }
@@ -201,6 +216,8 @@ EXPECTED_OPERATIONS = {
     ("/sync/status", "get"): {"200", "401", "403"},
     ("/sync/statistics", "get"): {"200", "401", "403"},
     ("/sync/failed", "get"): {"200", "400", "401", "403"},
+    ("/sync/waiting", "get"): {"200", "400", "401", "403"},
+    ("/sync/conflicts", "get"): {"200", "400", "401", "403"},
     ("/sync/items/", "get"): {"200", "400", "401", "403"},
     ("/sync/items/{}/", "get"): {"200", "401", "403", "404"},
     ("/sync/retry/{}", "post"): {"200", "401", "403", "404", "409", "429"},
@@ -288,6 +305,23 @@ OLD_CLIENT_OPERATIONS = {
 }
 
 
+#: Operations added since, for operators rather than old clients: the items held back from VH,
+#: in /sync/failed's shape and with its ``limit``.
+HELD_OPERATIONS = {
+    ("/sync/waiting", "get"): (
+        "sync_waiting_retrieve",
+        {("limit", "query")},
+        {"200": "Waiting", "400": None, **DENIED},
+    ),
+    ("/sync/conflicts", "get"): (
+        "sync_conflicts_retrieve",
+        {("limit", "query")},
+        {"200": "Conflicts", "400": None, **DENIED},
+    ),
+}
+ALL_OPERATIONS = {**OLD_CLIENT_OPERATIONS, **HELD_OPERATIONS}
+
+
 def _served_schema() -> dict:
     """/api/schema/ as the site serves it, without credentials (it is public)."""
     response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json")
@@ -305,10 +339,10 @@ def _component(content: dict) -> str | None:
 @API
 def test_schema_lists_exactly_the_paths_and_methods_old_clients_call():
     """The schema has the eight operations the Control Room's scripts call, at their paths
-    (no trailing slash on the old ones), and no other."""
+    (no trailing slash on the old ones), the two listings of held items, and no other."""
     schema = _served_schema()
     operations = {(path, method) for path, methods in schema["paths"].items() for method in methods}
-    assert operations == set(OLD_CLIENT_OPERATIONS)
+    assert operations == set(ALL_OPERATIONS)
 
 
 @API
@@ -318,7 +352,7 @@ def test_schema_keeps_the_operation_ids_and_parameters():
     paths = _served_schema()["paths"]
     assert paths["/sync/retry/{queue_id}"]["post"]["operationId"] == "sync_retry_one"
     assert paths["/sync/retry"]["post"]["operationId"] == "sync_retry_many"
-    for (path, method), (operation_id, parameters, _) in OLD_CLIENT_OPERATIONS.items():
+    for (path, method), (operation_id, parameters, _) in ALL_OPERATIONS.items():
         operation = paths[path][method]
         assert operation["operationId"] == operation_id, (path, method)
         given = operation.get("parameters", [])
@@ -334,7 +368,7 @@ def test_schema_keeps_each_old_endpoints_answers_and_bodies():
     """Each operation documents the same answers with the same components, and only the bulk
     retry takes a body: a JSON BulkRetryRequest."""
     paths = _served_schema()["paths"]
-    for (path, method), (_, _, answers) in OLD_CLIENT_OPERATIONS.items():
+    for (path, method), (_, _, answers) in ALL_OPERATIONS.items():
         operation = paths[path][method]
         documented = {
             code: _component(answer["content"]) for code, answer in operation["responses"].items()
@@ -354,7 +388,8 @@ def test_schema_components_have_the_keys_old_clients_read():
         "Health": HEALTH_KEYS,
         "Status": {"status", "sync_worker", "queue", "totals"},
         "SyncWorker": {"is_running", "sync_interval", "uptime_seconds", "last_sync_time"},
-        "QueueCounts": {"pending", "syncing", "synced", "failed"},
+        # waiting and conflict follow the reference's four; old clients read those by name.
+        "QueueCounts": {"pending", "syncing", "synced", "failed", "waiting", "conflict"},
         "Totals": {"total_synced", "total_failed"},
         "Statistics": {"status", "statistics"},
         "Figures": {
@@ -364,10 +399,22 @@ def test_schema_components_have_the_keys_old_clients_read():
             "synced_last_day",
             "sync_seconds",
             "top_errors",
+            "verify",
         },
-        "StateCounts": {"pending", "syncing", "synced", "max_retries_exceeded"},
+        "StateCounts": {
+            "pending",
+            "syncing",
+            "synced",
+            "max_retries_exceeded",
+            "waiting",
+            "conflict",
+        },
         "Failed": {"status", "failed_items", "count"},
         "FailedItem": FAILED_ITEM_KEYS,
+        "Waiting": {"status", "waiting_items", "count"},
+        "WaitingItem": WAITING_ITEM_KEYS,
+        "Conflicts": {"status", "conflict_items", "count"},
+        "ConflictItem": CONFLICT_ITEM_KEYS,
         "Message": {"status", "message", "queue_id"},
         "BulkRetryRequest": {"ids", "status"},
         "BulkRetryResult": {"status", "reset", "reset_ids", "refused", "missing"},

@@ -1,7 +1,8 @@
 """Schemathesis against the live OpenAPI schema: every operation,
 called over HTTP on pytest-django's ``live_server`` with a superuser's token, on a queue holding
-one item of each state, must never answer 5xx and must answer only what the schema declares.
-Bounded and derandomized for CI.
+one item of each state (waiting and conflict ones made by real batches over the sample VH file),
+must never answer 5xx and must answer only what the schema declares. Bounded and derandomized
+for CI.
 
 The schema is the one the site serves at /api/schema/, read through Django's test client when
 this module is collected, because schemathesis' lazy loader (``schemathesis.pytest.
@@ -31,11 +32,16 @@ from schemathesis.specs.openapi.checks import (
 from syncq.models import SyncQueueItem, SyncStatus
 from tests.factories import (
     queue_item_exceeded,
+    queue_item_in_conflict,
     queue_item_pending,
     queue_item_synced,
     queue_item_syncing,
+    queue_item_waiting,
     user_make,
 )
+
+# The waiting and conflict items are made by sync batches, which write to the VH file.
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
 
 CHECKS = [
     not_a_server_error,
@@ -68,9 +74,12 @@ def base_url(live_server):
 
 
 @pytest.fixture
-def auth_header(live_server):
+def auth_header(live_server, sample_haven_db):
     """A superuser's DRF token header, and a queue with an item in every state."""
     user = user_make("fuzz", superuser=True)
+    # First: their batches take every due item.
+    queue_item_in_conflict(sample_haven_db, description="conflict")
+    queue_item_waiting(description="waiting")
     queue_item_synced(description="synced", haven_id=1)
     queue_item_exceeded(description="exceeded")
     queue_item_syncing(description="syncing")

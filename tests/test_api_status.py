@@ -51,7 +51,14 @@ def test_status_has_every_key_with_the_real_counts(viewer):
     assert body["sync_worker"]["uptime_seconds"] == 0
     latest = SyncQueueItem.objects.order_by("-last_sync_attempt").first().last_sync_attempt
     assert when(body["sync_worker"]["last_sync_time"]) == latest
-    assert body["queue"] == {"pending": 3, "syncing": 1, "synced": 1, "failed": 2}
+    assert body["queue"] == {
+        "pending": 3,
+        "syncing": 1,
+        "synced": 1,
+        "failed": 2,
+        "waiting": 0,
+        "conflict": 0,
+    }
     assert body["totals"] == {"total_synced": 1, "total_failed": 2}
     assert body == json.loads(json.dumps(queue_status()))
 
@@ -60,7 +67,14 @@ def test_status_has_every_key_with_the_real_counts(viewer):
 def test_status_of_an_empty_queue(viewer):
     """An empty queue answers zeros and a null last_sync_time, not an error."""
     body = viewer.get("/sync/status").json()
-    assert body["queue"] == {"pending": 0, "syncing": 0, "synced": 0, "failed": 0}
+    assert body["queue"] == {
+        "pending": 0,
+        "syncing": 0,
+        "synced": 0,
+        "failed": 0,
+        "waiting": 0,
+        "conflict": 0,
+    }
     assert body["totals"] == {"total_synced": 0, "total_failed": 0}
     assert body["sync_worker"]["last_sync_time"] is None
 
@@ -92,12 +106,15 @@ def test_statistics_has_every_key_with_the_real_figures(viewer):
         "synced_last_day",
         "sync_seconds",
         "top_errors",
+        "verify",
     }
     assert stats["counts"] == {
         "pending": 2,
         "syncing": 0,
         "synced": 1,
         "max_retries_exceeded": 3,
+        "waiting": 0,
+        "conflict": 0,
     }
     assert stats["synced_last_hour"] == 1
     assert stats["synced_last_day"] == 1

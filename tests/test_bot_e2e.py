@@ -312,6 +312,59 @@ def test_a_long_system_list_can_be_jumped_through(bot):
         ]
 
 
+def test_a_typed_place_the_control_room_lacks_is_told_with_the_nearest_names(bot):
+    """Typed names: 'demo alpha' (another case) is Demo Alpha, but its planet 'Alpha Prme' is
+    not there, and system 'Demo Alfa' is not either. Each confirmation, ephemeral and without
+    pings, says so with the nearest name and that the discovery waits; a place picked from the
+    map gets no such note."""
+    dtype = DISCOVERY_TYPES[0]
+    confirmations = {}
+    for system, place in (("demo alpha", "Alpha Prme"), ("Demo Alfa", "Alpha Prime")):
+        form = Form(bot.fake)
+        form.choose_type(dtype)
+        form.modal("report:system:text", {"system_name": system, "location": place})
+        form.describe(values_for(dtype, f"Bones in {system}"))
+        number, body = form.confirmation(form.submit())
+        assert body["allowed_mentions"]["parse"] == []
+        confirmations[system] = (number, body["content"])
+    number, planet = confirmations["demo alpha"]
+    assert bot.keeper_rows("SELECT system_name FROM discoveries WHERE id = ?", number) == [
+        ("Demo Alpha",)
+    ]
+    assert (
+        "⚠️ Planet or moon 'Alpha Prme' is not in system 'Demo Alpha' in the Control Room; "
+        "the nearest names there are 'Alpha Prime'" in planet
+    )
+    assert planet.endswith(
+        "The discovery is kept and waits until the place is added to the Control Room."
+    )
+    _, system = confirmations["Demo Alfa"]
+    assert "⚠️ System 'Demo Alfa' is not in the Control Room; the nearest names there are " in (
+        system
+    )
+    assert "'Demo Alpha'" in system and "Syncing" not in system
+    form = Form(bot.fake)
+    form.choose_type(dtype)
+    form.choose_system("Demo Alpha")
+    form.choose_place("🪐 Alpha Prime")
+    form.describe(values_for(dtype, "Bones where the map says"))
+    _, picked = form.confirmation(form.submit())
+    assert "Syncing to the Control Room." in picked["content"]
+    assert "⚠️" not in picked["content"]
+    away = bot.haven.with_name("VH-away.db")
+    bot.haven.rename(away)
+    try:
+        form = Form(bot.fake)
+        form.choose_type(dtype)
+        form.modal("report:system:text", {"system_name": "Demo Alfa", "location": "Nowhere"})
+        form.describe(values_for(dtype, "Bones with no map to check"))
+        _, blind = form.confirmation(form.submit())
+    finally:
+        away.rename(bot.haven)
+    # Without the map nothing can be said of the place.
+    assert "⚠️" not in blind["content"] and "Control Room;" not in blind["content"]
+
+
 def test_mentions_in_what_members_typed_never_ping(bot):
     """A description with @everyone, a role and a user mention: every message the bot sent for
     it, the archive post included, has mentions disabled."""
@@ -582,6 +635,7 @@ def test_sync_status_is_for_members_who_manage_the_server(bot):
     assert bot.fake.wait_response(allowed).json["type"] == 5
     shown = bot.fake.wait_response(allowed, kind="followup", timeout=10)
     assert shown.json["content"].startswith("**Sync queue**: pending ")
+    assert " · waiting " in shown.json["content"] and " · conflict " in shown.json["content"]
     assert "Oldest pending:" in shown.json["content"]
     assert "Last error" in shown.json["content"]
 

@@ -11,6 +11,8 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from botrunner import limits
+from botrunner.cogs.sync_admin import summary_text
 from discoveries.haven.catalog import HavenPlace, catalog_places, catalog_systems
 from syncq.models import OperatorAction, SyncQueueItem
 from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY, bot_heartbeat, bot_online, queue_summary
@@ -18,8 +20,10 @@ from syncq.services import queue_item_retry
 from tests.factories import (
     queue_item_backing_off,
     queue_item_exceeded,
+    queue_item_in_conflict,
     queue_item_pending,
     queue_item_synced,
+    queue_item_waiting,
 )
 
 
@@ -73,6 +77,8 @@ def test_queue_summary_gives_counts_oldest_pending_and_the_newest_error():
         "syncing": 0,
         "synced": 1,
         "max_retries_exceeded": 1,
+        "waiting": 0,
+        "conflict": 0,
     }
     assert 7190 <= summary["oldest_pending_age_seconds"] <= 7210
     last = summary["last_error"]
@@ -82,10 +88,30 @@ def test_queue_summary_gives_counts_oldest_pending_and_the_newest_error():
 
 @pytest.mark.django_db
 def test_queue_summary_of_an_empty_queue():
-    """No items: zero counts, no oldest pending, no last error."""
+    """No items: zero counts, no oldest pending, no last error, nothing waiting."""
     summary = queue_summary()
     assert set(summary["counts"].values()) == {0}
     assert summary["oldest_pending_age_seconds"] is None and summary["last_error"] is None
+    assert summary["first_waiting"] is None
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "haven"])
+def test_sync_status_names_the_first_waiting_item_and_the_conflicts(sample_haven_db):
+    """/sync-status's text, from the real summary: waiting and conflict counts, the first
+    waiting item's reason with the nearest names, and where conflicts are settled."""
+    queue_item_in_conflict(sample_haven_db)
+    first = queue_item_waiting(system_name="Ocul", location="Erren")
+    queue_item_waiting()
+    summary = queue_summary()
+    assert summary["first_waiting"]["queue_id"] == first.id
+    text = summary_text(summary)
+    assert "failed 0 · waiting 2 · conflict 1" in text
+    assert (
+        f"First waiting (queue item {first.id}, discovery {first.discovery_id}): system 'Ocul' "
+        "is not in the Control Room; nearest in the Control Room: 'Oculi'" in text
+    )
+    assert "Conflicts wait for a choice in the admin" in text
+    assert limits.text_length(text) <= limits.MESSAGE_CONTENT_MAX
 
 
 @pytest.mark.django_db

@@ -283,9 +283,10 @@ def test_sync_status_text_shows_counts_oldest_and_last_error():
             },
         }
     )
-    assert "pending 3 · syncing 1 · synced 1,200 · failed 2" in text
+    assert "pending 3 · syncing 1 · synced 1,200 · failed 2 · waiting 0 · conflict 0" in text
     assert "Oldest pending: 2 h 5 min ago" in text
     assert "queue item 9, discovery 40): VH-Database.db is locked" in text
+    assert "First waiting" not in text and "Conflicts" not in text
     quiet = summary_text(
         {
             "counts": {"pending": 0, "syncing": 0, "synced": 0, "max_retries_exceeded": 0},
@@ -294,6 +295,21 @@ def test_sync_status_text_shows_counts_oldest_and_last_error():
         }
     )
     assert "Oldest pending: none" in quiet and "Last error: none" in quiet
+    long = summary_text(
+        {
+            "counts": {"waiting": 1},
+            "oldest_pending_age_seconds": None,
+            "last_error": None,
+            "first_waiting": {
+                "queue_id": 5,
+                "discovery_id": 6,
+                "reason": "system '" + "@everyone " * 400 + "' is not in the Control Room",
+                "suggestions": ["Oculi"] * 100,
+            },
+        }
+    )
+    assert "First waiting (queue item 5, discovery 6): system '@everyone" in long
+    assert limits.text_length(long) <= limits.MESSAGE_CONTENT_MAX
 
 
 def test_prefill_fits_the_input_and_drops_refused_characters():

@@ -27,12 +27,16 @@ _STATE_LABELS = (
     ("syncing", "syncing"),
     ("synced", "synced"),
     ("max_retries_exceeded", "failed"),
+    ("waiting", "waiting"),
+    ("conflict", "conflict"),
 )
 
 
 def summary_text(summary: dict) -> str:
-    """The ``/sync-status`` reply for :func:`syncq.selectors.queue_summary`'s result, at most
-    2,000 characters."""
+    """The ``/sync-status`` reply for :func:`syncq.selectors.queue_summary`'s result: counts
+    (``waiting``: for their place in VH; ``conflict``: for an operator's choice), the oldest
+    pending age, the last error and why the first waiting item waits; at most 2,000
+    characters. The reason quotes names members typed: the reply is sent without mentions."""
     counts = summary["counts"]
     lines = [
         "**Sync queue**: "
@@ -49,6 +53,18 @@ def summary_text(summary: dict) -> str:
             f"Last error ({ago} ago, queue item {last['queue_id']}, discovery "
             f"{last['discovery_id']}): {limits.cut(last['error'], 1000)}"
         )
+    waiting = summary.get("first_waiting")
+    if waiting is not None:
+        line = (
+            f"First waiting (queue item {waiting['queue_id']}, discovery "
+            f"{waiting['discovery_id']}): {limits.cut(waiting['reason'], 500)}"
+        )
+        if waiting.get("suggestions"):
+            nearest = ", ".join(f"'{name}'" for name in waiting["suggestions"])
+            line += f"; nearest in the Control Room: {limits.cut(nearest, 200)}"
+        lines.append(line)
+    if counts.get("conflict"):
+        lines.append("Conflicts wait for a choice in the admin (Queue items, state Conflict).")
     return limits.cut("\n".join(lines), limits.MESSAGE_CONTENT_MAX)
 
 
@@ -58,12 +74,15 @@ class SyncAdmin(commands.Cog):
     def __init__(self, bot: commands.Bot):
         self.bot = bot
 
-    @app_commands.command(name="sync-status", description="Sync queue counts and the last error")
+    @app_commands.command(
+        name="sync-status", description="Sync queue counts, the last error and what waits"
+    )
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.checks.has_permissions(manage_guild=True)
     async def sync_status(self, interaction: discord.Interaction) -> None:
-        """Counts per state, the oldest pending item's age and the last error (ephemeral)."""
+        """Counts per state, the oldest pending item's age, the last error and why the first
+        waiting item waits (ephemeral)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.bot.busy():
             summary = await run_db(queue_summary)
