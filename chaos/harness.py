@@ -4,7 +4,9 @@ invariant checked against both databases.
 
 The invariant (issue "Nothing lost, nothing doubled"): every submitted discovery is in
 keeper.db, has exactly one VH row (found through the ledger), and its queue item is
-``synced``; no queue item is left ``syncing``.
+``synced``; no queue item is left ``syncing``. After edits and deletes
+(:meth:`Workspace.check_changes`), each edited discovery's one VH row holds the edit, in place,
+and a deleted one is gone from both databases with its ledger row marked ``deleted``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,16 +46,21 @@ class Outcome:
     """One scenario's row: ``items`` submitted; ``lost`` (not in keeper.db, or synced without
     a VH row); ``duplicated`` (VH rows beyond one per discovery); ``stuck`` (queue items not
     synced at the end, ``syncing`` ones included); ``drain_seconds`` from the fault's end to
-    the last item synced (None when it never drained)."""
+    the last item synced (None when it never drained). The edit and delete scenarios also
+    count ``stale`` (VH rows not holding their discovery's edit) and ``undeleted`` (deleted
+    discoveries still in either database, or not marked ``deleted`` in the ledger); None where
+    a scenario does not measure them."""
 
     name: str
     items: int
     lost: int = 0
     duplicated: int = 0
     stuck: int = 0
+    stale: int | None = None
+    undeleted: int | None = None
     drain_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
-    #: Broken promises other than the three counts (the worker created a VH file, an error
+    #: Broken promises other than the counts (the worker created a VH file, an error
     #: did not name its cause…); any makes the scenario fail.
     violations: list[str] = field(default_factory=list)
     #: Why the scenario did not run (a server it needs cannot be reached outside CI).
@@ -62,7 +70,46 @@ class Outcome:
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.duplicated or self.stuck or self.violations)
+        return not (
+            self.lost
+            or self.duplicated
+            or self.stuck
+            or self.stale
+            or self.undeleted
+            or self.violations
+        )
+
+
+#: The planet every chaos submission names, in the demo system ``Demo Alpha``
+#: (:func:`discoveries.haven.files.haven_file_create`), and another planet of that system.
+PLANET = "Alpha Prime"
+OTHER_PLANET = "Alpha Secundus"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an edit or delete scenario does to one synced discovery: keeper id ``pk``, the VH
+    row ``haven_id`` and ``before``, the description, its first sync left; then either
+    ``deleted``, or the ``description`` and ``planet`` (a name in ``Demo Alpha``) its one VH
+    row must hold at the end (the same as before for a discovery left alone)."""
+
+    pk: int
+    haven_id: int
+    before: str
+    description: str
+    planet: str = PLANET
+    deleted: bool = False
+
+    @property
+    def edits(self) -> dict[str, str]:
+        """The ``changes`` of :func:`syncq.services.discovery_update` that make it so: empty
+        for a discovery left alone or deleted."""
+        if self.deleted:
+            return {}
+        edits = {"description": self.description} if self.description != self.before else {}
+        if self.planet != PLANET:
+            edits["location"] = self.planet
+        return edits
 
 
 class Workspace:
@@ -205,14 +252,25 @@ class Workspace:
         """How many queue items are in each sync status."""
         return dict(self.keeper_rows("SELECT sync_status, COUNT(*) FROM sync_queue GROUP BY 1"))
 
-    def attempts_cut_off(self) -> tuple[int, int]:
+    def attempts_cut_off(self, *, after_attempt: int | None = None) -> tuple[int, int]:
         """``(cut, after_vh)``: how many queue items had an attempt that left no record (its
         worker was killed mid-attempt), and how many of those the ledger found already in VH
-        on a later attempt (killed between the VH commit and the keeper commit)."""
-        rows = self.keeper_rows(
+        on a later attempt (killed between the VH commit and the keeper commit).
+
+        ``after_attempt`` (a ``sync_attempt`` id) counts only the round that began after it,
+        for items whose attempts an edit started again from 0: items with a recorded attempt
+        after it, and only those attempts."""
+        sql = (
             "SELECT q.metadata FROM sync_queue q WHERE q.sync_attempts > "
-            "(SELECT COUNT(*) FROM sync_attempt a WHERE a.queue_item_id = q.id)"
+            "(SELECT COUNT(*) FROM sync_attempt a WHERE a.queue_item_id = q.id AND a.id > ?)"
         )
+        if after_attempt is not None:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM sync_attempt a WHERE a.queue_item_id = q.id "
+                "AND a.id > ?)"
+            )
+        params = (0,) if after_attempt is None else (after_attempt, after_attempt)
+        rows = self.keeper_rows(sql, *params)
         metadata = [json.loads(m) if isinstance(m, str) else m for (m,) in rows]
         return len(rows), sum(isinstance(m, dict) and m.get("how") == "ledger" for m in metadata)
 
@@ -227,17 +285,35 @@ class Workspace:
         return None
 
     def vh_rows(self, sql: str) -> dict:
-        """``sql``'s two-column rows from VH-Database.db as a dict; empty when the file or the
-        table is missing (nothing synced yet, or a worker left an empty file), so the
-        invariant counts every item rather than failing to look."""
+        """``sql``'s two-column rows from VH-Database.db as a dict (see :meth:`vh_select`)."""
+        return dict(self.vh_select(sql))
+
+    def vh_select(self, sql: str) -> list[tuple]:
+        """``sql``'s rows from VH-Database.db, never creating the file; empty when the file
+        or the table is missing (nothing synced yet, or a worker left an empty file), so the
+        invariant counts every item rather than failing to look.
+
+        Read-only, unless a worker killed inside a VH transaction left a hot journal: SQLite
+        must roll that back before anyone reads, which a read-only connection cannot do
+        ("attempt to write a readonly database"), so the read is made read-write then, as
+        the next worker or the Control Room would."""
         if not self.haven.exists():
-            return {}
+            return []
+
+        def read(mode: str) -> list[tuple]:
+            with sqlite3.connect(f"file:{self.haven}?mode={mode}", uri=True, timeout=30) as vh:
+                return vh.execute(sql).fetchall()
+
         try:
-            with sqlite3.connect(f"file:{self.haven}?mode=ro", uri=True, timeout=30) as vh:
-                return dict(vh.execute(sql).fetchall())
+            try:
+                return read("ro")
+            except sqlite3.OperationalError as exc:
+                if "readonly database" not in str(exc):
+                    raise
+                return read("rw")
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
-                return {}
+                return []
             raise
 
     def log_problems(self) -> list[str]:
@@ -283,6 +359,90 @@ class Workspace:
             if counts.get(text, 0) == 0 or ledger.get(pk) != vh_id:
                 outcome.lost += 1
             outcome.duplicated += max(0, counts.get(text, 0) - 1)
+        return outcome
+
+    def check_changes(
+        self, name: str, changes: list[Change], *, vh_count: int, drain: float | None
+    ) -> Outcome:
+        """The invariant after ``changes``, edits and deletes of synced discoveries, against
+        keeper's database and VH-Database.db, which held ``vh_count`` rows before them.
+
+        A discovery kept is ``lost`` when it is gone from keeper.db, or its ledger row is
+        missing, marked ``deleted``, or names another VH row than its queue item does or a
+        row VH no longer has; ``stuck`` when its queue item is not ``synced``; ``stale`` when
+        its VH row does not hold its wanted description and planet; ``duplicated`` by each VH
+        row beyond one holding its description, old or new. A deleted discovery still in
+        keeper.db is ``stuck`` while its item is not ``synced`` (the delete not done yet),
+        else it is ``undeleted`` if it is still in keeper.db, its ledger row is not marked
+        ``deleted``, or VH still has its row (by the ledger, or by its description).
+
+        Violations: VH holding other than ``vh_count`` less the deleted rows; a VH row
+        replaced rather than updated in place; one VH row named by two discoveries' ledger
+        rows; and what the clusters' log shows (:meth:`log_problems`)."""
+        outcome = Outcome(name=name, items=len(changes), drain_seconds=drain, stale=0, undeleted=0)
+        keeper = {
+            pk: (status, vh_id)
+            for pk, status, vh_id in self.keeper_rows(
+                "SELECT d.id, q.sync_status, q.haven_discovery_id "
+                "FROM discoveries d LEFT JOIN sync_queue q ON q.discovery_id = d.id"
+            )
+        }
+        ledger = {
+            pk: (vh_id, how)
+            for pk, vh_id, how in self.vh_select(
+                "SELECT keeper_discovery_id, haven_discovery_id, how FROM keeper_sync_ledger"
+            )
+        }
+        rows = {
+            vh_id: (text, planet)
+            for vh_id, text, planet in self.vh_select(
+                "SELECT d.id, d.description, p.name FROM discoveries d "
+                "LEFT JOIN planets p ON p.id = d.planet_id"
+            )
+        }
+        texts = Counter(text for text, _ in rows.values())
+        outcome.violations += self.log_problems()
+        replaced = 0
+        for change in changes:
+            status, item_vh = keeper.get(change.pk, (None, None))
+            vh_id, how = ledger.get(change.pk, (None, None))
+            if change.deleted:
+                if change.pk in keeper and status not in (None, "synced"):
+                    outcome.stuck += 1
+                elif (
+                    change.pk in keeper or how != "deleted" or vh_id in rows or texts[change.before]
+                ):
+                    outcome.undeleted += 1
+                continue
+            if change.pk not in keeper:
+                outcome.lost += 1
+                continue
+            if status != "synced":
+                outcome.stuck += 1
+                continue
+            if how in (None, "deleted") or vh_id != item_vh or vh_id not in rows:
+                outcome.lost += 1
+            elif rows[vh_id] != (change.description, change.planet):
+                outcome.stale += 1
+            replaced += vh_id in rows and vh_id != change.haven_id
+            held = sum(texts[text] for text in {change.before, change.description})
+            outcome.duplicated += max(0, held - 1)
+        expected = vh_count - sum(change.deleted for change in changes)
+        if len(rows) != expected:
+            outcome.violations.append(
+                f"VH holds {len(rows)} discoveries; {vh_count} before the changes less the "
+                f"deleted ones is {expected}"
+            )
+        if replaced:
+            outcome.violations.append(
+                f"{replaced} discoveries' VH rows were replaced by new ones, not updated in place"
+            )
+        named = Counter(vh_id for vh_id, how in ledger.values() if how != "deleted")
+        shared = sorted(vh_id for vh_id, count in named.items() if count > 1)
+        if shared:
+            outcome.violations.append(
+                f"{len(shared)} VH rows are named by more than one ledger row, e.g. #{shared[0]}"
+            )
         return outcome
 
 
@@ -367,17 +527,30 @@ def one_line(text: object) -> str:
 
 
 def outcome_table(outcomes: list[Outcome]) -> str:
-    """The scenarios as a text table (name, scenario, items, lost, duplicated, stuck, drain s)
-    followed by one remark per line: why a scenario was skipped, its notes, its violations.
-    A scenario that was skipped, or failed before it submitted anything, shows dashes."""
-    header = ("name", "scenario", "items", "lost", "duplicated", "stuck", "drain s")
+    """The scenarios as a text table (name, scenario, items, lost, duplicated, stuck, stale,
+    undeleted, drain s) followed by one remark per line: why a scenario was skipped, its notes,
+    its violations. A scenario that was skipped, or failed before it submitted anything, shows
+    dashes; so does a count a scenario does not measure (stale and undeleted, outside the edit
+    and delete scenarios)."""
+    header = (
+        "name",
+        "scenario",
+        "items",
+        "lost",
+        "duplicated",
+        "stuck",
+        "stale",
+        "undeleted",
+        "drain s",
+    )
     rows = []
     for o in outcomes:
         if o.skipped or (not o.items and o.violations):
-            figures = ("-", "-", "-", "-", "skipped" if o.skipped else "failed")
+            figures = ("-",) * 6 + ("skipped" if o.skipped else "failed",)
         else:
             drain = "never" if o.drain_seconds is None else f"{o.drain_seconds:g}"
-            figures = (str(o.items), str(o.lost), str(o.duplicated), str(o.stuck), drain)
+            counts = (o.items, o.lost, o.duplicated, o.stuck, o.stale, o.undeleted)
+            figures = (*("-" if n is None else str(n) for n in counts), drain)
         rows.append((o.key or "-", o.name, *figures))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     remarks = [f"{o.name}: skipped: {one_line(o.skipped)}" for o in outcomes if o.skipped]

@@ -16,11 +16,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from chaos.harness import (
+    OTHER_PLANET,
+    PLANET,
     ROOT,
+    Change,
     Outcome,
     ServerUnreachable,
     Workspace,
@@ -50,7 +54,7 @@ def kill_the_worker(ws: Workspace, *, full: bool) -> Outcome:
     rng = random.Random(20261130)
     clusters = [ws.cluster_start()]
     descriptions = ws.submit("kill", items)
-    done = _kill_while_syncing(ws, clusters, rng, kills)
+    done, _ = _kill_while_syncing(ws, clusters, rng, kills)
     fault_over = time.monotonic()
     drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
     ws.stop_all()
@@ -60,14 +64,27 @@ def kill_the_worker(ws: Workspace, *, full: bool) -> Outcome:
     return outcome
 
 
-def _kill_while_syncing(ws: Workspace, clusters: list, rng: random.Random, kills: int) -> int:
+def _kill_while_syncing(
+    ws: Workspace,
+    clusters: list,
+    rng: random.Random,
+    kills: int,
+    *,
+    in_window: Callable[[Workspace], set[int]] | None = None,
+) -> tuple[int, set[int]]:
     """kill -9 one of ``clusters`` at random and start it again in its place, ``kills`` times
     and then on (up to three times as many) until one kill has landed between a VH commit and
     its keeper commit. Each kill waits until a cluster records a new attempt (it is working,
-    not still starting; at most 10 s), then a random 0.05–1 s more. Returns how many kills."""
-    landed = False
+    not still starting; at most 10 s), then a random 0.05–1 s more.
+
+    ``in_window(ws)`` (default :func:`_written_not_recorded`) names the keeper discoveries
+    whose change VH holds and keeper.db does not record yet. A live worker's item leaves it
+    within the pause, so one still named half a second after a kill belongs to the killed
+    worker. Returns how many kills, and the keeper ids they caught in that window."""
+    in_window = in_window or _written_not_recorded
+    caught: set[int] = set()
     done = 0
-    while done < kills or (not landed and done < 3 * kills):
+    while done < kills or (not caught and done < 3 * kills):
         attempts = ws.keeper_value("SELECT COUNT(*) FROM sync_attempt")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -78,14 +95,11 @@ def _kill_while_syncing(ws: Workspace, clusters: list, rng: random.Random, kills
         which = rng.randrange(len(clusters))
         ws.kill(clusters[which])
         done += 1
-        if not landed:
-            # A live worker records its item within the pause; one still unrecorded half a
-            # second later belongs to the killed worker.
-            first = _written_not_recorded(ws)
-            time.sleep(0.5)
-            landed = bool(first & _written_not_recorded(ws))
+        first = in_window(ws)
+        time.sleep(0.5)
+        caught |= first & in_window(ws)
         clusters[which] = ws.cluster_start()
-    return done
+    return done, caught
 
 
 def _written_not_recorded(ws: Workspace) -> set[int]:
@@ -95,6 +109,26 @@ def _written_not_recorded(ws: Workspace) -> set[int]:
     return ledger - {pk for (pk,) in synced}
 
 
+def _ledger_marked(ws: Workspace, how: str) -> set[int]:
+    """Keeper discovery ids whose ledger row in VH says ``how`` (updated, deleted…)."""
+    rows = ws.vh_select("SELECT keeper_discovery_id, how FROM keeper_sync_ledger")
+    return {pk for pk, marked in rows if marked == how}
+
+
+def _updated_not_recorded(ws: Workspace) -> set[int]:
+    """Keeper discovery ids whose update VH holds (ledger ``updated``) while their queue item
+    is not ``synced``: every one of them was synced before its edit."""
+    synced = ws.keeper_rows("SELECT discovery_id FROM sync_queue WHERE sync_status = 'synced'")
+    return _ledger_marked(ws, "updated") - {pk for (pk,) in synced}
+
+
+def _deleted_not_recorded(ws: Workspace) -> set[int]:
+    """Keeper discovery ids whose VH row is deleted (ledger ``deleted``) while the discovery is
+    still in keeper's database."""
+    present = ws.keeper_rows("SELECT id FROM discoveries")
+    return _ledger_marked(ws, "deleted") & {pk for (pk,) in present}
+
+
 def _kill_pause(full: bool) -> str:
     """``SYNC_CHAOS_PAUSE_SECONDS`` for the kill scenarios: each item waits this long between
     its VH commit and its keeper commit. The short sizes have 4 kills, so the window is wider
@@ -102,16 +136,210 @@ def _kill_pause(full: bool) -> str:
     return "0.02" if full else "0.1"
 
 
-def _judge_kills(ws: Workspace, outcome: Outcome, *, full: bool) -> None:
-    """Note how many claims the kills cut short and how many of those after the VH commit; a
-    run whose kills never landed after a VH commit proved nothing and fails."""
-    cut, after_vh = ws.attempts_cut_off()
+def _judge_kills(
+    ws: Workspace, outcome: Outcome, *, full: bool, after_attempt: int | None = None
+) -> None:
+    """Note how many claims the kills cut short and how many of those after the VH commit
+    (of the round after ``sync_attempt`` id ``after_attempt``, when given); a run whose kills
+    never landed after a VH commit proved nothing and fails."""
+    cut, after_vh = ws.attempts_cut_off(after_attempt=after_attempt)
     outcome.notes.append(
         f"claims a kill cut short: {cut}, {after_vh} of them after the VH commit "
         "(found in the ledger, not written again)"
     )
     if not (cut and after_vh):
         outcome.violations.append("the kills never cut an attempt off after its VH commit")
+
+
+#: One process that makes a scenario's changes through the services, in order: each entry of
+#: the JSON file is ``{"id", "delete", "changes"}``. A delete must be queued (the discovery is
+#: in VH), not done at once. Every error is printed as ``ERROR <id> <text>``.
+_CHANGER = """
+import json
+from syncq.services import discovery_delete, discovery_update
+
+done = 0
+for entry in json.load(open({path!r}, encoding="utf-8")):
+    try:
+        if entry["delete"]:
+            result = discovery_delete(discovery_id=entry["id"])
+            if result != "queued":
+                print("ERROR", entry["id"], f"the delete was {{result}}, not queued")
+                continue
+        else:
+            discovery_update(discovery_id=entry["id"], changes=entry["changes"])
+        done += 1
+    except Exception as exc:
+        print("ERROR", entry["id"], f"{{type(exc).__name__}}: {{exc}}")
+print("DONE", done)
+"""
+
+
+def synced_first(ws: Workspace, tag: str, items: int) -> tuple[list[tuple], list[str]]:
+    """Submit ``items`` discoveries and sync them all (``manage.py sync_now``, no fault yet).
+    Returns ``(keeper id, description, VH row)`` of each, oldest first, and what the invariant
+    found wrong with that first sync, which the changes after it need to be clean."""
+    descriptions = ws.submit(tag, items)
+    ws.manage("sync_now", "--until-idle")
+    first = ws.check("first sync", descriptions, 0.0)
+    problems = []
+    if not first.clean:
+        problems.append(
+            f"the first sync, before any change, was not clean: {first.lost} lost, "
+            f"{first.duplicated} duplicated, {first.stuck} stuck; {first.violations[:1]}"
+        )
+    rows = ws.keeper_rows(
+        "SELECT d.id, d.description, q.haven_discovery_id FROM discoveries d "
+        "JOIN sync_queue q ON q.discovery_id = d.id ORDER BY d.id"
+    )
+    return rows, problems
+
+
+def changes_start(ws: Workspace, changes: list[Change]) -> subprocess.Popen:
+    """Start one ``manage.py shell`` process that makes ``changes`` in order: each edit through
+    ``discovery_update``, each delete through ``discovery_delete``; see
+    :func:`changes_finish`."""
+    wanted = [
+        {"id": c.pk, "delete": c.deleted, "changes": c.edits}
+        for c in changes
+        if c.deleted or c.edits
+    ]
+    path = ws.folder / "changes.json"
+    path.write_text(json.dumps(wanted), encoding="utf-8")
+    return subprocess.Popen(
+        [*ws.python, "manage.py", "shell", "-c", _CHANGER.format(path=str(path))],
+        cwd=ROOT,
+        env=ws.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def changes_finish(changer: subprocess.Popen, changes: list[Change]) -> list[str]:
+    """Wait for the process :func:`changes_start` started with ``changes``; returns what went
+    wrong: changes refused (each error the services raised, a delete done at once rather than
+    queued) and a process that did not make them all."""
+    output = changer.communicate(timeout=1800)[0].splitlines()
+    wanted = sum(bool(c.deleted or c.edits) for c in changes)
+    errors = [line for line in output if line.startswith("ERROR")]
+    made = [int(line.split()[1]) for line in output if line.startswith("DONE")]
+    problems = []
+    if errors:
+        problems.append(f"{len(errors)} changes were refused, e.g. {errors[0]}")
+    if made != [wanted]:
+        problems.append(f"the changes made were {made} of {wanted}: {' '.join(output[-3:])}")
+    return problems
+
+
+def _changes_under_kills(
+    ws: Workspace,
+    name: str,
+    changes: list[Change],
+    *,
+    full: bool,
+    seed: int,
+    in_window: Callable[[Workspace], set[int]],
+) -> tuple[Outcome, set[int], int]:
+    """Make ``changes`` (edits through ``discovery_update``, deletes through
+    ``discovery_delete``, in one process) while the cluster is killed -9 at random and restarted
+    (at least 20 kills in full, 4 otherwise; :func:`_kill_while_syncing` with ``in_window``),
+    each item pausing between its VH commit and its keeper commit as in the kill scenario;
+    then wait for the queue to drain and check both databases
+    (:meth:`chaos.harness.Workspace.check_changes`). Returns the outcome, the keeper ids a
+    kill caught between the VH commit and the keeper commit, and the last ``sync_attempt`` id
+    before the changes."""
+    kills = 20 if full else 4
+    vh_count = len(ws.vh_select("SELECT id FROM discoveries"))
+    mark = ws.keeper_value("SELECT COALESCE(MAX(id), 0) FROM sync_attempt")
+    ws.env["SYNC_CHAOS_PAUSE_SECONDS"] = _kill_pause(full)
+    clusters = [ws.cluster_start()]
+    changer = changes_start(ws, changes)
+    done, caught = _kill_while_syncing(
+        ws, clusters, random.Random(seed), kills, in_window=in_window
+    )
+    killed_while_changing = changer.poll() is None
+    problems = changes_finish(changer, changes)
+    fault_over = time.monotonic()
+    drain = ws.wait_drained(timeout=DRAIN_TIMEOUT)
+    ws.stop_all()
+    outcome = ws.check_changes(name, changes, vh_count=vh_count, drain=drain)
+    edited = [c for c in changes if c.edits]
+    outcome.notes.append(
+        f"{len(edited)} edited ({sum(c.planet != PLANET for c in edited)} to another planet), "
+        f"{sum(c.deleted for c in changes)} deleted; {done} kills in "
+        f"{fault_over - ws.started:.0f} s, the last "
+        f"{'while' if killed_while_changing else 'after'} the changes were made"
+    )
+    outcome.violations += problems
+    return outcome, caught, mark
+
+
+def update_kill(ws: Workspace, *, full: bool) -> Outcome:
+    """Every discovery synced, then edited through ``discovery_update`` (a description of its
+    own; every third moved to the other planet of its system) while the cluster is killed -9 as
+    in the kill scenario, kills landing between the VH commit and the keeper commit (2,000
+    items and at least 20 kills in full, 200 and 4 otherwise). Each edit updates the one VH row
+    in place, exactly once: VH's row count does not change, each discovery keeps one row,
+    which holds its edit, and every item ends ``synced``."""
+    items = 2000 if full else 200
+    ws.manage("migrate", "--no-input", "-v0")
+    synced, problems = synced_first(ws, "update", items)
+    changes = [
+        Change(pk, vh_id, text, f"{text} edited", OTHER_PLANET if n % 3 == 0 else PLANET)
+        for n, (pk, text, vh_id) in enumerate(synced)
+    ]
+    outcome, _, mark = _changes_under_kills(
+        ws,
+        "kill -9 during updates",
+        changes,
+        full=full,
+        seed=20261202,
+        in_window=_updated_not_recorded,
+    )
+    outcome.violations[:0] = problems
+    _judge_kills(ws, outcome, full=full, after_attempt=mark)
+    return outcome
+
+
+def delete_kill(ws: Workspace, *, full: bool) -> Outcome:
+    """Every discovery synced, then half deleted through ``discovery_delete`` and one in ten of
+    the others edited (half of those moved to the other planet) while the cluster is killed -9
+    as in the kill scenario, until one kill has landed between a delete's VH commit and its
+    keeper commit (2,000 items and at least 20 kills in full, 200 and 4 otherwise). The
+    deleted ones are gone from VH and from keeper's database, their ledger rows marked
+    ``deleted``; the others keep their one row each (edited where they were), and VH holds
+    as many rows fewer as were deleted."""
+    items = 2000 if full else 200
+    ws.manage("migrate", "--no-input", "-v0")
+    synced, problems = synced_first(ws, "delete", items)
+    changes = []
+    for n, (pk, text, vh_id) in enumerate(synced):
+        if n % 2 == 0:
+            changes.append(Change(pk, vh_id, text, text, deleted=True))
+        elif n % 10 == 1:
+            planet = OTHER_PLANET if n % 20 == 1 else PLANET
+            changes.append(Change(pk, vh_id, text, f"{text} edited", planet))
+        else:
+            changes.append(Change(pk, vh_id, text, text))
+    outcome, caught, mark = _changes_under_kills(
+        ws,
+        "kill -9 during deletes",
+        changes,
+        full=full,
+        seed=20261203,
+        in_window=_deleted_not_recorded,
+    )
+    outcome.violations[:0] = problems
+    cut, after_vh = ws.attempts_cut_off(after_attempt=mark)
+    outcome.notes.append(
+        f"deletes a kill cut off after their VH commit: {len(caught)} (each finished on a "
+        f"later attempt, found deleted in the ledger); edits' claims cut short: {cut}, "
+        f"{after_vh} of them after the VH commit"
+    )
+    if not caught:
+        outcome.violations.append("the kills never cut a delete off after its VH commit")
+    return outcome
 
 
 def vh_locked(ws: Workspace, *, full: bool) -> Outcome:
@@ -388,7 +616,7 @@ def clock_and_schedule(ws: Workspace, *, full: bool) -> Outcome:
         cluster.wait(timeout=30)
     with sqlite3.connect(ws.keeper, timeout=30) as keeper:
         names = sorted(n for (n,) in keeper.execute("SELECT name FROM django_q_schedule"))
-    if names != ["keeper-prune-synced", "keeper-sync-1", "keeper-sync-2"]:
+    if names != ["keeper-prune-synced", "keeper-sync-1", "keeper-sync-2", "keeper-verify"]:
         violations.append(f"schedules after 5 restarts: {names}")
     descriptions = ws.submit("clock", items)
     due_in = 20
@@ -721,7 +949,7 @@ def scale_out(ws: Workspace, *, full: bool) -> Outcome:
     rng = random.Random(20261201)
     clusters = [ws.cluster_start(), ws.cluster_start()]
     crowd = Crowd(ws, total=10_000 if full else 800)
-    done = _kill_while_syncing(ws, clusters, rng, kills)
+    done, _ = _kill_while_syncing(ws, clusters, rng, kills)
     killed_while_submitting = crowd.running()
     crowd.finish()
     fault_over = time.monotonic()
@@ -744,6 +972,8 @@ def scale_out(ws: Workspace, *, full: bool) -> Outcome:
 
 SCENARIOS = {
     "kill": kill_the_worker,
+    "update-kill": update_kill,
+    "delete-kill": delete_kill,
     "locked": vh_locked,
     "missing": vh_missing,
     "read-only": vh_read_only,

@@ -1,15 +1,16 @@
-"""The chaos suite's own check: it must see a lost, a doubled and a stuck discovery, or its
-zeros would mean nothing."""
+"""The chaos suite's own check: it must see a lost, a doubled and a stuck discovery, and after
+edits and deletes a stale and an undeleted one, or its zeros would mean nothing."""
 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from chaos.harness import Outcome, Workspace, outcome_table, under_ci
-from chaos.scenarios import dst_change_next
+from chaos.harness import OTHER_PLANET, PLANET, Change, Outcome, Workspace, outcome_table, under_ci
+from chaos.scenarios import changes_finish, changes_start, dst_change_next, synced_first
 
 
 def test_the_invariant_check_sees_lost_doubled_and_stuck_items(tmp_path):
@@ -40,7 +41,106 @@ def test_the_invariant_check_sees_lost_doubled_and_stuck_items(tmp_path):
     assert (broken.items, broken.lost, broken.duplicated, broken.stuck) == (5, 2, 1, 1)
     assert not broken.clean and clean.clean
     table = outcome_table([clean, broken])
-    assert "| broken   | 5     | 2    | 1          | 1     | never   |" in table
+    assert "| broken   | 5     | 2    | 1          | 1     | -     | -         | never   |" in table
+
+
+def test_the_change_check_sees_lost_doubled_stuck_stale_and_undeleted_items(tmp_path):
+    """Eight synced discoveries, three edited (one moved to the other planet) and two deleted
+    through the services, check clean; then each broken promise is counted, and only once: an
+    edited row back on its old planet and one back to its old text (stale), an edited row
+    copied under its old text (doubled), a deleted row back in VH and a ledger row no longer
+    marked deleted (undeleted), a kept row gone (lost) and a queue item set back to syncing
+    (stuck)."""
+    ws = Workspace(tmp_path / "ws")
+    ws.manage("migrate", "--no-input", "-v0")
+    synced, problems = synced_first(ws, "changes", 8)
+    assert problems == [] and len(synced) == 8
+    vh_count = len(ws.vh_select("SELECT id FROM discoveries"))
+    mark = ws.keeper_value("SELECT MAX(id) FROM sync_attempt")
+    changes = []
+    for n, (pk, text, vh_id) in enumerate(synced):
+        if n < 3:
+            planet = OTHER_PLANET if n == 0 else PLANET
+            changes.append(Change(pk, vh_id, text, f"{text} edited", planet))
+        else:
+            changes.append(Change(pk, vh_id, text, text, deleted=n in (3, 4)))
+    assert changes_finish(changes_start(ws, changes), changes) == []
+    ws.manage("sync_now", "--until-idle")
+    clean = ws.check_changes("clean", changes, vh_count=vh_count, drain=0.0)
+    counts = lambda o: (o.items, o.lost, o.duplicated, o.stuck, o.stale, o.undeleted)  # noqa: E731
+    assert counts(clean) == (8, 0, 0, 0, 0, 0)
+    assert clean.clean, clean.violations
+
+    # A claim of the edit round cut short after its VH commit: the first round's attempt would
+    # hide it from a count over the whole history.
+    with sqlite3.connect(ws.keeper) as keeper:
+        keeper.execute(
+            "UPDATE sync_queue SET sync_attempts = sync_attempts + 1, "
+            "metadata = json_set(metadata, '$.how', 'ledger') WHERE discovery_id = ?",
+            (changes[1].pk,),
+        )
+    assert ws.attempts_cut_off(after_attempt=mark) == (1, 1)
+    assert ws.attempts_cut_off() == (0, 0)
+
+    with sqlite3.connect(ws.haven) as vh:
+        (alpha_prime,) = vh.execute(
+            "SELECT p.id FROM planets p JOIN systems s ON s.id = p.system_id "
+            "WHERE s.name = 'Demo Alpha' AND p.name = ?",
+            (PLANET,),
+        ).fetchone()
+        vh.execute(
+            "UPDATE discoveries SET planet_id = ? WHERE id = ?", (alpha_prime, changes[0].haven_id)
+        )
+        vh.execute(
+            "UPDATE discoveries SET description = ? WHERE id = ?",
+            (changes[1].before, changes[1].haven_id),
+        )
+        for change in (changes[2], changes[3]):
+            vh.execute(
+                "INSERT INTO discoveries (discovery_type, location_type, system_id, description) "
+                "SELECT discovery_type, location_type, system_id, ? FROM discoveries WHERE id = ?",
+                (change.before, changes[7].haven_id),
+            )
+        vh.execute(
+            "UPDATE keeper_sync_ledger SET how = 'written' WHERE keeper_discovery_id = ?",
+            (changes[4].pk,),
+        )
+        vh.execute("DELETE FROM discoveries WHERE id = ?", (changes[5].haven_id,))
+    with sqlite3.connect(ws.keeper) as keeper:
+        keeper.execute(
+            "UPDATE sync_queue SET sync_status = 'syncing' WHERE discovery_id = ?",
+            (changes[6].pk,),
+        )
+    broken = ws.check_changes("broken", changes, vh_count=vh_count, drain=None)
+    assert counts(broken) == (8, 1, 1, 1, 2, 2)
+    assert broken.violations == [
+        f"VH holds {vh_count - 1} discoveries; {vh_count} before the changes less the deleted "
+        f"ones is {vh_count - 2}"
+    ]
+    assert not broken.clean
+    table = outcome_table([broken])
+    assert "| broken   | 8     | 1    | 1          | 1     | 2     | 2         | never   |" in table
+
+
+def test_the_check_reads_vh_after_a_worker_died_inside_a_vh_transaction(tmp_path):
+    """A writer killed -9 mid-transaction leaves a hot journal, which a read-only connection
+    cannot roll back ("attempt to write a readonly database"): the check still reads VH, as it
+    stood before that transaction."""
+    ws = Workspace(tmp_path / "ws")
+    with sqlite3.connect(ws.haven) as vh:
+        vh.execute("CREATE TABLE filler (x TEXT)")
+        vh.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,)] * 2000)
+    writer = (
+        "import os, signal, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size = 1')\n"
+        "db.execute('BEGIN')\n"
+        "db.execute(\"UPDATE filler SET x = 'y'\")\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(ws.haven)], check=False)
+    assert ws.haven.with_name(ws.haven.name + "-journal").exists()
+    assert ws.vh_rows("SELECT x, COUNT(*) FROM filler GROUP BY 1") == {"x" * 500: 2000}
 
 
 def test_dst_change_next_finds_new_yorks_clock_changes():
@@ -85,7 +185,9 @@ def test_a_skipped_scenario_is_clean_and_says_why():
     skipped = Outcome(name="scale-out", items=0, skipped="no PostgreSQL server at …")
     assert skipped.clean
     table = outcome_table([skipped])
-    assert "| scale-out | -     | -    | -          | -     | skipped |" in table
+    assert (
+        "| scale-out | -     | -    | -          | -     | -     | -         | skipped |" in table
+    )
     assert "scale-out: skipped: no PostgreSQL server at …" in table
 
 
