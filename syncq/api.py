@@ -191,6 +191,19 @@ ITEMS_DESCRIPTION = """The queue, newest first, filterable by ``status``, ``disc
 ``since``/``until`` window (ISO 8601) on ``created_at``."""
 
 
+def _listing_schema(serializer) -> dict:
+    """The OpenAPI description of a newest-first listing of items, ``?limit=`` (1 or more) and
+    the answer ``serializer``: ``/sync/failed``, ``/sync/waiting``, ``/sync/conflicts``."""
+    return {
+        "parameters": [s.FailedQuerySerializer],
+        "responses": {
+            200: serializer,
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
+            **ERRORS,
+        },
+    }
+
+
 @extend_schema_view(
     list=extend_schema(
         description=ITEMS_DESCRIPTION,
@@ -276,28 +289,14 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
             figures["top_errors"] = []
         return Response({"status": "ok", "statistics": figures})
 
-    @extend_schema(
-        parameters=[s.FailedQuerySerializer],
-        responses={
-            200: s.FailedSerializer,
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
-            **ERRORS,
-        },
-    )
+    @extend_schema(**_listing_schema(s.FailedSerializer))
     @action(detail=False, methods=["get"])
     def failed(self, request):
         """Items that used up their attempts (``max_retries_exceeded``), newest first."""
         items = failed_items(limit=_limit(request))
         return Response({"status": "ok", "failed_items": items, "count": len(items)})
 
-    @extend_schema(
-        parameters=[s.FailedQuerySerializer],
-        responses={
-            200: s.WaitingSerializer,
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
-            **ERRORS,
-        },
-    )
+    @extend_schema(**_listing_schema(s.WaitingSerializer))
     @action(detail=False, methods=["get"])
     def waiting(self, request):
         """Items waiting for their system, planet or moon to appear in the Control Room
@@ -306,14 +305,7 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
         items = waiting_items(limit=_limit(request))
         return Response({"status": "ok", "waiting_items": items, "count": len(items)})
 
-    @extend_schema(
-        parameters=[s.FailedQuerySerializer],
-        responses={
-            200: s.ConflictsSerializer,
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`limit` is not 1 or more."),
-            **ERRORS,
-        },
-    )
+    @extend_schema(**_listing_schema(s.ConflictsSerializer))
     @action(detail=False, methods=["get"])
     def conflicts(self, request):
         """Edits and deletes held because the Control Room changed the VH row since we wrote

@@ -368,6 +368,39 @@ def _held_text(outcome: WriteOutcome) -> str:
     return text
 
 
+def _held_record(
+    item: SyncQueueItem,
+    token: str,
+    *,
+    status: str,
+    outcome: str,
+    text: str,
+    started_at,
+    metadata: dict,
+    **changes,
+) -> bool:
+    """Record an attempt that ended neither in VH nor in failure (``waiting``, ``conflict``):
+    the state, the reason in ``sync_error`` and ``metadata``, the attempt given back and kept in
+    the history, all under ``item``'s lease. Returns ``False`` when the lease was lost."""
+    now = timezone.now()
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        updated = SyncQueueItem.objects.filter(
+            id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
+        ).update(
+            sync_status=status,
+            sync_attempts=F("sync_attempts") - 1,
+            sync_error=text,
+            metadata=_merged_metadata(item, drop=ROUND_KEYS, **metadata),
+            **NOT_WAITING,
+            **changes,
+        )
+        if updated:
+            _attempt_record(
+                item, started_at=started_at, finished_at=now, outcome=outcome, error=text
+            )
+    return bool(updated)
+
+
 def queue_item_wait(
     *, item: SyncQueueItem, token: str, outcome: WriteOutcome, started_at=None
 ) -> bool:
@@ -376,33 +409,21 @@ def queue_item_wait(
     (``reason``, ``suggestions``, ``since``), the attempt given back, and ``waiting_on`` set
     to the catalog version read, so that :func:`queue_waiting_wake` takes it again only when
     VH's map changes. Returns ``False`` when the lease was lost meanwhile."""
-    now = timezone.now()
-    text = _held_text(outcome)
     waiting = {
         "reason": outcome.waiting,
         "suggestions": list(outcome.suggestions),
-        "since": now.isoformat(),
+        "since": timezone.now().isoformat(),
     }
-    with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        updated = SyncQueueItem.objects.filter(
-            id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
-        ).update(
-            sync_status=SyncStatus.WAITING,
-            sync_attempts=F("sync_attempts") - 1,
-            sync_error=text,
-            waiting_on=outcome.catalog_version,
-            metadata=_merged_metadata(item, drop=ROUND_KEYS, waiting=waiting),
-            **NOT_WAITING,
-        )
-        if updated:
-            _attempt_record(
-                item,
-                started_at=started_at,
-                finished_at=now,
-                outcome=AttemptOutcome.WAITING,
-                error=text,
-            )
-    return bool(updated)
+    return _held_record(
+        item,
+        token,
+        status=SyncStatus.WAITING,
+        outcome=AttemptOutcome.WAITING,
+        text=_held_text(outcome),
+        started_at=started_at,
+        metadata={"waiting": waiting},
+        waiting_on=outcome.catalog_version,
+    )
 
 
 def queue_item_conflict(
@@ -413,40 +434,28 @@ def queue_item_conflict(
     ``metadata["conflict"]`` (``haven_discovery_id``, ``operation``, ``ours``, ``theirs``,
     ``theirs_hash``, ``at``) for :func:`queue_item_conflict_resolve`. Returns ``False`` when
     the lease was lost meanwhile."""
-    now = timezone.now()
     conflict = outcome.conflict
     what = "delete" if item.operation == Operation.DELETE else "update"
-    text = (
-        f"conflict: the Control Room changed VH row #{conflict.haven_discovery_id} since we "
-        f"wrote it; the {what} waits for an operator to choose which version to keep"
-    )
     detail = {
         "haven_discovery_id": conflict.haven_discovery_id,
         "operation": item.operation,
         "ours": conflict.ours,
         "theirs": conflict.theirs,
         "theirs_hash": conflict.theirs_hash,
-        "at": now.isoformat(),
+        "at": timezone.now().isoformat(),
     }
-    with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        updated = SyncQueueItem.objects.filter(
-            id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
-        ).update(
-            sync_status=SyncStatus.CONFLICT,
-            sync_attempts=F("sync_attempts") - 1,
-            sync_error=text,
-            metadata=_merged_metadata(item, drop=ROUND_KEYS, conflict=detail),
-            **NOT_WAITING,
-        )
-        if updated:
-            _attempt_record(
-                item,
-                started_at=started_at,
-                finished_at=now,
-                outcome=AttemptOutcome.CONFLICT,
-                error=text,
-            )
-    return bool(updated)
+    return _held_record(
+        item,
+        token,
+        status=SyncStatus.CONFLICT,
+        outcome=AttemptOutcome.CONFLICT,
+        text=(
+            f"conflict: the Control Room changed VH row #{conflict.haven_discovery_id} since we "
+            f"wrote it; the {what} waits for an operator to choose which version to keep"
+        ),
+        started_at=started_at,
+        metadata={"conflict": detail},
+    )
 
 
 def queue_item_delete_finish(*, item: SyncQueueItem, token: str) -> bool:

@@ -256,20 +256,27 @@ def _write_in_transaction(
     return _insert(cursor, discovery, columns, write_unplaced=write_unplaced)
 
 
+def _row_insert(cursor, columns: frozenset[str], row: dict[str, object]) -> None:
+    """Insert ``row`` into VH's ``discoveries`` (raising :class:`HavenSchemaError` first when the
+    file lacks one of its columns, and the database's own error, such as a CHECK's
+    ``IntegrityError``, as it comes)."""
+    _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
+    names = ", ".join(f'"{c}"' for c in row)
+    marks = ", ".join(["%s"] * len(row))
+    cursor.execute(
+        f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608 - mapped names
+        list(row.values()),
+    )
+
+
 def _insert(cursor, discovery, columns, *, write_unplaced: bool) -> WriteOutcome:
     location = _resolve(discovery)
     if location.unresolved and not write_unplaced:
         return _waiting(cursor, location, location.unresolved)
     row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
-    _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
-    names = ", ".join(f'"{c}"' for c in row)
-    marks = ", ".join(["%s"] * len(row))
     try:
         with transaction.atomic(using=HAVEN_ALIAS):
-            cursor.execute(
-                f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608 - mapped names
-                list(row.values()),
-            )
+            _row_insert(cursor, columns, row)
     except IntegrityError as exc:
         if location.resolved:
             raise
@@ -414,15 +421,9 @@ def haven_unplaced_problem(*, discovery) -> str | None:
             row = discovery_to_haven_row(
                 discovery, location=location, keeper_discovery_id=discovery.id
             )
-            _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
-            names = ", ".join(f'"{c}"' for c in row)
-            marks = ", ".join(["%s"] * len(row))
             try:
                 with transaction.atomic(using=HAVEN_ALIAS):
-                    cursor.execute(
-                        f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608
-                        list(row.values()),
-                    )
+                    _row_insert(cursor, columns, row)
                     raise _ProbeDone
             except _ProbeDone:
                 return None
