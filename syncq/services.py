@@ -46,7 +46,7 @@ from discoveries.haven.writer import (
 )
 from discoveries.models import Discovery, discovery_timestamp_problem
 from discoveries.rules import discovery_payload_validate, discovery_validate
-from discoveries.services import discovery_changes_apply
+from discoveries.services import discovery_changes_apply, discovery_values
 from syncq.backoff import retry_delay
 from syncq.errors import (
     ConflictVersionChanged,
@@ -278,6 +278,23 @@ def _attempt_record(
     )
 
 
+def _changed_since_claim(item: SyncQueueItem) -> bool:
+    """Whether ``item`` was asked for something else while a worker held it: its operation
+    changed (a delete) or its discovery was edited since the claim loaded it. Runs inside the
+    caller's keeper.db transaction, after the lease check, so an edit either committed before
+    (and is seen here) or sees the outcome and queues the item again itself."""
+    current_operation = (
+        SyncQueueItem.objects.filter(id=item.id).values_list("operation", flat=True).first()
+    )
+    if current_operation != item.operation:
+        return True
+    claimed = getattr(item, "discovery", None)
+    stored = Discovery.objects.filter(id=item.discovery_id).first()
+    if claimed is None or stored is None:
+        return False
+    return discovery_values(stored) != discovery_values(claimed)
+
+
 def queue_item_succeed(
     *,
     item: SyncQueueItem,
@@ -286,14 +303,19 @@ def queue_item_succeed(
     how: str,
     unresolved: str | None,
     neutralised: tuple[str, ...] = (),
+    row_hash: str | None = None,
     started_at=None,
-) -> bool:
+) -> str | None:
     """Record that ``item`` is in VH as row ``haven_discovery_id`` (``how``: written, linked,
     ledger, updated or kept; ``unresolved``: what of the location was not found;
-    ``neutralised``: keeper fields whose markup was made harmless in VH, kept on the item).
-    Returns ``False`` when the lease was lost meanwhile (another worker or an operator took the
-    item): the ledger then makes the next attempt find the same row. The attempt (from
-    ``started_at``, default the claim time) is added to the item's history."""
+    ``neutralised``: keeper fields whose markup was made harmless in VH; ``row_hash``: the
+    row's hash as VH holds it now, which ``sync_verify`` compares with the ledger's).
+
+    Returns the new state: ``synced``; ``pending`` (due now, attempts 0) when the discovery was
+    edited or its deletion asked for while this attempt ran, so the next attempt applies that;
+    or ``None`` when the lease was lost meanwhile (another worker or an operator took the
+    item), in which case the ledger makes the next attempt find the same row. The attempt
+    (from ``started_at``, default the claim time) is added to the item's history."""
     now = timezone.now()
     extra: dict[str, object] = {"how": how}
     if how in ("written", "updated"):
@@ -301,21 +323,27 @@ def queue_item_succeed(
         extra["location_unresolved"] = unresolved
     if neutralised:
         extra["neutralised"] = list(neutralised)
+    if row_hash is not None:
+        extra["row_hash"] = row_hash
     drop = (*ROUND_KEYS, "neutralised") if how in ("written", "updated") else ROUND_KEYS
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        updated = SyncQueueItem.objects.filter(
+        held = SyncQueueItem.objects.select_for_update().filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
-        ).update(
-            sync_status=SyncStatus.SYNCED,
-            synced_at=now,
-            haven_discovery_id=haven_discovery_id,
-            sync_error=None,
-            operation=Operation.WRITE,
-            waiting_on=None,
-            metadata=_merged_metadata(item, drop=drop, **extra),
-            **NOT_WAITING,
         )
-        if updated:
+        state = None
+        if held.exists():
+            again = _changed_since_claim(item)
+            state = SyncStatus.PENDING if again else SyncStatus.SYNCED
+            held.update(
+                sync_status=state,
+                sync_attempts=0 if again else F("sync_attempts"),
+                synced_at=now,
+                haven_discovery_id=haven_discovery_id,
+                sync_error=None,
+                waiting_on=None,
+                metadata=_merged_metadata(item, drop=drop, **extra),
+                **NOT_WAITING,
+            )
             Discovery.objects.filter(id=item.discovery_id).update(
                 haven_discovery_id=haven_discovery_id
             )
@@ -326,9 +354,11 @@ def queue_item_succeed(
                 outcome=AttemptOutcome.SYNCED,
                 haven_discovery_id=haven_discovery_id,
             )
-    if not updated:
+            if again:
+                transaction.on_commit(sync_kick, robust=True)
+    if state is None:
         logger.warning("queue item %s: lease lost before it could be marked synced", item.id)
-    return bool(updated)
+    return state
 
 
 def queue_item_fail(*, item: SyncQueueItem, token: str, error: str, started_at=None) -> str | None:
@@ -381,24 +411,32 @@ def _held_record(
 ) -> bool:
     """Record an attempt that ended neither in VH nor in failure (``waiting``, ``conflict``):
     the state, the reason in ``sync_error`` and ``metadata``, the attempt given back and kept in
-    the history, all under ``item``'s lease. Returns ``False`` when the lease was lost."""
+    the history, all under ``item``'s lease; ``pending`` instead, due now, when the discovery
+    was edited or its deletion asked for meanwhile. Returns ``False`` when the lease was
+    lost."""
     now = timezone.now()
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        updated = SyncQueueItem.objects.filter(
+        held = SyncQueueItem.objects.select_for_update().filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
-        ).update(
+        )
+        if not held.exists():
+            return False
+        if _changed_since_claim(item):
+            # Edited, or its deletion asked for, while this attempt ran: the next attempt
+            # looks at what is asked now, instead of holding the old question.
+            status, changes = SyncStatus.PENDING, {"sync_attempts": 0}
+            transaction.on_commit(sync_kick, robust=True)
+        else:
+            changes = {"sync_attempts": F("sync_attempts") - 1, **changes}
+        held.update(
             sync_status=status,
-            sync_attempts=F("sync_attempts") - 1,
             sync_error=text,
             metadata=_merged_metadata(item, drop=ROUND_KEYS, **metadata),
             **NOT_WAITING,
             **changes,
         )
-        if updated:
-            _attempt_record(
-                item, started_at=started_at, finished_at=now, outcome=outcome, error=text
-            )
-    return bool(updated)
+        _attempt_record(item, started_at=started_at, finished_at=now, outcome=outcome, error=text)
+    return True
 
 
 def queue_item_wait(
@@ -442,6 +480,7 @@ def queue_item_conflict(
         "ours": conflict.ours,
         "theirs": conflict.theirs,
         "theirs_hash": conflict.theirs_hash,
+        "theirs_deleted": conflict.theirs_deleted,
         "at": timezone.now().isoformat(),
     }
     return _held_record(
@@ -450,8 +489,10 @@ def queue_item_conflict(
         status=SyncStatus.CONFLICT,
         outcome=AttemptOutcome.CONFLICT,
         text=(
-            f"conflict: the Control Room changed VH row #{conflict.haven_discovery_id} since we "
-            f"wrote it; the {what} waits for an operator to choose which version to keep"
+            f"conflict: the Control Room "
+            f"{'deleted' if conflict.theirs_deleted else 'changed'} VH row "
+            f"#{conflict.haven_discovery_id} since we wrote it; the {what} waits for an "
+            "operator to choose which version to keep"
         ),
         started_at=started_at,
         metadata={"conflict": detail},
@@ -591,6 +632,7 @@ def _haven_apply(item: SyncQueueItem) -> WriteOutcome:
         write_unplaced=settings.SYNC_WRITE_UNPLACED or bool(metadata.get("write_unplaced")),
         force_hash=metadata.get("force_hash"),
         accept_hash=metadata.get("accept_hash"),
+        kept_base=metadata.get("kept_base"),
     )
 
 
@@ -645,16 +687,18 @@ def _outcome_record(
         if queue_item_delete_finish(item=item, token=token):
             report.deleted += 1
     else:
-        queue_item_succeed(
+        state = queue_item_succeed(
             item=item,
             token=token,
             haven_discovery_id=outcome.haven_discovery_id,
             how=outcome.how,
             unresolved=outcome.location.unresolved if outcome.location else None,
             neutralised=outcome.neutralised,
+            row_hash=outcome.row_hash,
             started_at=started_at,
         )
-        report.synced += 1
+        if state == SyncStatus.SYNCED:
+            report.synced += 1
 
 
 def sync_until_idle(
@@ -911,8 +955,10 @@ def discovery_update(
 
     A changed discovery's item becomes ``pending`` (attempts 0, due now) whatever its state: a
     synced one then updates its one VH row through the ledger (never a second row), a waiting
-    or failed one looks for its place again. A discovery with no item but a VH row (its item
-    was pruned) gets one. An edit that changes nothing touches nothing. Recorded as an
+    or failed one looks for its place again. An item a worker holds now is left to it: the
+    worker's outcome sees the edit and makes the item pending itself. A discovery with no item
+    but a VH row (its item was pruned) gets one. An edit that changes nothing touches nothing.
+    Recorded as an
     :class:`OperatorAction` ``edit`` of ``actor`` via ``source``. Returns the saved
     :class:`Discovery`. Raises :class:`discoveries.rules.DiscoveryInvalid` (nothing written),
     ``Discovery.DoesNotExist``, and :class:`DiscoveryBeingDeleted` for one queued for deletion.
@@ -929,6 +975,10 @@ def discovery_update(
             return discovery
         if item is None and discovery.haven_discovery_id is not None:
             item = queue_item_create(discovery=discovery)
+        elif item is not None and _held_by_worker(item):
+            # The worker's outcome sees this edit and queues the item again (never two workers
+            # on one discovery).
+            pass
         elif item is not None:
             SyncQueueItem.objects.filter(id=item.id).update(
                 operation=Operation.WRITE,
@@ -945,6 +995,11 @@ def discovery_update(
         if item is not None:
             transaction.on_commit(sync_kick, robust=True)
     return discovery
+
+
+def _held_by_worker(item: SyncQueueItem) -> bool:
+    """Whether a live worker holds ``item`` now (``syncing`` under a lease not yet lapsed)."""
+    return item.sync_status == SyncStatus.SYNCING and not item.lease_lapsed(timezone.now())
 
 
 def discovery_vh_row(discovery: Discovery) -> int | None:
@@ -991,11 +1046,16 @@ def discovery_delete(
         else:
             if item is None:
                 item = queue_item_create(discovery=discovery)
-            SyncQueueItem.objects.filter(id=item.id).update(
-                operation=Operation.DELETE,
-                metadata=_merged_metadata(item, drop=ROUND_KEYS),
-                **_round_reset(),
-            )
+            if _held_by_worker(item):
+                # Its worker sees the new operation when it records its outcome, and leaves the
+                # item pending for the delete.
+                SyncQueueItem.objects.filter(id=item.id).update(operation=Operation.DELETE)
+            else:
+                SyncQueueItem.objects.filter(id=item.id).update(
+                    operation=Operation.DELETE,
+                    metadata=_merged_metadata(item, drop=ROUND_KEYS),
+                    **_round_reset(),
+                )
             transaction.on_commit(sync_kick, robust=True)
             result = "queued"
         operator_action_record(
@@ -1090,8 +1150,10 @@ def queue_item_conflict_resolve(
     actor_name: str | None = None,
 ) -> SyncQueueItem:
     """Settle ``item_id``'s conflict: ``keep="keeper"`` applies our update or delete to the
-    Control Room's row; ``keep="control_room"`` leaves that row as it is, records it in the
-    ledger as the row's new baseline, and cancels a delete (the keeper discovery stays).
+    Control Room's row (writing it again if the Control Room deleted it); ``keep="control_room"``
+    leaves that row as it is, records it in the ledger as the row's new baseline (later edits
+    change only the columns edited after it), and cancels a delete (the keeper discovery
+    stays); when the Control Room deleted the row, it deletes the keeper discovery too.
     Either choice applies only to the version the operator saw: if the Control Room changed the
     row again, the item comes back in conflict with the new version. The item becomes
     ``pending`` (attempts 0, due now); the choice is recorded as an :class:`OperatorAction`.
@@ -1114,13 +1176,22 @@ def queue_item_conflict_resolve(
         if seen_hash is not None and seen_hash != seen:
             raise ConflictVersionChanged(item_id)
         changes: dict[str, object] = {}
+        drop = ROUND_KEYS
         if keep == "keeper":
             choice = {"force_hash": seen}
+            drop = (*ROUND_KEYS, "kept_base")
+        elif conflict.get("theirs_deleted"):
+            # The Control Room deleted the row: keeping its version deletes the discovery too.
+            choice = {}
+            changes["operation"] = Operation.DELETE
         else:
             choice = {"accept_hash": seen}
+            if conflict.get("ours"):
+                # Later edits then change only what keeper.db changes, not the rest back.
+                choice["kept_base"] = conflict["ours"]
             changes["operation"] = Operation.WRITE
         SyncQueueItem.objects.filter(id=item.id).update(
-            metadata=_merged_metadata(item, drop=ROUND_KEYS, **choice),
+            metadata=_merged_metadata(item, drop=drop, **choice),
             **_round_reset(**changes),
         )
         operator_action_record(

@@ -359,7 +359,7 @@ def test_worker_that_lost_its_lease_changes_nothing():
         queue_item_succeed(
             item=item, token="stale", haven_discovery_id=99, how="written", unresolved=None
         )
-        is False
+        is None
     )
     assert queue_item_fail(item=item, token="stale", error="late") is None
 

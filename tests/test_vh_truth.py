@@ -406,3 +406,112 @@ def test_deleting_a_changed_row_anyway_removes_it(sample_haven_db):
     queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
     assert sync_batch().deleted == 1
     assert _vh_row(sample_haven_db, haven_id) is None
+
+
+# --- while a worker holds the item --------------------------------------------------------------
+
+
+def _claimed_alone():
+    """Claim every due item as a worker would, returning its token and items."""
+    from syncq.services import queue_items_claim
+
+    return queue_items_claim(limit=10)
+
+
+@WITH_HAVEN
+def test_an_edit_while_a_worker_holds_the_item_is_applied_after_it_not_beside_it(
+    sample_haven_db,
+):
+    """The edit leaves the worker's lease alone, so no second batch takes the item; the worker's
+    outcome sees the edit and queues the item again, which then updates the one row."""
+    from syncq.services import BatchReport, _sync_one
+
+    discovery = discovery_make(**PLACED, description="v1")
+    token, (held,) = _claimed_alone()
+    discovery_update(discovery_id=discovery.id, changes={"description": "v2"})
+    assert sync_batch().claimed == 0, "no second worker takes a held item"
+    report = BatchReport()
+    _sync_one(held, token, report)
+    item = _item(discovery)
+    assert report.synced == 0 and item.sync_status == SyncStatus.PENDING
+    assert sync_batch().synced == 1
+    item = _item(discovery)
+    assert item.sync_status == SyncStatus.SYNCED
+    assert _vh_row(sample_haven_db, item.haven_discovery_id)["description"] == "v2"
+    rows = _vh(sample_haven_db, "SELECT COUNT(*) FROM discoveries WHERE description LIKE 'v_'")
+    assert rows == [(1,)]
+
+
+@WITH_HAVEN
+def test_a_delete_while_a_worker_holds_the_item_removes_the_row_it_wrote(sample_haven_db):
+    """The worker writes its row, sees the delete asked meanwhile, and the next batch removes
+    the row and the discovery: nothing is left on the map."""
+    from syncq.services import BatchReport, _sync_one
+
+    count = _vh_count(sample_haven_db)
+    discovery = discovery_make(**PLACED, description="short-lived")
+    token, (held,) = _claimed_alone()
+    assert discovery_delete(discovery_id=discovery.id) == "queued"
+    assert sync_batch().claimed == 0
+    _sync_one(held, token, BatchReport())
+    assert _item(discovery).operation == Operation.DELETE
+    assert sync_batch().deleted == 1
+    assert not Discovery.objects.filter(id=discovery.id).exists()
+    assert _vh_count(sample_haven_db) == count
+
+
+@WITH_HAVEN
+def test_keeping_their_version_survives_a_later_edit_of_another_field(sample_haven_db):
+    """After the Control Room's description was kept, editing the tags writes the tags and
+    leaves their description."""
+    discovery, haven_id = _synced(sample_haven_db)
+    _their_change(sample_haven_db, haven_id, "Curated.")
+    discovery_update(discovery_id=discovery.id, changes={"description": "Ours."})
+    sync_batch()
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="control_room")
+    sync_batch()
+    discovery_update(discovery_id=discovery.id, changes={"tags": "ruins"})
+    assert sync_batch().synced == 1
+    row = _vh_row(sample_haven_db, haven_id)
+    assert (row["description"], row["tags"]) == ("Curated.", "ruins")
+
+
+@WITH_HAVEN
+@BOTH_FILES
+def test_an_edit_of_a_row_the_control_room_deleted_is_a_conflict(vh_fixture, request):
+    """Our edit does not bring back a row the Control Room deleted; keeping our version writes
+    it again (one row), keeping theirs deletes the discovery too."""
+    path = request.getfixturevalue(vh_fixture)
+    kept, kept_id = _synced(path, description="keep me")
+    gone, gone_id = _synced(path, description="let me go")
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM discoveries WHERE id IN (?, ?)", [kept_id, gone_id])
+    conn.close()
+    count = _vh_count(path)
+    for discovery in (kept, gone):
+        discovery_update(discovery_id=discovery.id, changes={"tags": "edited"})
+    assert sync_batch().conflict == 2
+    conflict = _item(kept).metadata["conflict"]
+    assert conflict["theirs_deleted"] is True and conflict["theirs"] is None
+    assert "deleted VH row" in _item(kept).sync_error
+    assert _vh_count(path) == count
+    queue_item_conflict_resolve(item_id=_item(kept).id, keep="keeper")
+    queue_item_conflict_resolve(item_id=_item(gone).id, keep="control_room")
+    report = sync_batch()
+    assert (report.synced, report.deleted) == (1, 1)
+    assert _vh_count(path) == count + 1
+    assert not Discovery.objects.filter(id=gone.id).exists()
+    row = _vh_row(path, _item(kept).haven_discovery_id)
+    assert (row["description"], row["tags"]) == ("keep me", "edited")
+
+
+@WITH_HAVEN
+def test_a_synced_item_remembers_the_hash_of_the_row_it_left(sample_haven_db):
+    """The item keeps the row's hash, the same the ledger holds."""
+    discovery, haven_id = _synced(sample_haven_db)
+    ledger = _vh(
+        sample_haven_db,
+        "SELECT row_hash FROM keeper_sync_ledger WHERE haven_discovery_id = ?",
+        [haven_id],
+    )
+    assert _item(discovery).metadata["row_hash"] == ledger[0][0]

@@ -48,6 +48,10 @@ logger = logging.getLogger(__name__)
 #: VH columns the exactly-once checks read, before any mapped column is needed.
 LOOKUP_COLUMNS = ("discord_user_id", "description", "submission_timestamp")
 
+#: The ``theirs_hash`` of a conflict in which the Control Room deleted our row: an operator's
+#: choice of our version (``force_hash``) then writes the row again.
+ROW_ABSENT = "absent"
+
 
 @dataclass(frozen=True)
 class Conflict:
@@ -58,8 +62,13 @@ class Conflict:
 
     haven_discovery_id: int
     ours: dict[str, object] | None
-    theirs: dict[str, object]
+    theirs: dict[str, object] | None
     theirs_hash: str
+
+    @property
+    def theirs_deleted(self) -> bool:
+        """Whether the Control Room deleted the row (``theirs`` is ``None``)."""
+        return self.theirs is None
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,9 @@ class WriteOutcome:
     changed; see ``conflict``), ``deleted`` (our row removed) or ``absent`` (no row of ours
     to delete). ``haven_discovery_id`` is the VH row, ``None`` when there is none;
     ``location`` the resolution when one was made; ``neutralised`` the keeper fields whose
-    markup was made harmless in the row."""
+    markup was made harmless in the row; ``row_hash`` the hash of the row as VH now holds it
+    (``None`` when there is no row of ours), which keeper.db keeps to tell later whether VH
+    still holds this version."""
 
     haven_discovery_id: int | None
     how: str
@@ -84,6 +95,7 @@ class WriteOutcome:
     waiting: str | None = None
     catalog_version: str | None = None
     suggestions: tuple[str, ...] = field(default=())
+    row_hash: str | None = None
 
 
 def _haven_columns(cursor) -> frozenset[str]:
@@ -172,6 +184,7 @@ def haven_discovery_write(
     write_unplaced: bool = False,
     force_hash: str | None = None,
     accept_hash: str | None = None,
+    kept_base: dict[str, object] | None = None,
 ) -> WriteOutcome | None:
     """Make VH-Database.db hold ``discovery`` as exactly one row, in one VH transaction.
 
@@ -185,7 +198,12 @@ def haven_discovery_write(
 
     ``force_hash`` overwrites a changed row only while it still hashes to that value (an
     operator chose our version of what they saw); ``accept_hash`` keeps the Control Room's
-    row while it hashes to that value → ``kept``. Raises :class:`HavenUnavailable` (missing,
+    row while it hashes to that value → ``kept``. ``kept_base`` is our version (mapped columns
+    as text) at the time an operator kept the Control Room's: an update then writes only the
+    columns whose value differs from it (changed in keeper.db since), leaving the Control
+    Room's values in the others. A row the Control Room deleted is a ``conflict`` (``theirs``
+    ``None``) unless ``force_hash`` is :data:`ROW_ABSENT`, which writes it again. Raises
+    :class:`HavenUnavailable` (missing,
     disabled, or replaced during the write), :class:`HavenSchemaError` (a column the row needs
     is missing, named in the message), :class:`MappingError`, or the database's own error
     (``OperationalError: database is locked`` after the busy timeout).
@@ -199,6 +217,7 @@ def haven_discovery_write(
             write_unplaced=write_unplaced,
             force_hash=force_hash,
             accept_hash=accept_hash,
+            kept_base=kept_base,
         )
     haven_replaced_check(conn)
     if outcome is not None and outcome.how == "written" and outcome.location.unresolved:
@@ -212,7 +231,7 @@ def haven_discovery_write(
 
 
 def _write_in_transaction(
-    cursor, discovery, *, link_only, write_unplaced, force_hash, accept_hash
+    cursor, discovery, *, link_only, write_unplaced, force_hash, accept_hash, kept_base
 ) -> WriteOutcome | None:
     columns = _haven_columns(cursor)
     _require_columns(columns, LOOKUP_COLUMNS, "needed to find rows already written")
@@ -232,9 +251,17 @@ def _write_in_transaction(
                 write_unplaced=write_unplaced,
                 force_hash=force_hash,
                 accept_hash=accept_hash,
+                kept_base=kept_base,
             )
+        if force_hash != ROW_ABSENT:
+            # Our ledger row is there and our row is not: the Control Room deleted it (a
+            # restored backup loses both). Writing it again is an operator's call.
+            row = discovery_to_haven_row(
+                discovery, location=_resolve(discovery), keeper_discovery_id=discovery.id
+            )
+            return _conflict(entry, row, None, ROW_ABSENT)
         logger.warning(
-            "discovery %s: its VH row #%s is gone (a restored backup?); it is written again",
+            "discovery %s: its VH row #%s was deleted in the Control Room; it is written again",
             discovery.id,
             entry.haven_id,
         )
@@ -242,15 +269,16 @@ def _write_in_transaction(
         linked = legacy_match(cursor, discovery)
         if linked is not None:
             current = _row_read(cursor, linked)
+            linked_hash = haven_row_hash(current) if current else None
             ledger_record(
                 cursor,
                 discovery,
                 haven_id=linked,
                 how="linked",
                 resolved=True,
-                row_hash=haven_row_hash(current) if current else None,
+                row_hash=linked_hash,
             )
-            return WriteOutcome(linked, "linked")
+            return WriteOutcome(linked, "linked", row_hash=linked_hash)
     if link_only:
         return None
     return _insert(cursor, discovery, columns, write_unplaced=write_unplaced)
@@ -282,24 +310,45 @@ def _insert(cursor, discovery, columns, *, write_unplaced: bool) -> WriteOutcome
             raise
         return _waiting(cursor, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
     haven_id = cursor.lastrowid
+    written_hash = haven_row_hash(_row_read(cursor, haven_id) or row)
     ledger_record(
         cursor,
         discovery,
         haven_id=haven_id,
         how="written",
         resolved=location.resolved,
-        row_hash=haven_row_hash(_row_read(cursor, haven_id) or row),
+        row_hash=written_hash,
     )
-    return WriteOutcome(haven_id, "written", location, haven_row_neutralised(row))
+    return WriteOutcome(
+        haven_id, "written", location, haven_row_neutralised(row), row_hash=written_hash
+    )
 
 
 def _conflict(entry: LedgerRow, ours, current, current_hash: str) -> WriteOutcome:
     # Both versions as text, as SQLite shows the row (``_row_read``), so they compare alike.
-    mine = None
-    if ours is not None:
-        mine = {k: None if v is None else str(v) for k, v in haven_row_mapped(ours).items()}
-    conflict = Conflict(entry.haven_id, mine, haven_row_mapped(current), current_hash)
+    theirs = haven_row_mapped(current) if current is not None else None
+    conflict = Conflict(entry.haven_id, _as_text(ours), theirs, current_hash)
     return WriteOutcome(entry.haven_id, "conflict", conflict=conflict)
+
+
+def _as_text(row) -> dict[str, object] | None:
+    if row is None:
+        return None
+    return {k: None if v is None else str(v) for k, v in haven_row_mapped(row).items()}
+
+
+def _merged_with_kept(row: dict, current: dict, kept_base: dict | None) -> dict:
+    """``row`` with the Control Room's value in every column keeper.db has not changed since an
+    operator kept the Control Room's version (its value still equals ``kept_base``'s)."""
+    if not kept_base:
+        return row
+    ours = _as_text(row)
+    return {
+        column: current.get(column)
+        if column in kept_base and ours.get(column) == kept_base[column]
+        else value
+        for column, value in row.items()
+    }
 
 
 def _changed_by_them(entry: LedgerRow, current_hash: str, force_hash: str | None) -> bool:
@@ -319,21 +368,24 @@ def _update(
     write_unplaced,
     force_hash,
     accept_hash,
+    kept_base,
 ) -> WriteOutcome:
     current_hash = haven_row_hash(current)
     if accept_hash is not None:
         if current_hash != accept_hash:
             return _conflict(entry, None, current, current_hash)
         ledger_update(cursor, discovery, how="linked", row_hash=current_hash)
-        return WriteOutcome(entry.haven_id, "kept")
+        return WriteOutcome(entry.haven_id, "kept", row_hash=current_hash)
     location = _resolve(discovery)
     if location.unresolved and not write_unplaced:
         return _waiting(cursor, location, location.unresolved)
     row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
+    neutralised = haven_row_neutralised(row)
+    row = _merged_with_kept(row, current, kept_base)
     if haven_row_hash(row) == current_hash:
         if entry.row_hash != current_hash:
             ledger_update(cursor, discovery, how=entry.how, row_hash=current_hash)
-        return WriteOutcome(entry.haven_id, "ledger", location, haven_row_neutralised(row))
+        return WriteOutcome(entry.haven_id, "ledger", location, neutralised, row_hash=current_hash)
     if _changed_by_them(entry, current_hash, force_hash):
         return _conflict(entry, row, current, current_hash)
     _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
@@ -348,13 +400,9 @@ def _update(
         if location.resolved:
             raise
         return _waiting(cursor, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
-    ledger_update(
-        cursor,
-        discovery,
-        how="updated",
-        row_hash=haven_row_hash(_row_read(cursor, entry.haven_id) or row),
-    )
-    return WriteOutcome(entry.haven_id, "updated", location, haven_row_neutralised(row))
+    updated_hash = haven_row_hash(_row_read(cursor, entry.haven_id) or row)
+    ledger_update(cursor, discovery, how="updated", row_hash=updated_hash)
+    return WriteOutcome(entry.haven_id, "updated", location, neutralised, row_hash=updated_hash)
 
 
 def haven_discovery_delete(*, discovery, force_hash: str | None = None) -> WriteOutcome:
