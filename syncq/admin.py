@@ -489,7 +489,14 @@ class SyncQueueItemAdmin(admin.ModelAdmin):
             )
             return self._change_redirect(item.pk)
         deleting = conflict.get("operation") == Operation.DELETE
-        if keep == "keeper" and deleting:
+        if conflict.get("theirs_deleted"):
+            text = (
+                f"Queue item {item.pk}: VH row #{row} will be written again at the next sync."
+                if keep == "keeper"
+                else f"Queue item {item.pk}: the Control Room deleted VH row #{row}; the "
+                "discovery will be deleted too at the next sync."
+            )
+        elif keep == "keeper" and deleting:
             text = (
                 f"Queue item {item.pk}: VH row #{row} will be deleted at the next sync, as the "
                 "Control Room left it, and then the discovery."

@@ -269,7 +269,8 @@ def conflict_row(item: SyncQueueItem) -> dict[str, object]:
     """An item in ``conflict`` in the ``/sync/failed`` shape plus both versions:
     ``haven_discovery_id`` (the VH row), ``operation`` (``write`` or ``delete``), ``ours``
     (``{column: value}`` we meant to write; None for a delete), ``theirs`` (the row's mapped
-    columns as the Control Room left them) and ``at`` (ISO 8601 UTC, when it was found)."""
+    columns as the Control Room left them; empty when it deleted the row, which
+    ``theirs_deleted`` says) and ``at`` (ISO 8601 UTC, when it was found)."""
     conflict = _metadata_part(item, "conflict")
     ours, theirs = conflict.get("ours"), conflict.get("theirs")
     return {
@@ -278,6 +279,7 @@ def conflict_row(item: SyncQueueItem) -> dict[str, object]:
         "operation": conflict.get("operation") or item.operation,
         "ours": ours if isinstance(ours, dict) else None,
         "theirs": theirs if isinstance(theirs, dict) else {},
+        "theirs_deleted": bool(conflict.get("theirs_deleted")),
         "at": _iso_text(conflict.get("at")),
     }
 

@@ -148,12 +148,19 @@ class VerifyRunSerializer(serializers.Serializer):
     checked = serializers.IntegerField()
     missing = serializers.IntegerField()
     changed = serializers.IntegerField()
+    outdated = serializers.IntegerField(
+        help_text="VH holds an older version of ours (a restored backup)."
+    )
     orphaned = serializers.IntegerField()
     missing_ids = VerifyIdsSerializer(many=True)
     changed_ids = VerifyIdsSerializer(many=True)
+    outdated_ids = VerifyIdsSerializer(many=True)
     orphaned_ids = VerifyIdsSerializer(many=True)
     baseline_recorded = serializers.IntegerField()
-    repaired = serializers.IntegerField()
+    linked = serializers.IntegerField(
+        help_text="Rows the old bot wrote, recorded as synced in keeper.db, now in the ledger."
+    )
+    repaired = serializers.IntegerField(help_text="Missing and outdated discoveries re-queued.")
     error = serializers.CharField(allow_null=True)
 
 
@@ -215,6 +222,7 @@ class ConflictItemSerializer(FailedItemSerializer):
     operation = serializers.ChoiceField(choices=Operation.values)
     ours = serializers.DictField(child=serializers.JSONField(), allow_null=True)
     theirs = serializers.DictField(child=serializers.JSONField())
+    theirs_deleted = serializers.BooleanField(help_text="The Control Room deleted the row.")
     at = serializers.DateTimeField(allow_null=True)
 
 

@@ -55,7 +55,14 @@ FAILED_ITEM_KEYS = {
 }
 #: /sync/waiting's and /sync/conflicts' items: /sync/failed's keys and what holds them back.
 WAITING_ITEM_KEYS = FAILED_ITEM_KEYS | {"reason", "suggestions", "since"}
-CONFLICT_ITEM_KEYS = FAILED_ITEM_KEYS | {"haven_discovery_id", "operation", "ours", "theirs", "at"}
+CONFLICT_ITEM_KEYS = FAILED_ITEM_KEYS | {
+    "haven_discovery_id",
+    "operation",
+    "ours",
+    "theirs",
+    "theirs_deleted",
+    "at",
+}
 HEALTH_KEYS = {
     "status",
     "bot_online",

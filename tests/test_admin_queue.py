@@ -490,6 +490,35 @@ def test_keeping_the_control_rooms_version_cancels_a_delete(admin_client, sample
 
 
 @WITH_HAVEN
+def test_a_row_the_control_room_deleted_is_shown_and_can_be_written_again(
+    admin_client, sample_haven_db
+):
+    """An edit of a row the Control Room deleted: the page says so, and keeping the keeper
+    version writes the row again, once."""
+    import sqlite3
+
+    from syncq.services import discovery_update
+    from tests.factories import discovery_make
+
+    discovery = discovery_make(system_name="Oculi", location="Erren", location_type="planet")
+    sync_batch()
+    item = SyncQueueItem.objects.get(discovery=discovery)
+    with sqlite3.connect(sample_haven_db) as conn:
+        conn.execute("DELETE FROM discoveries WHERE id = ?", [item.haven_discovery_id])
+    conn.close()
+    discovery_update(discovery_id=discovery.id, changes={"tags": "edited"})
+    assert sync_batch().conflict == 1
+    item.refresh_from_db()
+    page = admin_client.get(change_url(item)).content.decode()
+    assert "the Control Room deleted its VH row" in page
+    response = keep_post(admin_client, item, "keeper", follow=True)
+    assert any("will be written again" in m for m in shown_messages(response))
+    assert sync_batch().synced == 1
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.SYNCED
+
+
+@WITH_HAVEN
 def test_conflict_choices_are_post_only_for_operators_who_may_change_items(
     client, admin_client, sample_haven_db, staff_viewer
 ):
