@@ -10,13 +10,17 @@ class QueueItemNotFound(SyncError):
 
 
 class QueueItemNotRetryable(SyncError):
-    """The item is ``synced`` or being ``syncing`` now, so an operator retry would be wrong
-    (an API answers 409). ``status`` is its state."""
+    """The item is ``synced``, ``syncing`` or in ``conflict``, so an operator retry would be
+    wrong (an API answers 409). ``status`` is its state."""
 
     def __init__(self, item_id: int, status: str):
         self.item_id = item_id
         self.status = status
-        super().__init__(f"queue item {item_id} is {status}; only pending or failed items retry")
+        if status == "conflict":
+            text = "in conflict; choose which version to keep in the admin"
+        else:
+            text = f"{status}; only pending, waiting or failed items retry"
+        super().__init__(f"queue item {item_id} is {text}")
 
 
 class QueueItemNotInConflict(SyncError):

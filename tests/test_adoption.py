@@ -587,3 +587,22 @@ def test_legacy_times_in_other_forms_are_read_and_linked_not_written_again(legac
         " (epoch seconds/ms or ISO 8601)",
         "6 None",
     ]
+
+
+def test_an_old_row_with_bytes_that_are_not_utf8_does_not_stop_the_others(legacy_files):
+    """One legacy description holding Latin-1 bytes: backfill still queues every discovery and
+    the sync writes that one with U+FFFD where the bytes were."""
+    keeper, haven = legacy_files
+    conn = sqlite3.connect(keeper)
+    conn.execute(
+        "UPDATE discoveries SET description = CAST(? AS TEXT) WHERE id = 1", [b"caf\xe9 ruins"]
+    )
+    conn.commit()
+    conn.close()
+    manage("migrate", "--no-input", keeper=keeper, haven=haven)
+    assert "linked 7, queued 5" in manage("sync_backfill", keeper=keeper, haven=haven)
+    out = manage("sync_now", "--until-idle", keeper=keeper, haven=haven, **WRITE_UNPLACED)
+    assert "synced 5" in out
+    assert query(
+        haven, "SELECT COUNT(*) FROM discoveries WHERE description = ?", ["caf\ufffd ruins"]
+    ) == [(1,)]
