@@ -4,6 +4,8 @@ The Control Room's models belong to this app too (Django registers an app's mode
 ``models`` module), but live in :mod:`discoveries.haven.models`, on the ``haven`` alias.
 """
 
+from datetime import UTC
+
 from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -132,6 +134,16 @@ class Discovery(models.Model):
         )
 
 
+def _has_utc_date(value) -> bool:
+    if value.tzinfo is None:
+        return True
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 def discovery_timestamp_problem(discovery: Discovery) -> str | None:
     """Why ``discovery``'s submission time cannot be written anywhere, or ``None``.
 
@@ -140,10 +152,12 @@ def discovery_timestamp_problem(discovery: Discovery) -> str | None:
     migration ``0003_submission_timestamp_read``), returns e.g. ``"submission_timestamp 'last
     tuesday' cannot be read as a time (epoch seconds/ms or ISO 8601)"``; the sync holds such a
     discovery with that sentence rather than write it with no time, since the Control Room
-    orders and dates discoveries by it (REFERENCE.md). ``None`` when the time was read, or the
-    column is NULL. Reads keeper.db only in the first case (one query).
+    orders and dates discoveries by it (REFERENCE.md). The same when the ORM read a time that
+    has no UTC date (``9999-12-31T23:59:59-01:00``). ``None`` when the time was read, or the
+    column is NULL. Reads keeper.db only in those cases (one query).
     """
-    if discovery.submission_timestamp is not None:
+    value = discovery.submission_timestamp
+    if value is not None and _has_utc_date(value):
         return None
     raw = discovery.submission_timestamp_raw()
     if raw is None:

@@ -12,7 +12,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 #: How the forms :func:`timestamp_read` reads are named to operators.
 TIMESTAMP_FORMS = "epoch seconds/ms or ISO 8601"
@@ -24,6 +24,8 @@ EPOCH_SECONDS = (10**9, 10**11)
 EPOCH_MILLISECONDS = (10**12, 10**14)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Places kept in an epoch value in seconds and in milliseconds: to the microsecond.
+_MICRO, _MILLI = Decimal("0.000001"), Decimal("0.001")
 _EPOCH_TEXT = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 _ISO = re.compile(
     r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})[Tt ]"
@@ -52,16 +54,22 @@ def timestamp_read(raw: object) -> datetime | None:
     - anything else (a date without a time, a day that does not exist, ``"last tuesday"``,
       ``None``, bytes) is ``None``: a time is read, never guessed.
 
-    Surrounding whitespace in text is ignored. The result is converted to UTC.
+    Surrounding whitespace in text is ignored. The result is converted to UTC; an instant
+    outside what a ``datetime`` holds once in UTC (``"9999-12-31T23:59:59-01:00"``,
+    ``"0001-01-01T00:00:00+01:00"``) is ``None`` too. Whatever ``raw`` is, this never raises:
+    migration ``0003`` and :func:`discoveries.haven.ledger.legacy_match` read whatever a legacy
+    file holds through it.
     """
     if isinstance(raw, bool):
         return None
     if isinstance(raw, datetime):
-        return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC)
-    if isinstance(raw, int | float):
-        if isinstance(raw, float) and not math.isfinite(raw):
-            return None
-        return _epoch_read(Decimal(str(raw)))
+        return _utc(raw)
+    if isinstance(raw, int):
+        # Bounded first: str() refuses an int of over 4,300 digits, and Decimal() of a huge
+        # one takes seconds.
+        return _epoch_read(Decimal(raw)) if 0 <= raw < EPOCH_MILLISECONDS[1] else None
+    if isinstance(raw, float):
+        return _epoch_read(Decimal(str(raw))) if math.isfinite(raw) else None
     if not isinstance(raw, str):
         return None
     text = raw.strip()
@@ -80,10 +88,12 @@ def timestamp_unreadable(column: str, raw: object) -> str:
 
 
 def _epoch_read(value: Decimal) -> datetime | None:
+    # Cut to the unit first, as digits past microseconds are dropped from ISO text: the
+    # product of a long fraction would be rounded, up into the next second at worst.
     if EPOCH_SECONDS[0] <= value < EPOCH_SECONDS[1]:
-        microseconds = int(value * 1_000_000)
+        microseconds = int(value.quantize(_MICRO, rounding=ROUND_DOWN) * 1_000_000)
     elif EPOCH_MILLISECONDS[0] <= value < EPOCH_MILLISECONDS[1]:
-        microseconds = int(value * 1_000)
+        microseconds = int(value.quantize(_MILLI, rounding=ROUND_DOWN) * 1_000)
     else:
         return None
     return _EPOCH + timedelta(microseconds=microseconds)
@@ -107,7 +117,19 @@ def _iso_read(match: re.Match) -> datetime | None:
         )
     except ValueError:
         return None
-    return value.astimezone(UTC)
+    return _utc(value)
+
+
+def _utc(value: datetime) -> datetime | None:
+    # utcoffset(), not tzinfo: a tzinfo giving no offset leaves a datetime naive, and
+    # astimezone() would take it as the local time of this machine.
+    if value.utcoffset() is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # The instant lies before year 1 or after year 9999 once in UTC.
+        return None
 
 
 def _zone_read(zone: str | None) -> tzinfo | None:

@@ -1,12 +1,13 @@
-"""Legacy submission times are read, never guessed: the pure reader, the raw column behind an
-ORM ``None``, the old bot's VH rows found by the instant they name, and legacy metadata that
-is JSON but no object told apart from text that is no JSON."""
+"""Legacy submission times are read, never guessed: the pure reader (which never raises), the
+raw column behind an ORM ``None``, the old bot's VH rows found by the instant they name,
+migrate on a keeper.db holding an instant no datetime holds, and legacy metadata that is JSON
+but no object told apart from text that is no JSON."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +17,7 @@ from discoveries.haven.ledger import ledger_ensure, legacy_match
 from discoveries.haven.mapping import _type_fields
 from discoveries.models import Discovery, discovery_timestamp_problem
 from discoveries.timestamps import timestamp_read
+from tests.conftest import LEGACY_KEEPER, SAMPLE_VH, manage_env, run_manage, writable_copy
 from tests.factories import discovery_make
 
 WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
@@ -90,6 +92,63 @@ def test_every_legacy_form_reads_as_the_same_utc_instant(raw, expected):
 def test_anything_else_is_none_never_a_guess(raw):
     """A value naming no instant in one of the documented forms reads as None."""
     assert timestamp_read(raw) is None
+
+
+#: Instants a legacy file may hold that no ``datetime`` holds once in UTC.
+OUT_OF_RANGE = ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00")
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that gives no offset: Python takes a datetime holding it as naive."""
+
+    def utcoffset(self, dt):
+        return None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(OUT_OF_RANGE[0], id="year-9999-behind-utc"),
+        pytest.param(OUT_OF_RANGE[1], id="year-1-ahead-of-utc"),
+        pytest.param("9999-12-31 23:00:00-23:59", id="year-9999-far-behind"),
+        pytest.param("0001-01-01t00:00+0001", id="year-1-a-minute-ahead"),
+        pytest.param(datetime.max.replace(tzinfo=timezone(-timedelta(hours=1))), id="dt-max"),
+        pytest.param(datetime.min.replace(tzinfo=timezone(timedelta(hours=1))), id="dt-min"),
+        pytest.param(10**5000, id="int-of-5001-digits"),
+        pytest.param(-(10**5000), id="negative-int-of-5001-digits"),
+        pytest.param(10**1_000_000, id="int-of-a-million-digits"),
+        pytest.param(2**63, id="int-2**63"),
+        pytest.param("9" * 5000, id="5000-digits"),
+        pytest.param("1" * 100 + "." + "5" * 100, id="100-digits-point-100"),
+        pytest.param(1e300, id="float-1e300"),
+        pytest.param(-1e300, id="float-minus-1e300"),
+        pytest.param(float(10**14), id="float-1e14"),
+    ],
+)
+def test_an_instant_out_of_range_is_none_never_an_error(raw):
+    """An ISO time that leaves datetime's years 1 to 9999 once its offset is applied, and an
+    epoch value of any size, read as None: timestamp_read raises for nothing a legacy file
+    can hold (migrate and the old bot's row matching read every value through it)."""
+    assert timestamp_read(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("9999-12-31T23:59:59+01:00", datetime(9999, 12, 31, 22, 59, 59, tzinfo=UTC)),
+        ("0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, 0, 0, tzinfo=UTC)),
+        ("9999-12-31 23:59:59", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        ("1762912415.9999999999999999999999", SECOND.replace(microsecond=999999)),
+        ("1762912415999.9999999999", SECOND.replace(microsecond=999999)),
+        (datetime(2025, 11, 12, 1, 53, 35, tzinfo=_NoOffset()), SECOND),
+    ],
+    ids=repr,
+)
+def test_the_edges_of_the_range_still_read(raw, expected):
+    """Instants at the very ends of the range are read; digits past the microsecond of an
+    epoch value are dropped, never rounded into the next second; a tzinfo with no offset is
+    UTC, as for a naive datetime, not this machine's local time."""
+    assert timestamp_read(raw) == expected
 
 
 # --- the raw column behind the ORM's None -----------------------------------------------------
@@ -216,6 +275,53 @@ def test_no_time_or_no_readable_time_links_nothing(haven_db):
     assert _match(_old("The ruins", SECOND)) is None
 
 
+@WITH_HAVEN
+def test_a_vh_row_out_of_range_is_linked_to_nothing_and_stops_no_match(haven_db):
+    """VH rows holding an instant no datetime holds are passed over, and the old bot's row
+    after them is still found; a discovery whose own time is such an instant links nothing."""
+    _vh_rows(haven_db, [("The ruins", stamp) for stamp in OUT_OF_RANGE])
+    (old,) = _vh_rows(haven_db, [("The ruins", "2025-11-12T01:53:35Z")])
+
+    assert _match(_old("The ruins", SECOND)) == old
+    assert _match(_old("The ruins", OUT_OF_RANGE[0])) is None
+    assert _match(_old("The ruins", datetime.fromisoformat(OUT_OF_RANGE[1]))) is None
+
+
+# --- migrate on a legacy keeper.db holding an instant out of range ---------------------------
+
+
+def test_migrate_logs_an_instant_out_of_range_and_finishes(tmp_path):
+    """migrate on a copy of the legacy keeper.db whose discoveries hold times no datetime
+    holds in UTC finishes, leaves those values as they are, names each in a warning, and
+    still rewrites a readable ISO time of another row into Django's UTC text."""
+    keeper = writable_copy(LEGACY_KEEPER, tmp_path / "keeper.db")
+    haven = writable_copy(SAMPLE_VH, tmp_path / "VH-Database.db")
+    conn = sqlite3.connect(keeper)
+    conn.executemany(
+        "UPDATE discoveries SET submission_timestamp = ? WHERE id = ?",
+        [(OUT_OF_RANGE[0], 1), (OUT_OF_RANGE[1], 2), ("2025-11-12T03:53:35+02:00", 9)],
+    )
+    conn.commit()
+    conn.close()
+
+    result = run_manage("migrate", "--no-input", env=manage_env(keeper=keeper, haven=haven))
+
+    assert result.returncode == 0, result.stderr
+    for discovery_id, raw in ((1, OUT_OF_RANGE[0]), (2, OUT_OF_RANGE[1])):
+        assert (
+            f"keeper discovery {discovery_id}: submission_timestamp {raw!r} cannot be read as a"
+            " time (epoch seconds/ms or ISO 8601)"
+        ) in result.stderr
+    conn = sqlite3.connect(keeper)
+    try:
+        stored = dict(
+            conn.execute("SELECT id, submission_timestamp FROM discoveries WHERE id IN (1, 2, 9)")
+        )
+    finally:
+        conn.close()
+    assert stored == {1: OUT_OF_RANGE[0], 2: OUT_OF_RANGE[1], 9: "2025-11-12 01:53:35"}
+
+
 # --- legacy metadata: JSON but no object, or no JSON ----------------------------------------
 
 
@@ -291,3 +397,29 @@ def test_an_object_or_nothing_is_no_problem(metadata, stored):
     text, and no message."""
     assert _type_fields(metadata) == (metadata or {}, None)
     assert _type_fields(metadata, stored=stored) == (metadata or {}, None)
+
+
+@pytest.mark.django_db
+def test_a_time_with_no_utc_date_is_held_not_written():
+    """A stored time that Django reads but that has no UTC date (year 9999 at -01:00) is named
+    as unreadable, so the sync holds it, and VH's text for it is None rather than an error."""
+    from datetime import datetime, timedelta
+    from datetime import timezone as dt_timezone
+
+    from django.db import connection
+
+    from discoveries.haven.mapping import haven_timestamp
+    from discoveries.models import discovery_timestamp_problem
+    from tests.factories import discovery_make
+
+    discovery = discovery_make()
+    late = datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt_timezone(timedelta(hours=-1)))
+    assert haven_timestamp(late) is None
+    discovery.submission_timestamp = late
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE discoveries SET submission_timestamp = %s WHERE id = %s",
+            ["9999-12-31T23:59:59-01:00", discovery.id],
+        )
+    problem = discovery_timestamp_problem(discovery)
+    assert problem and "9999-12-31T23:59:59-01:00" in problem

@@ -167,11 +167,16 @@ def location_resolve(
 
 
 def haven_timestamp(value: datetime | str | None) -> str | None:
-    """Format a keeper timestamp as VH's UTC text; naive values are taken as UTC already."""
+    """Format a keeper timestamp as VH's UTC text; naive values are taken as UTC already.
+    ``None`` for an instant that has no UTC date (year 9999 at a negative offset): the sync holds
+    such a discovery first (:func:`discoveries.models.discovery_timestamp_problem`)."""
     if value is None or isinstance(value, str):
         return value
     if value.tzinfo is not None:
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            return None
     return value.strftime(HAVEN_TIMESTAMP_FORMAT)
 
 
