@@ -392,6 +392,50 @@ def test_mentions_in_what_members_typed_never_ping(bot):
     assert carrying, "the text should have been echoed somewhere"
 
 
+def _nicknamed(fake: FakeDiscord, nick: str):
+    """The fake's member payloads, with the member's server nickname (their display name
+    there) set to ``nick``: the name a member picks in Discord, not in our form."""
+    member_of = fake._member
+
+    def member(user_id: str, **kw) -> dict:
+        data = member_of(user_id, **kw)
+        if user_id == fake.MEMBER_USER_ID:
+            data["nick"] = nick
+        return data
+
+    return member
+
+
+@pytest.mark.parametrize(
+    ("nick", "stored"),
+    [
+        ("\u3164", "traveller"),  # a Hangul filler: blank to the eye
+        ("\u200b\u200b", "traveller"),  # zero-width spaces only
+        ("\u2800 \u2800", "traveller"),  # blank braille patterns and a space
+        ("\u202eZed", "Zed"),  # a right-to-left override before the name
+        ("\u2067Zed\u2069\u3164", "Zed"),  # an isolate around it, a filler after it
+    ],
+    ids=["hangul-filler", "zero-width-only", "blank-braille", "rtl-override", "isolate"],
+)
+def test_a_member_named_invisibly_or_with_bidi_controls_can_still_report(
+    bot, monkeypatch, nick, stored
+):
+    """A member whose Discord name shows nothing or holds bidirectional controls, which the
+    form gives them no way to change, is confirmed like anyone: the discovery is stored, and
+    posted to the archive, under their name without those characters, or under their
+    account's name ("traveller") when nothing visible is left."""
+    monkeypatch.setattr(bot.fake, "_member", _nicknamed(bot.fake, nick))
+    start = len(bot.fake.calls)
+
+    number = report(bot.fake, DISCOVERY_TYPES[0], "Demo Alpha", "🪐 Alpha Prime")
+
+    assert bot.keeper_rows("SELECT user_id, username FROM discoveries WHERE id = ?", number) == [
+        (FakeDiscord.MEMBER_USER_ID, stored)
+    ]
+    archive = bot.fake.wait_for(lambda c: _archive_post_of(c, number), after=start)
+    assert archive.json["embeds"][0]["footer"]["text"].endswith(f"reported by {stored}")
+
+
 def test_a_4000_character_description_is_refused_and_nothing_stored(bot):
     """A forged modal submit with a 4,000-character description gets an ephemeral refusal
     naming the field and the limit; nothing is stored."""

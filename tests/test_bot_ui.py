@@ -17,7 +17,7 @@ from botrunner.cogs.discovery_report.view import ReportView, Step
 from botrunner.cogs.sync_admin import summary_text
 from discoveries.haven.catalog import HavenPlace, HavenSystem
 from discoveries.models import Discovery
-from discoveries.rules import DiscoveryInvalid
+from discoveries.rules import DiscoveryInvalid, discovery_validate
 from discoveries.types import DISCOVERY_TYPES
 
 ORIGIN = SimpleNamespace(id=1_180_000_000_000_000_001)
@@ -352,3 +352,40 @@ def test_thousands_of_systems_can_be_reached_by_jumping_pages():
 def find_select(rows, custom_id):
     (found,) = [c for c in selects(rows) if c["custom_id"] == custom_id]
     return found
+
+
+@pytest.mark.parametrize(
+    ("display_name", "account_name", "stored"),
+    [
+        ("Explorer", "explorer", "Explorer"),
+        ("\u3164", "traveller", "traveller"),  # Hangul filler
+        ("\u2800", "traveller", "traveller"),  # blank braille pattern
+        ("\u200b\u200b", "traveller", "traveller"),  # zero-width spaces
+        ("\u3164Zed\u2800 \u200b", "zed", "Zed"),
+        ("\u202eZed", "zed", "Zed"),  # right-to-left override
+        ("\u2067\u0645\u0631\u062d\u0628\u0627\u2069", "marhaba", "\u0645\u0631\u062d\u0628\u0627"),
+        ("\u202e", "\u200b", "member 42"),
+        ("<Zed>", "zed", "\u2039Zed>"),
+        ("\U0001f468\u200d\U0001f469\u200d\U0001f467 \u2764\ufe0f", "kin", None),
+        ("Zed \u2764\ufe0f\u200b\u3164", "zed", "Zed \u2764\ufe0f"),
+        ("\u3164" + "Z" * 150, "zed", "Z" * 99 + "\u2026"),
+    ],
+    ids=repr,
+)
+def test_a_members_discord_name_is_made_one_the_rules_accept(display_name, account_name, stored):
+    """The member's Discord name, which they cannot change in the form, is stored as a name
+    the rules accept: bidirectional controls dropped, what shows nothing trimmed from its ends,
+    markup made harmless, cut to 100; a name with nothing visible left gives way to the
+    account's name, then to "member <id>". An emoji's joiners and variation selectors stay."""
+    draft = ReportDraft(
+        user_id=42,
+        username=display_name,
+        account_name=account_name,
+        guild_id=7,
+        discovery_type=DISCOVERY_TYPES[0],
+        system_name="Demo Alpha",
+        location_type="space",
+        description="A find",
+    )
+    values = discovery_validate(**draft.submit_kwargs())
+    assert values["username"] == (display_name if stored is None else stored)

@@ -53,6 +53,7 @@ class DiscoveryReport(commands.Cog):
             user_id=interaction.user.id,
             username=interaction.user.display_name,
             guild_id=interaction.guild_id,
+            account_name=interaction.user.name,
         )
         view = ReportView(
             draft=draft,
