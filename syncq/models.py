@@ -266,24 +266,31 @@ class SyncVerifyRun(models.Model):
     """One check of VH-Database.db against keeper.db (``manage.py sync_verify``, or the daily
     schedule): how many discoveries keeper.db says are in VH were ``checked``, and how many are
     ``missing`` from VH (a restored backup, a row deleted there), ``changed`` by the Control
-    Room since we left them, or ``orphaned`` (ledger rows of keeper discoveries that are gone).
-    Each ``*_ids`` holds up to :data:`VERIFY_IDS_KEPT` of them as ``{"discovery_id",
-    "haven_discovery_id"}``, by keeper id. ``baseline_recorded`` counts ledger rows that had no
-    hash and got their row's current one; ``repaired`` the missing discoveries queued again
-    (``repair``). ``error`` says why VH could not be checked; ``finished_at`` is empty while
-    the run goes on, or if it was cut short. Times are UTC."""
+    Room since we left them, ``outdated`` (VH holds an older version of ours: a restored
+    backup), or ``orphaned`` (ledger rows of keeper discoveries that are gone). Each ``*_ids``
+    holds up to :data:`VERIFY_IDS_KEPT` of them as ``{"discovery_id", "haven_discovery_id"}``,
+    by keeper id. ``baseline_recorded`` counts ledger rows that had no hash and got their row's
+    current one; ``linked`` the old bot's rows keeper.db said were synced that got their
+    ledger row; ``repaired`` the missing and outdated discoveries queued again (``repair``).
+    ``error`` says why VH could not be checked; ``finished_at`` is empty while the run goes on,
+    or if it was cut short. Times are UTC."""
 
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
-    repair = models.BooleanField(default=False, help_text="Missing discoveries were to be queued.")
+    repair = models.BooleanField(
+        default=False, help_text="Missing and outdated discoveries were to be queued."
+    )
     checked = models.PositiveIntegerField(default=0)
     missing = models.PositiveIntegerField(default=0)
     changed = models.PositiveIntegerField(default=0)
+    outdated = models.PositiveIntegerField(default=0)
     orphaned = models.PositiveIntegerField(default=0)
     missing_ids = models.JSONField(default=list, blank=True)
     changed_ids = models.JSONField(default=list, blank=True)
+    outdated_ids = models.JSONField(default=list, blank=True)
     orphaned_ids = models.JSONField(default=list, blank=True)
     baseline_recorded = models.PositiveIntegerField(default=0)
+    linked = models.PositiveIntegerField(default=0)
     repaired = models.PositiveIntegerField(default=0)
     error = models.TextField(null=True, blank=True)
 
@@ -297,7 +304,7 @@ class SyncVerifyRun(models.Model):
             return f"verify run {self.id}: failed ({self.error})"
         return (
             f"verify run {self.id}: checked {self.checked}, missing {self.missing}, "
-            f"changed {self.changed}, orphaned {self.orphaned}"
+            f"changed {self.changed}, outdated {self.outdated}, orphaned {self.orphaned}"
         )
 
     def figures(self, *, ids_shown: int = 20) -> dict[str, object]:
@@ -315,11 +322,14 @@ class SyncVerifyRun(models.Model):
             "checked": self.checked,
             "missing": self.missing,
             "changed": self.changed,
+            "outdated": self.outdated,
             "orphaned": self.orphaned,
             "missing_ids": list(self.missing_ids or [])[:ids_shown],
             "changed_ids": list(self.changed_ids or [])[:ids_shown],
+            "outdated_ids": list(self.outdated_ids or [])[:ids_shown],
             "orphaned_ids": list(self.orphaned_ids or [])[:ids_shown],
             "baseline_recorded": self.baseline_recorded,
+            "linked": self.linked,
             "repaired": self.repaired,
             "error": self.error,
         }

@@ -2,12 +2,14 @@
 what it lost.
 
 A Control Room file restored from an older backup loses our rows and their ledger rows while
-keeper.db still calls them synced; :func:`sync_verify` finds them (and rows the Control Room
-changed, and ledger rows of keeper discoveries deleted behind the sync's back) by reading every
-keeper discovery once and handing it to :func:`discoveries.haven.verify.haven_verify`, which
-compares in bulk. Each run is kept as a :class:`SyncVerifyRun`. With ``repair`` the missing
-discoveries are queued again; the sync then writes each exactly once, since the ledger (or an
-identical row an old bot left) is consulted before any insert.
+keeper.db still calls them synced, or holds an older version of a row we have rewritten since;
+:func:`sync_verify` finds them (and rows the Control Room changed, and ledger rows of keeper
+discoveries deleted behind the sync's back) by reading every keeper discovery once and handing
+it to :func:`discoveries.haven.verify.haven_verify`, which compares in bulk and links the rows
+an old bot's queue said it had synced. Each run is kept as a :class:`SyncVerifyRun`. With
+``repair`` the missing and outdated discoveries are queued again; the sync then writes each
+exactly once, since the ledger (or an identical row an old bot left) is consulted before any
+insert, and rewrites an outdated row in place.
 """
 
 from __future__ import annotations
@@ -37,14 +39,17 @@ def sync_verify(
 ) -> SyncVerifyRun:
     """Check VH-Database.db against keeper.db and keep the result as a :class:`SyncVerifyRun`.
 
-    Reads every keeper discovery with its queue item's state (one query); those keeper.db says
-    are in VH (item ``synced``, or pruned after syncing) are checked. Ledger rows naming a
-    discovery keeper.db did not hold are looked up again in keeper.db before they count as
-    orphaned, so a discovery submitted and synced during the check is never reported. With
-    ``repair`` the missing discoveries are queued again in one keeper.db transaction (their
-    items ``pending``, attempts 0, operation ``write``, due now; an item pruned after syncing
-    is made again), recorded as an :class:`~syncq.models.OperatorAction` ``verify_repair`` of
-    ``actor_name`` via ``source``; a sync run is requested after the commit.
+    Reads every keeper discovery with its queue item's state and kept row hash (one query);
+    those keeper.db says are in VH (item ``synced``, or pruned after syncing) are checked.
+    Ledger rows naming a discovery keeper.db did not hold are looked up again in keeper.db
+    before they count as orphaned, and outdated items again before they count, so a discovery
+    submitted, edited or synced during the check is never reported. The old bot's rows that
+    keeper.db says are synced but no ledger row names are linked in the ledger by the check
+    (descriptions read for those only). With ``repair`` the missing and outdated discoveries
+    are queued again in one keeper.db transaction (their items ``pending``, attempts 0,
+    operation ``write``, due now; an item pruned after syncing is made again), recorded as an
+    :class:`~syncq.models.OperatorAction` ``verify_repair`` of ``actor_name`` via ``source``;
+    a sync run is requested after the commit.
 
     When VH cannot be read (switched off, missing, locked past the busy timeout, no
     ``discoveries`` table), the run is returned with ``error`` set and nothing repaired.
@@ -53,29 +58,32 @@ def sync_verify(
     run = SyncVerifyRun.objects.create(started_at=timezone.now(), repair=repair)
     keeper = _keeper_discoveries()
     try:
-        report = haven_verify(discoveries=keeper)
+        report = haven_verify(discoveries=keeper, descriptions=_descriptions)
     except (HavenError, DatabaseError) as exc:
         run.error = f"VH-Database.db could not be checked: {type(exc).__name__}: {exc}"
         logger.warning("sync verify: %s", run.error)
     else:
         orphaned = _orphans_confirm(report.orphaned)
+        outdated = _outdated_confirm(report.outdated, keeper)
         run.checked = report.checked
         run.baseline_recorded = report.baseline_recorded
+        run.linked = report.linked
         for name, findings in (
             ("missing", report.missing),
             ("changed", report.changed),
+            ("outdated", outdated),
             ("orphaned", orphaned),
         ):
             setattr(run, name, len(findings))
             setattr(run, f"{name}_ids", [_as_ids(f) for f in findings[:VERIFY_IDS_KEPT]])
-        if repair and report.missing:
-            run.repaired = _missing_requeue(
-                [f.discovery_id for f in report.missing],
+        if repair and (report.missing or outdated):
+            run.repaired = _requeue(
+                [f.discovery_id for f in (*report.missing, *outdated)],
                 run=run,
                 source=source,
                 actor_name=actor_name,
             )
-        if run.missing or run.changed or run.orphaned:
+        if run.missing or run.changed or run.outdated or run.orphaned:
             logger.warning("sync verify: %s", run)
     run.finished_at = timezone.now()
     run.save()
@@ -92,6 +100,7 @@ def _keeper_discoveries() -> list[KeeperDiscovery]:
         "haven_discovery_id",
         "queue_item__sync_status",
         "queue_item__haven_discovery_id",
+        "queue_item__metadata",
     )
     return [
         KeeperDiscovery(
@@ -101,11 +110,33 @@ def _keeper_discoveries() -> list[KeeperDiscovery]:
             # A synced item, or none left (pruned after syncing) while the discovery has a row.
             status == SyncStatus.SYNCED or (status is None and haven_id is not None),
             item_haven_id if item_haven_id is not None else haven_id,
+            _row_hash(metadata),
         )
-        for discovery_id, user_id, stamp, haven_id, status, item_haven_id in rows.iterator(
-            chunk_size=5000
+        for discovery_id, user_id, stamp, haven_id, status, item_haven_id, metadata in (
+            rows.iterator(chunk_size=5000)
         )
     ]
+
+
+def _row_hash(metadata: object) -> str | None:
+    """The hash of the VH row as the sync last left it, kept in an item's ``metadata``
+    (:func:`syncq.services.queue_item_succeed`); ``None`` for items synced before it was kept.
+    Read in Python, not with SQL's JSON functions: an old bot's item may hold text that is no
+    JSON, which the ORM hands back as it is."""
+    row_hash = metadata.get("row_hash") if isinstance(metadata, dict) else None
+    return row_hash if isinstance(row_hash, str) else None
+
+
+def _descriptions(discovery_ids: list[int]) -> dict[int, str]:
+    """The descriptions of ``discovery_ids``, for :func:`haven_verify` to tell an old bot's row
+    of each (a few statements of :data:`CHUNK` ids)."""
+    found: dict[int, str] = {}
+    for start in range(0, len(discovery_ids), CHUNK):
+        rows = Discovery.objects.filter(id__in=discovery_ids[start : start + CHUNK]).values_list(
+            "id", "description"
+        )
+        found.update(rows)
+    return found
 
 
 def _orphans_confirm(candidates: list[Finding]) -> list[Finding]:
@@ -121,6 +152,24 @@ def _orphans_confirm(candidates: list[Finding]) -> list[Finding]:
     return [c for c in candidates if c.identity not in present]
 
 
+def _outdated_confirm(candidates: list[Finding], keeper: list[KeeperDiscovery]) -> list[Finding]:
+    """The ``candidates`` (found outdated against the row hash their items kept when first
+    read) whose item is still ``synced`` with that same hash: an item edited and synced again
+    during the check compared an older hash than VH now holds."""
+    if not candidates:
+        return []
+    wanted = {c.discovery_id for c in candidates}
+    read = {k.discovery_id: k.row_hash for k in keeper if k.discovery_id in wanted}
+    ids = sorted(wanted)
+    still: set[int] = set()
+    for start in range(0, len(ids), CHUNK):
+        rows = SyncQueueItem.objects.filter(
+            discovery_id__in=ids[start : start + CHUNK], sync_status=SyncStatus.SYNCED
+        ).values_list("discovery_id", "metadata")
+        still.update(d for d, metadata in rows if _row_hash(metadata) == read[d])
+    return [c for c in candidates if c.discovery_id in still]
+
+
 def _as_ids(finding: Finding) -> dict[str, int | None]:
     return {
         "discovery_id": finding.discovery_id,
@@ -128,13 +177,14 @@ def _as_ids(finding: Finding) -> dict[str, int | None]:
     }
 
 
-def _missing_requeue(
+def _requeue(
     discovery_ids: Iterable[int], *, run: SyncVerifyRun, source: str, actor_name: str
 ) -> int:
-    """Queue again the discoveries ``discovery_ids`` found missing from VH, in one keeper.db
-    transaction: a ``synced`` item becomes ``pending`` (attempts 0, operation ``write``, due
-    now); a discovery whose item was pruned gets a new one. An item that changed state since
-    the check (an edit, a delete) is left to its own round. Returns how many were queued."""
+    """Queue again the discoveries ``discovery_ids`` found missing from VH or outdated there,
+    in one keeper.db transaction: a ``synced`` item becomes ``pending`` (attempts 0,
+    operation ``write``, due now); a discovery whose item was pruned gets a new one. An item
+    that changed state since the check (an edit, a delete) is left to its own round. Returns
+    how many were queued."""
     ids = sorted(set(discovery_ids))
     now = timezone.now()
     queued: list[int] = []

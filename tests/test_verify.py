@@ -1,7 +1,9 @@
-"""``manage.py sync_verify [--repair]``: a Control Room file restored from an older backup, a row
-the Control Room changed and a keeper discovery deleted behind the sync's back are found; the
-repair brings each lost discovery back exactly once; the run shows on the schedule, in
-``/sync/statistics`` and on the dashboard. Run on both real fixtures."""
+"""``manage.py sync_verify [--repair]``: a Control Room file restored from an older backup (rows
+lost, or rows put back at an older version of ours), a row the Control Room changed and a
+keeper discovery deleted behind the sync's back are found; the repair brings each lost or
+outdated discovery back exactly once; an old bot's rows its queue called synced are linked,
+not reported missing; the run shows on the schedule, in ``/sync/statistics`` and on the
+dashboard. Run on both real fixtures."""
 
 from __future__ import annotations
 
@@ -17,12 +19,26 @@ from django_q.models import Schedule
 
 from discoveries.haven.connection import haven_close
 from discoveries.models import Discovery
+from syncq import verify as verify_module
 from syncq.models import OperatorAction, SyncQueueItem, SyncStatus, SyncVerifyRun
 from syncq.schedules import VERIFY_FUNC, VERIFY_NAME, schedules_register
-from syncq.services import queue_prune, sync_batch
+from syncq.services import (
+    discovery_update,
+    queue_item_conflict_resolve,
+    queue_prune,
+    sync_batch,
+)
 from syncq.tasks import verify_daily
 from syncq.verify import sync_verify
+from tests.conftest import manage_env, run_manage
 from tests.factories import discovery_make
+from tests.test_adoption import (
+    TINY_OTHER_USER,
+    TINY_USER,
+    WRITE_UNPLACED,
+    demo_haven_with_old_bot_row,
+    tiny_keeper,
+)
 
 WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
 BOTH_FILES = pytest.mark.parametrize(
@@ -209,8 +225,9 @@ def test_a_row_the_control_room_changed_is_reported_changed(vh_fixture, request)
 @WITH_HAVEN
 @BOTH_FILES
 def test_a_row_deleted_in_the_control_room_is_missing(vh_fixture, request):
-    """A row of ours deleted in VH (its ledger row left behind) is missing; the repair writes
-    it again once."""
+    """A row of ours deleted in VH (its ledger row left behind) is missing; the repair queues
+    it, the sync holds it as a conflict (deleting was the Control Room's call), and keeping
+    keeper's version writes it again once."""
     path = request.getfixturevalue(vh_fixture)
     (gone,) = _synced(1, label="deleted there")
     vh_id = SyncQueueItem.objects.get(discovery=gone).haven_discovery_id
@@ -219,6 +236,10 @@ def test_a_row_deleted_in_the_control_room_is_missing(vh_fixture, request):
     run = sync_verify(repair=True)
 
     assert run.missing_ids == [{"discovery_id": gone.id, "haven_discovery_id": vh_id}]
+    assert sync_batch().conflict == 1
+    item = SyncQueueItem.objects.get(discovery=gone)
+    assert item.metadata["conflict"]["theirs_deleted"] is True
+    queue_item_conflict_resolve(item_id=item.id, keep="keeper")
     assert sync_batch().synced == 1
     assert _vh(
         path, "SELECT COUNT(*) FROM discoveries WHERE description = ?", ["deleted there 0"]
@@ -263,6 +284,231 @@ def test_a_ledger_row_without_a_hash_gets_its_baseline_once(control_room_schema_
     assert sync_verify(repair=False).changed == 1
 
 
+# --- a backup put back over later edits ---------------------------------------------------------
+
+
+def _outdated(path: Path, *, label: str) -> tuple[Discovery, int, Path]:
+    """A discovery synced as "<label> v1", VH backed up, edited to "<label> v2" and synced
+    (updated in place), then the backup restored: VH holds v1 with the ledger row that went
+    with it. Returns the discovery, its VH id and the backup."""
+    discovery = discovery_make(**PLACED, description=f"{label} v1")
+    assert sync_batch().synced == 1
+    item = SyncQueueItem.objects.get(discovery=discovery)
+    vh_id = item.haven_discovery_id
+    v1_hash = item.metadata["row_hash"]
+    backup = _backup(path)
+    discovery_update(discovery_id=discovery.id, changes={"description": f"{label} v2"})
+    assert sync_batch().synced == 1
+    item.refresh_from_db()
+    assert item.haven_discovery_id == vh_id and item.metadata["row_hash"] != v1_hash
+    assert _vh(
+        path, "SELECT how, row_hash FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [vh_id]
+    ) == [("updated", item.metadata["row_hash"])]
+    _restore(path, backup)
+    assert _vh(path, "SELECT description FROM discoveries WHERE id = ?", [vh_id]) == [
+        (f"{label} v1",)
+    ]
+    return discovery, vh_id, backup
+
+
+@WITH_HAVEN
+@BOTH_FILES
+def test_a_backup_restored_over_later_edits_is_outdated_and_repaired_in_place(vh_fixture, request):
+    """VH restored to a version of our row older than the last one synced (its ledger row
+    restored with it) is reported outdated, not missing or changed; --repair and one sync
+    rewrite that row to the newer version in place, and a second check finds nothing."""
+    path = request.getfixturevalue(vh_fixture)
+    discovery, vh_id, _ = _outdated(path, label="survey")
+    count = _vh_count(path)
+
+    out = StringIO()
+    call_command("sync_verify", stdout=out)
+    text = out.getvalue()
+
+    run = SyncVerifyRun.objects.get()
+    assert run.outdated_ids == [{"discovery_id": discovery.id, "haven_discovery_id": vh_id}]
+    assert (run.checked, run.missing, run.changed, run.outdated, run.orphaned) == (1, 0, 0, 1, 0)
+    assert "missing 0, changed 0, outdated 1, orphaned 0" in text
+    assert "outdated (VH holds an older version of ours) (keeper discovery→VH row): " in text
+    assert f"{discovery.id}→#{vh_id}" in text
+    assert "--repair" in text
+
+    repair = sync_verify(repair=True)
+
+    assert (repair.outdated, repair.repaired) == (1, 1)
+    item = SyncQueueItem.objects.get(discovery=discovery)
+    assert (item.sync_status, item.sync_attempts, item.operation) == (
+        SyncStatus.PENDING,
+        0,
+        "write",
+    )
+    assert OperatorAction.objects.get(action="verify_repair").detail["discovery_ids"] == [
+        discovery.id
+    ]
+    assert sync_batch().synced == 1
+    assert _vh(
+        path,
+        "SELECT id, description FROM discoveries WHERE description IN (?, ?)",
+        ["survey v1", "survey v2"],
+    ) == [(vh_id, "survey v2")]
+    assert _vh_count(path) == count
+    assert _vh(
+        path, "SELECT how FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [vh_id]
+    ) == [("updated",)]
+    again = sync_verify(repair=True)
+    assert (again.missing, again.changed, again.outdated, again.repaired) == (0, 0, 0, 0)
+
+
+@WITH_HAVEN
+def test_an_item_synced_before_row_hashes_were_kept_is_not_judged_outdated(sample_haven_db):
+    """An item whose metadata holds no row hash (synced before it was kept) is never called
+    outdated, whatever VH holds."""
+    discovery, _, _ = _outdated(sample_haven_db, label="older item")
+    item = SyncQueueItem.objects.get(discovery=discovery)
+    SyncQueueItem.objects.filter(id=item.id).update(
+        metadata={k: v for k, v in item.metadata.items() if k != "row_hash"}
+    )
+
+    run = sync_verify(repair=True)
+
+    assert (run.checked, run.missing, run.changed, run.outdated, run.repaired) == (1, 0, 0, 0, 0)
+    assert SyncQueueItem.objects.get(id=item.id).sync_status == SyncStatus.SYNCED
+
+
+@WITH_HAVEN
+def test_a_row_changed_by_the_control_room_after_a_restore_is_changed_not_outdated(
+    sample_haven_db,
+):
+    """A restored older version that the Control Room then edited is the Control Room's call:
+    reported changed, and --repair does not queue it."""
+    discovery, vh_id, _ = _outdated(sample_haven_db, label="theirs now")
+    _vh(sample_haven_db, "UPDATE discoveries SET significance = 'theirs' WHERE id = ?", [vh_id])
+
+    run = sync_verify(repair=True)
+
+    assert (run.changed, run.outdated, run.repaired) == (1, 0, 0)
+    assert SyncQueueItem.objects.get(discovery=discovery).sync_status == SyncStatus.SYNCED
+
+
+@WITH_HAVEN
+def test_an_item_synced_again_during_the_check_is_not_reported_outdated(
+    sample_haven_db, monkeypatch
+):
+    """An item whose kept row hash changed while VH was being read (edited and synced again
+    meanwhile) is looked up again and not reported outdated or queued."""
+    discovery, _, _ = _outdated(sample_haven_db, label="moving")
+    item = SyncQueueItem.objects.get(discovery=discovery)
+    real = verify_module.haven_verify
+
+    def haven_verify_during_a_sync(**kwargs):
+        report = real(**kwargs)
+        # The sync records a newer row hash after the check read keeper.db.
+        SyncQueueItem.objects.filter(id=item.id).update(
+            metadata={**item.metadata, "row_hash": "0" * 64}
+        )
+        return report
+
+    monkeypatch.setattr(verify_module, "haven_verify", haven_verify_during_a_sync)
+
+    run = sync_verify(repair=True)
+
+    assert (run.outdated, run.repaired) == (0, 0)
+    assert SyncQueueItem.objects.get(id=item.id).sync_status == SyncStatus.SYNCED
+
+
+@WITH_HAVEN
+def test_statistics_and_the_dashboard_show_outdated_rows(sample_haven_db, viewer, client, root):
+    """/sync/statistics and the dashboard show the outdated count and discoveries, and the
+    repair hint."""
+    discovery, vh_id, _ = _outdated(sample_haven_db, label="shown")
+    sync_verify(repair=False)
+
+    verify = viewer.get("/sync/statistics").json()["statistics"]["verify"]
+    assert (verify["missing"], verify["outdated"], verify["linked"]) == (0, 1, 0)
+    assert verify["outdated_ids"] == [{"discovery_id": discovery.id, "haven_discovery_id": vh_id}]
+
+    client.force_login(root)
+    html = client.get("/admin/dashboard/").content.decode()
+    assert 'data-verify="outdated">1<' in html
+    assert f'id="verify-outdated-ids">keeper discoveries {discovery.id}<' in html
+    assert "queues the missing and outdated ones again" in html
+
+
+# --- an old bot's queue adopted ----------------------------------------------------------------
+
+
+def _manage(*args: str, keeper: Path, haven: Path, **extra: str) -> str:
+    result = run_manage(*args, env=manage_env(keeper=keeper, haven=haven, **extra))
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def test_an_old_bots_synced_rows_are_linked_not_missing(tmp_path):
+    """An old bot's keeper.db whose sync_queue calls three rows synced, with no ledger in VH:
+    the one whose recorded VH row is the same discovery (same submitter and description, the
+    same instant written another way) is linked in the ledger and not missing, once; the one
+    pointing at a row of the same text but another time, and the one pointing at a row that
+    is gone, stay missing, and --repair writes just those, once each."""
+    keeper = tiny_keeper(tmp_path / "keeper.db", with_sync_queue=True)
+    haven, old_id = demo_haven_with_old_bot_row(tmp_path / "VH-Database.db")
+    conn = sqlite3.connect(haven)
+    with conn:
+        # The same instant as keeper's "2025-11-12 01:53:35", as another writer stored it.
+        conn.execute(
+            "UPDATE discoveries SET submission_timestamp = '2025-11-12T03:53:35+02:00'"
+            " WHERE id = ?",
+            (old_id,),
+        )
+        other_time = conn.execute(
+            "INSERT INTO discoveries (discovery_type, location_type, description,"
+            " discord_user_id, submission_timestamp) VALUES ('🦗', 'space', ?, ?, ?)",
+            ("Crabs on a pebble", TINY_USER, "2025-11-12 03:08:51"),
+        ).lastrowid
+    conn.close()
+    conn = sqlite3.connect(keeper)
+    with conn:
+        conn.executemany(
+            "INSERT INTO sync_queue (discovery_id, sync_status, sync_attempts, max_attempts,"
+            " haven_discovery_id, created_at, synced_at, metadata)"
+            " VALUES (?, 'synced', 1, 10, ?, '2025-11-12 02:30:00', '2025-11-12 02:30:05', '{}')",
+            [(1, old_id), (2, other_time), (3, 99999)],
+        )
+    conn.close()
+    _manage("migrate", "--no-input", keeper=keeper, haven=haven)
+
+    first = _manage("sync_verify", keeper=keeper, haven=haven)
+
+    assert "checked 3, missing 2, changed 0, outdated 0, orphaned 0, linked 1" in first, first
+    assert f"2→#{other_time}" in first and "3→#99999" in first
+    assert f"1→#{old_id}" not in first
+    ledger = _vh(
+        haven,
+        "SELECT keeper_discovery_id, discord_user_id, submission_timestamp,"
+        " haven_discovery_id, how, row_hash IS NOT NULL FROM keeper_sync_ledger",
+    )
+    assert ledger == [(1, TINY_USER, "2025-11-12 01:53:35", old_id, "linked", 1)]
+
+    second = _manage("sync_verify", keeper=keeper, haven=haven)
+    assert "missing 2, changed 0, outdated 0, orphaned 0" in second, second
+    assert "linked" not in second
+    assert len(_vh(haven, "SELECT * FROM keeper_sync_ledger")) == 1
+
+    repair = _manage("sync_verify", "--repair", keeper=keeper, haven=haven)
+    assert "re-queued 2" in repair, repair
+    out = _manage("sync_now", "--until-idle", keeper=keeper, haven=haven, **WRITE_UNPLACED)
+    assert "synced 2" in out, out
+    assert _vh(
+        haven,
+        "SELECT COUNT(*) FROM discoveries WHERE discord_user_id IN (?, ?)",
+        [TINY_USER, TINY_OTHER_USER],
+    ) == [(4,)]  # the old bot's row, the other-time row, and the two written now
+    assert _vh(
+        haven, "SELECT COUNT(*) FROM discoveries WHERE description = 'Old ruin, already in VH'"
+    ) == [(1,)]
+    final = _manage("sync_verify", keeper=keeper, haven=haven)
+    assert "checked 3, missing 0, changed 0, outdated 0, orphaned 0" in final, final
+
+
 # --- no Control Room file ----------------------------------------------------------------------
 
 
@@ -298,7 +544,7 @@ def test_the_command_prints_counts_and_ids(sample_haven_db):
     out = StringIO()
     call_command("sync_verify", stdout=out)
     text = out.getvalue()
-    assert "checked 1, missing 1, changed 0, orphaned 0" in text
+    assert "checked 1, missing 1, changed 0, outdated 0, orphaned 0" in text
     assert f"missing from VH (keeper discovery→VH row): {lost.id}→#{vh_id}" in text
     assert "--repair" in text
 
