@@ -304,12 +304,14 @@ def queue_item_succeed(
     unresolved: str | None,
     neutralised: tuple[str, ...] = (),
     row_hash: str | None = None,
+    kept_base: dict | None = None,
     started_at=None,
 ) -> str | None:
     """Record that ``item`` is in VH as row ``haven_discovery_id`` (``how``: written, linked,
     ledger, updated or kept; ``unresolved``: what of the location was not found;
     ``neutralised``: keeper fields whose markup was made harmless in VH; ``row_hash``: the
-    row's hash as VH holds it now, which ``sync_verify`` compares with the ledger's).
+    row's hash as VH holds it now, which ``sync_verify`` compares with the ledger's;
+    ``kept_base``: what is left of the Control Room's kept version, ``{}`` when nothing).
 
     Returns the new state: ``synced``; ``pending`` (due now, attempts 0) when the discovery was
     edited or its deletion asked for while this attempt ran, so the next attempt applies that;
@@ -326,6 +328,10 @@ def queue_item_succeed(
     if row_hash is not None:
         extra["row_hash"] = row_hash
     drop = (*ROUND_KEYS, "neutralised") if how in ("written", "updated") else ROUND_KEYS
+    if kept_base:
+        extra["kept_base"] = kept_base
+    elif kept_base is not None:
+        drop = (*drop, "kept_base")
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         held = SyncQueueItem.objects.select_for_update().filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
@@ -364,8 +370,10 @@ def queue_item_succeed(
 def queue_item_fail(*, item: SyncQueueItem, token: str, error: str, started_at=None) -> str | None:
     """Record a failed attempt of ``item`` with the whole ``error`` text: back to ``pending``
     due after :func:`retry_delay` of its attempt number, or ``max_retries_exceeded`` on its
-    ``max_attempts``-th; the attempt is added to the item's history. Returns the new state, or
-    ``None`` if the lease was lost meanwhile."""
+    ``max_attempts``-th; the attempt is added to the item's history. An item edited, or whose
+    deletion was asked for, while this attempt ran is ``pending`` instead, attempts 0 and due
+    now, as the edit would have left it. Returns the new state, or ``None`` if the lease was
+    lost meanwhile."""
     now = timezone.now()
     attempt = item.sync_attempts
     if attempt >= item.max_attempts:
@@ -376,10 +384,15 @@ def queue_item_fail(*, item: SyncQueueItem, token: str, error: str, started_at=N
             "next_retry_after": now + retry_delay(attempt),
         }
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        updated = SyncQueueItem.objects.filter(
+        held = SyncQueueItem.objects.select_for_update().filter(
             id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
-        ).update(sync_error=error, **UNLEASED, **changes)
+        )
+        updated = held.exists()
+        if updated and _changed_since_claim(item):
+            changes = {"sync_status": SyncStatus.PENDING, "sync_attempts": 0, **NOT_WAITING}
+            transaction.on_commit(sync_kick, robust=True)
         if updated:
+            held.update(sync_error=error, **{**UNLEASED, **changes})
             exceeded = changes["sync_status"] == SyncStatus.MAX_RETRIES_EXCEEDED
             _attempt_record(
                 item,
@@ -481,6 +494,7 @@ def queue_item_conflict(
         "theirs": conflict.theirs,
         "theirs_hash": conflict.theirs_hash,
         "theirs_deleted": conflict.theirs_deleted,
+        "base": conflict.base,
         "at": timezone.now().isoformat(),
     }
     return _held_record(
@@ -625,14 +639,18 @@ def _haven_apply(item: SyncQueueItem) -> WriteOutcome:
         # JSON text that holds a string and text that is not JSON read alike; the stored text
         # tells the mapping which, for the message on the VH row.
         discovery.metadata_stored = discovery.metadata_raw()
+    known = item.haven_discovery_id or discovery.haven_discovery_id
     if item.operation == Operation.DELETE:
-        return haven_discovery_delete(discovery=discovery, force_hash=metadata.get("force_hash"))
+        return haven_discovery_delete(
+            discovery=discovery, force_hash=metadata.get("force_hash"), known_haven_id=known
+        )
     return haven_discovery_write(
         discovery=discovery,
         write_unplaced=settings.SYNC_WRITE_UNPLACED or bool(metadata.get("write_unplaced")),
         force_hash=metadata.get("force_hash"),
         accept_hash=metadata.get("accept_hash"),
         kept_base=metadata.get("kept_base"),
+        known_haven_id=known,
     )
 
 
@@ -695,6 +713,7 @@ def _outcome_record(
             unresolved=outcome.location.unresolved if outcome.location else None,
             neutralised=outcome.neutralised,
             row_hash=outcome.row_hash,
+            kept_base=outcome.kept_base,
             started_at=started_at,
         )
         if state == SyncStatus.SYNCED:
@@ -977,8 +996,10 @@ def discovery_update(
             item = queue_item_create(discovery=discovery)
         elif item is not None and _held_by_worker(item):
             # The worker's outcome sees this edit and queues the item again (never two workers
-            # on one discovery).
-            pass
+            # on one discovery); an operator's choice for that attempt no longer applies.
+            SyncQueueItem.objects.filter(id=item.id).update(
+                metadata=_merged_metadata(item, drop=ROUND_KEYS)
+            )
         elif item is not None:
             SyncQueueItem.objects.filter(id=item.id).update(
                 operation=Operation.WRITE,
@@ -1186,9 +1207,10 @@ def queue_item_conflict_resolve(
             changes["operation"] = Operation.DELETE
         else:
             choice = {"accept_hash": seen}
-            if conflict.get("ours"):
+            base = conflict.get("base") or conflict.get("ours")
+            if base:
                 # Later edits then change only what keeper.db changes, not the rest back.
-                choice["kept_base"] = conflict["ours"]
+                choice["kept_base"] = base
             changes["operation"] = Operation.WRITE
         SyncQueueItem.objects.filter(id=item.id).update(
             metadata=_merged_metadata(item, drop=drop, **choice),

@@ -515,3 +515,133 @@ def test_a_synced_item_remembers_the_hash_of_the_row_it_left(sample_haven_db):
         [haven_id],
     )
     assert _item(discovery).metadata["row_hash"] == ledger[0][0]
+
+
+# --- what a tester broke once ---------------------------------------------------------------------
+
+
+def _old_bot_synced(path: Path, *, description: str = "Old bot row.") -> tuple[Discovery, int]:
+    """A discovery the old bot wrote into VH itself (no ledger row), its queue item synced to
+    that row as the old bot's sync_queue recorded it."""
+    from syncq.services import queue_item_succeed, queue_items_claim
+
+    discovery = discovery_make(**PLACED, description=description)
+    stamp = discovery.submission_timestamp.strftime("%Y-%m-%d %H:%M:%S")
+    with sqlite3.connect(path) as conn:
+        haven_id = conn.execute(
+            "INSERT INTO discoveries (discovery_type, system_id, planet_id, location_type,"
+            " location_name, description, discord_user_id, submission_timestamp)"
+            " VALUES (?, 'SYS_EUCLID_F04784DD', 19, 'planet', 'Erren', ?, ?, ?)",
+            [discovery.discovery_type, description, discovery.user_id, stamp],
+        ).lastrowid
+    conn.close()
+    token, (held,) = queue_items_claim(limit=10)
+    queue_item_succeed(
+        item=held, token=token, haven_discovery_id=haven_id, how="linked", unresolved=None
+    )
+    return discovery, haven_id
+
+
+@WITH_HAVEN
+def test_editing_an_old_bots_row_never_adds_a_second_one(sample_haven_db):
+    """Its VH row, known from the old bot's queue row, differs from the edited discovery and
+    nobody knows which side changed it: a conflict, then the operator's choice updates that
+    row in place."""
+    discovery, haven_id = _old_bot_synced(sample_haven_db)
+    count = _vh_count(sample_haven_db)
+    discovery_update(discovery_id=discovery.id, changes={"description": "Corrected in keeper."})
+    assert sync_batch().conflict == 1
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
+    assert sync_batch().synced == 1
+    assert _vh_count(sample_haven_db) == count
+    assert _vh_row(sample_haven_db, haven_id)["description"] == "Corrected in keeper."
+
+
+@WITH_HAVEN
+def test_an_edit_while_held_then_a_failed_attempt_is_due_at_once(sample_haven_db, tmp_path):
+    """The worker fails after the edit: the item is pending, attempts 0 and due now, as the
+    edit would have left it, not backing off."""
+    from syncq.services import BatchReport, _sync_one, queue_items_claim
+
+    discovery = discovery_make(**PLACED, description="v1")
+    token, (held,) = queue_items_claim(limit=10)
+    discovery_update(discovery_id=discovery.id, changes={"description": "v2"})
+    moved = tmp_path / "away.db"
+    sample_haven_db.rename(moved)
+    _sync_one(held, token, BatchReport())
+    moved.rename(sample_haven_db)
+    item = _item(discovery)
+    assert (item.sync_status, item.sync_attempts, item.next_retry_after) == ("pending", 0, None)
+    assert sync_batch().synced == 1
+    assert _vh_row(sample_haven_db, _item(discovery).haven_discovery_id)["description"] == "v2"
+
+
+def _kept(path: Path) -> tuple[Discovery, int]:
+    """A discovery whose conflict over its description was settled with the Control Room's
+    version ("T"; ours was "O")."""
+    discovery, haven_id = _synced(path, description="A")
+    _their_change(path, haven_id, "T")
+    discovery_update(discovery_id=discovery.id, changes={"description": "O"})
+    assert sync_batch().conflict == 1
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="control_room")
+    assert sync_batch().synced == 1
+    return discovery, haven_id
+
+
+@WITH_HAVEN
+def test_a_kept_version_lasts_through_a_second_conflict_kept_too(sample_haven_db):
+    """Kept twice: a later edit of another column leaves the Control Room's newest value."""
+    discovery, haven_id = _kept(sample_haven_db)
+    _their_change(sample_haven_db, haven_id, "T2")
+    discovery_update(discovery_id=discovery.id, changes={"tags": "one"})
+    assert sync_batch().conflict == 1
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="control_room")
+    sync_batch()
+    discovery_update(discovery_id=discovery.id, changes={"tags": "two"})
+    assert sync_batch().synced == 1
+    row = _vh_row(sample_haven_db, haven_id)
+    assert (row["description"], row["tags"]) == ("T2", "two")
+
+
+@WITH_HAVEN
+def test_editing_back_to_the_value_once_kept_over_is_written(sample_haven_db):
+    """After the kept description is edited ("X") and then edited back ("O"), VH says "O"."""
+    discovery, haven_id = _kept(sample_haven_db)
+    for text in ("X", "O"):
+        discovery_update(discovery_id=discovery.id, changes={"description": text})
+        assert sync_batch().synced == 1
+        assert _vh_row(sample_haven_db, haven_id)["description"] == text
+
+
+@WITH_HAVEN
+def test_keeping_their_version_over_a_delete_lasts(sample_haven_db):
+    """A delete cancelled to keep the Control Room's description: a later edit of the tags
+    leaves that description."""
+    discovery, haven_id = _synced(sample_haven_db, description="A")
+    _their_change(sample_haven_db, haven_id, "T")
+    discovery_delete(discovery_id=discovery.id)
+    assert sync_batch().conflict == 1
+    queue_item_conflict_resolve(item_id=_item(discovery).id, keep="control_room")
+    sync_batch()
+    discovery_update(discovery_id=discovery.id, changes={"tags": "ruins"})
+    assert sync_batch().synced == 1
+    row = _vh_row(sample_haven_db, haven_id)
+    assert (row["description"], row["tags"]) == ("T", "ruins")
+
+
+@WITH_HAVEN
+def test_changing_the_type_empties_the_old_types_columns(sample_haven_db):
+    """A ruin edited into bones keeps no structure_type in VH."""
+    discovery, haven_id = _synced(sample_haven_db)
+    assert _vh_row(sample_haven_db, haven_id)["structure_type"] == "Tower"
+    discovery_update(
+        discovery_id=discovery.id,
+        changes={"discovery_type": "🦴", "metadata": {"species_type": "Raptor"}},
+    )
+    assert sync_batch().synced == 1
+    row = _vh_row(sample_haven_db, haven_id)
+    assert (row["discovery_type"], row["species_type"], row["structure_type"]) == (
+        "🦴",
+        "Raptor",
+        None,
+    )

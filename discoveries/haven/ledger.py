@@ -142,6 +142,25 @@ def legacy_match(cursor, discovery) -> int | None:
     return None
 
 
+def known_row_match(cursor, discovery, haven_id: int | None) -> bool:
+    """Whether VH row ``haven_id``, which keeper.db records for ``discovery`` (an old bot's
+    synced queue row), is that discovery's: it exists, no ledger row names it, and it has the
+    same submitter id and submission second. The description is not compared: it may have been
+    edited since, on either side, which is for the caller to tell apart."""
+    wanted = _second(timestamp_read(discovery.submission_timestamp))
+    if haven_id is None or wanted is None:
+        return False
+    cursor.execute(
+        "SELECT CAST(d.submission_timestamp AS TEXT) FROM discoveries d"
+        " WHERE d.id = %s AND d.discord_user_id = %s"
+        " AND NOT EXISTS (SELECT 1 FROM keeper_sync_ledger l"
+        "                 WHERE l.haven_discovery_id = d.id)",
+        [haven_id, str(discovery.user_id)],
+    )
+    found = cursor.fetchone()
+    return found is not None and _second(timestamp_read(found[0])) == wanted
+
+
 def _second(instant: datetime | None) -> datetime | None:
     return None if instant is None else instant.replace(microsecond=0)
 

@@ -28,6 +28,7 @@ from discoveries.haven.connection import haven_close, haven_connection, haven_re
 from discoveries.haven.errors import HavenSchemaError, HavenUnavailable, MappingError
 from discoveries.haven.ledger import (
     LedgerRow,
+    known_row_match,
     ledger_ensure,
     ledger_find,
     ledger_record,
@@ -42,6 +43,7 @@ from discoveries.haven.mapping import (
     haven_row_neutralised,
 )
 from discoveries.haven.router import HAVEN_ALIAS
+from discoveries.types import ALL_TYPE_FIELD_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ LOOKUP_COLUMNS = ("discord_user_id", "description", "submission_timestamp")
 #: The ``theirs_hash`` of a conflict in which the Control Room deleted our row: an operator's
 #: choice of our version (``force_hash``) then writes the row again.
 ROW_ABSENT = "absent"
+#: The ledger's ``row_hash`` for an old bot's row linked while it differs from the discovery:
+#: nobody knows which side changed it, so it matches no row and changing it needs a choice.
+ROW_UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Conflict:
     ours: dict[str, object] | None
     theirs: dict[str, object] | None
     theirs_hash: str
+    base: dict[str, object] | None = None
 
     @property
     def theirs_deleted(self) -> bool:
@@ -96,6 +102,7 @@ class WriteOutcome:
     catalog_version: str | None = None
     suggestions: tuple[str, ...] = field(default=())
     row_hash: str | None = None
+    kept_base: dict[str, object] | None = None
 
 
 def _haven_columns(cursor) -> frozenset[str]:
@@ -185,6 +192,7 @@ def haven_discovery_write(
     force_hash: str | None = None,
     accept_hash: str | None = None,
     kept_base: dict[str, object] | None = None,
+    known_haven_id: int | None = None,
 ) -> WriteOutcome | None:
     """Make VH-Database.db hold ``discovery`` as exactly one row, in one VH transaction.
 
@@ -201,9 +209,13 @@ def haven_discovery_write(
     row while it hashes to that value → ``kept``. ``kept_base`` is our version (mapped columns
     as text) at the time an operator kept the Control Room's: an update then writes only the
     columns whose value differs from it (changed in keeper.db since), leaving the Control
-    Room's values in the others. A row the Control Room deleted is a ``conflict`` (``theirs``
-    ``None``) unless ``force_hash`` is :data:`ROW_ABSENT`, which writes it again. Raises
-    :class:`HavenUnavailable` (missing,
+    Room's values in the others; the outcome's ``kept_base`` is what remains of it.
+    ``known_haven_id`` is the VH row keeper.db records for the discovery (an old bot's synced
+    queue row): with no ledger row, it is linked when it is that discovery's
+    (:func:`discoveries.haven.ledger.known_row_match`), and a conflict when it differs from
+    the discovery, since either side may have changed it. A row the Control Room deleted is
+    a ``conflict`` (``theirs`` ``None``) unless ``force_hash`` is :data:`ROW_ABSENT`, which
+    writes it again. Raises :class:`HavenUnavailable` (missing,
     disabled, or replaced during the write), :class:`HavenSchemaError` (a column the row needs
     is missing, named in the message), :class:`MappingError`, or the database's own error
     (``OperationalError: database is locked`` after the busy timeout).
@@ -218,6 +230,7 @@ def haven_discovery_write(
             force_hash=force_hash,
             accept_hash=accept_hash,
             kept_base=kept_base,
+            known_haven_id=known_haven_id,
         )
     haven_replaced_check(conn)
     if outcome is not None and outcome.how == "written" and outcome.location.unresolved:
@@ -231,7 +244,15 @@ def haven_discovery_write(
 
 
 def _write_in_transaction(
-    cursor, discovery, *, link_only, write_unplaced, force_hash, accept_hash, kept_base
+    cursor,
+    discovery,
+    *,
+    link_only,
+    write_unplaced,
+    force_hash,
+    accept_hash,
+    kept_base,
+    known_haven_id=None,
 ) -> WriteOutcome | None:
     columns = _haven_columns(cursor)
     _require_columns(columns, LOOKUP_COLUMNS, "needed to find rows already written")
@@ -279,6 +300,12 @@ def _write_in_transaction(
                 row_hash=linked_hash,
             )
             return WriteOutcome(linked, "linked", row_hash=linked_hash)
+        known = _link_known(cursor, discovery, known_haven_id)
+        if known is not None:
+            entry, current, row = known
+            if entry.row_hash == ROW_UNKNOWN:
+                return _conflict(entry, row, current, haven_row_hash(current))
+            return WriteOutcome(entry.haven_id, "linked", row_hash=entry.row_hash)
     if link_only:
         return None
     return _insert(cursor, discovery, columns, write_unplaced=write_unplaced)
@@ -324,11 +351,31 @@ def _insert(cursor, discovery, columns, *, write_unplaced: bool) -> WriteOutcome
     )
 
 
-def _conflict(entry: LedgerRow, ours, current, current_hash: str) -> WriteOutcome:
+def _conflict(entry: LedgerRow, ours, current, current_hash: str, base=None) -> WriteOutcome:
     # Both versions as text, as SQLite shows the row (``_row_read``), so they compare alike.
     theirs = haven_row_mapped(current) if current is not None else None
-    conflict = Conflict(entry.haven_id, _as_text(ours), theirs, current_hash)
+    conflict = Conflict(
+        entry.haven_id, _as_text(ours), theirs, current_hash, base=_as_text(base or ours)
+    )
     return WriteOutcome(entry.haven_id, "conflict", conflict=conflict)
+
+
+def _link_known(cursor, discovery, known_haven_id):
+    """Link the VH row keeper.db records for ``discovery`` when it is that discovery's; returns
+    ``(ledger row, VH row, our row)`` or ``None``. Its hash is the ledger's baseline when it
+    holds exactly our row, else :data:`ROW_UNKNOWN`."""
+    if not known_row_match(cursor, discovery, known_haven_id):
+        return None
+    current = _row_read(cursor, known_haven_id)
+    row = discovery_to_haven_row(
+        discovery, location=_resolve(discovery), keeper_discovery_id=discovery.id
+    )
+    current_hash = haven_row_hash(current)
+    row_hash = current_hash if haven_row_hash(row) == current_hash else ROW_UNKNOWN
+    ledger_record(
+        cursor, discovery, haven_id=known_haven_id, how="linked", resolved=True, row_hash=row_hash
+    )
+    return LedgerRow(known_haven_id, "linked", row_hash), current, row
 
 
 def _as_text(row) -> dict[str, object] | None:
@@ -349,6 +396,16 @@ def _merged_with_kept(row: dict, current: dict, kept_base: dict | None) -> dict:
         else value
         for column, value in row.items()
     }
+
+
+def _base_left(desired: dict, kept_base: dict | None) -> dict | None:
+    """What of ``kept_base`` still holds after ``desired`` is written: the columns keeper.db has
+    not changed since the Control Room's version was kept (the others now follow keeper.db).
+    ``None`` when there was no base."""
+    if kept_base is None:
+        return None
+    ours = _as_text(desired)
+    return {c: v for c, v in kept_base.items() if c in ours and ours[c] == v}
 
 
 def _changed_by_them(entry: LedgerRow, current_hash: str, force_hash: str | None) -> bool:
@@ -379,22 +436,32 @@ def _update(
     location = _resolve(discovery)
     if location.unresolved and not write_unplaced:
         return _waiting(cursor, location, location.unresolved)
-    row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
-    neutralised = haven_row_neutralised(row)
-    row = _merged_with_kept(row, current, kept_base)
+    desired = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
+    neutralised = haven_row_neutralised(desired)
+    row = _merged_with_kept(desired, current, kept_base)
+    base = _base_left(desired, kept_base)
     if haven_row_hash(row) == current_hash:
         if entry.row_hash != current_hash:
             ledger_update(cursor, discovery, how=entry.how, row_hash=current_hash)
-        return WriteOutcome(entry.haven_id, "ledger", location, neutralised, row_hash=current_hash)
+        return WriteOutcome(
+            entry.haven_id, "ledger", location, neutralised, row_hash=current_hash, kept_base=base
+        )
     if _changed_by_them(entry, current_hash, force_hash):
-        return _conflict(entry, row, current, current_hash)
+        return _conflict(entry, desired, current, current_hash)
     _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
-    assignments = ", ".join(f'"{c}" = %s' for c in row)
+    # Another type's columns still holding values are emptied: the row is of one type.
+    stale = {
+        column: None
+        for column in ALL_TYPE_FIELD_KEYS
+        if column not in row and current.get(column) is not None
+    }
+    written = {**row, **stale}
+    assignments = ", ".join(f'"{c}" = %s' for c in written)
     try:
         with transaction.atomic(using=HAVEN_ALIAS):
             cursor.execute(
                 f"UPDATE discoveries SET {assignments} WHERE id = %s",  # noqa: S608 - mapped names
-                [*row.values(), entry.haven_id],
+                [*written.values(), entry.haven_id],
             )
     except IntegrityError as exc:
         if location.resolved:
@@ -402,10 +469,19 @@ def _update(
         return _waiting(cursor, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
     updated_hash = haven_row_hash(_row_read(cursor, entry.haven_id) or row)
     ledger_update(cursor, discovery, how="updated", row_hash=updated_hash)
-    return WriteOutcome(entry.haven_id, "updated", location, neutralised, row_hash=updated_hash)
+    return WriteOutcome(
+        entry.haven_id,
+        "updated",
+        location,
+        neutralised,
+        row_hash=updated_hash,
+        kept_base=base,
+    )
 
 
-def haven_discovery_delete(*, discovery, force_hash: str | None = None) -> WriteOutcome:
+def haven_discovery_delete(
+    *, discovery, force_hash: str | None = None, known_haven_id: int | None = None
+) -> WriteOutcome:
     """Remove ``discovery``'s one VH row, found through the ledger (or, for a row the old bot
     wrote and no ledger row names yet, as :func:`discoveries.haven.ledger.legacy_match` finds
     it), in one VH transaction with its ledger row marked ``deleted``.
@@ -413,34 +489,44 @@ def haven_discovery_delete(*, discovery, force_hash: str | None = None) -> Write
     Returns ``deleted``; ``absent`` when there is no row of ours (never written, already
     deleted, or gone from VH), so deleting again is harmless; or ``conflict`` when the Control
     Room changed the row since we wrote it, unless it still hashes to ``force_hash`` (an
-    operator chose to delete the version they saw). Raises as :func:`haven_discovery_write`.
+    operator chose to delete the version they saw). ``known_haven_id`` as for
+    :func:`haven_discovery_write`. Raises as :func:`haven_discovery_write`.
     """
     conn = haven_connection()
     with transaction.atomic(using=HAVEN_ALIAS), conn.cursor() as cursor:
-        outcome = _delete_in_transaction(cursor, discovery, force_hash=force_hash)
+        outcome = _delete_in_transaction(
+            cursor, discovery, force_hash=force_hash, known_haven_id=known_haven_id
+        )
     haven_replaced_check(conn)
     return outcome
 
 
-def _delete_in_transaction(cursor, discovery, *, force_hash) -> WriteOutcome:
+def _delete_in_transaction(cursor, discovery, *, force_hash, known_haven_id) -> WriteOutcome:
     _require_columns(_haven_columns(cursor), LOOKUP_COLUMNS, "needed to find rows written")
     ledger_ensure(cursor)
     entry = ledger_find(cursor, discovery)
     if entry is None:
         linked = legacy_match(cursor, discovery)
-        if linked is None:
+        known = None if linked is not None else _link_known(cursor, discovery, known_haven_id)
+        if linked is not None:
+            ledger_record(
+                cursor, discovery, haven_id=linked, how="linked", resolved=True, row_hash=None
+            )
+            entry = LedgerRow(linked, "linked", None)
+        elif known is not None:
+            entry = known[0]
+        else:
             return WriteOutcome(None, "absent")
-        ledger_record(
-            cursor, discovery, haven_id=linked, how="linked", resolved=True, row_hash=None
-        )
-        entry = LedgerRow(linked, "linked", None)
     if entry.deleted:
         return WriteOutcome(entry.haven_id, "absent")
     current = _row_read(cursor, entry.haven_id)
     if current is not None:
         current_hash = haven_row_hash(current)
         if _changed_by_them(entry, current_hash, force_hash):
-            return _conflict(entry, None, current, current_hash)
+            ours = discovery_to_haven_row(
+                discovery, location=_resolve(discovery), keeper_discovery_id=discovery.id
+            )
+            return _conflict(entry, None, current, current_hash, base=ours)
         cursor.execute("DELETE FROM discoveries WHERE id = %s", [entry.haven_id])
     ledger_update(cursor, discovery, how="deleted", row_hash=None)
     return WriteOutcome(entry.haven_id, "deleted" if current is not None else "absent")
