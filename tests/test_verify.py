@@ -39,23 +39,7 @@ from tests.test_adoption import (
     demo_haven_with_old_bot_row,
     tiny_keeper,
 )
-
-WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
-BOTH_FILES = pytest.mark.parametrize(
-    "vh_fixture", ["sample_haven_db", "control_room_schema_haven_db"]
-)
-
-#: A place both samples have: planet Erren of system Oculi.
-PLACED = {"system_name": "Oculi", "location": "Erren", "location_type": "planet"}
-
-
-def _vh(path: Path, sql: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(path)
-    try:
-        with conn:
-            return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+from tests.vh_support import BOTH_FILES, PLACED, WITH_HAVEN, vh_count, vh_query
 
 
 def _synced(count: int, *, label: str) -> list[Discovery]:
@@ -70,7 +54,7 @@ def _backup(path: Path) -> Path:
     """A copy of the VH file as it stands, taken as an operator would: nothing holds it open
     and its WAL is folded in first."""
     haven_close()
-    _vh(path, "PRAGMA wal_checkpoint(TRUNCATE)")
+    vh_query(path, "PRAGMA wal_checkpoint(TRUNCATE)")
     backup = path.with_name("VH-Database.backup.db")
     shutil.copyfile(path, backup)
     return backup
@@ -79,7 +63,7 @@ def _backup(path: Path) -> Path:
 def _restore(path: Path, backup: Path) -> None:
     """Put the backup back over the VH file, as an operator restoring it would."""
     haven_close()
-    _vh(path, "PRAGMA wal_checkpoint(TRUNCATE)")
+    vh_query(path, "PRAGMA wal_checkpoint(TRUNCATE)")
     for side in ("-wal", "-shm"):
         Path(f"{path}{side}").unlink(missing_ok=True)
     shutil.copyfile(backup, path)
@@ -88,26 +72,22 @@ def _restore(path: Path, backup: Path) -> None:
 def _control_room_adds_a_row(path: Path) -> int:
     """The Control Room inserts a row of its own (a placed one, which either schema takes);
     SQLite numbers it after the restored file's last id: one our lost rows had."""
-    _vh(
+    vh_query(
         path,
         "INSERT INTO discoveries (discovery_type, system_id, planet_id, location_type,"
         " location_name, description) SELECT discovery_type, system_id, planet_id,"
         " location_type, location_name, 'entered in the Control Room' FROM discoveries"
         " WHERE system_id IS NOT NULL ORDER BY id LIMIT 1",
     )
-    return _vh(path, "SELECT MAX(id) FROM discoveries")[0][0]
+    return vh_query(path, "SELECT MAX(id) FROM discoveries")[0][0]
 
 
 def _duplicates(path: Path) -> list[tuple]:
-    return _vh(
+    return vh_query(
         path,
         "SELECT discord_user_id, description, submission_timestamp, COUNT(*) FROM discoveries"
         " GROUP BY 1, 2, 3 HAVING COUNT(*) > 1",
     )
-
-
-def _vh_count(path: Path) -> int:
-    return _vh(path, "SELECT COUNT(*) FROM discoveries")[0][0]
 
 
 def _ids(entries: list[dict]) -> list[int]:
@@ -137,7 +117,7 @@ def test_a_restored_backup_is_found_and_repaired_exactly_once(vh_fixture, kept, 
     _restore(path, backup)
     reused = _control_room_adds_a_row(path)
     assert reused in lost_vh_ids, "SQLite numbers the Control Room's row with a lost row's id"
-    restored_count = _vh_count(path)
+    restored_count = vh_count(path)
 
     run = sync_verify(repair=False)
 
@@ -160,12 +140,12 @@ def test_a_restored_backup_is_found_and_repaired_exactly_once(vh_fixture, kept, 
 
     assert sync_batch().synced == 2
     assert sync_batch().claimed == 0
-    assert _vh_count(path) == restored_count + 2
+    assert vh_count(path) == restored_count + 2
     assert _duplicates(path) == []
     for discovery in lost:
         item = SyncQueueItem.objects.get(discovery=discovery)
         assert item.sync_status == SyncStatus.SYNCED and item.haven_discovery_id != reused
-        rows = _vh(
+        rows = vh_query(
             path,
             "SELECT COUNT(*) FROM discoveries WHERE description = ?",
             [discovery.description],
@@ -194,7 +174,7 @@ def test_a_discovery_whose_item_was_pruned_is_checked_and_repaired(sample_haven_
 
     assert (run.checked, _ids(run.missing_ids), run.repaired) == (1, [lost.id], 1)
     assert sync_batch().synced == 1
-    assert _vh(
+    assert vh_query(
         sample_haven_db, "SELECT COUNT(*) FROM discoveries WHERE description = ?", ["pruned 0"]
     ) == [(1,)]
     assert sync_verify(repair=False).missing == 0
@@ -211,13 +191,13 @@ def test_a_row_the_control_room_changed_is_reported_changed(vh_fixture, request)
     path = request.getfixturevalue(vh_fixture)
     first, second = _synced(2, label="row")
     vh_id = SyncQueueItem.objects.get(discovery=second).haven_discovery_id
-    _vh(path, "UPDATE discoveries SET significance = 'rewritten' WHERE id = ?", [vh_id])
+    vh_query(path, "UPDATE discoveries SET significance = 'rewritten' WHERE id = ?", [vh_id])
 
     run = sync_verify(repair=True)
 
     assert run.changed_ids == [{"discovery_id": second.id, "haven_discovery_id": vh_id}]
     assert (run.checked, run.changed, run.missing, run.orphaned, run.repaired) == (2, 1, 0, 0, 0)
-    assert _vh(path, "SELECT significance FROM discoveries WHERE id = ?", [vh_id]) == [
+    assert vh_query(path, "SELECT significance FROM discoveries WHERE id = ?", [vh_id]) == [
         ("rewritten",)
     ]
 
@@ -231,7 +211,7 @@ def test_a_row_deleted_in_the_control_room_is_missing(vh_fixture, request):
     path = request.getfixturevalue(vh_fixture)
     (gone,) = _synced(1, label="deleted there")
     vh_id = SyncQueueItem.objects.get(discovery=gone).haven_discovery_id
-    _vh(path, "DELETE FROM discoveries WHERE id = ?", [vh_id])
+    vh_query(path, "DELETE FROM discoveries WHERE id = ?", [vh_id])
 
     run = sync_verify(repair=True)
 
@@ -241,7 +221,7 @@ def test_a_row_deleted_in_the_control_room_is_missing(vh_fixture, request):
     assert item.metadata["conflict"]["theirs_deleted"] is True
     queue_item_conflict_resolve(item_id=item.id, keep="keeper")
     assert sync_batch().synced == 1
-    assert _vh(
+    assert vh_query(
         path, "SELECT COUNT(*) FROM discoveries WHERE description = ?", ["deleted there 0"]
     ) == [(1,)]
 
@@ -255,13 +235,13 @@ def test_a_keeper_discovery_deleted_behind_the_sync_is_orphaned(vh_fixture, requ
     kept, deleted = _synced(2, label="orphan")
     vh_id = SyncQueueItem.objects.get(discovery=deleted).haven_discovery_id
     Discovery.objects.filter(id=deleted.id).delete()
-    count = _vh_count(path)
+    count = vh_count(path)
 
     run = sync_verify(repair=True)
 
     assert run.orphaned_ids == [{"discovery_id": deleted.id, "haven_discovery_id": vh_id}]
     assert (run.checked, run.orphaned, run.missing, run.changed, run.repaired) == (1, 1, 0, 0, 0)
-    assert _vh_count(path) == count
+    assert vh_count(path) == count
     assert Discovery.objects.filter(id=kept.id).exists()
 
 
@@ -272,15 +252,19 @@ def test_a_ledger_row_without_a_hash_gets_its_baseline_once(control_room_schema_
     path = control_room_schema_haven_db
     (discovery,) = _synced(1, label="old ledger")
     vh_id = SyncQueueItem.objects.get(discovery=discovery).haven_discovery_id
-    _vh(path, "UPDATE discoveries SET condition = 'edited before hashes' WHERE id = ?", [vh_id])
-    _vh(path, "UPDATE keeper_sync_ledger SET row_hash = NULL")
+    vh_query(
+        path, "UPDATE discoveries SET condition = 'edited before hashes' WHERE id = ?", [vh_id]
+    )
+    vh_query(path, "UPDATE keeper_sync_ledger SET row_hash = NULL")
 
     first = sync_verify(repair=False)
     assert (first.baseline_recorded, first.changed) == (1, 0)
-    assert _vh(path, "SELECT COUNT(*) FROM keeper_sync_ledger WHERE row_hash IS NULL") == [(0,)]
+    assert vh_query(path, "SELECT COUNT(*) FROM keeper_sync_ledger WHERE row_hash IS NULL") == [
+        (0,)
+    ]
     assert sync_verify(repair=False).baseline_recorded == 0
 
-    _vh(path, "UPDATE discoveries SET condition = 'edited after' WHERE id = ?", [vh_id])
+    vh_query(path, "UPDATE discoveries SET condition = 'edited after' WHERE id = ?", [vh_id])
     assert sync_verify(repair=False).changed == 1
 
 
@@ -301,11 +285,11 @@ def _outdated(path: Path, *, label: str) -> tuple[Discovery, int, Path]:
     assert sync_batch().synced == 1
     item.refresh_from_db()
     assert item.haven_discovery_id == vh_id and item.metadata["row_hash"] != v1_hash
-    assert _vh(
+    assert vh_query(
         path, "SELECT how, row_hash FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [vh_id]
     ) == [("updated", item.metadata["row_hash"])]
     _restore(path, backup)
-    assert _vh(path, "SELECT description FROM discoveries WHERE id = ?", [vh_id]) == [
+    assert vh_query(path, "SELECT description FROM discoveries WHERE id = ?", [vh_id]) == [
         (f"{label} v1",)
     ]
     return discovery, vh_id, backup
@@ -319,7 +303,7 @@ def test_a_backup_restored_over_later_edits_is_outdated_and_repaired_in_place(vh
     rewrite that row to the newer version in place, and a second check finds nothing."""
     path = request.getfixturevalue(vh_fixture)
     discovery, vh_id, _ = _outdated(path, label="survey")
-    count = _vh_count(path)
+    count = vh_count(path)
 
     out = StringIO()
     call_command("sync_verify", stdout=out)
@@ -346,13 +330,13 @@ def test_a_backup_restored_over_later_edits_is_outdated_and_repaired_in_place(vh
         discovery.id
     ]
     assert sync_batch().synced == 1
-    assert _vh(
+    assert vh_query(
         path,
         "SELECT id, description FROM discoveries WHERE description IN (?, ?)",
         ["survey v1", "survey v2"],
     ) == [(vh_id, "survey v2")]
-    assert _vh_count(path) == count
-    assert _vh(
+    assert vh_count(path) == count
+    assert vh_query(
         path, "SELECT how FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [vh_id]
     ) == [("updated",)]
     again = sync_verify(repair=True)
@@ -382,7 +366,9 @@ def test_a_row_changed_by_the_control_room_after_a_restore_is_changed_not_outdat
     """A restored older version that the Control Room then edited is the Control Room's call:
     reported changed, and --repair does not queue it."""
     discovery, vh_id, _ = _outdated(sample_haven_db, label="theirs now")
-    _vh(sample_haven_db, "UPDATE discoveries SET significance = 'theirs' WHERE id = ?", [vh_id])
+    vh_query(
+        sample_haven_db, "UPDATE discoveries SET significance = 'theirs' WHERE id = ?", [vh_id]
+    )
 
     run = sync_verify(repair=True)
 
@@ -481,7 +467,7 @@ def test_an_old_bots_synced_rows_are_linked_not_missing(tmp_path):
     assert "checked 3, missing 2, changed 0, outdated 0, orphaned 0, linked 1" in first, first
     assert f"2→#{other_time}" in first and "3→#99999" in first
     assert f"1→#{old_id}" not in first
-    ledger = _vh(
+    ledger = vh_query(
         haven,
         "SELECT keeper_discovery_id, discord_user_id, submission_timestamp,"
         " haven_discovery_id, how, row_hash IS NOT NULL FROM keeper_sync_ledger",
@@ -491,18 +477,18 @@ def test_an_old_bots_synced_rows_are_linked_not_missing(tmp_path):
     second = _manage("sync_verify", keeper=keeper, haven=haven)
     assert "missing 2, changed 0, outdated 0, orphaned 0" in second, second
     assert "linked" not in second
-    assert len(_vh(haven, "SELECT * FROM keeper_sync_ledger")) == 1
+    assert len(vh_query(haven, "SELECT * FROM keeper_sync_ledger")) == 1
 
     repair = _manage("sync_verify", "--repair", keeper=keeper, haven=haven)
     assert "re-queued 2" in repair, repair
     out = _manage("sync_now", "--until-idle", keeper=keeper, haven=haven, **WRITE_UNPLACED)
     assert "synced 2" in out, out
-    assert _vh(
+    assert vh_query(
         haven,
         "SELECT COUNT(*) FROM discoveries WHERE discord_user_id IN (?, ?)",
         [TINY_USER, TINY_OTHER_USER],
     ) == [(4,)]  # the old bot's row, the other-time row, and the two written now
-    assert _vh(
+    assert vh_query(
         haven, "SELECT COUNT(*) FROM discoveries WHERE description = 'Old ruin, already in VH'"
     ) == [(1,)]
     final = _manage("sync_verify", keeper=keeper, haven=haven)

@@ -23,34 +23,9 @@ from syncq.services import (
     sync_batch,
 )
 from tests.factories import discovery_make
+from tests.vh_support import BOTH_FILES, PLACED, WITH_HAVEN, vh_count, vh_query, vh_row
 
-WITH_HAVEN = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
-BOTH_FILES = pytest.mark.parametrize(
-    "vh_fixture", ["sample_haven_db", "control_room_schema_haven_db"]
-)
-
-#: A place the samples have: planet Erren of system Oculi.
-PLACED = {"system_name": "Oculi", "location": "Erren", "location_type": "planet"}
 UNPLACED = {"system_name": "ORACLE ZETA", "location": "Zeta Prime", "location_type": "planet"}
-
-
-def _vh(path: Path, sql: str, params=()) -> list[tuple]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute(sql, params).fetchall()
-    conn.close()
-    return rows
-
-
-def _vh_count(path: Path) -> int:
-    return _vh(path, "SELECT COUNT(*) FROM discoveries")[0][0]
-
-
-def _vh_row(path: Path, haven_id: int) -> dict | None:
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
-        row = conn.execute("SELECT * FROM discoveries WHERE id = ?", [haven_id]).fetchone()
-    conn.close()
-    return dict(row) if row else None
 
 
 def _item(discovery: Discovery) -> SyncQueueItem:
@@ -86,7 +61,7 @@ def test_a_discovery_whose_system_is_not_in_vh_waits_without_a_row_or_an_attempt
 ):
     """No row is written, no attempt spent; the item says which name is missing."""
     path = request.getfixturevalue(vh_fixture)
-    before = _vh_count(path)
+    before = vh_count(path)
     discovery = discovery_make(**UNPLACED)
     report = sync_batch()
     item = _item(discovery)
@@ -95,7 +70,7 @@ def test_a_discovery_whose_system_is_not_in_vh_waits_without_a_row_or_an_attempt
     assert item.sync_attempts == 0
     assert "'ORACLE ZETA'" in item.sync_error and "Control Room" in item.sync_error
     assert item.metadata["waiting"]["reason"]
-    assert _vh_count(path) == before
+    assert vh_count(path) == before
     assert SyncAttempt.objects.get(queue_item=item).outcome == "waiting"
 
 
@@ -104,7 +79,7 @@ def test_a_discovery_whose_system_is_not_in_vh_waits_without_a_row_or_an_attempt
 def test_waiting_discovery_syncs_by_itself_once_its_system_is_added(vh_fixture, request):
     """The next batch after the Control Room adds the system writes the one row."""
     path = request.getfixturevalue(vh_fixture)
-    before = _vh_count(path)
+    before = vh_count(path)
     discovery = discovery_make(**UNPLACED)
     sync_batch()
     idle = sync_batch()
@@ -115,8 +90,8 @@ def test_waiting_discovery_syncs_by_itself_once_its_system_is_added(vh_fixture, 
     assert (report.woken, report.synced) == (1, 1)
     assert item.sync_status == SyncStatus.SYNCED
     assert "waiting" not in item.metadata
-    assert _vh_count(path) == before + 1
-    row = _vh_row(path, item.haven_discovery_id)
+    assert vh_count(path) == before + 1
+    row = vh_row(path, item.haven_discovery_id)
     assert row["system_id"] == "SYS_NEW_1" and row["planet_id"] is not None
 
 
@@ -128,7 +103,7 @@ def test_correcting_a_waiting_discovery_syncs_it(sample_haven_db):
     discovery_update(discovery_id=discovery.id, changes=PLACED)
     assert _item(discovery).sync_status == SyncStatus.PENDING
     assert sync_batch().synced == 1
-    row = _vh_row(sample_haven_db, _item(discovery).haven_discovery_id)
+    row = vh_row(sample_haven_db, _item(discovery).haven_discovery_id)
     assert (row["system_id"], row["planet_id"]) == ("SYS_EUCLID_F04784DD", 19)
 
 
@@ -150,7 +125,7 @@ def test_writing_without_a_place_is_refused_where_the_file_checks_for_it(
 @WITH_HAVEN
 def test_writing_without_a_place_is_allowed_where_the_file_takes_it(sample_haven_db):
     """On the older file the operator's action writes the row with no place, once."""
-    before = _vh_count(sample_haven_db)
+    before = vh_count(sample_haven_db)
     discovery = discovery_make(**UNPLACED)
     sync_batch()
     report = queue_items_write_unplaced(ids=[_item(discovery).id])
@@ -158,9 +133,9 @@ def test_writing_without_a_place_is_allowed_where_the_file_takes_it(sample_haven
     assert sync_batch().synced == 1
     item = _item(discovery)
     assert item.metadata["location_resolved"] is False
-    row = _vh_row(sample_haven_db, item.haven_discovery_id)
+    row = vh_row(sample_haven_db, item.haven_discovery_id)
     assert row["system_id"] is None
-    assert _vh_count(sample_haven_db) == before + 1
+    assert vh_count(sample_haven_db) == before + 1
 
 
 @WITH_HAVEN
@@ -171,7 +146,7 @@ def test_the_setting_keeps_writing_unplaced_rows_where_the_file_takes_them(
     settings.SYNC_WRITE_UNPLACED = True
     discovery = discovery_make(**UNPLACED)
     assert sync_batch().synced == 1
-    assert _vh_row(sample_haven_db, _item(discovery).haven_discovery_id)["system_id"] is None
+    assert vh_row(sample_haven_db, _item(discovery).haven_discovery_id)["system_id"] is None
 
 
 @WITH_HAVEN
@@ -179,13 +154,13 @@ def test_the_setting_still_waits_where_the_file_refuses(control_room_schema_have
     """SYNC_WRITE_UNPLACED on the Control Room's schema: the file refuses, so the item waits
     and says why, instead of failing ten times."""
     settings.SYNC_WRITE_UNPLACED = True
-    before = _vh_count(control_room_schema_haven_db)
+    before = vh_count(control_room_schema_haven_db)
     discovery = discovery_make(**UNPLACED)
     report = sync_batch()
     item = _item(discovery)
     assert report.waiting == 1 and item.sync_status == SyncStatus.WAITING
     assert "refuses" in item.sync_error and item.sync_attempts == 0
-    assert _vh_count(control_room_schema_haven_db) == before
+    assert vh_count(control_room_schema_haven_db) == before
 
 
 @WITH_HAVEN
@@ -207,7 +182,7 @@ def test_an_edit_updates_the_one_vh_row(vh_fixture, request):
     """Editing a synced discovery rewrites its VH row in place: same id, no second row."""
     path = request.getfixturevalue(vh_fixture)
     discovery, haven_id = _synced(path)
-    count = _vh_count(path)
+    count = vh_count(path)
     discovery_update(
         discovery_id=discovery.id,
         changes={"description": "A tower, taller than we thought.", "location": "Krospen L49"},
@@ -217,11 +192,13 @@ def test_an_edit_updates_the_one_vh_row(vh_fixture, request):
     assert sync_batch().synced == 1
     item = _item(discovery)
     assert item.haven_discovery_id == haven_id and item.metadata["how"] == "updated"
-    row = _vh_row(path, haven_id)
+    row = vh_row(path, haven_id)
     assert row["description"] == "A tower, taller than we thought."
     assert (row["location_name"], row["planet_id"]) == ("Krospen L49", 20)
-    assert _vh_count(path) == count
-    assert _vh(path, "SELECT how FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [haven_id])
+    assert vh_count(path) == count
+    assert vh_query(
+        path, "SELECT how FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [haven_id]
+    )
     assert sync_batch().claimed == 0
 
 
@@ -243,7 +220,7 @@ def test_an_update_already_in_vh_when_the_worker_died_is_not_applied_twice(sampl
     assert haven_discovery_write(discovery=discovery).how == "updated"
     assert sync_batch().synced == 1
     assert _item(discovery).metadata["how"] == "ledger"
-    assert _vh_row(sample_haven_db, haven_id)["description"] == "Second thoughts."
+    assert vh_row(sample_haven_db, haven_id)["description"] == "Second thoughts."
 
 
 # --- the Control Room changed our row ---------------------------------------------------------
@@ -269,7 +246,7 @@ def test_an_edit_of_a_row_the_control_room_changed_is_a_conflict(vh_fixture, req
     conflict = item.metadata["conflict"]
     assert conflict["ours"]["description"] == "Our correction."
     assert conflict["theirs"]["description"] == "Curated by the Control Room."
-    assert _vh_row(path, haven_id)["description"] == "Curated by the Control Room."
+    assert vh_row(path, haven_id)["description"] == "Curated by the Control Room."
     assert queue_items_retry(ids=[item.id]).refused == {item.id: "conflict"}
 
 
@@ -282,7 +259,7 @@ def test_choosing_our_version_overwrites_theirs(sample_haven_db):
     sync_batch()
     queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
     assert sync_batch().synced == 1
-    assert _vh_row(sample_haven_db, haven_id)["description"] == "Ours."
+    assert vh_row(sample_haven_db, haven_id)["description"] == "Ours."
     assert _item(discovery).sync_status == SyncStatus.SYNCED
 
 
@@ -297,10 +274,10 @@ def test_choosing_their_version_keeps_it_and_later_edits_apply(sample_haven_db):
     queue_item_conflict_resolve(item_id=_item(discovery).id, keep="control_room")
     assert sync_batch().synced == 1
     assert _item(discovery).metadata["how"] == "kept"
-    assert _vh_row(sample_haven_db, haven_id)["description"] == "Theirs."
+    assert vh_row(sample_haven_db, haven_id)["description"] == "Theirs."
     discovery_update(discovery_id=discovery.id, changes={"description": "Ours, later."})
     assert sync_batch().synced == 1
-    assert _vh_row(sample_haven_db, haven_id)["description"] == "Ours, later."
+    assert vh_row(sample_haven_db, haven_id)["description"] == "Ours, later."
 
 
 @WITH_HAVEN
@@ -315,7 +292,7 @@ def test_a_choice_applies_only_to_the_version_the_operator_saw(sample_haven_db):
     _their_change(sample_haven_db, haven_id, "Theirs, again.")
     assert sync_batch().conflict == 1
     assert _item(discovery).metadata["conflict"]["theirs"]["description"] == "Theirs, again."
-    assert _vh_row(sample_haven_db, haven_id)["description"] == "Theirs, again."
+    assert vh_row(sample_haven_db, haven_id)["description"] == "Theirs, again."
 
 
 @WITH_HAVEN
@@ -335,17 +312,17 @@ def test_deleting_a_synced_discovery_removes_its_vh_row_then_the_discovery(vh_fi
     """The delete goes through the queue: the VH row goes, then the keeper discovery."""
     path = request.getfixturevalue(vh_fixture)
     discovery, haven_id = _synced(path)
-    count = _vh_count(path)
+    count = vh_count(path)
     assert discovery_delete(discovery_id=discovery.id) == "queued"
     assert Discovery.objects.filter(id=discovery.id).exists()
     with pytest.raises(DiscoveryBeingDeleted):
         discovery_update(discovery_id=discovery.id, changes={"description": "Too late."})
     report = sync_batch()
     assert report.deleted == 1
-    assert _vh_row(path, haven_id) is None and _vh_count(path) == count - 1
+    assert vh_row(path, haven_id) is None and vh_count(path) == count - 1
     assert not Discovery.objects.filter(id=discovery.id).exists()
     assert not SyncQueueItem.objects.filter(discovery_id=discovery.id).exists()
-    ledger = _vh(
+    ledger = vh_query(
         path, "SELECT how FROM keeper_sync_ledger WHERE haven_discovery_id = ?", [haven_id]
     )
     assert ledger == [("deleted",)]
@@ -354,12 +331,12 @@ def test_deleting_a_synced_discovery_removes_its_vh_row_then_the_discovery(vh_fi
 @WITH_HAVEN
 def test_deleting_a_discovery_never_sent_to_vh_is_immediate(sample_haven_db):
     """A pending item never tried has no row anywhere: the discovery goes at once."""
-    count = _vh_count(sample_haven_db)
+    count = vh_count(sample_haven_db)
     discovery = discovery_make(**PLACED)
     assert discovery_delete(discovery_id=discovery.id) == "deleted"
     assert not Discovery.objects.filter(id=discovery.id).exists()
     assert sync_batch().claimed == 0
-    assert _vh_count(sample_haven_db) == count
+    assert vh_count(sample_haven_db) == count
 
 
 @WITH_HAVEN
@@ -369,11 +346,11 @@ def test_a_delete_already_done_in_vh_when_the_worker_died_finishes_once(sample_h
     from discoveries.haven.writer import haven_discovery_delete
 
     discovery, haven_id = _synced(sample_haven_db)
-    count = _vh_count(sample_haven_db)
+    count = vh_count(sample_haven_db)
     discovery_delete(discovery_id=discovery.id)
     assert haven_discovery_delete(discovery=discovery).how == "deleted"
     assert sync_batch().deleted == 1
-    assert _vh_count(sample_haven_db) == count - 1
+    assert vh_count(sample_haven_db) == count - 1
     assert not Discovery.objects.filter(id=discovery.id).exists()
 
 
@@ -391,7 +368,7 @@ def test_deleting_a_row_the_control_room_changed_is_a_conflict_and_can_be_cancel
     assert item.metadata["conflict"]["ours"] is None
     queue_item_conflict_resolve(item_id=item.id, keep="control_room")
     assert sync_batch().synced == 1
-    assert _vh_row(sample_haven_db, haven_id)["description"] == "Theirs."
+    assert vh_row(sample_haven_db, haven_id)["description"] == "Theirs."
     item = _item(discovery)
     assert (item.sync_status, item.operation) == (SyncStatus.SYNCED, Operation.WRITE)
 
@@ -405,7 +382,7 @@ def test_deleting_a_changed_row_anyway_removes_it(sample_haven_db):
     sync_batch()
     queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
     assert sync_batch().deleted == 1
-    assert _vh_row(sample_haven_db, haven_id) is None
+    assert vh_row(sample_haven_db, haven_id) is None
 
 
 # --- while a worker holds the item --------------------------------------------------------------
@@ -437,8 +414,8 @@ def test_an_edit_while_a_worker_holds_the_item_is_applied_after_it_not_beside_it
     assert sync_batch().synced == 1
     item = _item(discovery)
     assert item.sync_status == SyncStatus.SYNCED
-    assert _vh_row(sample_haven_db, item.haven_discovery_id)["description"] == "v2"
-    rows = _vh(sample_haven_db, "SELECT COUNT(*) FROM discoveries WHERE description LIKE 'v_'")
+    assert vh_row(sample_haven_db, item.haven_discovery_id)["description"] == "v2"
+    rows = vh_query(sample_haven_db, "SELECT COUNT(*) FROM discoveries WHERE description LIKE 'v_'")
     assert rows == [(1,)]
 
 
@@ -448,7 +425,7 @@ def test_a_delete_while_a_worker_holds_the_item_removes_the_row_it_wrote(sample_
     the row and the discovery: nothing is left on the map."""
     from syncq.services import BatchReport, _sync_one
 
-    count = _vh_count(sample_haven_db)
+    count = vh_count(sample_haven_db)
     discovery = discovery_make(**PLACED, description="short-lived")
     token, (held,) = _claimed_alone()
     assert discovery_delete(discovery_id=discovery.id) == "queued"
@@ -457,7 +434,7 @@ def test_a_delete_while_a_worker_holds_the_item_removes_the_row_it_wrote(sample_
     assert _item(discovery).operation == Operation.DELETE
     assert sync_batch().deleted == 1
     assert not Discovery.objects.filter(id=discovery.id).exists()
-    assert _vh_count(sample_haven_db) == count
+    assert vh_count(sample_haven_db) == count
 
 
 @WITH_HAVEN
@@ -472,7 +449,7 @@ def test_keeping_their_version_survives_a_later_edit_of_another_field(sample_hav
     sync_batch()
     discovery_update(discovery_id=discovery.id, changes={"tags": "ruins"})
     assert sync_batch().synced == 1
-    row = _vh_row(sample_haven_db, haven_id)
+    row = vh_row(sample_haven_db, haven_id)
     assert (row["description"], row["tags"]) == ("Curated.", "ruins")
 
 
@@ -487,21 +464,21 @@ def test_an_edit_of_a_row_the_control_room_deleted_is_a_conflict(vh_fixture, req
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM discoveries WHERE id IN (?, ?)", [kept_id, gone_id])
     conn.close()
-    count = _vh_count(path)
+    count = vh_count(path)
     for discovery in (kept, gone):
         discovery_update(discovery_id=discovery.id, changes={"tags": "edited"})
     assert sync_batch().conflict == 2
     conflict = _item(kept).metadata["conflict"]
     assert conflict["theirs_deleted"] is True and conflict["theirs"] is None
     assert "deleted VH row" in _item(kept).sync_error
-    assert _vh_count(path) == count
+    assert vh_count(path) == count
     queue_item_conflict_resolve(item_id=_item(kept).id, keep="keeper")
     queue_item_conflict_resolve(item_id=_item(gone).id, keep="control_room")
     report = sync_batch()
     assert (report.synced, report.deleted) == (1, 1)
-    assert _vh_count(path) == count + 1
+    assert vh_count(path) == count + 1
     assert not Discovery.objects.filter(id=gone.id).exists()
-    row = _vh_row(path, _item(kept).haven_discovery_id)
+    row = vh_row(path, _item(kept).haven_discovery_id)
     assert (row["description"], row["tags"]) == ("keep me", "edited")
 
 
@@ -509,7 +486,7 @@ def test_an_edit_of_a_row_the_control_room_deleted_is_a_conflict(vh_fixture, req
 def test_a_synced_item_remembers_the_hash_of_the_row_it_left(sample_haven_db):
     """The item keeps the row's hash, the same the ledger holds."""
     discovery, haven_id = _synced(sample_haven_db)
-    ledger = _vh(
+    ledger = vh_query(
         sample_haven_db,
         "SELECT row_hash FROM keeper_sync_ledger WHERE haven_discovery_id = ?",
         [haven_id],
@@ -548,13 +525,13 @@ def test_editing_an_old_bots_row_never_adds_a_second_one(sample_haven_db):
     nobody knows which side changed it: a conflict, then the operator's choice updates that
     row in place."""
     discovery, haven_id = _old_bot_synced(sample_haven_db)
-    count = _vh_count(sample_haven_db)
+    count = vh_count(sample_haven_db)
     discovery_update(discovery_id=discovery.id, changes={"description": "Corrected in keeper."})
     assert sync_batch().conflict == 1
     queue_item_conflict_resolve(item_id=_item(discovery).id, keep="keeper")
     assert sync_batch().synced == 1
-    assert _vh_count(sample_haven_db) == count
-    assert _vh_row(sample_haven_db, haven_id)["description"] == "Corrected in keeper."
+    assert vh_count(sample_haven_db) == count
+    assert vh_row(sample_haven_db, haven_id)["description"] == "Corrected in keeper."
 
 
 @WITH_HAVEN
@@ -573,7 +550,7 @@ def test_an_edit_while_held_then_a_failed_attempt_is_due_at_once(sample_haven_db
     item = _item(discovery)
     assert (item.sync_status, item.sync_attempts, item.next_retry_after) == ("pending", 0, None)
     assert sync_batch().synced == 1
-    assert _vh_row(sample_haven_db, _item(discovery).haven_discovery_id)["description"] == "v2"
+    assert vh_row(sample_haven_db, _item(discovery).haven_discovery_id)["description"] == "v2"
 
 
 def _kept(path: Path) -> tuple[Discovery, int]:
@@ -599,7 +576,7 @@ def test_a_kept_version_lasts_through_a_second_conflict_kept_too(sample_haven_db
     sync_batch()
     discovery_update(discovery_id=discovery.id, changes={"tags": "two"})
     assert sync_batch().synced == 1
-    row = _vh_row(sample_haven_db, haven_id)
+    row = vh_row(sample_haven_db, haven_id)
     assert (row["description"], row["tags"]) == ("T2", "two")
 
 
@@ -610,7 +587,7 @@ def test_editing_back_to_the_value_once_kept_over_is_written(sample_haven_db):
     for text in ("X", "O"):
         discovery_update(discovery_id=discovery.id, changes={"description": text})
         assert sync_batch().synced == 1
-        assert _vh_row(sample_haven_db, haven_id)["description"] == text
+        assert vh_row(sample_haven_db, haven_id)["description"] == text
 
 
 @WITH_HAVEN
@@ -625,7 +602,7 @@ def test_keeping_their_version_over_a_delete_lasts(sample_haven_db):
     sync_batch()
     discovery_update(discovery_id=discovery.id, changes={"tags": "ruins"})
     assert sync_batch().synced == 1
-    row = _vh_row(sample_haven_db, haven_id)
+    row = vh_row(sample_haven_db, haven_id)
     assert (row["description"], row["tags"]) == ("T", "ruins")
 
 
@@ -633,13 +610,13 @@ def test_keeping_their_version_over_a_delete_lasts(sample_haven_db):
 def test_changing_the_type_empties_the_old_types_columns(sample_haven_db):
     """A ruin edited into bones keeps no structure_type in VH."""
     discovery, haven_id = _synced(sample_haven_db)
-    assert _vh_row(sample_haven_db, haven_id)["structure_type"] == "Tower"
+    assert vh_row(sample_haven_db, haven_id)["structure_type"] == "Tower"
     discovery_update(
         discovery_id=discovery.id,
         changes={"discovery_type": "🦴", "metadata": {"species_type": "Raptor"}},
     )
     assert sync_batch().synced == 1
-    row = _vh_row(sample_haven_db, haven_id)
+    row = vh_row(sample_haven_db, haven_id)
     assert (row["discovery_type"], row["species_type"], row["structure_type"]) == (
         "🦴",
         "Raptor",
