@@ -23,7 +23,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
@@ -168,9 +168,20 @@ def _retry_action(*, url_path: str, url_name: str, name: str):
         name=name,
         throttle_classes=[RetryThrottle],
         throttle_scope="sync_retry",
-        parser_classes=[JSONParser],
+        parser_classes=[RetryBodyParser],
         metadata_class=RetryMetadata,
     )
+
+
+class RetryBodyParser(JSONParser):
+    """DRF's JSON parser, answering 400 for JSON nested deeper than Python's decoder can follow
+    (``RecursionError``), which would otherwise be a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("JSON parse error - nested too deeply") from exc
 
 
 def _limit(request) -> int:

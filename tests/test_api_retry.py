@@ -352,3 +352,15 @@ def test_retry_of_an_exceeded_item_then_a_batch_syncs_it(haven_db, root):
     body = admin.get(f"/sync/items/{item.id}/").json()
     assert (body["sync_status"], body["haven_discovery_id"]) == ("synced", vh_row.id)
     assert admin.get("/sync/failed").json()["count"] == 0
+
+
+@API
+def test_json_nested_too_deeply_is_a_400_not_a_500(admin):
+    """A bulk retry body nested 10,000 deep, which Python's JSON decoder cannot follow, is
+    refused as a parse error in JSON, and nothing is retried."""
+    queue_item_exceeded()
+    body = "[" * 10000 + "]" * 10000
+    response = admin.post("/sync/retry", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+    assert SyncQueueItem.objects.filter(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED).count() == 1
