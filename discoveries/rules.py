@@ -271,6 +271,13 @@ def evidence_url_problem(url: str) -> str | None:
                 "backslashes, spaces or control characters, since the Control Room's map puts "
                 "it in an HTML image tag"
             )
+        if _shows_nothing(char):
+            # Zero-width and other invisible characters: IDNA drops some of them from a host
+            # name, so the link would open another site than the one its reader sees.
+            return (
+                f"must not contain the invisible character U+{ord(char):04X}: the link would "
+                "not read as what it opens"
+            )
     try:
         _evidence_validator(url)
         parts = urlsplit(url)
@@ -348,9 +355,13 @@ def _number(label: str) -> int | None:
 _FULL_STOPS = str.maketrans("\u3002\uff0e\uff61", "...")
 
 
+#: The NAT64 prefixes whose last 32 bits are an IPv4 address a translator reaches.
+_NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def _addresses_within(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list:
     """``address`` and the IPv4 addresses an IPv6 one carries (mapped, compatible, 6to4,
-    Teredo), each of which a client may end up reaching."""
+    Teredo, NAT64), each of which a client may end up reaching."""
     found = [address]
     if isinstance(address, ipaddress.IPv6Address):
         found += [
@@ -358,6 +369,8 @@ def _addresses_within(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
             for inner in (address.ipv4_mapped, address.sixtofour, *(address.teredo or ()))
             if inner is not None
         ]
+        if any(address in prefix for prefix in _NAT64_PREFIXES):  # RFC 6052 and RFC 8215
+            found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
         if int(address) >> 32 == 0:  # IPv4-compatible, ::a.b.c.d
             found.append(ipaddress.IPv4Address(int(address)))
     return found

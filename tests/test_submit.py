@@ -806,13 +806,18 @@ def test_text_with_joiners_inside_is_kept():
         ("http://[::127.0.0.1]/", "local or private"),
         ("http://[::ffff:10.0.0.1]/", "local or private"),
         ("http://[2002:c0a8:1::]/", "local or private"),
+        ("http://[64:ff9b::7f00:1]/", "local or private"),
+        ("http://[64:ff9b:1::a00:1]/", "local or private"),
+        ("https://exa\u200bmple.org/a.png", "invisible character U+200B"),
+        ("https://example.org/a\u00ad.png", "invisible character U+00AD"),
+        ("https://ex\u2060ample.org/", "invisible character U+2060"),
     ],
 )
 def test_evidence_must_be_a_public_link(url, problem):
     """An evidence link that hides its host behind a user name, or points at a local or
     private address (also when written in fullwidth characters, which a browser reads as
-    ASCII, or carried inside an IPv6 address), is refused with the reason; nothing is
-    written."""
+    ASCII, or carried inside an IPv6 address, NAT64 included), or holds an invisible
+    character, is refused with the reason; nothing is written."""
     with pytest.raises(DiscoveryInvalid) as refused:
         submit(evidence_url=url)
     assert problem in " ".join(refused.value.errors["evidence_url"])
