@@ -23,6 +23,12 @@ TIMESTAMP_FORMS = "epoch seconds/ms or ISO 8601"
 EPOCH_SECONDS = (10**9, 10**11)
 EPOCH_MILLISECONDS = (10**12, 10**14)
 
+#: The instants a submission time may be: from the second day of year 1 to the end of the
+#: second-to-last day of year 9999 (UTC), end excluded. Every UTC offset is under a day, so
+#: each such instant is a date in every time zone an operator's page may show it in; the
+#: first and last day are not (9999-12-31T23:00Z is in year 10000 in Tokyo).
+TIMESTAMP_RANGE = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC))
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Places kept in an epoch value in seconds and in milliseconds: to the microsecond.
 _MICRO, _MILLI = Decimal("0.000001"), Decimal("0.001")
@@ -55,8 +61,9 @@ def timestamp_read(raw: object) -> datetime | None:
       ``None``, bytes) is ``None``: a time is read, never guessed.
 
     Surrounding whitespace in text is ignored. The result is converted to UTC; an instant
-    outside what a ``datetime`` holds once in UTC (``"9999-12-31T23:59:59-01:00"``,
-    ``"0001-01-01T00:00:00+01:00"``) is ``None`` too. Whatever ``raw`` is, this never raises:
+    outside :data:`TIMESTAMP_RANGE` (``"9999-12-31T23:59:59-01:00"``, which no ``datetime``
+    holds in UTC, or ``"9999-12-31 12:00"``, which is in year 10000 east of UTC) is ``None``
+    too. Whatever ``raw`` is, this never raises:
     migration ``0003`` and :func:`discoveries.haven.ledger.legacy_match` read whatever a legacy
     file holds through it.
     """
@@ -124,12 +131,20 @@ def _utc(value: datetime) -> datetime | None:
     # utcoffset(), not tzinfo: a tzinfo giving no offset leaves a datetime naive, and
     # astimezone() would take it as the local time of this machine.
     if value.utcoffset() is None:
-        return value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
     except OverflowError:
         # The instant lies before year 1 or after year 9999 once in UTC.
         return None
+    return value if timestamp_in_range(value) else None
+
+
+def timestamp_in_range(value: datetime) -> bool:
+    """Whether ``value``, an aware ``datetime``, lies in :data:`TIMESTAMP_RANGE`, so that it
+    can be shown in any time zone. keeper.db's reader (``discoveries.keeper_sqlite``) reads a
+    stored time outside it as missing, as :func:`timestamp_read` does."""
+    return TIMESTAMP_RANGE[0] <= value < TIMESTAMP_RANGE[1]
 
 
 def _zone_read(zone: str | None) -> tzinfo | None:

@@ -112,6 +112,9 @@ class _NoOffset(tzinfo):
         pytest.param(OUT_OF_RANGE[1], id="year-1-ahead-of-utc"),
         pytest.param("9999-12-31 23:00:00-23:59", id="year-9999-far-behind"),
         pytest.param("0001-01-01t00:00+0001", id="year-1-a-minute-ahead"),
+        pytest.param("9999-12-31 00:00:00", id="year-9999-last-day"),
+        pytest.param("9999-12-31T23:59:59+01:00", id="year-9999-last-day-ahead"),
+        pytest.param("0001-01-01T23:59:59.999999Z", id="year-1-first-day"),
         pytest.param(datetime.max.replace(tzinfo=timezone(-timedelta(hours=1))), id="dt-max"),
         pytest.param(datetime.min.replace(tzinfo=timezone(timedelta(hours=1))), id="dt-min"),
         pytest.param(10**5000, id="int-of-5001-digits"),
@@ -126,8 +129,9 @@ class _NoOffset(tzinfo):
     ],
 )
 def test_an_instant_out_of_range_is_none_never_an_error(raw):
-    """An ISO time that leaves datetime's years 1 to 9999 once its offset is applied, and an
-    epoch value of any size, read as None: timestamp_read raises for nothing a legacy file
+    """An ISO time that leaves datetime's years 1 to 9999 once its offset is applied, or lies
+    in their first or last day (no date in some time zones), and an epoch value of any size,
+    read as None: timestamp_read raises for nothing a legacy file
     can hold (migrate and the old bot's row matching read every value through it)."""
     assert timestamp_read(raw) is None
 
@@ -135,9 +139,9 @@ def test_an_instant_out_of_range_is_none_never_an_error(raw):
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("9999-12-31T23:59:59+01:00", datetime(9999, 12, 31, 22, 59, 59, tzinfo=UTC)),
-        ("0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, 0, 0, tzinfo=UTC)),
-        ("9999-12-31 23:59:59", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        ("9999-12-31T00:59:59+01:00", datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)),
+        ("0001-01-01T23:00:00-01:00", datetime(1, 1, 2, 0, 0, 0, tzinfo=UTC)),
+        ("9999-12-30 23:59:59.999999", datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)),
         ("1762912415.9999999999999999999999", SECOND.replace(microsecond=999999)),
         ("1762912415999.9999999999", SECOND.replace(microsecond=999999)),
         (datetime(2025, 11, 12, 1, 53, 35, tzinfo=_NoOffset()), SECOND),
@@ -423,3 +427,37 @@ def test_a_time_with_no_utc_date_is_held_not_written():
         )
     problem = discovery_timestamp_problem(discovery)
     assert problem and "9999-12-31T23:59:59-01:00" in problem
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("stored", ["9999-12-31 23:00:00", "0001-01-01 01:00:00"])
+def test_a_time_in_the_last_or_first_day_reads_as_missing_in_every_page(
+    stored, settings, client, root, admin
+):
+    """A stored time in year 9999's last day (or year 1's first) is no date east (or west) of
+    UTC: keeper.db's reader reads it as missing, so the admin's list and page and the API's
+    item answer in Tokyo and in Honolulu, and the sync holds the discovery naming the text."""
+    discovery = discovery_make()
+    item = discovery.queue_item
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE discoveries SET submission_timestamp = %s WHERE id = %s",
+            [stored, discovery.id],
+        )
+    reread = Discovery.objects.get(pk=discovery.pk)
+    assert reread.submission_timestamp is None
+    assert stored in discovery_timestamp_problem(reread)
+    client.force_login(root)
+    for zone in ("Asia/Tokyo", "Pacific/Honolulu"):
+        settings.TIME_ZONE = zone
+        pages = [
+            "/admin/discoveries/discovery/",
+            f"/admin/discoveries/discovery/{discovery.id}/change/",
+            "/admin/syncq/syncqueueitem/",
+            f"/admin/syncq/syncqueueitem/{item.id}/change/",
+        ]
+        for page in pages:
+            assert client.get(page).status_code == 200, (zone, page)
+        answer = admin.get(f"/sync/items/{item.id}/")
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["discovery"]["submission_timestamp"] is None
