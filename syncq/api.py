@@ -3,17 +3,33 @@
 
 Views are thin: reads come from :mod:`syncq.selectors`, retries go through
 :mod:`syncq.services`, whose errors become 404 and 409 here. Old clients' keys are kept.
+
+Hostile or broken requests get a 4xx in JSON, never a 500: bodies go through
+:class:`syncq.parsers.JSONBodyParser`; ids, limits and dates in paths and queries are ASCII only
+(:mod:`syncq.ids`, :mod:`syncq.serializers`); and Django's own error answers on the API's paths
+(a forged ``Host``, a body past ``DATA_UPLOAD_MAX_MEMORY_SIZE``, an unknown path, a crash) are
+JSON too (:func:`bad_request`, :func:`permission_denied`, :func:`not_found`,
+:func:`server_error`). Every answer of ``/health`` and ``/sync/*`` says ``Cache-Control:
+no-store``: they carry the queue's data to whoever holds a token.
 """
 
 from __future__ import annotations
 
 import logging
+from base64 import b64decode
+from urllib import parse
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
+from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
+from django.views.defaults import permission_denied as django_permission_denied
 from django.views.defaults import server_error as django_server_error
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -21,12 +37,12 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ParseError, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -38,6 +54,8 @@ from discoveries.haven.connection import haven_probe
 from syncq import serializers as s
 from syncq.display import iso_utc
 from syncq.errors import QueueItemNotFound, QueueItemNotRetryable
+from syncq.ids import DIGITS_PATTERN, MAX_ID, digits_read
+from syncq.parsers import JSONBodyParser
 from syncq.permissions import VIEW_PERMISSION
 from syncq.selectors import (
     bot_online,
@@ -53,9 +71,6 @@ from syncq.services import queue_item_retry, queue_items_retry
 
 logger = logging.getLogger(__name__)
 
-#: The largest id SQLite and PostgreSQL store; larger ones name no item.
-MAX_ID = 2**63 - 1
-
 ERRORS = {
     401: OpenApiResponse(s.ErrorDetailSerializer, description="No or bad credentials."),
     403: OpenApiResponse(s.ErrorDetailSerializer, description="Lacks the permission."),
@@ -66,7 +81,46 @@ RETRY_ERRORS = {
 }
 
 
-class HealthView(APIView):
+class APISchema(AutoSchema):
+    """drf-spectacular's schema of a view, stating that a body, where an operation takes one,
+    is required: drf-spectacular infers that from required keys, and the bulk retry's body has
+    none, only "exactly one of the two" (:class:`~syncq.serializers.BulkRetrySchema`)."""
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body is not None:
+            body["required"] = True
+        return body
+
+
+class APIAnswers:
+    """What every view of the API shares: :class:`~syncq.parsers.JSONBodyParser` for bodies,
+    a body past ``DATA_UPLOAD_MAX_MEMORY_SIZE`` refused (413, by :func:`bad_request`) whether
+    or not the operation reads it, ``Cache-Control: no-store`` on every answer, errors included
+    (no proxy or browser cache keeps the queue's data), and :class:`APISchema`."""
+
+    parser_classes = [JSONBodyParser]
+    schema = APISchema()
+
+    def initial(self, request, *args, **kwargs):
+        # Django checks the size only when something reads the body; operations that take
+        # none would otherwise answer as if it were not there.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
+        super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        patch_cache_control(response, no_store=True)
+        return response
+
+
+class HealthView(APIAnswers, APIView):
     """Whether the service can work: keeper.db, VH-Database.db, the worker and the bot."""
 
     authentication_classes: list = []
@@ -103,24 +157,66 @@ class HealthView(APIView):
 
 
 class ItemPagination(CursorPagination):
-    """Newest first by id; a cursor whose position is not an id is invalid (404), like any
-    other cursor that does not decode."""
+    """Newest first by id, 50 a page. ``?page_size=`` is ASCII digits, 1 to 2**63-1, served
+    as at most 200; anything else, empty included, is a 400 naming it (DRF's own pagination
+    would quietly ignore it, or read other scripts' digits). A cursor whose numbers are not
+    ASCII digits, or whose position is not an id, is invalid (404), like any other cursor
+    that does not decode."""
 
     ordering = "-id"
     page_size = 50
     max_page_size = 200
     page_size_query_param = "page_size"
 
+    def get_page_size(self, request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        value = digits_read(raw)
+        if value is None or not 1 <= value <= MAX_ID:
+            raise ValidationError(
+                {self.page_size_query_param: [f"Must be ASCII digits 0-9, 1 to {MAX_ID}."]}
+            )
+        return min(value, self.max_page_size)
+
     def decode_cursor(self, request):
         cursor = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None and not _is_id(cursor.position):
+        if cursor is not None and not _cursor_numbers_are_digits(
+            request.query_params[self.cursor_query_param]
+        ):
             raise NotFound(self.invalid_cursor_message)
         return cursor
 
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["description"] = (
+                    f"Items per page (default {self.page_size}); above {self.max_page_size}, "
+                    f"{self.max_page_size} are served. ASCII digits only."
+                )
+                parameter["schema"] = {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_ID,
+                    "pattern": DIGITS_PATTERN,
+                }
+        return parameters
 
-def _is_id(value: object) -> bool:
-    text = str(value)
-    return text.isascii() and text.isdigit() and int(text) <= MAX_ID
+
+def _cursor_numbers_are_digits(encoded: str) -> bool:
+    """Whether a cursor (which DRF has decoded already) writes its offset, direction and
+    position in ASCII digits, the position naming at most :data:`~syncq.ids.MAX_ID`: DRF reads
+    them with ``int()``, which takes other scripts' digits too."""
+    querystring = b64decode(encoded.encode("ascii")).decode("ascii")
+    tokens = parse.parse_qs(querystring, keep_blank_values=True)
+    offset = tokens.get("o", ["0"])[0]
+    reverse = tokens.get("r", ["0"])[0]
+    position = tokens.get("p", [None])[0]
+    position_ok = position is None or (
+        (value := digits_read(position)) is not None and value <= MAX_ID
+    )
+    return digits_read(offset) is not None and reverse in ("0", "1") and position_ok
 
 
 class RetryThrottle(ScopedRateThrottle):
@@ -146,6 +242,22 @@ class RetryThrottle(ScopedRateThrottle):
 UNSUPPORTED = OpenApiResponse(
     s.ErrorDetailSerializer, description="The body is not JSON (Content-Type application/json)."
 )
+TOO_LARGE = OpenApiResponse(
+    s.ErrorDetailSerializer,
+    description="The body is larger than the server takes (DATA_UPLOAD_MAX_MEMORY_SIZE).",
+)
+
+
+def _id_parameter(name: str, description: str) -> OpenApiParameter:
+    """A queue item id in a path, as the schema states it: ASCII digits naming 1 to 2**63-1
+    (anything else in that place names no item: 404)."""
+    return OpenApiParameter(
+        name,
+        {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        OpenApiParameter.PATH,
+        description=description,
+        pattern=DIGITS_PATTERN,
+    )
 
 
 class RetryMetadata(SimpleMetadata):
@@ -168,20 +280,8 @@ def _retry_action(*, url_path: str, url_name: str, name: str):
         name=name,
         throttle_classes=[RetryThrottle],
         throttle_scope="sync_retry",
-        parser_classes=[RetryBodyParser],
         metadata_class=RetryMetadata,
     )
-
-
-class RetryBodyParser(JSONParser):
-    """DRF's JSON parser, answering 400 for JSON nested deeper than Python's decoder can follow
-    (``RecursionError``), which would otherwise be a 500."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError as exc:
-            raise ParseError("JSON parse error - nested too deeply") from exc
 
 
 def _limit(request) -> int:
@@ -230,14 +330,7 @@ def _listing_schema(serializer) -> dict:
         description=ITEMS_DESCRIPTION,
         # The int converter names no model field, so the schema would lose the id's
         # description; it is the one drf-spectacular gave the untyped path before.
-        parameters=[
-            OpenApiParameter(
-                "id",
-                OpenApiTypes.INT,
-                OpenApiParameter.PATH,
-                description="A unique integer value identifying this queue item.",
-            )
-        ],
+        parameters=[_id_parameter("id", "A unique integer value identifying this queue item.")],
         responses={
             200: s.QueueItemSerializer,
             404: OpenApiResponse(s.ErrorDetailSerializer, description="No such queue item."),
@@ -245,7 +338,7 @@ def _listing_schema(serializer) -> dict:
         },
     ),
 )
-class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
+class QueueItemViewSet(APIAnswers, viewsets.ReadOnlyModelViewSet):
     """The sync queue under ``/sync/`` (REFERENCE.md, "Monitoring API"; routed by
     :class:`syncq.urls.QueueRouter`, which keeps the old paths):
 
@@ -328,6 +421,7 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         operation_id="sync_retry_one",
         request=None,
+        parameters=[_id_parameter("queue_id", "The queue item to retry.")],
         responses={
             200: s.MessageSerializer,
             404: OpenApiResponse(s.MessageSerializer, description="No such queue item."),
@@ -364,7 +458,12 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
         request=s.BulkRetrySerializer,
         responses={
             200: s.BulkRetryResultSerializer,
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="Neither or both of the keys."),
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="The body is not JSON, nests too deeply, holds a lone surrogate, "
+                "or gives neither or both of the keys.",
+            ),
+            413: TOO_LARGE,
             415: UNSUPPORTED,
             **RETRY_ERRORS,
         },
@@ -393,30 +492,67 @@ class QueueItemViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
 
+class DocsView(SpectacularSwaggerSplitView):
+    """Swagger UI at ``/api/docs/``, its start script served apart (``?script``, so the content
+    security policy needs no inline script). ``OPTIONS`` answers 200 with ``Allow`` and no
+    body: DRF's metadata answer cannot be drawn by the page's renderer
+    (``TemplateHTMLRenderer``, which then raised a 500)."""
+
+    def options(self, request, *args, **kwargs):
+        return HttpResponse(headers={"Allow": ", ".join(self.allowed_methods)})
+
+
+#: Where the API lives: ``/health``, ``/sync`` and ``/api`` (schema and docs), and below them.
+API_PREFIXES = ("/health", "/sync", "/api")
+
+
 def _is_api_path(path: str) -> bool:
-    return path.rstrip("/") in ("/health", "/sync") or path.startswith("/sync/")
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in API_PREFIXES)
 
 
 def _json_error(status_code: int, message: str, detail: str) -> JsonResponse:
-    # Both error shapes of the API: the old clients' and DRF's.
-    return JsonResponse(
+    # Both error shapes of the API: the old clients' and DRF's. No cache keeps an error either.
+    response = JsonResponse(
         {"status": "error", "message": message, "detail": detail},
         status=status_code,
         json_dumps_params={"separators": (",", ":")},
     )
+    patch_cache_control(response, no_store=True)
+    return response
+
+
+def bad_request(request, exception=None):
+    """Django's 400 handler, for what Django refuses before or around a view (a ``Host`` not in
+    ``ALLOWED_HOSTS``, a body past ``DATA_UPLOAD_MAX_MEMORY_SIZE``, too many fields): JSON on
+    the API's paths (a body too large: 413), Django's own page elsewhere. Django has logged
+    the cause (logger ``django.security``); the answer names none of the request's values."""
+    if not _is_api_path(request.path_info):
+        return django_bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return _json_error(
+            413, "request body too large", "The request body is larger than this server takes."
+        )
+    return _json_error(400, "bad request", "The request is malformed or not for this server.")
+
+
+def permission_denied(request, exception=None):
+    """Django's 403 handler: JSON on the API's paths, Django's own page elsewhere."""
+    if _is_api_path(request.path_info):
+        return _json_error(403, "permission denied", "Permission denied.")
+    return django_permission_denied(request, exception)
 
 
 def not_found(request, exception=None):
-    """Django's 404 handler: JSON for the API's paths, Django's own page elsewhere. (DRF's
+    """Django's 404 handler: JSON on the API's paths, Django's own page elsewhere. (DRF's
     browsable API still answers HTML to a browser that asks for it.)"""
-    if _is_api_path(request.path):
+    if _is_api_path(request.path_info):
         return _json_error(404, "not found", "Not found.")
     return page_not_found(request, exception)
 
 
 def server_error(request):
-    """Django's 500 handler: JSON for the API's paths, Django's own page elsewhere."""
-    if _is_api_path(request.path):
+    """Django's 500 handler: JSON on the API's paths, Django's own page elsewhere."""
+    if _is_api_path(request.path_info):
         return _json_error(500, "internal error", "A server error occurred.")
     return django_server_error(request)
 
@@ -435,9 +571,12 @@ def exception_handler(exc, context):
 
 
 __all__ = [
+    "bad_request",
     "exception_handler",
     "not_found",
+    "permission_denied",
     "server_error",
+    "DocsView",
     "HealthView",
     "QueueItemViewSet",
 ]

@@ -1,31 +1,170 @@
 """Shapes of the Control Room API (REFERENCE.md, "Monitoring API"), for validation and for the
 OpenAPI schema."""
 
+import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
+from drf_spectacular.extensions import (
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
 from rest_framework import serializers
+from rest_framework.utils import html
 
+from syncq.ids import DIGITS_PATTERN, MAX_DIGITS, MAX_ID, digits_read
 from syncq.models import Operation, SyncQueueItem, SyncStatus
 from syncq.services import RETRYABLE
 
 FAILED_LIMIT_DEFAULT = 20
 FAILED_LIMIT_MAX = 200
 
+#: The date-times the query parameters take (ECMA-262 regex, as the schema states it): ISO 8601
+#: in ASCII digits, a date alone (midnight) or with ``T`` or a space and ``hh:mm``, optional
+#: seconds and fraction, then ``Z``, an offset ``±hh:mm``, or nothing (UTC). RFC 3339's
+#: date-times are among them.
+DATE_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+_DATE_TIME = re.compile(DATE_TIME_PATTERN)
+
+
+# --- query parameters ----------------------------------------------------------------------
+
+
+class _EmptyRefused:
+    """A query parameter given empty (``?limit=``) is an error naming it, not an absent one
+    (DRF's own fields take an empty optional parameter for a missing one)."""
+
+    def get_value(self, dictionary):
+        if html.is_html_input(dictionary) and dictionary.get(self.field_name) == "":
+            return ""
+        return super().get_value(dictionary)
+
+
+class DigitsField(_EmptyRefused, serializers.IntegerField):
+    """An integer query parameter written in ASCII digits only (``^[0-9]+$``,
+    :func:`syncq.ids.digits_read`): no sign, space, fraction or other script's digits, which
+    ``int()`` would read. The schema states the pattern beside the bounds."""
+
+    default_error_messages = {
+        "invalid": "Must be ASCII digits 0-9 only: no sign, space, fraction or other digits.",
+        "blank": "Must not be empty: give ASCII digits 0-9, or leave the parameter out.",
+    }
+
+    def to_internal_value(self, data):
+        if data == "":
+            self.fail("blank")
+        if isinstance(data, str) and len(data) > MAX_DIGITS:
+            self.fail("max_string_length")
+        value = digits_read(data)
+        if value is None:
+            self.fail("invalid")
+        return value
+
+
+class QueryChoiceField(_EmptyRefused, serializers.ChoiceField):
+    """A choice query parameter; given empty, it is refused like any other unknown value."""
+
+
+class QueryDateTimeField(_EmptyRefused, serializers.DateTimeField):
+    """A date-time query parameter matching :data:`DATE_TIME_PATTERN` (ISO 8601, ASCII digits
+    only: Django's parser would read other scripts' digits), a real date and time, read as UTC
+    without an offset. One so far in the past or future that UTC cannot hold it (year 1 at
+    +01:00) stands for the earliest or latest time there is."""
+
+    default_error_messages = {
+        "invalid": "Must be an ISO 8601 date-time in ASCII digits: YYYY-MM-DD, optionally "
+        "followed by T or a space and hh:mm[:ss[.fraction]], then Z, an offset +hh:mm or "
+        "-hh:mm, or nothing for UTC.",
+        "blank": "Must not be empty: give a date-time, or leave the parameter out.",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def to_internal_value(self, value):
+        if value == "":
+            self.fail("blank")
+        if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
+            self.fail("invalid")
+        return super().to_internal_value(value)
+
+    def enforce_timezone(self, value: datetime) -> datetime:
+        try:
+            return super().enforce_timezone(value)
+        except serializers.ValidationError:
+            # Only an aware time can fail here: converting it to UTC left datetime's range.
+            earliest = value.year == datetime.min.year
+            return (datetime.min if earliest else datetime.max).replace(tzinfo=UTC)
+
 
 class FailedQuerySerializer(serializers.Serializer):
-    """``?limit=`` of ``/sync/failed``, ``/sync/waiting`` and ``/sync/conflicts``: 1 to 200
-    items (default 20); larger values are capped at 200."""
+    """``?limit=`` of ``/sync/failed``, ``/sync/waiting`` and ``/sync/conflicts``: ASCII
+    digits, 1 to 2**63-1 (default 20); values above 200 are served as 200."""
 
-    limit = serializers.IntegerField(required=False, default=FAILED_LIMIT_DEFAULT, min_value=1)
+    limit = DigitsField(
+        required=False,
+        default=FAILED_LIMIT_DEFAULT,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text=f"How many items, newest first: 1 or more (default {FAILED_LIMIT_DEFAULT}); "
+        f"above {FAILED_LIMIT_MAX}, {FAILED_LIMIT_MAX} are served. ASCII digits only.",
+    )
 
 
 class ItemFilterSerializer(serializers.Serializer):
-    """Filters of ``/sync/items/``: state, discovery, and a window on ``created_at``."""
+    """Filters of ``/sync/items/``: state, discovery, and a window on ``created_at``; none
+    may be given empty."""
 
-    status = serializers.ChoiceField(choices=SyncStatus.values, required=False)
-    discovery_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    status = QueryChoiceField(choices=SyncStatus.values, required=False)
+    discovery_id = DigitsField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="ASCII digits only."
+    )
+    since = QueryDateTimeField(
+        required=False,
+        help_text="Items created at or after this time (ISO 8601, see the pattern; UTC "
+        "without an offset).",
+    )
+    until = QueryDateTimeField(
+        required=False,
+        help_text="Items created at or before this time (ISO 8601, see the pattern; UTC "
+        "without an offset).",
+    )
+
+
+class DigitsFieldSchema(OpenApiSerializerFieldExtension):
+    """:class:`DigitsField` in the schema: an integer with its bounds, written ``^[0-9]+$``."""
+
+    target_class = DigitsField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {**schema, "pattern": DIGITS_PATTERN}
+
+
+class QueryDateTimeFieldSchema(OpenApiSerializerFieldExtension):
+    """:class:`QueryDateTimeField` in the schema: a date-time of :data:`DATE_TIME_PATTERN`."""
+
+    target_class = QueryDateTimeField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {**schema, "pattern": DATE_TIME_PATTERN}
+
+
+# --- bodies ----------------------------------------------------------------------------------
+
+
+class JSONIdField(serializers.IntegerField):
+    """A queue item id in a JSON body: a JSON integer, not a string or a float that reads as
+    one (DRF's IntegerField takes ``"12"`` and ``12.0``), as the schema's ``integer`` says."""
+
+    def to_internal_value(self, data):
+        if type(data) is not int:
+            self.fail("invalid")
+        return data
 
 
 class DiscoverySummarySerializer(serializers.Serializer):
@@ -66,7 +205,7 @@ class BulkRetrySerializer(serializers.Serializer):
     ``pending``), not both."""
 
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        child=JSONIdField(min_value=1, max_value=MAX_ID),
         required=False,
         min_length=1,
         max_length=10_000,
@@ -77,6 +216,16 @@ class BulkRetrySerializer(serializers.Serializer):
         if ("ids" in attrs) == ("status" in attrs):
             raise serializers.ValidationError("give either 'ids' or 'status'")
         return attrs
+
+
+class BulkRetrySchema(OpenApiSerializerExtension):
+    """:class:`BulkRetrySerializer` in the schema: its two keys, exactly one of them given."""
+
+    target_class = BulkRetrySerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target_class, direction, bypass_extensions=True)
+        return {**schema, "oneOf": [{"required": ["ids"]}, {"required": ["status"]}]}
 
 
 # --- response shapes, for the schema --------------------------------------------------------

@@ -300,7 +300,7 @@ OLD_CLIENT_OPERATIONS = {
     ("/sync/retry", "post"): (
         "sync_retry_many",
         set(),
-        {"200": "BulkRetryResult", "400": None, **RETRY_REFUSED},
+        {"200": "BulkRetryResult", "400": None, "413": "ErrorDetail", **RETRY_REFUSED},
     ),
 }
 
@@ -348,7 +348,8 @@ def test_schema_lists_exactly_the_paths_and_methods_old_clients_call():
 @API
 def test_schema_keeps_the_operation_ids_and_parameters():
     """Each operation keeps its operationId (sync_retry_one and sync_retry_many for the
-    retries, which generated clients call by name) and its parameters; path ids are integers."""
+    retries, which generated clients call by name) and its parameters; path ids are integers
+    of 1 to 2**63-1 written in ASCII digits."""
     paths = _served_schema()["paths"]
     assert paths["/sync/retry/{queue_id}"]["post"]["operationId"] == "sync_retry_one"
     assert paths["/sync/retry"]["post"]["operationId"] == "sync_retry_many"
@@ -359,7 +360,12 @@ def test_schema_keeps_the_operation_ids_and_parameters():
         assert {(p["name"], p["in"]) for p in given} == parameters, (path, method)
         for parameter in given:
             if parameter["in"] == "path":
-                assert parameter["schema"] == {"type": "integer"}, (path, parameter)
+                assert parameter["schema"] == {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 2**63 - 1,
+                    "pattern": "^[0-9]+$",
+                }, (path, parameter)
                 assert parameter["required"] is True
 
 

@@ -1,8 +1,13 @@
 """Schemathesis against the live OpenAPI schema: every operation,
 called over HTTP on pytest-django's ``live_server`` with a superuser's token, on a queue holding
 one item of each state (waiting and conflict ones made by real batches over the sample VH file),
-must never answer 5xx and must answer only what the schema declares. Bounded and derandomized
-for CI.
+under every check schemathesis has (its CLI's ``--checks all``: no 5xx; status codes, content
+types, headers and bodies as declared; schema-valid data accepted and invalid data refused;
+undeclared methods 405 with ``Allow``; missing credentials refused; …) and one of our own
+(``Cache-Control: no-store`` on every answer). Its coverage phase (boundary values, every
+undeclared method) and fuzzing phase, positive and negative, run for each operation, bounded
+(``max_examples``) and derandomized for CI: about 730 cases over the 10 operations (plus the
+requests some checks send again without credentials), under a minute here.
 
 The schema is the one the site serves at /api/schema/, read through Django's test client when
 this module is collected, because schemathesis' lazy loader (``schemathesis.pytest.
@@ -22,12 +27,8 @@ from django.core.cache import cache
 from django.test import Client
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.config import SchemathesisConfig
 
 from syncq.models import SyncQueueItem, SyncStatus
 from tests.factories import (
@@ -43,12 +44,33 @@ from tests.factories import (
 # The waiting and conflict items are made by sync batches, which write to the VH file.
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "haven"])
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+load_all_checks()
+#: Every check schemathesis has (what its CLI runs for ``--checks all``).
+ALL_CHECKS = CHECKS.get_all()
+#: Schemathesis 4.32's checks, which ``ALL_CHECKS`` must hold at least: a newer schemathesis
+#: may add some, never silently drop one.
+EXPECTED_CHECKS = {
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance",
+    "missing_required_header",
+    "unsupported_method",
+    "allow_header_conformance",
+    "use_after_free",
+    "ensure_resource_availability",
+    "ignored_auth",
+    "object_level_authorization",
+}
+
+
+def no_store(ctx, response, case) -> None:
+    """Every answer of the API, errors included, says ``Cache-Control: no-store``."""
+    values = ", ".join(response.headers.get("cache-control", []))
+    assert "no-store" in values, f"Cache-Control: {values!r} on {case.method} {case.path}"
 
 
 def _served_schema() -> dict:
@@ -59,7 +81,13 @@ def _served_schema() -> dict:
 
 
 SERVED_SCHEMA = _served_schema()
-schema = schemathesis.openapi.from_dict(SERVED_SCHEMA)
+# Schemathesis' defaults, stated: no schemathesis.toml found on the way may change the run.
+schema = schemathesis.openapi.from_dict(SERVED_SCHEMA, config=SchemathesisConfig())
+
+
+def test_the_run_uses_every_check_schemathesis_has():
+    """The fuzzing below runs all of schemathesis' checks, not a chosen few."""
+    assert {check.__name__ for check in ALL_CHECKS} >= EXPECTED_CHECKS
 
 
 @pytest.fixture
@@ -92,13 +120,20 @@ def auth_header(live_server, sample_haven_db):
 
 @schema.parametrize()
 @settings(
-    max_examples=25,
+    max_examples=50,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_answers_as_its_schema_says(case, base_url, auth_header):
-    """No operation answers 5xx or a status, content type or body its schema does not declare."""
+    """No operation answers 5xx, or anything its schema does not declare, under every check of
+    schemathesis; every answer says no-store."""
     cache.clear()  # the retry throttle must not turn the run into a stream of 429s
-    case.call_and_validate(base_url=base_url, headers=auth_header, checks=CHECKS, timeout=30)
+    case.call_and_validate(
+        base_url=base_url,
+        headers=auth_header,
+        checks=ALL_CHECKS,
+        additional_checks=[no_store],
+        timeout=30,
+    )
