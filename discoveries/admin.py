@@ -49,6 +49,7 @@ from discoveries.types import (
     DiscoveryType,
     discovery_type_lookup,
 )
+from syncq.admin import AsciiIdsAdmin
 from syncq.errors import DiscoveryBeingDeleted, QueueItemNotFound, QueueItemNotRetryable
 from syncq.models import Operation, SyncQueueItem, SyncStatus
 from syncq.services import (
@@ -330,7 +331,7 @@ class DiscoveryAdminForm(forms.ModelForm):
 
 
 @admin.register(Discovery)
-class DiscoveryAdmin(admin.ModelAdmin):
+class DiscoveryAdmin(AsciiIdsAdmin):
     """Discoveries with their sync state; new ones come only through the submit service."""
 
     form = DiscoveryAdminForm

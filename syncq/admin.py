@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.db import models
 from django.db.models import Count
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -27,6 +30,7 @@ from django.utils.translation import ngettext
 from discoveries.models import Discovery
 from syncq.display import retry_due_text
 from syncq.errors import ConflictVersionChanged, QueueItemNotFound, QueueItemNotInConflict
+from syncq.ids import MAX_ID, id_read
 from syncq.models import Operation, OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
 from syncq.selectors import conflict_row, waiting_row
 from syncq.services import (
@@ -182,6 +186,73 @@ def _admin_action(name: str, action: BulkAction):
     return admin.action(description=action.verb, permissions=["change"])(run)
 
 
+#: Fields whose values a list filter reads as numbers, dates or times (a relation: its key).
+NUMERIC_FIELDS = (
+    models.IntegerField,
+    models.FloatField,
+    models.DecimalField,
+    models.DateField,
+    models.TimeField,
+    models.DurationField,
+    models.ForeignKey,
+)
+
+
+def _lookup_field(model, lookup: str) -> models.Field | None:
+    """The field a list filter's ``lookup`` (``created_at__gte``, ``discovery__id__exact``)
+    compares, following relations; None when it names no field of ``model``."""
+    opts, field = model._meta, None
+    for part in lookup.split("__"):
+        try:
+            field = opts.get_field(opts.pk.name if part == "pk" else part)
+        except FieldDoesNotExist:
+            break
+        if field.is_relation and field.related_model is not None and not field.many_to_many:
+            opts = field.related_model._meta
+    return field
+
+
+class AsciiIdsAdmin(admin.ModelAdmin):
+    """A model admin whose ids, numbers and dates are ASCII digits only, as in the API
+    (:mod:`syncq.ids`), and whose malformed requests get a message, never a 500:
+
+    - a change, history or delete page of an id that is not ASCII digits naming 1 to 2**63-1
+      (``abc``, ``١٢``, ``１２``, 10**30) finds no object: Django's "doesn't exist" message;
+    - an action whose ticked rows (``_selected_action``) are not such ids acts on nothing and
+      says so (Django would read them with ``int()``: a 500 for ``abc`` or 10**30, another
+      row for ``١``); with "select all" the ticked rows do not count, as in Django;
+    - a list filter on a number, date or time, or a page or ordering number, in other
+      scripts' digits is an incorrect lookup: Django's ``?e=1``."""
+
+    def get_object(self, request, object_id, from_field=None):
+        field = self.opts.pk if from_field is None else self.opts.get_field(from_field)
+        if isinstance(field, models.IntegerField) and id_read(object_id) is None:
+            return None
+        return super().get_object(request, object_id, from_field)
+
+    def response_action(self, request, queryset):
+        select_across = forms.BooleanField(required=False).clean(request.POST.get("select_across"))
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        if not select_across and any(id_read(value) is None for value in selected):
+            self.message_user(
+                request,
+                "Nothing changed: the selection holds something that is not a row id (ASCII "
+                f"digits, 1 to {MAX_ID}).",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
+    def get_changelist_instance(self, request):
+        for key, values in request.GET.lists():
+            numeric = key in (PAGE_VAR, ORDER_VAR) or isinstance(
+                _lookup_field(self.model, key), NUMERIC_FIELDS
+            )
+            if numeric and not all(value.isascii() for value in values):
+                raise IncorrectLookupParameters(f"{key}: other scripts' digits")
+        return super().get_changelist_instance(request)
+
+
 class ErrorTextFilter(admin.SimpleListFilter):
     """The ten most common error texts of items not synced, most frequent first, each with its
     count."""
@@ -259,7 +330,7 @@ class SyncAttemptInline(admin.TabularInline):
 
 
 @admin.register(SyncQueueItem)
-class SyncQueueItemAdmin(admin.ModelAdmin):
+class SyncQueueItemAdmin(AsciiIdsAdmin):
     """The queue, read-only field by field: states change only through the actions, which call
     the retry services."""
 
@@ -643,7 +714,7 @@ def _posted_action(request) -> str | None:
 
 
 @admin.register(OperatorAction)
-class OperatorActionAdmin(admin.ModelAdmin):
+class OperatorActionAdmin(AsciiIdsAdmin):
     """Who changed the queue, when, how and how many items: a record, never edited."""
 
     list_display = ("at", "actor_name", "source", "action", "items_changed")
