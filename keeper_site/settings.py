@@ -11,11 +11,13 @@ left empty counts as unset, and one whose value does not parse stops the start w
 import math
 import os
 import re
+import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -102,11 +104,62 @@ def _env_path(name: str, *, default: str) -> Path:
     return path if path.is_absolute() else BASE_DIR / path
 
 
+def _env_list(name: str, *, pattern: str, expected: str) -> list[str]:
+    """A comma-separated list, each entry (trimmed; empty ones dropped) matching ``pattern``
+    as a whole; unset gives an empty list. A bad entry is named with what was ``expected``."""
+    entries = [entry.strip() for entry in env.str(name, default="").split(",")]
+    entries = [entry for entry in entries if entry]
+    for entry in entries:
+        if not re.fullmatch(pattern, entry):
+            raise ImproperlyConfigured(f"{name} entry {entry!r} is not valid: expected {expected}")
+    return entries
+
+
+# Django's own bar (check --deploy, security.W009), plus the values people paste from examples.
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+_SECRET_KEY_PLACEHOLDERS = (
+    "django-insecure",
+    "change",
+    "secret",
+    "replace",
+    "your-",
+    "your_",
+    "example",
+    "insecure",
+    "dummy",
+    "paste",
+)
+_KEY_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(50))' prints one"
+
+
+def _secret_key_problem(key: str) -> str | None:
+    """What makes ``key`` unfit to sign sessions on a server, in a few words, or ``None``."""
+    lowered = key.lower()
+    placeholder = next((p for p in _SECRET_KEY_PLACEHOLDERS if lowered.startswith(p)), None)
+    if placeholder:
+        return f"is a placeholder (it starts with {key[: len(placeholder)]!r})"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"is too short ({len(key)} characters, at least {SECRET_KEY_MIN_LENGTH} needed)"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return (
+            f"has only {len(set(key))} different characters "
+            f"(at least {SECRET_KEY_MIN_UNIQUE_CHARACTERS} needed)"
+        )
+    return None
+
+
 SECRET_KEY = env.str("SECRET_KEY", default="")
 DEBUG = _env_bool("DEBUG", default=False)
 if not SECRET_KEY:
     raise ImproperlyConfigured(
         "SECRET_KEY is not set: put it in the environment or in .env (make run writes one)"
+    )
+# With DEBUG on (a developer's machine) any key will do; otherwise a guessable key lets anyone
+# forge a signed-in session cookie.
+if not DEBUG and (_problem := _secret_key_problem(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY {_problem}: set a long random one ({_KEY_RECIPE}; make run writes one)"
     )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
@@ -122,6 +175,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",
+    "csp",
     "discoveries",
     "syncq",
     "botrunner",
@@ -130,12 +185,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout found during the request into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "keeper_site.urls"
@@ -248,7 +306,8 @@ SYNC_API_RETRY_RATE = _env_matching(
 )
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's TokenAuthentication, with failures counted per address (syncq.authentication).
+        "syncq.authentication.LockoutTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["syncq.permissions.SyncQueuePermission"],
@@ -268,6 +327,101 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- On the internet: HTTPS behind a proxy, sign-in protection, content security policy -------
+# README, "Running on the internet". Every switch is off by default so that `make run` keeps
+# working over plain http://127.0.0.1; the README lists the production values, with which
+# `manage.py check --deploy` is clean.
+_ORIGIN = r"https?://(\*\.)?([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+CSRF_TRUSTED_ORIGINS = _env_list(
+    "CSRF_TRUSTED_ORIGINS",
+    pattern=_ORIGIN,
+    expected="origins such as https://keeper.example.com (scheme://host[:port], no path), "
+    "separated by commas",
+)
+
+
+def _env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """The request header a TLS-terminating proxy sets to ``https`` (``X-Forwarded-Proto``,
+    or Django's spelling ``HTTP_X_FORWARDED_PROTO``), as Django's ``SECURE_PROXY_SSL_HEADER``:
+    ``("HTTP_X_FORWARDED_PROTO", "https")``; ``None`` when unset."""
+
+    def parse(raw: str) -> tuple[str, str] | None:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", raw):
+            return None
+        key = raw.upper().replace("-", "_")
+        return (key if key.startswith("HTTP_") else f"HTTP_{key}", "https")
+
+    return _typed(name, None, parse, "a request header name such as X-Forwarded-Proto")
+
+
+# Behind a proxy that ends TLS: the header it sets to "https" on requests that came in over
+# HTTPS. Only set it when that proxy always sets (or strips) the header: a client could
+# otherwise claim HTTPS itself.
+SECURE_PROXY_SSL_HEADER = _env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+# How many proxies in front append to X-Forwarded-For; 0 (default) trusts no such header and
+# takes the connection's address. Used for the sign-in lockouts (syncq.authentication.client_ip).
+TRUSTED_PROXY_COUNT = _env_int("TRUSTED_PROXY_COUNT", default=0, minimum=0, maximum=10)
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = _env_int("SECURE_HSTS_SECONDS", default=0, minimum=0, maximum=2 * 365 * _DAY)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", default=False)
+# Always on (Django's defaults, stated): no MIME sniffing, no framing, no referrer to others.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# The admin is the only sign-in page; a login whose `next` is refused (another site) or absent
+# lands on the admin's index, not on Django's /accounts/profile/.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
+
+# django-axes: failed sign-ins are counted per user name and client address together, in
+# keeper.db (syncq.authentication says how the admin login and API tokens share it).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT = _env_int("AXES_FAILURE_LIMIT", default=5, minimum=1, maximum=1_000)
+LOGIN_COOLOFF_MINUTES = _env_int("AXES_COOLOFF_MINUTES", default=15, minimum=1, maximum=7 * 1440)
+API_AUTH_FAILURE_LIMIT = _env_int("API_AUTH_FAILURE_LIMIT", default=20, minimum=1, maximum=100_000)
+API_AUTH_COOLOFF_SECONDS = _env_int(
+    "API_AUTH_COOLOFF_SECONDS", default=300, minimum=1, maximum=_DAY
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Read per request: an API token attempt gets the API's limit and cool-off.
+AXES_FAILURE_LIMIT = "syncq.authentication.failure_limit"
+AXES_COOLOFF_TIME = "syncq.authentication.cool_off"
+# Each attempt row keeps its own expiry, so cleaning the admin's rows never cuts the API's
+# cool-off short, nor the other way round.
+AXES_USE_ATTEMPT_EXPIRATION = True
+AXES_CLIENT_IP_CALLABLE = "syncq.authentication.client_ip"
+AXES_LOCKOUT_CALLABLE = "syncq.authentication.lockout_response"
+# A successful sign-in forgets that user's earlier typos from that address.
+AXES_RESET_ON_SUCCESS = True
+# No INFO line at every start; failures and lockouts are still logged as warnings.
+AXES_VERBOSE = False
+
+# django-csp: scripts only from this site's own files (the admin's, Swagger UI's from
+# drf-spectacular-sidecar, its start script served apart by SpectacularSwaggerSplitView).
+# Styles may be inline: Django's admin change lists and the queue's coloured states use them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
 }
 
 # --- The Discord bot (manage.py runbot) ------------------------------------------------------
@@ -299,6 +453,13 @@ def _env_url(name: str, *, default: str, schemes: tuple[str, ...]) -> str:
 
 
 BOT_TOKEN = env.str("BOT_TOKEN", default="").strip()
+if re.match(r"(?i)bot\s", BOT_TOKEN):
+    # "Bot <token>" is how the token travels in an Authorization header, and how some guides
+    # show it; discord.py adds that prefix itself.
+    raise ImproperlyConfigured(
+        'BOT_TOKEN starts with "Bot ": drop that prefix and give the token alone, as the '
+        "Developer Portal shows it"
+    )
 if re.search(r"\s", BOT_TOKEN):
     # Tokens have no spaces; this is a comment after the value in .env, read as part of it.
     raise ImproperlyConfigured(
@@ -333,8 +494,16 @@ Q_CLUSTER_NAME = _env_matching(
     pattern=r"[A-Za-z0-9_-]{1,64}",
     expected="1 to 64 letters, digits, '-' or '_'",
 )
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL = _env_choice("LOG_LEVEL", default="INFO", choices=_LOG_LEVELS)
+#: WARNING, or LOG_LEVEL when that says less: the level of libraries that chatter at INFO.
+_QUIET_LEVEL = max("WARNING", LOG_LEVEL, key=_LOG_LEVELS.index)
+# django-q2 logs several INFO lines every sync run (scheduled, enqueued, processing, processed):
+# quiet unless asked. Our own loggers ("sync: claimed …") follow LOG_LEVEL.
+Q_LOG_LEVEL = _env_choice("Q_LOG_LEVEL", default=_QUIET_LEVEL, choices=_LOG_LEVELS)
 Q_CLUSTER = {
     "name": Q_CLUSTER_NAME,
+    "log_level": Q_LOG_LEVEL,
     **({"redis": Q_REDIS_URL} if Q_REDIS_URL else {"orm": "default"}),
     "workers": _env_int("Q_WORKERS", default=2, minimum=1),
     "timeout": SYNC_TASK_TIMEOUT_SECONDS,
@@ -356,7 +525,22 @@ if CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
 
 # --- i18n, static, logging -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+
+
+def _time_zone(raw: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(raw)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+    return raw
+
+
+TIME_ZONE = _typed(
+    "TIME_ZONE",
+    "UTC",
+    _time_zone,
+    "a time zone name such as UTC, Europe/Berlin or America/New_York",
+)
 USE_I18N = True
 USE_TZ = True
 
@@ -377,8 +561,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {
         "handlers": ["console"],
-        "level": _env_choice(
-            "LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-        ),
+        "level": LOG_LEVEL,
+    },
+    "loggers": {
+        # django-q2's logger (django_q.conf), through the root's handler.
+        "django-q": {"level": Q_LOG_LEVEL},
+        # django-axes logs every sign-in and clean-up at INFO; failures and lockouts are
+        # warnings.
+        "axes": {"level": _QUIET_LEVEL},
     },
 }

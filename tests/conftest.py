@@ -130,7 +130,7 @@ def manage_env(*, keeper: Path, haven: Path, **extra: str) -> dict[str, str]:
     }
     env.update(
         DJANGO_SETTINGS_MODULE="keeper_site.settings",
-        SECRET_KEY="tests-only",
+        SECRET_KEY="tests-only-7f3Kq9ZxW2mB8vLr4TnY6cJd1HsPe5GaU0oRiXwQzMbNkVyEt",
         CACHE_URL="locmemcache://",
         KEEPER_ENV_FILE="",
         KEEPER_DB_PATH=str(keeper),

@@ -5,7 +5,8 @@ import tempfile
 
 # A developer's own .env must not leak into the tests.
 os.environ["KEEPER_ENV_FILE"] = ""
-os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
+# Long and varied, as settings demand with DEBUG off; never used outside the tests.
+os.environ.setdefault("SECRET_KEY", "tests-only-7f3Kq9ZxW2mB8vLr4TnY6cJd1HsPe5GaU0oRiXwQzMbNkVyEt")
 os.environ.setdefault("CACHE_URL", "locmemcache://")
 os.environ.setdefault("DEBUG", "false")
 

@@ -311,3 +311,151 @@ def test_every_command_stops_on_missing_settings_with_one_line(tmp_path, command
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith("Keeper Sync cannot start: SECRET_KEY is not set")
     assert "Traceback" not in done.stderr
+
+
+# --- production settings and clear messages ------------------------------------------------------
+
+#: A key as make run writes one: long, random.
+GOOD_KEY = "Jq3vX9-kLr7TzW2_mB8nYc4HsPe5GaU0oRiXwQzMbNkVyEtF6dA1uCg"
+
+#: The production values README ("Running on the internet") documents.
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": GOOD_KEY,
+    "ALLOWED_HOSTS": "keeper.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://keeper.example.com",
+    "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+    "TRUSTED_PROXY_COUNT": "1",
+    "SECURE_SSL_REDIRECT": "true",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+    "SECURE_HSTS_PRELOAD": "true",
+    "SESSION_COOKIE_SECURE": "true",
+    "CSRF_COOKIE_SECURE": "true",
+}
+
+
+def test_check_deploy_is_clean_with_the_documented_production_values(tmp_path):
+    """manage.py check --deploy --fail-level WARNING passes, without a warning, with the
+    production values of the README; with the defaults it warns (so the check is real)."""
+    done = manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+    assert "WARNING" not in done.stdout + done.stderr
+    defaults = manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING")
+    assert defaults.returncode == 1 and "security.W004" in defaults.stderr
+
+
+def test_production_values_are_read_from_the_environment(tmp_path):
+    """The proxy header becomes Django's (META name, "https"), origins a list, the switches
+    booleans and numbers."""
+    shown = printed(
+        tmp_path,
+        "settings.SECURE_PROXY_SSL_HEADER, settings.CSRF_TRUSTED_ORIGINS, "
+        "settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_PRELOAD, settings.TRUSTED_PROXY_COUNT",
+        **{**PRODUCTION, "CSRF_TRUSTED_ORIGINS": "https://keeper.example.com, http://[::1]:8080"},
+    )
+    assert shown == (
+        "('HTTP_X_FORWARDED_PROTO', 'https') ['https://keeper.example.com', 'http://[::1]:8080'] "
+        "31536000 True 1"
+    )
+    assert (
+        printed(
+            tmp_path,
+            "settings.SECURE_PROXY_SSL_HEADER",
+            SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO",
+        )
+        == "('HTTP_X_FORWARDED_PROTO', 'https')"
+    )
+    assert printed(tmp_path, "settings.SECURE_PROXY_SSL_HEADER, settings.CSRF_TRUSTED_ORIGINS") == (
+        "None []"
+    )
+
+
+@pytest.mark.parametrize(
+    "origin", ["keeper.example.com", "https://keeper.example.com/admin", "ftp://keeper.example.com"]
+)
+def test_a_trusted_origin_that_is_not_an_origin_is_refused(tmp_path, origin):
+    """CSRF_TRUSTED_ORIGINS entries must be scheme://host[:port]: a bare host, a path or
+    another scheme stops the start naming the entry."""
+    stderr = refused(tmp_path, CSRF_TRUSTED_ORIGINS=f"https://ok.example.com,{origin}")
+    assert f"CSRF_TRUSTED_ORIGINS entry {origin!r} is not valid" in stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("short-but-random-Xk29", "is too short (21 characters, at least 50 needed)"),
+        ("abcd" * 20, "has only 4 different characters (at least 5 needed)"),
+        ("django-insecure-" + GOOD_KEY, "is a placeholder (it starts with 'django-insecure')"),
+        ("change-me-" + GOOD_KEY, "is a placeholder (it starts with 'change')"),
+        ("CHANGEME" + GOOD_KEY, "is a placeholder (it starts with 'CHANGE')"),
+        ("secret-" + GOOD_KEY, "is a placeholder (it starts with 'secret')"),
+    ],
+    ids=["short", "few-characters", "django-insecure", "change-me", "changeme", "secret"],
+)
+def test_a_weak_secret_key_stops_the_start_in_one_line(tmp_path, key, problem):
+    """With DEBUG off, a short, repetitive or placeholder SECRET_KEY stops every command with
+    one line saying what is wrong and how to make a good one, without showing the key."""
+    stderr = refused(tmp_path, SECRET_KEY=key)
+    assert stderr.strip().splitlines() == [
+        f"Keeper Sync cannot start: SECRET_KEY {problem}: set a long random one "
+        "(python3 -c 'import secrets; print(secrets.token_urlsafe(50))' prints one; "
+        "make run writes one)"
+    ]
+    assert GOOD_KEY not in stderr
+
+
+def test_a_weak_secret_key_is_accepted_with_debug_on(tmp_path):
+    """A developer's DEBUG=true takes any key; a good key passes with DEBUG off."""
+    assert manage(tmp_path, "check", DEBUG="true", SECRET_KEY="dev").returncode == 0
+    assert manage(tmp_path, "check", SECRET_KEY=GOOD_KEY).returncode == 0
+
+
+def test_an_unknown_time_zone_stops_the_start_in_one_line(tmp_path):
+    """TIME_ZONE=Mars/Olympus is refused with one line naming it, not Django's traceback; a
+    real zone is taken."""
+    stderr = refused(tmp_path, TIME_ZONE="Mars/Olympus")
+    assert stderr.strip().splitlines() == [
+        "Keeper Sync cannot start: TIME_ZONE='Mars/Olympus' is not valid: expected a time zone "
+        "name such as UTC, Europe/Berlin or America/New_York"
+    ]
+    assert printed(tmp_path, "settings.TIME_ZONE", TIME_ZONE="America/New_York") == (
+        "America/New_York"
+    )
+
+
+def test_a_bot_token_pasted_with_its_bot_prefix_is_refused_naming_the_prefix(tmp_path):
+    """BOT_TOKEN="Bot MTIz…" says to drop the "Bot " prefix (not that it has a space), and
+    does not show the token."""
+    stderr = refused(tmp_path, BOT_TOKEN="Bot MTIzNDU2Nzg5.abcdef.ghijkl")
+    assert 'BOT_TOKEN starts with "Bot ": drop that prefix' in stderr
+    assert "MTIz" not in stderr and "contains a space" not in stderr
+
+
+SHOUT = (
+    "import logging; from django_q.conf import logger; "
+    "logger.info('q chatter'); logger.warning('q warning'); "
+    "logging.getLogger('syncq.services').info('sync: claimed 1')"
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shown", "hidden"),
+    [
+        ({}, ["q warning", "sync: claimed 1"], ["q chatter"]),
+        ({"Q_LOG_LEVEL": "INFO"}, ["q chatter", "q warning", "sync: claimed 1"], []),
+        ({"LOG_LEVEL": "WARNING"}, ["q warning"], ["q chatter", "sync: claimed 1"]),
+        ({"LOG_LEVEL": "ERROR"}, [], ["q chatter", "q warning", "sync: claimed 1"]),
+    ],
+    ids=["default", "q-info", "warning", "error"],
+)
+def test_django_q2_is_quiet_unless_asked(tmp_path, overrides, shown, hidden):
+    """django-q2's own logger ("django-q") logs warnings only by default, or what Q_LOG_LEVEL
+    says, while ours follow LOG_LEVEL."""
+    done = manage(tmp_path, "shell", "-v0", "-c", SHOUT, **overrides)
+    assert done.returncode == 0, done.stderr
+    for text in shown:
+        assert text in done.stderr
+    for text in hidden:
+        assert text not in done.stderr
