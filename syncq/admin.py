@@ -729,3 +729,27 @@ class OperatorActionAdmin(AsciiIdsAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def admin_ids_guard(site: admin.AdminSite = admin.site) -> list[type[models.Model]]:
+    """Give every model admin of ``site`` whose model's primary key is an integer (Django's
+    users and groups, django-q2's schedules, django-axes' records…) :class:`AsciiIdsAdmin`'s
+    id rules, by registering it again as a subclass of both: those admins would otherwise
+    answer ``_selected_action=abc`` or ``10**30`` with a 500. Admins already built on it, and
+    models keyed by text (API tokens, django-q2's tasks), are left as they are. Returns the
+    models changed. Run once, below, after the apps listed before ``syncq`` registered theirs."""
+    changed = []
+    for model, model_admin in list(site._registry.items()):
+        if isinstance(model_admin, AsciiIdsAdmin) or not isinstance(
+            model._meta.pk, models.IntegerField
+        ):
+            continue
+        guarded = type(type(model_admin).__name__, (AsciiIdsAdmin, type(model_admin)), {})
+        guarded.__module__ = type(model_admin).__module__
+        site.unregister(model)
+        site.register(model, guarded)
+        changed.append(model)
+    return changed
+
+
+admin_ids_guard()
