@@ -74,10 +74,19 @@ logger = logging.getLogger(__name__)
 ERRORS = {
     401: OpenApiResponse(s.ErrorDetailSerializer, description="No or bad credentials."),
     403: OpenApiResponse(s.ErrorDetailSerializer, description="Lacks the permission."),
+    429: OpenApiResponse(
+        s.ErrorDetailSerializer,
+        description="Too many refused tokens from this address (API_AUTH_FAILURE_LIMIT); "
+        "wait as Retry-After says.",
+    ),
 }
 RETRY_ERRORS = {
     **ERRORS,
-    429: OpenApiResponse(s.ErrorDetailSerializer, description="Too many retries; wait."),
+    429: OpenApiResponse(
+        s.ErrorDetailSerializer,
+        description="Too many retries, or too many refused tokens from this address; wait as "
+        "Retry-After says.",
+    ),
 }
 
 

@@ -213,13 +213,13 @@ def test_options_name_each_endpoint_as_before_and_retries_list_no_fields(admin):
 
 EXPECTED_OPERATIONS = {
     ("/health", "get"): {"200", "503"},
-    ("/sync/status", "get"): {"200", "401", "403"},
-    ("/sync/statistics", "get"): {"200", "401", "403"},
-    ("/sync/failed", "get"): {"200", "400", "401", "403"},
-    ("/sync/waiting", "get"): {"200", "400", "401", "403"},
-    ("/sync/conflicts", "get"): {"200", "400", "401", "403"},
-    ("/sync/items/", "get"): {"200", "400", "401", "403"},
-    ("/sync/items/{}/", "get"): {"200", "401", "403", "404"},
+    ("/sync/status", "get"): {"200", "401", "403", "429"},
+    ("/sync/statistics", "get"): {"200", "401", "403", "429"},
+    ("/sync/failed", "get"): {"200", "400", "401", "403", "429"},
+    ("/sync/waiting", "get"): {"200", "400", "401", "403", "429"},
+    ("/sync/conflicts", "get"): {"200", "400", "401", "403", "429"},
+    ("/sync/items/", "get"): {"200", "400", "401", "403", "429"},
+    ("/sync/items/{}/", "get"): {"200", "401", "403", "404", "429"},
     ("/sync/retry/{}", "post"): {"200", "401", "403", "404", "409", "429"},
     ("/sync/retry", "post"): {"200", "400", "401", "403", "429"},
 }
@@ -266,8 +266,8 @@ def test_docs_page_uses_only_local_static_files():
 # What the Control Room's scripts call, as the schema names it (README, "The Control Room API"):
 # for each path and method, the operationId, the parameters as (name, in), and the component of
 # each answer's JSON (None: an inline object).
-DENIED = {"401": "ErrorDetail", "403": "ErrorDetail"}
-RETRY_REFUSED = {**DENIED, "415": "ErrorDetail", "429": "ErrorDetail"}
+DENIED = {"401": "ErrorDetail", "403": "ErrorDetail", "429": "ErrorDetail"}
+RETRY_REFUSED = {**DENIED, "415": "ErrorDetail"}
 ITEM_FILTERS = {"cursor", "discovery_id", "page_size", "since", "status", "until"}
 OLD_CLIENT_OPERATIONS = {
     ("/health", "get"): ("health_retrieve", set(), {"200": "Health", "503": "Health"}),
