@@ -16,7 +16,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "keeper_site.settings")
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["KEEPER_ENV_FILE"] = ""
     import django
 

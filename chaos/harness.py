@@ -16,14 +16,18 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from discoveries.haven.files import haven_file_create
 
@@ -39,6 +43,30 @@ FAST_SETTINGS = {
     "SYNC_LEASE_SECONDS": "60",
     "Q_WORKERS": "2",
 }
+
+#: How long a scenario waits for its queue to drain while nothing moves (no item changes state,
+#: no attempt is recorded), in seconds: a killed worker's lease (60 s) and two of django-q2's
+#: 30-second scheduler passes, with room for a loaded machine. Waiting ends at once when the
+#: queue drains; this only bounds how long a stuck queue takes to fail.
+DRAIN_STALL_SECONDS = 300
+#: The longest a scenario waits for its queue to drain in all, moving or not, in seconds.
+DRAIN_LIMIT_SECONDS = 1800
+#: The longest a scenario waits for something it has made happen to show (a fault met by an
+#: attempt, a cluster's processes up, the first synced item), in seconds: generous, since
+#: the wait ends as soon as it shows, and only a broken run waits it out.
+OBSERVE_SECONDS = 300
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, every: float = 0.2) -> bool:
+    """Call ``condition`` every ``every`` seconds until it returns something true (True) or
+    ``timeout`` seconds have passed (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)
 
 
 @dataclass
@@ -135,7 +163,7 @@ class Workspace:
         self.env.update(
             {
                 "DJANGO_SETTINGS_MODULE": "keeper_site.settings",
-                "SECRET_KEY": secrets.token_urlsafe(32),
+                "SECRET_KEY": secrets.token_urlsafe(50),
                 "KEEPER_ENV_FILE": "",
                 "KEEPER_DB_PATH": str(self.keeper),
                 "HAVEN_DB_PATH": str(self.haven),
@@ -171,17 +199,23 @@ class Workspace:
     def cluster_start(self, *, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
         """A real ``qcluster`` in its own session (so it can be killed whole); ``prefix`` runs
         it through another command (``setpriv …``)."""
-        log = (self.folder / "qcluster.log").open("a")
-        process = subprocess.Popen(
-            [*prefix, *self.python, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.folder / "qcluster.log").open("a") as log:
+            process = subprocess.Popen(
+                [*prefix, *self.python, "manage.py", "qcluster"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes.append(process)
         return process
+
+    def cluster_up(self, process: subprocess.Popen) -> bool:
+        """Whether every process of the cluster ``process`` started is there: its main
+        process, the sentinel, pusher and monitor, and ``Q_WORKERS`` workers."""
+        wanted = 4 + int(self.env.get("Q_WORKERS", "2"))
+        return process.poll() is None and len(group_states(process.pid)) >= wanted
 
     @staticmethod
     def kill(process: subprocess.Popen) -> None:
@@ -190,9 +224,39 @@ class Workspace:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+    @staticmethod
+    def freeze(processes: Iterable[subprocess.Popen]) -> bool:
+        """Stop (SIGSTOP) every process in the sessions of ``processes`` and wait until each
+        is stopped, out of any system call it was in, so that what the databases show
+        cannot change until :meth:`thaw` or :meth:`kill`. False (the sessions thawed again)
+        if one did not stop within ``OBSERVE_SECONDS``."""
+        processes = list(processes)
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGSTOP)
+        stopped = wait_until(
+            lambda: all(
+                state in "TtZX" for process in processes for state in group_states(process.pid)
+            ),
+            timeout=OBSERVE_SECONDS,
+            every=0.005,
+        )
+        if not stopped:
+            Workspace.thaw(processes)
+        return stopped
+
+    @staticmethod
+    def thaw(processes: Iterable[subprocess.Popen]) -> None:
+        """Let the sessions :meth:`freeze` stopped run on (SIGCONT)."""
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGCONT)
+
     def stop_all(self) -> None:
         """Stop every process this workspace started: SIGTERM to each main process, then
-        kill -9 what is left after 20 s."""
+        kill -9 what is left after 20 s. A process left frozen (:meth:`freeze`) is thawed
+        first, so that it can stop."""
+        self.thaw(process for process in self.processes if process.poll() is None)
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -202,6 +266,18 @@ class Workspace:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.kill(process)
+
+    def reset(self) -> None:
+        """Stop every process and start again from an empty keeper.db and a fresh demo
+        VH-Database.db (the clusters' log is kept, and still checked). Only for a workspace on
+        keeper.db."""
+        self.stop_all()
+        self.processes.clear()
+        for name in ("keeper.db", "VH-Database.db", "VH-away.db"):
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                (self.folder / (name + suffix)).unlink(missing_ok=True)
+        shutil.rmtree(self.folder / "cache", ignore_errors=True)
+        haven_file_create(self.haven, with_demo_data=True)
 
     def close(self) -> None:
         """Stop every process, then undo what the scenario set up outside the folder."""
@@ -230,9 +306,10 @@ class Workspace:
         self.manage("submit_discovery", "--file", str(path))
         return descriptions
 
-    def keeper_rows(self, sql: str, *params: object) -> list[tuple]:
+    def keeper_rows(self, sql: str, *params: object, timeout: float = 30) -> list[tuple]:
         """The rows ``sql`` returns from keeper's database: keeper.db, or PostgreSQL when the
-        workspace's ``DATABASE_URL`` names it. Parameters are written ``?`` either way."""
+        workspace's ``DATABASE_URL`` names it. Parameters are written ``?`` either way.
+        keeper.db is waited for up to ``timeout`` seconds when a writer holds it."""
         url = self.env.get("DATABASE_URL")
         if url:
             import psycopg
@@ -241,7 +318,7 @@ class Workspace:
                 sql = sql.replace("%", "%%").replace("?", "%s")
             with psycopg.connect(url, connect_timeout=10) as db:
                 return db.execute(sql, params or None).fetchall()
-        with sqlite3.connect(self.keeper, timeout=30) as db:
+        with contextlib.closing(sqlite3.connect(self.keeper, timeout=timeout)) as db:
             return db.execute(sql, params).fetchall()
 
     def keeper_value(self, sql: str, *params: object) -> object:
@@ -251,6 +328,24 @@ class Workspace:
     def queue_states(self) -> dict[str, int]:
         """How many queue items are in each sync status."""
         return dict(self.keeper_rows("SELECT sync_status, COUNT(*) FROM sync_queue GROUP BY 1"))
+
+    def attempts_recorded(self) -> int:
+        """How many attempts have ever been recorded: the ``sync_attempt`` id sequence, which a
+        delete does not take back (a finished delete removes its item's attempts with it, so a
+        count of rows can fall while workers are busy)."""
+        if self.env.get("DATABASE_URL"):
+            return int(self.keeper_value("SELECT last_value FROM sync_attempt_id_seq"))
+        return int(
+            self.keeper_value(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'sync_attempt'), 0)"
+            )
+        )
+
+    def attempts_with_error(self, pattern: str) -> int:
+        """How many recorded attempts failed with an error matching ``pattern`` (SQL LIKE)."""
+        return int(
+            self.keeper_value("SELECT COUNT(*) FROM sync_attempt WHERE error LIKE ?", pattern)
+        )
 
     def attempts_cut_off(self, *, after_attempt: int | None = None) -> tuple[int, int]:
         """``(cut, after_vh)``: how many queue items had an attempt that left no record (its
@@ -274,45 +369,70 @@ class Workspace:
         metadata = [json.loads(m) if isinstance(m, str) else m for (m,) in rows]
         return len(rows), sum(isinstance(m, dict) and m.get("how") == "ledger" for m in metadata)
 
-    def wait_drained(self, *, timeout: float) -> float | None:
-        """Wait until every queue item is synced; returns the seconds it took, or None."""
-        began = time.monotonic()
-        while time.monotonic() - began < timeout:
+    def wait_queue(
+        self,
+        done: Callable[[dict[str, int]], bool],
+        *,
+        stall: float = DRAIN_STALL_SECONDS,
+        limit: float = DRAIN_LIMIT_SECONDS,
+    ) -> float | None:
+        """Wait until ``done(states)`` holds for the queue's :meth:`queue_states`; returns the
+        seconds it took, or None when nothing moved (no item changed state, no attempt was
+        recorded) for ``stall`` seconds, or ``limit`` seconds passed in all."""
+        began = moved = time.monotonic()
+        last = None
+        while time.monotonic() - began < limit:
             states = self.queue_states()
-            if states and set(states) == {"synced"}:
+            if done(states):
                 return round(time.monotonic() - began, 1)
+            now = (sorted(states.items()), self.attempts_recorded())
+            if now != last:
+                last, moved = now, time.monotonic()
+            elif time.monotonic() - moved > stall:
+                return None
             time.sleep(0.5)
         return None
 
-    def vh_rows(self, sql: str) -> dict:
-        """``sql``'s two-column rows from VH-Database.db as a dict (see :meth:`vh_select`)."""
-        return dict(self.vh_select(sql))
+    def wait_drained(self, **limits: float) -> float | None:
+        """Wait until every queue item is synced (:meth:`wait_queue`, which takes ``stall``
+        and ``limit``); returns the seconds it took, or None."""
+        return self.wait_queue(lambda states: bool(states) and set(states) == {"synced"}, **limits)
 
-    def vh_select(self, sql: str) -> list[tuple]:
+    def vh_rows(self, sql: str, *, timeout: float = 30) -> dict:
+        """``sql``'s two-column rows from VH-Database.db as a dict (see :meth:`vh_select`)."""
+        return dict(self.vh_select(sql, timeout=timeout))
+
+    def vh_select(self, sql: str, *, timeout: float = 30) -> list[tuple]:
         """``sql``'s rows from VH-Database.db, never creating the file; empty when the file
         or the table is missing (nothing synced yet, or a worker left an empty file), so the
-        invariant counts every item rather than failing to look.
+        invariant counts every item rather than failing to look. Waits up to ``timeout``
+        seconds while a writer holds the file (then raises ``sqlite3.OperationalError``,
+        "database is locked").
 
-        Read-only, unless a worker killed inside a VH transaction left a hot journal: SQLite
-        must roll that back before anyone reads, which a read-only connection cannot do
-        ("attempt to write a readonly database"), so the read is made read-write then, as
-        the next worker or the Control Room would."""
+        Opened read-write without create (``mode=rw``), as the next worker or the Control
+        Room opens it, never read-only: a worker killed inside a VH transaction leaves a hot
+        journal (or a WAL), which SQLite must roll back (or recover) before anyone reads, and
+        a read-only connection cannot ("attempt to write a readonly database"). When the file
+        cannot be written at all (made read-only to this user), the read is made on a copy of
+        it and of its journal files in a temporary folder, where that can be done."""
         if not self.haven.exists():
             return []
-
-        def read(mode: str) -> list[tuple]:
-            with sqlite3.connect(f"file:{self.haven}?mode={mode}", uri=True, timeout=30) as vh:
-                return vh.execute(sql).fetchall()
-
         try:
             try:
-                return read("ro")
+                return _sqlite_read(self.haven, sql, timeout=timeout)
             except sqlite3.OperationalError as exc:
                 if "readonly database" not in str(exc):
                     raise
-                return read("rw")
+                with tempfile.TemporaryDirectory(prefix="keeper-chaos-vh-") as folder:
+                    copy = Path(folder) / self.haven.name
+                    for suffix in ("", "-journal", "-wal", "-shm"):
+                        original = self.haven.with_name(self.haven.name + suffix)
+                        with contextlib.suppress(FileNotFoundError):
+                            # Contents only: the copy must be writable whatever the mode.
+                            shutil.copyfile(original, copy.with_name(copy.name + suffix))
+                    return _sqlite_read(copy, sql, timeout=timeout)
         except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
+            if "no such table" in str(exc) or not self.haven.exists():
                 return []
             raise
 
@@ -444,6 +564,31 @@ class Workspace:
                 f"{len(shared)} VH rows are named by more than one ledger row, e.g. #{shared[0]}"
             )
         return outcome
+
+
+def _sqlite_read(path: Path, sql: str, *, timeout: float) -> list[tuple]:
+    """``sql``'s rows from the SQLite file at ``path``, opened read-write without create."""
+    uri = f"file:{quote(str(path), safe='/')}?mode=rw"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=timeout)) as db:
+        return db.execute(sql).fetchall()
+
+
+def group_states(pgid: int) -> list[str]:
+    """The state letter (``R``, ``S``, ``D``, ``T``, ``Z``…, as proc(5) gives it) of each
+    process in process group ``pgid``."""
+    states = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        # "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            states.append(fields[0])
+    return states
 
 
 def _traceback_end(lines: list[str], start: int) -> str:

@@ -3,13 +3,25 @@ edits and deletes a stale and an undeleted one, or its zeros would mean nothing.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from chaos.harness import OTHER_PLANET, PLANET, Change, Outcome, Workspace, outcome_table, under_ci
+import chaos.harness
+from chaos.harness import (
+    OTHER_PLANET,
+    PLANET,
+    Change,
+    Outcome,
+    Workspace,
+    group_states,
+    outcome_table,
+    under_ci,
+    wait_until,
+)
 from chaos.scenarios import changes_finish, changes_start, dst_change_next, synced_first
 
 
@@ -127,20 +139,99 @@ def test_the_check_reads_vh_after_a_worker_died_inside_a_vh_transaction(tmp_path
     cannot roll back ("attempt to write a readonly database"): the check still reads VH, as it
     stood before that transaction."""
     ws = Workspace(tmp_path / "ws")
-    with sqlite3.connect(ws.haven) as vh:
-        vh.execute("CREATE TABLE filler (x TEXT)")
-        vh.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,)] * 2000)
+    _killed_writer(ws.haven, wal=False)
+    assert ws.haven.with_name(ws.haven.name + "-journal").exists()
+    assert ws.vh_rows("SELECT x, COUNT(*) FROM filler GROUP BY 1") == {"x" * 500: 2000}
+
+
+def _killed_writer(path, *, wal: bool) -> None:
+    """Fill ``path`` with 2,000 rows of ``x``; then a writer changes them all to ``y`` and is
+    killed -9: inside its transaction (a hot journal), or, with ``wal``, after its commit and
+    before any checkpoint (a WAL and its -shm left behind)."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        if wal:
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE filler (x TEXT)")
+        db.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,)] * 2000)
+    commit = "db.execute('COMMIT')\n" if wal else ""
     writer = (
         "import os, signal, sqlite3, sys\n"
         "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
         "db.execute('PRAGMA cache_size = 1')\n"
+        "db.execute('PRAGMA wal_autocheckpoint = 0')\n"
         "db.execute('BEGIN')\n"
         "db.execute(\"UPDATE filler SET x = 'y'\")\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n"
+        + commit
+        + "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    subprocess.run([sys.executable, "-c", writer, str(ws.haven)], check=False)
-    assert ws.haven.with_name(ws.haven.name + "-journal").exists()
+    subprocess.run([sys.executable, "-c", writer, str(path)], check=False)
+
+
+def test_the_check_reads_vh_from_the_wal_a_killed_writer_left(tmp_path):
+    """A writer killed -9 after its commit to a WAL-mode file, before any checkpoint, leaves
+    the WAL and its -shm: the check reads VH with that commit in it."""
+    ws = Workspace(tmp_path / "ws")
+    _killed_writer(ws.haven, wal=True)
+    assert ws.haven.with_name(ws.haven.name + "-wal").stat().st_size > 0
+    assert ws.vh_rows("SELECT x, COUNT(*) FROM filler GROUP BY 1") == {"y": 2000}
+
+
+def test_a_vh_the_check_cannot_write_is_read_from_a_copy(tmp_path, monkeypatch):
+    """When VH cannot be opened for writing (read-only to the checker) and a killed writer left
+    a hot journal, the check reads a copy of the file and its journal, rolled back there, and
+    leaves VH and its journal as they were."""
+    ws = Workspace(tmp_path / "ws")
+    _killed_writer(ws.haven, wal=False)
+    journal = ws.haven.with_name(ws.haven.name + "-journal")
+    before = (ws.haven.read_bytes(), journal.read_bytes())
+    real_read = chaos.harness._sqlite_read
+
+    def read_only_vh(path, sql, *, timeout):
+        if path == ws.haven:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return real_read(path, sql, timeout=timeout)
+
+    monkeypatch.setattr(chaos.harness, "_sqlite_read", read_only_vh)
     assert ws.vh_rows("SELECT x, COUNT(*) FROM filler GROUP BY 1") == {"x" * 500: 2000}
+    assert (ws.haven.read_bytes(), journal.read_bytes()) == before
+
+
+def test_freeze_stops_every_process_of_a_session_until_thawed(tmp_path):
+    """A frozen session (a process and the child it forked) writes nothing until it is
+    thawed: each process is stopped, so what it shows cannot change under a look."""
+    ticks = tmp_path / "ticks"
+    script = (
+        "import os, sys, time\n"
+        "os.fork()\n"
+        "while True:\n"
+        "    with open(sys.argv[1], 'a') as f:\n"
+        "        f.write('.')\n"
+        "    time.sleep(0.01)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(ticks)], start_new_session=True)
+    try:
+        assert wait_until(lambda: len(group_states(process.pid)) == 2, timeout=30)
+        assert wait_until(lambda: ticks.exists() and ticks.stat().st_size > 10, timeout=30)
+        assert Workspace.freeze([process])
+        assert set(group_states(process.pid)) == {"T"}
+        frozen = ticks.stat().st_size
+        time.sleep(0.3)
+        assert ticks.stat().st_size == frozen
+        Workspace.thaw([process])
+        assert wait_until(lambda: ticks.stat().st_size > frozen, timeout=30)
+    finally:
+        Workspace.kill(process)
+
+
+def test_waiting_for_a_stuck_queue_ends_when_nothing_moves(tmp_path):
+    """An item no cluster works on never drains: the wait gives up once nothing has moved for
+    its ``stall`` seconds, rather than after its whole limit."""
+    ws = Workspace(tmp_path / "ws")
+    ws.manage("migrate", "--no-input", "-v0")
+    ws.submit("stuck", 1)
+    began = time.monotonic()
+    assert ws.wait_drained(stall=1, limit=60) is None
+    assert time.monotonic() - began < 30
 
 
 def test_dst_change_next_finds_new_yorks_clock_changes():
