@@ -2,7 +2,9 @@
 the worker and the bot are alive.
 
 The bot records a heartbeat in the cache every process shares (``CACHE_URL``); the API reads it
-here, so it never imports the bot.
+here, so it never imports the bot. That entry, like the clusters' status, is this keeper
+database's own (:mod:`syncq.cache_keys`): a worker or a bot serving another keeper database
+through the same cache is not seen here.
 """
 
 from __future__ import annotations
@@ -20,15 +22,21 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.status import Stat
 
+from syncq.cache_keys import BOT_HEARTBEAT, keeper_cache_key
 from syncq.display import iso_utc
 from syncq.models import SyncQueueItem, SyncStatus, SyncVerifyRun, utc_text
 
 logger = logging.getLogger(__name__)
 
-#: The bot's heartbeat (see :func:`bot_heartbeat`) in the cache every process shares.
-BOT_HEARTBEAT_CACHE_KEY = "keeper-bot:heartbeat"
 #: A heartbeat older than this means the bot is gone; it writes one every 30 s.
 BOT_HEARTBEAT_FRESH = timedelta(seconds=90)
+
+
+def bot_heartbeat_key(*, database=None) -> str:
+    """Where the bot of keeper database ``database`` (a ``DATABASES`` entry; default: this
+    process's) keeps its heartbeat (see :func:`bot_heartbeat`) in the cache every process
+    shares."""
+    return keeper_cache_key(BOT_HEARTBEAT, database=database)
 
 
 def bot_heartbeat() -> dict | None:
@@ -36,7 +44,7 @@ def bot_heartbeat() -> dict | None:
     "last_event_at": datetime | None, "user": str, "guilds": int, "latency_ms": float | None}``
     (datetimes aware, UTC), or ``None`` when there is none or the cache cannot be read."""
     try:
-        beat = cache.get(BOT_HEARTBEAT_CACHE_KEY)
+        beat = cache.get(bot_heartbeat_key())
     except Exception as exc:  # the cache backend's own errors vary by backend
         logger.warning("cannot read the bot's heartbeat: %s", exc)
         return None
@@ -67,8 +75,10 @@ def queue_counts() -> dict[str, int]:
 
 
 def worker_clusters() -> list:
-    """The django-q2 clusters that reported in the last few seconds (``Stat`` objects), read
-    from the cache they share; ``[]`` when none runs or the cache cannot be read."""
+    """The django-q2 clusters serving this keeper database that reported in the last few
+    seconds (``Stat`` objects, keyed by the database: :func:`syncq.cache_keys.
+    cluster_stats_bind`), read from the cache they share; ``[]`` when none runs or the cache
+    cannot be read."""
     try:
         return Stat.get_all()
     except Exception as exc:  # the cache backend's own errors vary by backend

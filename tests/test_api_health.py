@@ -52,9 +52,9 @@ def test_health_with_vh_present(haven_db):
 @API
 def test_health_says_bot_online_after_a_heartbeat():
     """A fresh bot heartbeat in the shared cache makes bot_online true."""
-    from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY
+    from syncq.selectors import bot_heartbeat_key
 
-    cache.set(BOT_HEARTBEAT_CACHE_KEY, timezone.now())
+    cache.set(bot_heartbeat_key(), timezone.now())
     assert APIClient().get("/health").json()["bot_online"] is True
 
 

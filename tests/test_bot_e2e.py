@@ -719,14 +719,19 @@ def test_sync_retry_resets_a_failed_item_through_the_retry_service(bot):
 
 
 @pytest.mark.django_db
-def test_health_in_another_process_sees_the_bot_online(bot, settings):
-    """/health, served by this process with the bot's cache, says bot_online; the heartbeat
-    records ready, connected and the last gateway event."""
+def test_health_in_another_process_sees_the_bot_online(bot, settings, monkeypatch):
+    """/health, served by this process with the bot's cache and keeper.db, says bot_online;
+    the heartbeat records ready, connected and the last gateway event."""
     from django.core.cache import cache
     from rest_framework.test import APIClient
 
+    from syncq import selectors
     from syncq.selectors import bot_heartbeat
 
+    # The heartbeat is the bot's keeper.db's own: read it as a process on that file would.
+    keeper = {"ENGINE": "sqlite3", "NAME": str(bot.keeper)}
+    key = selectors.bot_heartbeat_key(database=keeper)
+    monkeypatch.setattr(selectors, "bot_heartbeat_key", lambda database=None: key)
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
@@ -892,9 +897,10 @@ def _heartbeat(run: BotRun) -> dict | None:
     """The heartbeat as another process reads it from the bot's file cache."""
     from django.core.cache.backends.filebased import FileBasedCache
 
-    from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY
+    from syncq.selectors import bot_heartbeat_key
 
-    return FileBasedCache(str(run.cache_dir), {}).get(BOT_HEARTBEAT_CACHE_KEY)
+    key = bot_heartbeat_key(database={"ENGINE": "sqlite3", "NAME": str(run.keeper)})
+    return FileBasedCache(str(run.cache_dir), {}).get(key)
 
 
 def test_after_the_gateway_drops_the_bot_resumes_and_says_so(fresh_fake, tmp_path):

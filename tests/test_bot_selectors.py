@@ -15,7 +15,7 @@ from botrunner import limits
 from botrunner.cogs.sync_admin import summary_text
 from discoveries.haven.catalog import HavenPlace, catalog_places, catalog_systems
 from syncq.models import OperatorAction, SyncQueueItem
-from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY, bot_heartbeat, bot_online, queue_summary
+from syncq.selectors import bot_heartbeat, bot_heartbeat_key, bot_online, queue_summary
 from syncq.services import queue_item_retry
 from tests.factories import (
     queue_item_backing_off,
@@ -38,7 +38,7 @@ def beat(**overrides) -> dict:
         "latency_ms": 40.0,
     }
     state.update(overrides)
-    cache.set(BOT_HEARTBEAT_CACHE_KEY, state)
+    cache.set(bot_heartbeat_key(), state)
     return state
 
 
@@ -53,7 +53,7 @@ def test_bot_online_needs_a_fresh_connected_ready_heartbeat():
     assert bot_online() is False
     beat(at=timezone.now() - timedelta(seconds=91))
     assert bot_online() is False
-    cache.set(BOT_HEARTBEAT_CACHE_KEY, "garbage")
+    cache.set(bot_heartbeat_key(), "garbage")
     assert bot_online() is False and bot_heartbeat() is None
 
 

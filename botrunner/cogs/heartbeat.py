@@ -1,7 +1,7 @@
 """The bot's heartbeat: every 30 s, and at once when the gateway connects, resumes or drops,
-the bot records its state where ``/health`` reads it (:data:`syncq.selectors.
-BOT_HEARTBEAT_CACHE_KEY` in the cache all processes share), so ``bot_online`` is true in the
-API's process while the bot runs in another."""
+the bot records its state where ``/health`` reads it (:func:`syncq.selectors.
+bot_heartbeat_key`, this keeper database's entry in the cache all processes share), so
+``bot_online`` is true in the API's process while the bot runs in another."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from discord.ext import commands, tasks
 from django.core.cache import cache
 
-from syncq.selectors import BOT_HEARTBEAT_CACHE_KEY
+from syncq.selectors import bot_heartbeat_key
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class Heartbeat(commands.Cog):
 
     def __init__(self, bot: commands.Bot):
         self.bot = bot
+        self.key = bot_heartbeat_key()
         self.last_event_at: datetime | None = None
         self.connected = False
         self.stopped = False
@@ -63,9 +64,7 @@ class Heartbeat(commands.Cog):
                 return
             state = self.state()
             try:
-                await asyncio.to_thread(
-                    cache.set, BOT_HEARTBEAT_CACHE_KEY, state, HEARTBEAT_TTL_SECONDS
-                )
+                await asyncio.to_thread(cache.set, self.key, state, HEARTBEAT_TTL_SECONDS)
             except Exception as exc:  # the cache backend's own errors vary by backend
                 logger.warning("cannot record the bot's heartbeat: %s", exc)
 
@@ -76,7 +75,7 @@ class Heartbeat(commands.Cog):
         async with self._writing:
             self.stopped = True
             try:
-                await asyncio.to_thread(cache.delete, BOT_HEARTBEAT_CACHE_KEY)
+                await asyncio.to_thread(cache.delete, self.key)
             except Exception as exc:  # the cache backend's own errors vary by backend
                 logger.warning("cannot remove the bot's heartbeat: %s", exc)
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connections
 
 from discoveries.haven.errors import HavenUnavailable
+from discoveries.haven.files import haven_where
 from discoveries.haven.router import HAVEN_ALIAS
 
 _file_identity: tuple[int, int] | None = None
@@ -77,7 +78,7 @@ def haven_connection():
     if identity is None:
         haven_close()
         raise HavenUnavailable(
-            "VH-Database.db is missing at HAVEN_DB_PATH; waiting for it to come back"
+            f"VH-Database.db is missing at {haven_where()}; waiting for it to come back"
         )
     conn = connections[HAVEN_ALIAS]
     if conn.connection is not None and identity != _file_identity:
@@ -112,7 +113,7 @@ def haven_replaced_check(conn) -> None:
     haven_close()
     raise HavenUnavailable(
         "VH-Database.db was moved or replaced while this discovery was being written; it is "
-        "written again into the file now at HAVEN_DB_PATH"
+        f"written again into the file now at {haven_where()}"
     )
 
 

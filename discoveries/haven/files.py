@@ -114,6 +114,23 @@ def haven_demo_warning(choice: HavenChoice) -> str:
     )
 
 
+def haven_is_demo(path: Path | str | None = None) -> bool:
+    """Whether ``path`` (default ``HAVEN_DB_PATH``) is the demo file under the project folder
+    that the services use when no VH-Database.db is configured (:func:`haven_for_service`)."""
+    path = Path(settings.HAVEN_DB_PATH if path is None else path)
+    return path.resolve() == (Path(settings.BASE_DIR) / DEMO_HAVEN).resolve()
+
+
+def haven_where() -> str:
+    """How a message names where VH-Database.db is looked for: ``HAVEN_DB_PATH``; or, when
+    that is the demo file (which the services chose because ``HAVEN_DB_PATH`` was not set),
+    the demo Control Room database and its path in the project folder, so that nobody goes
+    looking for a setting they never made."""
+    if haven_is_demo():
+        return f"the demo Control Room database's path, {DEMO_HAVEN.as_posix()}"
+    return "HAVEN_DB_PATH"
+
+
 def haven_use(path: Path) -> None:
     """Point this process at ``path`` as its VH-Database.db: ``settings.HAVEN_DB_PATH`` and
     the ``haven`` connection (closed, so that it opens ``path`` next), and ``HAVEN_DB_PATH`` in
