@@ -106,7 +106,9 @@ class SyncQueueItemQuerySet(models.QuerySet):
                 continue
             if queryset._on_sqlite():
                 queryset, key = queryset._as_utc_text(field)
-                text = bound.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+                # isoformat, not strftime: strftime writes year 999 as "999", which sorts
+                # after every four-digit year.
+                text = bound.astimezone(UTC).isoformat(sep=" ", timespec="seconds")[:19]
                 queryset = queryset.filter(**{f"{key}__{lookup}": text})
             else:
                 queryset = queryset.filter(**{f"{field}__{lookup}": bound})
@@ -201,6 +203,36 @@ class SyncQueueItem(models.Model):
                 or self.next_retry_after <= now
             )
         return self.sync_status == SyncStatus.SYNCING and self.lease_lapsed(now)
+
+
+class LeaseHolder(models.Model):
+    """Who holds the lease ``token`` of a batch of claimed queue items: the worker process, as
+    :class:`syncq.processes.ProcessIdentity` describes it (``host``, ``host_key``, ``pid``,
+    ``pid_started``), and its last ``heartbeat_at`` (UTC), refreshed every few seconds while
+    the batch runs. Written with the claim, in its transaction, and deleted when the batch
+    ends. At each batch's start the items of a holder known to be dead (a process of this
+    host that is gone, or another host's holder whose heartbeat is stale) are taken back at
+    once rather than when their lease runs out (:func:`syncq.services.queue_leases_release`).
+    """
+
+    token = models.CharField(max_length=32, primary_key=True)
+    host = models.CharField(max_length=255)
+    host_key = models.CharField(
+        max_length=200, help_text="Host name, boot id and pid namespace: one running system."
+    )
+    pid = models.IntegerField()
+    pid_started = models.BigIntegerField(
+        null=True, blank=True, help_text="The process's start, in clock ticks after boot."
+    )
+    claimed_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "sync_lease_holder"
+        verbose_name = "lease holder"
+
+    def __str__(self) -> str:
+        return f"lease {self.token} held by process {self.pid} on {self.host}"
 
 
 class AttemptOutcome(models.TextChoices):

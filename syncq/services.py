@@ -22,6 +22,7 @@ exactly once. Timestamps are UTC.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -48,6 +49,7 @@ from discoveries.models import Discovery, discovery_timestamp_problem
 from discoveries.rules import discovery_payload_validate, discovery_validate
 from discoveries.services import discovery_changes_apply, discovery_values
 from syncq.backoff import retry_delay
+from syncq.cache_keys import SYNC_KICK, keeper_cache_key
 from syncq.errors import (
     ConflictVersionChanged,
     DiscoveryBeingDeleted,
@@ -57,12 +59,14 @@ from syncq.errors import (
 )
 from syncq.models import (
     AttemptOutcome,
+    LeaseHolder,
     Operation,
     OperatorAction,
     SyncAttempt,
     SyncQueueItem,
     SyncStatus,
 )
+from syncq.processes import cluster_stopping, process_alive, process_identity
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +168,8 @@ UNLEASED = {"leased_until": None, "lease_token": None}
 #: ... and that waits for no due time either: synced, given up, or due at once.
 NOT_WAITING = {**UNLEASED, "next_retry_after": None}
 
-#: While this cache key lives, a sync run has been requested and has not started yet.
-KICK_CACHE_KEY = "keeper-sync:kick-requested"
+#: How long a sync request stands (:data:`syncq.cache_keys.SYNC_KICK`) before another may be
+#: made.
 KICK_WINDOW_SECONDS = 2
 
 
@@ -174,12 +178,13 @@ def sync_kick() -> None:
     rather than at the next scheduled run. Does nothing when VH is switched off.
 
     A burst of submissions asks once: the request is skipped while an earlier one has not
-    started (the cache key, cleared by :func:`syncq.tasks.sync_due` as it starts, or after
+    started (the cache entry :data:`~syncq.cache_keys.SYNC_KICK` of this keeper database,
+    cleared by :func:`syncq.tasks.sync_due` as it starts, or after
     ``KICK_WINDOW_SECONDS``), since that run will take every item committed before it claims.
     """
     if not settings.USE_HAVEN_DATABASE:
         return
-    if not cache.add(KICK_CACHE_KEY, True, timeout=KICK_WINDOW_SECONDS):
+    if not cache.add(keeper_cache_key(SYNC_KICK), True, timeout=KICK_WINDOW_SECONDS):
         return
     async_task("syncq.tasks.sync_due", group="keeper-sync", task_name="keeper-sync-kick")
 
@@ -197,6 +202,167 @@ def queue_leases_expire(*, now=None) -> int:
         )
 
 
+#: How often a batch's worker refreshes its :class:`LeaseHolder`'s heartbeat, in seconds.
+HOLDER_HEARTBEAT_SECONDS = 5
+#: A holder on another host whose heartbeat is older than this many seconds is taken for dead;
+#: it is raised to twice ``KEEPER_BUSY_TIMEOUT_SECONDS``, which one heartbeat may wait behind.
+HOLDER_STALE_SECONDS = 60
+
+
+def _holder_stale_seconds() -> float:
+    return max(HOLDER_STALE_SECONDS, 2 * settings.KEEPER_BUSY_TIMEOUT_SECONDS)
+
+
+@dataclass
+class LeaseRelease:
+    """What :func:`queue_leases_release` did: items of dead holders made ``pending``, due now
+    (``released``), or ``exceeded`` (``max_retries_exceeded``: it was their last attempt), and
+    the ``holders`` found dead, each as one line saying why."""
+
+    released: int = 0
+    exceeded: int = 0
+    holders: list[str] = field(default_factory=list)
+
+
+def _holder_dead(holder: LeaseHolder, *, stale_before) -> str | None:
+    """Why ``holder`` is known to be dead, or None while it may live."""
+    alive = process_alive(host_key=holder.host_key, pid=holder.pid, started=holder.pid_started)
+    if alive is False:
+        return f"process {holder.pid} on {holder.host} has ended"
+    if alive is None and holder.heartbeat_at < stale_before:
+        since = holder.heartbeat_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return f"no heartbeat from process {holder.pid} on {holder.host} since {since} UTC"
+    return None
+
+
+def queue_leases_release(*, now=None) -> LeaseRelease:
+    """Take back at once the items whose lease holder is known to be dead, rather than when
+    their lease runs out (``SYNC_LEASE_SECONDS``, minutes): a holder on this host whose process
+    is gone (or is another process now), or a holder on another host with no heartbeat for
+    :data:`HOLDER_STALE_SECONDS`. Each such item still ``syncing`` under that lease becomes
+    ``pending`` and due now, its lost attempt counted and said in ``sync_error``; one on its
+    last attempt becomes ``max_retries_exceeded``, as :func:`queue_leases_expire` does. The
+    holders are deleted. Run at each batch's start, before the claim.
+
+    A holder taken for dead that still works (another host's, whose heartbeat was late) finds
+    the lease token changed when it records its outcome, which is then dropped; the ledger
+    in VH keeps a write it made single. Returns a :class:`LeaseRelease`."""
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=_holder_stale_seconds())
+    dead = {
+        holder.token: why
+        for holder in LeaseHolder.objects.all()
+        if (why := _holder_dead(holder, stale_before=stale_before))
+    }
+    result = LeaseRelease()
+    if not dead:
+        return result
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        for token, why in dead.items():
+            held = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCING, lease_token=token)
+            result.exceeded += held.filter(sync_attempts__gte=F("max_attempts")).update(
+                sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
+                sync_error=f"the worker was lost during the last attempt ({why})",
+                **NOT_WAITING,
+            )
+            result.released += held.update(
+                sync_status=SyncStatus.PENDING,
+                sync_error=f"the worker was lost during this attempt ({why}); due again at once",
+                **NOT_WAITING,
+            )
+            result.holders.append(why)
+        LeaseHolder.objects.filter(token__in=list(dead)).delete()
+    if result.released or result.exceeded:
+        logger.warning(
+            "took back %s queue items at once (%s of them on their last attempt) from dead "
+            "workers: %s",
+            result.released + result.exceeded,
+            result.exceeded,
+            "; ".join(result.holders),
+        )
+    return result
+
+
+def lease_holder_forget(*, token: str) -> None:
+    """Delete the :class:`LeaseHolder` of ``token``: its batch is over. Items it still leaves
+    ``syncing`` (keeper.db refused their outcome) are taken again when their lease runs out.
+    keeper.db refusing this too is logged: :func:`queue_leases_release` deletes the row once
+    this process has ended."""
+    try:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            LeaseHolder.objects.filter(token=token).delete()
+    except DatabaseError as exc:
+        logger.warning("lease %s: could not delete its holder: %s", token, exc)
+
+
+class _HolderHeartbeat:
+    """While a batch runs, a thread that refreshes its lease holder's ``heartbeat_at`` every
+    :data:`HOLDER_HEARTBEAT_SECONDS` through a keeper.db connection of its own (a refresh may
+    wait keeper.db's busy timeout; the batch never waits for it)."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.done = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"lease-heartbeat-{token[:8]}", daemon=True
+        )
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.done.set()
+        self.thread.join(timeout=1)
+
+    def _run(self) -> None:
+        try:
+            while not self.done.wait(HOLDER_HEARTBEAT_SECONDS):
+                try:
+                    LeaseHolder.objects.filter(token=self.token).update(heartbeat_at=timezone.now())
+                except DatabaseError as exc:
+                    logger.warning("lease %s: heartbeat not recorded: %s", self.token, exc)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+
+def queue_items_give_back(*, items: list[SyncQueueItem], token: str) -> int:
+    """Give back ``items``, claimed under ``token`` but not started: ``pending`` and due now,
+    the attempt their claim counted taken back (its time stays in ``last_sync_attempt``).
+    Items no longer held under ``token`` are left alone. Returns how many were given back."""
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        return SyncQueueItem.objects.filter(
+            id__in=[item.id for item in items],
+            sync_status=SyncStatus.SYNCING,
+            lease_token=token,
+        ).update(
+            sync_status=SyncStatus.PENDING,
+            sync_attempts=F("sync_attempts") - 1,
+            **NOT_WAITING,
+        )
+
+
+#: How often, at most, a batch asks whether its cluster is stopping (a read of the cache).
+STOP_CHECK_SECONDS = 1.0
+
+
+class StopWatch:
+    """Whether this worker's cluster is stopping (:func:`syncq.processes.cluster_stopping`),
+    asked at most every :data:`STOP_CHECK_SECONDS`; once it is, it stays so."""
+
+    def __init__(self):
+        self.stopping = False
+        self._asked_at: float | None = None
+
+    def __call__(self) -> bool:
+        if not self.stopping:
+            now = time.monotonic()
+            if self._asked_at is None or now - self._asked_at >= STOP_CHECK_SECONDS:
+                self._asked_at = now
+                self.stopping = cluster_stopping()
+        return self.stopping
+
+
 def queue_exhausted_close() -> int:
     """Mark ``max_retries_exceeded`` the ``pending`` items that have no attempt left (an old
     bot's rows, or ``max_attempts`` lowered by hand), which would otherwise wait forever;
@@ -211,7 +377,9 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
     """Atomically take up to ``limit`` due items (oldest first) for one worker.
 
     Each taken item becomes ``syncing`` with one more attempt, ``last_sync_attempt`` now and a
-    lease of ``SYNC_LEASE_SECONDS`` under a fresh token. On SQLite the IMMEDIATE transaction
+    lease of ``SYNC_LEASE_SECONDS`` under a fresh token, whose :class:`LeaseHolder` (this
+    process) is recorded in the same transaction; the caller deletes it when done
+    (:func:`lease_holder_forget`). On SQLite the IMMEDIATE transaction
     holds the write lock from its first statement; on PostgreSQL ``FOR UPDATE SKIP LOCKED``
     lets concurrent workers take disjoint items. Returns ``(lease_token, items)`` with each
     item's discovery loaded.
@@ -233,6 +401,10 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
             last_sync_attempt=now,
             leased_until=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS),
             lease_token=token,
+        )
+        me = process_identity()
+        LeaseHolder.objects.create(
+            token=token, host=me.host, host_key=me.host_key, pid=me.pid, pid_started=me.started
         )
     items = list(SyncQueueItem.objects.filter(id__in=ids).order_by("id"))
     # Not select_related: its inner join would hide an item whose discovery row is gone, and
@@ -562,20 +734,26 @@ class BatchReport:
     ``retrying`` with backoff, ``exceeded``, ``waiting`` for their place, ``conflict``,
     ``deleted`` from VH), plus ``woken``, waiting items made pending because VH's catalog
     changed, ``errors`` as ``[(queue_id, text)]`` and ``lease_expired``, items whose worker was
-    lost on their last attempt. ``stopped_early`` is set by :func:`sync_until_idle` when it ran
-    out of time with items possibly still due."""
+    lost on their last attempt; ``released``, items of dead workers taken back at once
+    (:func:`queue_leases_release`; those on their last attempt count in ``exceeded`` too), and
+    ``given_back``, items claimed but not started when the cluster began to stop.
+    ``stopped_early`` is set by :func:`sync_until_idle` when it ran out of time with items
+    possibly still due; ``stopping`` when the cluster is stopping (no run is asked for)."""
 
     claimed: int = 0
     synced: int = 0
     retrying: int = 0
     exceeded: int = 0
     lease_expired: int = 0
+    released: int = 0
+    given_back: int = 0
     waiting: int = 0
     conflict: int = 0
     deleted: int = 0
     woken: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     stopped_early: bool = False
+    stopping: bool = False
 
     COUNTS = (
         "claimed",
@@ -583,6 +761,8 @@ class BatchReport:
         "retrying",
         "exceeded",
         "lease_expired",
+        "released",
+        "given_back",
         "waiting",
         "conflict",
         "deleted",
@@ -593,21 +773,28 @@ class BatchReport:
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
+        self.stopping = self.stopping or other.stopping
 
     def __str__(self) -> str:
         text = (
             f"claimed {self.claimed}, synced {self.synced}, retrying {self.retrying}, "
             f"exceeded {self.exceeded}"
         )
-        for name in ("waiting", "conflict", "deleted", "woken"):
+        for name in ("waiting", "conflict", "deleted", "woken", "released", "given_back"):
             if getattr(self, name):
                 text += f", {name} {getattr(self, name)}"
         return text
 
 
-def sync_batch(*, batch_size: int | None = None) -> BatchReport:
+def sync_batch(*, batch_size: int | None = None, stop: StopWatch | None = None) -> BatchReport:
     """Claim up to ``batch_size`` (default ``SYNC_BATCH_SIZE``) due items and copy each into
     VH-Database.db; one item's failure is recorded on it and never stops the others.
+
+    First the items of dead workers are taken back (:func:`queue_leases_release`) and lapsed
+    leases on a last attempt closed. While the items are worked on, their lease holder's
+    heartbeat is kept; between items ``stop`` (default: a new :class:`StopWatch`) is asked
+    whether the cluster is stopping, and if it is, the items not started are given back
+    (:func:`queue_items_give_back`) and ``stopping`` is set on the report.
 
     Does nothing while ``USE_HAVEN_DATABASE`` is false. Closes the VH connection at the end so
     the Control Room's file is not held open between batches.
@@ -615,16 +802,33 @@ def sync_batch(*, batch_size: int | None = None) -> BatchReport:
     report = BatchReport()
     if not settings.USE_HAVEN_DATABASE:
         return report
+    stop = stop or StopWatch()
+    released = queue_leases_release()
+    report.released = released.released + released.exceeded
     report.lease_expired = queue_leases_expire()
-    report.exceeded += report.lease_expired + queue_exhausted_close()
+    report.exceeded += released.exceeded + report.lease_expired + queue_exhausted_close()
     report.woken = queue_waiting_wake()
     token, items = queue_items_claim(limit=batch_size or settings.SYNC_BATCH_SIZE)
     report.claimed = len(items)
+    if not items:
+        return report
     try:
-        for item in items:
-            _sync_one(item, token, report)
+        with _HolderHeartbeat(token):
+            for index, item in enumerate(items):
+                if stop():
+                    report.stopping = True
+                    report.given_back = queue_items_give_back(items=items[index:], token=token)
+                    logger.info(
+                        "the cluster is stopping: gave back %s queue items not started",
+                        report.given_back,
+                    )
+                    break
+                _sync_one(item, token, report)
     finally:
         haven_close()
+    # Only a batch that ended normally drops its holder: one cut short (Ctrl-C in sync_now)
+    # leaves it, so once this process has ended the next batch takes its items back at once.
+    lease_holder_forget(token=token)
     return report
 
 
@@ -724,15 +928,20 @@ def sync_until_idle(
     *, batch_size: int | None = None, max_seconds: float | None = None, on_batch=None
 ) -> BatchReport:
     """Run batches until one claims nothing, or until ``max_seconds`` have passed (``None``:
-    no limit). ``on_batch(number, report)`` is called after each batch that claimed items.
+    no limit), or until the cluster is stopping (:class:`StopWatch`; the report's
+    ``stopping``). ``on_batch(number, report)`` is called after each batch that claimed items.
     Items failing with backoff are not due again at once, so this ends."""
     total = BatchReport()
     started = time.monotonic()
     number = 0
+    stop = StopWatch()
     while True:
-        report = sync_batch(batch_size=batch_size)
+        if stop():
+            total.stopping = True
+            return total
+        report = sync_batch(batch_size=batch_size, stop=stop)
         total.add(report)
-        if not report.claimed:
+        if not report.claimed or report.stopping:
             return total
         number += 1
         if on_batch is not None:

@@ -8,7 +8,8 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 
-from syncq.services import KICK_CACHE_KEY, queue_prune, sync_kick, sync_until_idle
+from syncq.cache_keys import SYNC_KICK, keeper_cache_key
+from syncq.services import queue_prune, sync_kick, sync_until_idle
 from syncq.verify import sync_verify
 
 logger = logging.getLogger(__name__)
@@ -16,10 +17,11 @@ logger = logging.getLogger(__name__)
 
 def sync_due() -> dict[str, int]:
     """Sync due items in batches for up to ``SYNC_BATCH_WORST_SECONDS``; if items may still be
-    due then, queue another run rather than hold a worker. Returns the totals as a dict (kept by
-    django-q2 as the task's result)."""
+    due then, queue another run rather than hold a worker (unless the cluster is stopping: the
+    next start asks for one). Returns the totals as a dict (kept by django-q2 as the task's
+    result)."""
     # From here on, a new submission must ask for a run of its own.
-    cache.delete(KICK_CACHE_KEY)
+    cache.delete(keeper_cache_key(SYNC_KICK))
     # One more batch may start at the budget's end: see SYNC_TASK_TIMEOUT_SECONDS.
     report = sync_until_idle(max_seconds=settings.SYNC_BATCH_WORST_SECONDS)
     totals = {
@@ -27,12 +29,28 @@ def sync_due() -> dict[str, int]:
         "synced": report.synced,
         "retrying": report.retrying,
         "exceeded": report.exceeded,
+        "released": report.released,
+        "given_back": report.given_back,
     }
     if report.claimed:
         logger.info("sync: %s", report)
-    if report.stopped_early:
+    if report.stopped_early and not report.stopping:
         sync_kick()
     return totals
+
+
+def sync_kick_on_spawn(sender, proc_name: str, **kwargs) -> None:
+    """django-q2's ``post_spawn`` receiver, run in each worker process as it starts: ask for a
+    sync run at once, so a cluster that starts (after a restart, a crash) syncs within
+    seconds rather than at its first schedule, which django-q2's scheduler looks at only
+    about 30 s after the start. The items a dead worker held are taken back by that run
+    (:func:`syncq.services.queue_leases_release`). The workers of one start ask once (the
+    kick's own window); keeper.db refusing the request is logged, and the schedule syncs."""
+    try:
+        sync_kick()
+    except Exception as exc:  # keeper.db's errors, or the cache backend's own, which vary
+        # Raised here, it would stop the worker at its start, again at every restart.
+        logger.warning("cannot ask for a sync run at the worker's start: %s", exc)
 
 
 def prune_synced() -> int:

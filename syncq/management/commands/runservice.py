@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from discoveries.haven.files import haven_demo_warning, haven_for_service
-from syncq.processes import children_start, children_stop
+from syncq.processes import child_exited, children_start, children_stop
 
 STOP_GRACE_SECONDS = 10
 CREATE_ADMIN_HINT = ".venv/bin/python manage.py createsuperuser"
@@ -59,7 +59,8 @@ def admin_first_run() -> str:
 class Command(BaseCommand):
     help = (
         "Start the django-q2 cluster (the sync worker) and the web server on "
-        "SYNC_API_HOST:SYNC_API_PORT, and stop both on Ctrl-C or SIGTERM. When HAVEN_DB_PATH "
+        "SYNC_API_HOST:SYNC_API_PORT, and stop both on Ctrl-C or SIGTERM (on Linux they stop "
+        "too if this command is killed). When HAVEN_DB_PATH "
         "is unset and there is no VH-Database.db at the default path, use (and, the first "
         "time, create) a demo Control Room database under data/demo/ and say so. First, "
         "create the superuser named by DJANGO_SUPERUSER_USERNAME/_PASSWORD if it does not "
@@ -93,6 +94,9 @@ class Command(BaseCommand):
                 str(web_workers),
                 "--access-logfile",
                 "-",
+                # gunicorn's control socket sits at one path per user and host, which a
+                # second service would take over and the first one's stop would delete.
+                "--no-control-socket",
             ],
         }
         self.stdout.write(
@@ -109,17 +113,18 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        exit_code = 0
+        exited = None
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    self.stderr.write(f"the {name} exited with code {child.returncode}")
-                    exit_code = child.returncode or 1
-                    stopping = True
+            # Not reaped yet: children_stop then still finds what it left in its group.
+            exited = next((n for n, c in children.items() if child_exited(c)), None)
+            if exited is not None:
+                break
             time.sleep(0.5)
         children_stop(children, grace_seconds=STOP_GRACE_SECONDS)
-        if exit_code:
-            raise SystemExit(exit_code)
+        if exited is not None:
+            code = children[exited].returncode
+            self.stderr.write(f"the {exited} exited with code {code}")
+            raise SystemExit(code or 1)
 
     def _where_keeper(self) -> str:
         db = settings.DATABASES["default"]
