@@ -148,6 +148,14 @@ def test_items_filter_by_since_and_until_on_created_at(viewer):
 
 
 @API
+def test_bounds_before_year_1000_compare_as_times(viewer):
+    """A bound in year 999 is before every item, not after: its text is zero-padded."""
+    item = queue_item_pending(description="now")
+    assert [row["id"] for row in _all_pages(viewer, {"since": "0999-01-01T00:00:00Z"})] == [item.id]
+    assert _all_pages(viewer, {"until": "0999-01-01T00:00:00Z"}) == []
+
+
+@API
 def test_items_since_filter_on_timestamps_written_by_other_tools(viewer):
     """?since= compares times, not text: a 'T…Z' row older than the bound is left out."""
     now = timezone.now().replace(microsecond=0)
