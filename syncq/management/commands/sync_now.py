@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 report = sync_batch(batch_size=batch_size)
         except DatabaseError as exc:
             # keeper.db itself failed (locked past its busy timeout, say); items already
-            # claimed are taken again when their lease lapses.
+            # claimed are taken back by the next batch once this process has ended.
             raise CommandError(f"keeper.db: {type(exc).__name__}: {exc}") from exc
         for queue_id, error in report.errors:
             self.stdout.write(f"  queue item {queue_id}: {error}")
