@@ -81,4 +81,5 @@ def test_a_missing_demo_file_is_named_as_the_demo(tmp_path, settings, demo):
         assert "demo Control Room database" in error and "data/demo/VH-Database.db" in error
         assert "HAVEN_DB_PATH" not in error
     else:
-        assert "missing at HAVEN_DB_PATH" in error and "demo" not in error
+        assert "missing at HAVEN_DB_PATH, elsewhere/VH-Database.db" in error
+        assert "demo" not in error

@@ -4,6 +4,7 @@ never created or touched from here."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -122,13 +123,17 @@ def haven_is_demo(path: Path | str | None = None) -> bool:
 
 
 def haven_where() -> str:
-    """How a message names where VH-Database.db is looked for: ``HAVEN_DB_PATH``; or, when
+    """How a message names where VH-Database.db is looked for: ``HAVEN_DB_PATH`` and the path
+    it holds (from the project folder, when inside it); or, when
     that is the demo file (which the services chose because ``HAVEN_DB_PATH`` was not set),
     the demo Control Room database and its path in the project folder, so that nobody goes
     looking for a setting they never made."""
     if haven_is_demo():
         return f"the demo Control Room database's path, {DEMO_HAVEN.as_posix()}"
-    return "HAVEN_DB_PATH"
+    path = Path(settings.HAVEN_DB_PATH)
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(settings.BASE_DIR)
+    return f"HAVEN_DB_PATH, {path.as_posix()}"
 
 
 def haven_use(path: Path) -> None:
