@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from discoveries.haven.files import DEMO_SYSTEMS, haven_file_create
 
@@ -10,7 +10,8 @@ from discoveries.haven.files import DEMO_SYSTEMS, haven_file_create
 class Command(BaseCommand):
     help = (
         "Create a demo Control Room database (the Control Room's schema and a few made-up "
-        "systems, planets and moons) at PATH. Refuses to overwrite an existing file."
+        "systems, planets and moons) at PATH. An existing file is left as it is (exit 0), so "
+        "running it again, or after make run made one, changes nothing."
     )
 
     def add_arguments(self, parser):
@@ -20,6 +21,7 @@ class Command(BaseCommand):
         try:
             created = haven_file_create(Path(path), with_demo_data=True)
         except FileExistsError as exc:
-            raise CommandError(str(exc)) from exc
+            self.stdout.write(self.style.WARNING(str(exc)))
+            return
         names = ", ".join(system[1] for system in DEMO_SYSTEMS)
         self.stdout.write(f"created demo VH-Database.db at {created} (systems: {names})")
