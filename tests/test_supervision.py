@@ -237,6 +237,21 @@ def test_a_killed_runservice_takes_its_children_along_and_frees_its_port(tmp_pat
     assert "Connection in use" not in _log(env, "second.log")
 
 
+def test_a_port_in_use_stops_runservice_before_it_starts_anything(tmp_path):
+    """With another program on SYNC_API_PORT, runservice says so in one line naming the
+    setting, starts no child, and exits 1."""
+    port = _free_port()
+    env = _prepared(tmp_path, SYNC_API_PORT=str(port))
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        done = run_manage("runservice", env=env, timeout=120)
+    assert done.returncode == 1
+    assert f"the web server cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "SYNC_API_PORT" in done.stderr and "Traceback" not in done.stderr
+    assert "Keeper Sync: keeper.db" not in done.stdout
+
+
 def test_two_services_share_no_control_socket(tmp_path):
     """Two runservices at once on different ports: gunicorn's control socket is created at
     neither's default place (one per user and host), so stopping one leaves the other whole;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,24 @@ def admin_first_run() -> str:
     )
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Why the web server could not listen on ``host:port`` (another program holds the port,
+    or the address is not this machine's), or ``None`` when it can. Binds and closes a
+    socket as gunicorn would (``SO_REUSEADDR``, so a port just freed counts as free)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"{host} is not an address of this machine ({exc.strerror or exc})"
+    family, kind, proto, _, address = addresses[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 class Command(BaseCommand):
     help = (
         "Start the django-q2 cluster (the sync worker) and the web server on "
@@ -71,6 +90,12 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
 
     def handle(self, *args, web_workers, **options):
+        host, port = settings.SYNC_API_HOST, settings.SYNC_API_PORT
+        if why := port_in_use(host, port):
+            raise CommandError(
+                f"the web server cannot listen on {host}:{port}: {why}. Stop the program "
+                "using it, or set SYNC_API_PORT (and SYNC_API_HOST) to another in .env."
+            )
         admin_line = admin_first_run()
         child_env = dict(os.environ)
         choice = haven_for_service()
