@@ -364,6 +364,9 @@ SECURE_PROXY_SSL_HEADER = _env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
 # takes the connection's address. Used for the sign-in lockouts (syncq.authentication.client_ip).
 TRUSTED_PROXY_COUNT = _env_int("TRUSTED_PROXY_COUNT", default=0, minimum=0, maximum=10)
 SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", default=False)
+# Health probes (a platform's, or one on the machine itself) speak plain HTTP to the server
+# behind the proxy; /health carries no user data.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
 SECURE_HSTS_SECONDS = _env_int("SECURE_HSTS_SECONDS", default=0, minimum=0, maximum=2 * 365 * _DAY)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", default=False)

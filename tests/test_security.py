@@ -269,6 +269,18 @@ def test_ssl_redirect_sends_plain_http_to_https(settings):
     assert Client().get(LOGIN, **PROXIED).status_code == 200
 
 
+@pytest.mark.django_db
+def test_health_answers_a_direct_probe_over_plain_http(settings):
+    """A health probe that calls the server directly over plain HTTP, with a host of
+    ALLOWED_HOSTS, gets /health itself, not the redirect to HTTPS that every page gets."""
+    settings.ALLOWED_HOSTS = ["keeper.example.com", "127.0.0.1"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_SSL_REDIRECT = True
+    probe = Client().get("/health", HTTP_HOST="127.0.0.1")
+    assert probe.status_code in (200, 503) and "status" in probe.json()
+    assert Client().get("/sync/status", HTTP_HOST="127.0.0.1").status_code == 301
+
+
 @pytest.mark.parametrize("path", [LOGIN, "/api/docs/", "/health"])
 def test_pages_carry_a_policy_without_inline_scripts(client, path):
     """Pages and the API carry the content security policy: scripts from this site only,
