@@ -130,6 +130,9 @@ _SECRET_KEY_PLACEHOLDERS = (
     "dummy",
     "paste",
 )
+#: Words of example keys found anywhere in one, letters and digits only, in lower case
+#: ("<your-secret-key-here>", "PLEASE_CHANGE_THIS_SECRET_KEY…").
+_SECRET_KEY_PLACEHOLDER_WORDS = ("changeme", "changethis", "yoursecret", "secretkey", "placeholder")
 _KEY_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(50))' prints one"
 
 
@@ -139,6 +142,9 @@ def _secret_key_problem(key: str) -> str | None:
     placeholder = next((p for p in _SECRET_KEY_PLACEHOLDERS if lowered.startswith(p)), None)
     if placeholder:
         return f"is a placeholder (it starts with {key[: len(placeholder)]!r})"
+    letters = re.sub(r"[^a-z0-9]", "", lowered)
+    if word := next((w for w in _SECRET_KEY_PLACEHOLDER_WORDS if w in letters), None):
+        return f"is a placeholder (it says {word!r})"
     if len(key) < SECRET_KEY_MIN_LENGTH:
         return f"is too short ({len(key)} characters, at least {SECRET_KEY_MIN_LENGTH} needed)"
     if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
@@ -146,10 +152,14 @@ def _secret_key_problem(key: str) -> str | None:
             f"has only {len(set(key))} different characters "
             f"(at least {SECRET_KEY_MIN_UNIQUE_CHARACTERS} needed)"
         )
+    if key in (key + key)[1:-1]:
+        return "repeats a shorter text"
     return None
 
 
-SECRET_KEY = env.str("SECRET_KEY", default="")
+# Read as is: django-environ takes a value starting with "$" for the name of another variable,
+# and Django's own key generator starts one key in fifty so.
+SECRET_KEY = env.ENVIRON.get("SECRET_KEY", "")
 DEBUG = _env_bool("DEBUG", default=False)
 if not SECRET_KEY:
     raise ImproperlyConfigured(
@@ -162,6 +172,16 @@ if not DEBUG and (_problem := _secret_key_problem(SECRET_KEY)):
         f"SECRET_KEY {_problem}: set a long random one ({_KEY_RECIPE}; make run writes one)"
     )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Django's forms: a name, ".domain" for it and its subdomains, an address ("[::1]"), or "*".
+_HOST_PATTERN = re.compile(
+    r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?(:[0-9]+)?|\[[0-9A-Fa-f:.]+\]"
+)
+for _host in ALLOWED_HOSTS:
+    if not _HOST_PATTERN.fullmatch(_host):
+        raise ImproperlyConfigured(
+            f"ALLOWED_HOSTS entry {_host!r} is not valid: expected host names such as "
+            "keeper.example.com (no scheme, path or comment), comma-separated"
+        )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -184,14 +204,16 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Ahead of WhiteNoise, which answers static files itself: those (an HTML page of Swagger
+    # UI's among them) carry the policy and the framing ban too.
     "csp.middleware.CSPMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout found during the request into its answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -572,5 +594,8 @@ LOGGING = {
         # django-axes logs every sign-in and clean-up at INFO; failures and lockouts are
         # warnings.
         "axes": {"level": _QUIET_LEVEL},
+        # Every request naming a host not in ALLOWED_HOSTS (scanners on the internet send
+        # many) would log a traceback; each gets its 400 and a line in the access log.
+        "django.security.DisallowedHost": {"level": "CRITICAL"},
     },
 }

@@ -391,8 +391,23 @@ def test_a_trusted_origin_that_is_not_an_origin_is_refused(tmp_path, origin):
         ("change-me-" + GOOD_KEY, "is a placeholder (it starts with 'change')"),
         ("CHANGEME" + GOOD_KEY, "is a placeholder (it starts with 'CHANGE')"),
         ("secret-" + GOOD_KEY, "is a placeholder (it starts with 'secret')"),
+        ("<your-secret-key-here>" + GOOD_KEY, "is a placeholder (it says 'yoursecret')"),
+        ("PLEASE_CHANGE_THIS_" + GOOD_KEY, "is a placeholder (it says 'changethis')"),
+        ("put-your-secret-key-here-" + GOOD_KEY, "is a placeholder (it says 'yoursecret')"),
+        ("1234567890" * 5, "repeats a shorter text"),
     ],
-    ids=["short", "few-characters", "django-insecure", "change-me", "changeme", "secret"],
+    ids=[
+        "short",
+        "few-characters",
+        "django-insecure",
+        "change-me",
+        "changeme",
+        "secret",
+        "your-secret-key-here",
+        "please-change-this",
+        "put-your-secret-key",
+        "repeated",
+    ],
 )
 def test_a_weak_secret_key_stops_the_start_in_one_line(tmp_path, key, problem):
     """With DEBUG off, a short, repetitive or placeholder SECRET_KEY stops every command with
@@ -404,6 +419,22 @@ def test_a_weak_secret_key_stops_the_start_in_one_line(tmp_path, key, problem):
         "make run writes one)"
     ]
     assert GOOD_KEY not in stderr
+
+
+def test_a_key_starting_with_a_dollar_sign_is_read_as_it_is(tmp_path):
+    """A key starting with "$" (Django's own generator makes one in fifty) is the key, not the
+    name of another variable."""
+    assert manage(tmp_path, "check", SECRET_KEY="$" + GOOD_KEY).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "host", ["https://keeper.example.com", "keeper.example.com/", "keeper.example.com#admin"]
+)
+def test_an_allowed_host_that_is_no_host_name_stops_the_start(tmp_path, host):
+    """A scheme, a path or a comment in ALLOWED_HOSTS, which would make every request a 400,
+    stops the start naming the entry."""
+    stderr = refused(tmp_path, ALLOWED_HOSTS=f"ok.example.com,{host}")
+    assert f"ALLOWED_HOSTS entry {host!r} is not valid" in stderr
 
 
 def test_a_weak_secret_key_is_accepted_with_debug_on(tmp_path):
