@@ -57,19 +57,43 @@ def client_ip(request: HttpRequest) -> str | None:
     *n* proxies in front, each appending the address it received the request from, it is
     the *n*-th entry of ``X-Forwarded-For`` from the right (what the last proxy saw; entries
     further left may be made up by the client). A header with fewer entries, or an entry that
-    is not an IP address, gives ``REMOTE_ADDR``.
+    is not an IP address, gives ``REMOTE_ADDR``. Either is then folded by
+    :func:`client_network` (IPv6 by its /64).
     """
     remote = request.META.get("REMOTE_ADDR") or None
     count = settings.TRUSTED_PROXY_COUNT
     if not count:
-        return remote
+        return client_network(remote)
     hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     if len(hops) < count:
-        return remote
+        return client_network(remote)
     try:
-        return str(ipaddress.ip_address(hops[-count]))
+        ipaddress.ip_address(hops[-count])
     except ValueError:
-        return remote
+        return client_network(remote)
+    return client_network(hops[-count])
+
+
+#: The IPv6 prefix one subscriber holds: a home or a server gets at least a /64, so counting
+#: addresses apart would give one attacker 2**64 fresh addresses to guess from.
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_network(address: str | None) -> str | None:
+    """The address lockouts count ``address`` under: an IPv4 address as it is (one written
+    inside IPv6, ``::ffff:198.51.100.5``, as that IPv4 address); an IPv6 address as the first
+    address of its /:data:`IPV6_CLIENT_PREFIX` network (``2001:db8:1:2::``), so every address
+    of one subscriber's block shares one count. Text that is no address is returned as is."""
+    try:
+        parsed = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        network = ipaddress.IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False)
+        return str(network.network_address)
+    return str(parsed)
 
 
 def failure_limit(request: HttpRequest | None, credentials: dict | None = None) -> int:

@@ -147,6 +147,29 @@ def test_behind_one_proxy_the_client_is_the_last_forwarded_address(ops, settings
     assert AccessAttempt.objects.get().ip_address == "203.0.113.7"
 
 
+def test_an_ipv6_block_and_an_ipv4_written_as_ipv6_count_as_one_address(ops, settings):
+    """Every address of one /64 shares one count (a subscriber's block would otherwise give
+    an attacker endless fresh addresses), and ::ffff:a.b.c.d counts as a.b.c.d; another /64
+    is another address."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = Client(REMOTE_ADDR="10.0.0.1")
+    for n in range(1, 6):
+        sign_in(proxy, "wrong", HTTP_X_FORWARDED_FOR=f"2001:db8:1:2::{n:x}")
+    assert sign_in(proxy, PASSWORD, HTTP_X_FORWARDED_FOR="2001:db8:1:2:ffff::9").status_code == 429
+    assert AccessAttempt.objects.get().ip_address == "2001:db8:1:2::"
+    assert signed_in(sign_in(proxy, PASSWORD, HTTP_X_FORWARDED_FOR="2001:db8:1:3::1"))
+    lock_out(proxy, HTTP_X_FORWARDED_FOR="198.51.100.5")
+    mapped = sign_in(proxy, PASSWORD, HTTP_X_FORWARDED_FOR="::ffff:198.51.100.5")
+    assert mapped.status_code == 429
+
+
+def test_ipv6_clients_without_a_proxy_are_folded_the_same(ops):
+    """A client connecting over IPv6 itself is counted by its /64 too."""
+    for n in range(1, 6):
+        sign_in(Client(REMOTE_ADDR=f"2001:db8:9:9::{n}"), "wrong")
+    assert sign_in(Client(REMOTE_ADDR="2001:db8:9:9::77"), PASSWORD).status_code == 429
+
+
 # --- API tokens ---------------------------------------------------------------------------------
 
 
