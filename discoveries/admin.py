@@ -26,6 +26,7 @@ from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.db import models
 from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
@@ -51,6 +52,7 @@ from discoveries.types import (
 )
 from syncq.admin import AsciiIdsAdmin
 from syncq.errors import DiscoveryBeingDeleted, QueueItemNotFound, QueueItemNotRetryable
+from syncq.ids import AsciiIntegerField
 from syncq.models import Operation, SyncQueueItem, SyncStatus
 from syncq.services import (
     discovery_delete,
@@ -335,6 +337,8 @@ class DiscoveryAdmin(AsciiIdsAdmin):
     """Discoveries with their sync state; new ones come only through the submit service."""
 
     form = DiscoveryAdminForm
+    # Counts in ASCII digits only, as every door reads numbers (syncq.ids).
+    formfield_overrides = {models.IntegerField: {"form_class": AsciiIntegerField}}
     list_display = (
         "id",
         "type_display",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from django import forms
+
 #: The largest id SQLite and PostgreSQL store (a signed 64-bit integer); larger ones name no row.
 MAX_ID = 2**63 - 1
 
@@ -37,3 +39,18 @@ def id_read(text: object) -> int | None:
     ``None`` for anything else, which names no row."""
     value = digits_read(text)
     return value if value is not None and 1 <= value <= MAX_ID else None
+
+
+class AsciiIntegerField(forms.IntegerField):
+    """Django's form ``IntegerField`` for numbers written in ASCII digits only, with an
+    optional leading minus (``^-?[0-9]+$`` once spaces around it are stripped): Django's reads
+    any script's digits through ``int()`` ("٣" is 3). Anything else is refused with the
+    field's "Enter a whole number." message."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip() and not _SIGNED.fullmatch(value.strip()):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
+_SIGNED = re.compile("-?[0-9]+")

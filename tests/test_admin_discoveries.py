@@ -715,3 +715,30 @@ def test_editing_a_discovery_being_deleted_is_refused_with_a_message(root, sampl
     assert Discovery.objects.get(pk=discovery.pk).description == discovery.description
     assert not OperatorAction.objects.filter(action="edit").exists()
     assert "Save and retry sync" not in client.get(_change_url(discovery)).content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("count", ["٣", "３", "³", "1_000", "+ 3"], ids=repr)
+def test_counts_in_other_digits_are_refused_on_the_form(root, no_haven, count):
+    """Pattern matches and mystery tier take ASCII digits only, as every door reads numbers;
+    "٣" is not read as 3, and nothing is saved."""
+    discovery = discovery_make()
+    before = (discovery.pattern_matches, discovery.mystery_tier)
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    for field in ("pattern_matches", "mystery_tier"):
+        response = client.post(_change_url(discovery), _form_data(page, **{field: count}))
+        assert response.status_code == 200
+        assert "Enter a whole number." in response.content.decode()
+    stored = Discovery.objects.get(pk=discovery.pk)
+    assert (stored.pattern_matches, stored.mystery_tier) == before
+
+
+@pytest.mark.django_db
+def test_counts_in_ascii_digits_still_save(root, no_haven):
+    """ "3" is saved as 3."""
+    discovery = discovery_make()
+    client = _client(root)
+    page = client.get(_change_url(discovery))
+    client.post(_change_url(discovery), _form_data(page, mystery_tier="3"))
+    assert Discovery.objects.get(pk=discovery.pk).mystery_tier == 3
