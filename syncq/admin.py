@@ -6,6 +6,7 @@ items, a conflict that is over) and records an :class:`OperatorAction` (source `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,13 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR
+from django.contrib.admin.views.main import (
+    ERROR_FLAG,
+    IGNORED_PARAMS,
+    ORDER_VAR,
+    PAGE_VAR,
+    SEARCH_VAR,
+)
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db import models
 from django.db.models import Count
@@ -24,7 +31,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
-from django.utils.text import Truncator
+from django.utils.text import Truncator, smart_split
 from django.utils.translation import ngettext
 
 from discoveries.models import Discovery
@@ -212,7 +219,139 @@ def _lookup_field(model, lookup: str) -> models.Field | None:
     return field
 
 
-class AsciiIdsAdmin(admin.ModelAdmin):
+#: What a list filter's value may be after a date or time transform (``created_at__year``):
+#: ASCII digits in these bounds (a year 0 or 10000 is Django's ``ValueError``, a month of
+#: 30 digits SQLite's ``OverflowError``).
+DATE_PART_BOUNDS = {
+    "year": (1, 9999),
+    "iso_year": (1, 9999),
+    "quarter": (1, 4),
+    "month": (1, 12),
+    "week": (1, 53),
+    "day": (1, 31),
+    "week_day": (1, 7),
+    "iso_week_day": (1, 7),
+    "hour": (0, 23),
+    "minute": (0, 59),
+    "second": (0, 59),
+}
+
+#: What SQLite stores in an integer: a list filter's number past it is an ``OverflowError``.
+INTEGER_BOUNDS = (-(2**63), 2**63 - 1)
+
+#: The lookups whose value Django reads as the field's type (``contains`` and the like compare
+#: text; ``isnull`` reads anything as true or false).
+TYPED_LOOKUPS = frozenset({"exact", "gt", "gte", "lt", "lte", "in"})
+
+#: The most terms (as Django splits them, :func:`smart_split`) and characters a changelist
+#: search may hold: SQLite refuses a query of 1000 terms ("Expression tree is too large") and
+#: a ``LIKE`` pattern past 50,000 characters.
+SEARCH_MAX_TERMS = 50
+SEARCH_MAX_CHARS = 1000
+
+_ASCII_INTEGER = re.compile(r"-?[0-9]+\Z", re.ASCII)
+
+
+def _lookup_path(model, key: str) -> tuple[models.Field | models.ForeignObjectRel | None, list]:
+    """The field a list filter's ``key`` names, following relations (``discovery__id``,
+    ``queue_item__id``), and the transforms and lookup after it (``["year", "gte"]``); None
+    when ``key`` names no field of ``model``."""
+    opts, field, parts = model._meta, None, key.split("__")
+    for index, part in enumerate(parts):
+        if opts is None:
+            return field, parts[index:]
+        try:
+            field = opts.get_field(opts.pk.name if part == "pk" else part)
+        except FieldDoesNotExist:
+            return field, parts[index:]
+        related = field.related_model if field.is_relation else None
+        opts = related._meta if related is not None else None
+    return field, []
+
+
+def _value_field(field) -> models.Field:
+    """The field whose type a filter on ``field`` compares: a relation's key."""
+    if isinstance(field, models.ForeignObjectRel):
+        return field.related_model._meta.pk
+    if field.is_relation and field.related_model is not None:
+        return getattr(field, "target_field", field.related_model._meta.pk)
+    return field
+
+
+def _integer_in(value: str, low: int, high: int) -> bool:
+    return bool(_ASCII_INTEGER.match(value)) and low <= int(value) <= high
+
+
+def lookup_refusal(model, key: str, values: list[str]) -> str | None:
+    """Why the list filter ``key`` with ``values`` (as ``request.GET`` holds them) would be a
+    server error rather than a filter, or None: a regular expression (SQLite's errors, and a
+    slow pattern on members' text), a lookup on a JSON field other than ``isnull`` (SQLite
+    has no ``contains``), a ``range`` (Django reads its text as characters), or a number not
+    ASCII digits within an integer's or a date part's bounds (``__in`` split on ``,``)."""
+    field, rest = _lookup_path(model, key)
+    if field is None:
+        return None  # not a field: Django's own filters, or its "incorrect lookup"
+    if {"regex", "iregex"} & set(rest):
+        return f"{key}: regular expressions are not allowed"
+    if "range" in rest:
+        return f"{key}: ranges are not allowed"
+    field = _value_field(field)
+    if isinstance(field, models.JSONField):
+        return None if rest == ["isnull"] else f"{key}: only isnull on JSON"
+    bounds = INTEGER_BOUNDS if isinstance(field, models.IntegerField) else None
+    lookup = "exact"
+    for part in rest:
+        if part in DATE_PART_BOUNDS and isinstance(field, models.DateField | models.TimeField):
+            bounds = DATE_PART_BOUNDS[part]
+        elif part in ("date", "time") and isinstance(field, models.DateTimeField):
+            bounds = None  # a date or time: Django's parsers refuse what is not one
+        else:
+            lookup = part
+            break
+    if bounds is None or lookup not in TYPED_LOOKUPS:
+        return None
+    items = [item for value in values for item in value.split(",")] if lookup == "in" else values
+    if not all(_integer_in(item, *bounds) for item in items):
+        return f"{key}: not ASCII digits from {bounds[0]} to {bounds[1]}"
+    return None
+
+
+class ChangelistGuardAdmin(admin.ModelAdmin):
+    """A model admin whose list answers a crafted query string with Django's incorrect
+    lookup (``?e=1``), never a 500: a list filter :func:`lookup_refusal` refuses (regular
+    expressions, lookups into JSON, ranges, numbers past an integer's or a date part's
+    bounds), or a search of more than :data:`SEARCH_MAX_TERMS` words or
+    :data:`SEARCH_MAX_CHARS` characters (with a message). Django lets staff filter on any
+    lookup of a model's own fields; the admins' own links are unaffected."""
+
+    def get_changelist_instance(self, request):
+        own = self._own_parameters(request)
+        for key, values in request.GET.lists():
+            refusal = None if key in own else lookup_refusal(self.model, key, values)
+            if refusal:
+                raise IncorrectLookupParameters(refusal)
+        search = request.GET.get(SEARCH_VAR, "")
+        if len(search) > SEARCH_MAX_CHARS or _more_terms_than(search, SEARCH_MAX_TERMS):
+            self.message_user(
+                request,
+                f"Search for at most {SEARCH_MAX_TERMS} words and {SEARCH_MAX_CHARS} characters.",
+                messages.ERROR,
+            )
+            raise IncorrectLookupParameters(f"{SEARCH_VAR}: too long")
+        return super().get_changelist_instance(request)
+
+    def _own_parameters(self, request) -> set[str]:
+        """The query parameters Django's changelist reads itself (page, ordering, search,
+        popup…) and those of this admin's own list filters (:class:`SimpleListFilter`): not
+        field lookups."""
+        own = {*IGNORED_PARAMS, PAGE_VAR, ORDER_VAR, SEARCH_VAR, ERROR_FLAG}
+        for list_filter in self.get_list_filter(request):
+            if isinstance(list_filter, type) and issubclass(list_filter, admin.SimpleListFilter):
+                own.add(list_filter.parameter_name)
+        return own
+
+
+class AsciiIdsAdmin(ChangelistGuardAdmin):
     """A model admin whose ids, numbers and dates are ASCII digits only, as in the API
     (:mod:`syncq.ids`), and whose malformed requests get a message, never a 500:
 
@@ -222,7 +361,9 @@ class AsciiIdsAdmin(admin.ModelAdmin):
       says so (Django would read them with ``int()``: a 500 for ``abc`` or 10**30, another
       row for ``١``); with "select all" the ticked rows do not count, as in Django;
     - a list filter on a number, date or time, or a page or ordering number, in other
-      scripts' digits is an incorrect lookup: Django's ``?e=1``."""
+      scripts' digits is an incorrect lookup: Django's ``?e=1``;
+    - and the list's crafted filters and searches are refused as in
+      :class:`ChangelistGuardAdmin`."""
 
     def get_object(self, request, object_id, from_field=None):
         field = self.opts.pk if from_field is None else self.opts.get_field(from_field)
@@ -251,6 +392,12 @@ class AsciiIdsAdmin(admin.ModelAdmin):
             if numeric and not all(value.isascii() for value in values):
                 raise IncorrectLookupParameters(f"{key}: other scripts' digits")
         return super().get_changelist_instance(request)
+
+
+def _more_terms_than(search: str, limit: int) -> bool:
+    """Whether Django's search splits ``search`` into more than ``limit`` terms (stops
+    reading at ``limit + 1``)."""
+    return any(index >= limit for index, _ in enumerate(smart_split(search)))
 
 
 class ErrorTextFilter(admin.SimpleListFilter):
@@ -735,16 +882,21 @@ def admin_ids_guard(site: admin.AdminSite = admin.site) -> list[type[models.Mode
     """Give every model admin of ``site`` whose model's primary key is an integer (Django's
     users and groups, django-q2's schedules, django-axes' records…) :class:`AsciiIdsAdmin`'s
     id rules, by registering it again as a subclass of both: those admins would otherwise
-    answer ``_selected_action=abc`` or ``10**30`` with a 500. Admins already built on it, and
-    models keyed by text (API tokens, django-q2's tasks), are left as they are. Returns the
-    models changed. Run once, below, after the apps listed before ``syncq`` registered theirs."""
+    answer ``_selected_action=abc`` or ``10**30`` with a 500. Admins of models keyed by text
+    (API tokens, django-q2's tasks) keep their ids but get :class:`ChangelistGuardAdmin`'s
+    checks of the list's filters and search. Admins already built on these are left as they
+    are. Returns the models changed. Run once, below, after the apps listed before ``syncq``
+    registered theirs."""
     changed = []
     for model, model_admin in list(site._registry.items()):
-        if isinstance(model_admin, AsciiIdsAdmin) or not isinstance(
-            model._meta.pk, models.IntegerField
-        ):
+        guard = (
+            AsciiIdsAdmin
+            if isinstance(model._meta.pk, models.IntegerField)
+            else ChangelistGuardAdmin
+        )
+        if isinstance(model_admin, guard):
             continue
-        guarded = type(type(model_admin).__name__, (AsciiIdsAdmin, type(model_admin)), {})
+        guarded = type(type(model_admin).__name__, (guard, type(model_admin)), {})
         guarded.__module__ = type(model_admin).__module__
         site.unregister(model)
         site.register(model, guarded)
