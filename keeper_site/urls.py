@@ -4,9 +4,8 @@ the queue dashboard (both ahead of ``admin.site.urls``, so they win over its cat
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView
 
-from syncq.api import DocsView
+from syncq.api import DocsView, SchemaView
 from syncq.dashboard import admin_index, queue_dashboard
 
 urlpatterns = [
@@ -14,7 +13,8 @@ urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(queue_dashboard), name="keeper-dashboard"),
     path("admin/", admin.site.admin_view(admin_index)),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # A fixed download name; a ?version= other than the API's one is a 400 (syncq.api.SchemaView).
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     # Its start script served apart (?script), so the content security policy needs no inline
     # script.
     path("api/docs/", DocsView.as_view(url_name="schema"), name="api-docs"),

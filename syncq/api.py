@@ -30,6 +30,7 @@ from django.views.defaults import page_not_found
 from django.views.defaults import permission_denied as django_permission_denied
 from django.views.defaults import server_error as django_server_error
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -37,13 +38,20 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from drf_spectacular.views import SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import (
+    NotAcceptable,
+    NotFound,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from rest_framework.metadata import SimpleMetadata
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
@@ -301,6 +309,23 @@ def _limit(request) -> int:
     return min(query.validated_data["limit"], s.FAILED_LIMIT_MAX)
 
 
+def _body_refuse_unless_json(request) -> None:
+    """Refuse (415, as the schema says) a request that carries a body which is not JSON, for
+    an operation that reads none: DRF would only refuse it when something reads
+    ``request.data`` (as session authentication's CSRF check does), so a token's request was
+    let through. A body is there when ``Content-Length`` is above 0 or ``Transfer-Encoding``
+    is set; its JSON, if it is JSON, is not read."""
+    meta = request.META
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length <= 0 and not meta.get("HTTP_TRANSFER_ENCODING"):
+        return
+    if request.negotiator.select_parser(request, request.parsers) is None:
+        raise UnsupportedMediaType(request.content_type)
+
+
 def _retry_error(message: str, status_code: int) -> Response:
     # The old clients' error body, which the retries have always answered.
     return Response({"status": "error", "message": message}, status=status_code)
@@ -446,6 +471,7 @@ class QueueItemViewSet(APIAnswers, viewsets.ReadOnlyModelViewSet):
     def retry_one(self, request, queue_id: int):
         """Reset one ``max_retries_exceeded``, ``pending`` or ``waiting`` item: attempts 0, error
         cleared, due now, and the worker asked to run."""
+        _body_refuse_unless_json(request)
         if queue_id > MAX_ID:
             return _retry_error(f"no queue item {queue_id}", 404)
         try:
@@ -501,14 +527,96 @@ class QueueItemViewSet(APIAnswers, viewsets.ReadOnlyModelViewSet):
         )
 
 
-class DocsView(SpectacularSwaggerSplitView):
+class AnyAcceptNegotiation(DefaultContentNegotiation):
+    """Content negotiation serving the view's first renderer when ``Accept`` names none of the
+    view's formats (HTTP lets a server ignore ``Accept``), rather than a 406. An unknown
+    ``?format=`` is still a 404."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
+class PageNegotiation(DefaultContentNegotiation):
+    """Content negotiation of a view with one format (the docs page, HTML): that format,
+    whatever ``Accept`` or ``?format=`` says."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class DocAnswers:
+    """What the schema and the docs share: errors (405 for another method, 404 for an unknown
+    ``?format=``, 400) in JSON like the rest of the API, never in YAML or HTML, and kept by no
+    cache."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response) and response.status_code >= 400:
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = JSONRenderer.media_type
+            response.content_type = None
+            patch_cache_control(response, no_store=True)
+        return response
+
+
+#: The schema's download name, whatever the request says (drf-spectacular would put the title
+#: and the request's ``?version=`` in it); the format's suffix is added.
+SCHEMA_FILENAME = "keeper-sync-api"
+
+
+class SchemaView(DocAnswers, SpectacularAPIView):
+    """The OpenAPI schema at ``/api/schema/``, YAML or JSON by ``Accept`` (YAML when it names
+    neither) or ``?format=yaml|json``. The API has one version: ``?version=`` other than it is
+    a 400 (drf-spectacular copied it into the ``Content-Disposition`` filename and the
+    schema's ``info.version``, where a crafted value renamed the download or, with a NUL, CR
+    or LF, made an invalid header, a 500); the filename is fixed."""
+
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @extend_schema(exclude=True)  # as SERVE_INCLUDE_SCHEMA = False asks of drf-spectacular's
+    def get(self, request, *args, **kwargs):
+        version = request.query_params.get("version")
+        if version is not None and version != spectacular_settings.VERSION:
+            return Response(
+                {
+                    "status": "error",
+                    "message": "unknown version",
+                    "detail": f"This API has one version, {spectacular_settings.VERSION}; "
+                    "leave out ?version= or give that one.",
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return super().get(request, *args, **kwargs)
+
+    def _get_version_parameter(self, request):
+        return None
+
+    def _get_filename(self, request, version):
+        renderer, _ = self.perform_content_negotiation(request, force=True)
+        return f"{SCHEMA_FILENAME}.{renderer.format}"
+
+
+class DocsView(DocAnswers, SpectacularSwaggerSplitView):
     """Swagger UI at ``/api/docs/``, its start script served apart (``?script``, so the content
-    security policy needs no inline script). ``OPTIONS`` answers 200 with ``Allow`` and no
-    body: DRF's metadata answer cannot be drawn by the page's renderer
+    security policy needs no inline script). The page is HTML whatever ``Accept`` says (a
+    client asking for JSON got a 406 page); errors are JSON (:class:`DocAnswers`). The
+    schema's URL carries no ``?version=`` (:class:`SchemaView`). ``OPTIONS`` answers 200 with
+    ``Allow`` and no body: DRF's metadata answer cannot be drawn by the page's renderer
     (``TemplateHTMLRenderer``, which then raised a 500)."""
+
+    content_negotiation_class = PageNegotiation
 
     def options(self, request, *args, **kwargs):
         return HttpResponse(headers={"Allow": ", ".join(self.allowed_methods)})
+
+    def _get_schema_url(self, request):
+        url = super()._get_schema_url(request)
+        scheme, netloc, path, params, query, fragment = parse.urlparse(url)
+        kept = [(k, v) for k, v in parse.parse_qsl(query, keep_blank_values=True) if k != "version"]
+        return parse.urlunparse((scheme, netloc, path, params, parse.urlencode(kept), fragment))
 
 
 #: Where the API lives: ``/health``, ``/sync`` and ``/api`` (schema and docs), and below them.
@@ -588,4 +696,5 @@ __all__ = [
     "DocsView",
     "HealthView",
     "QueueItemViewSet",
+    "SchemaView",
 ]

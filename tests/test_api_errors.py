@@ -6,8 +6,10 @@ JSON, never a 500 and never Django's HTML page, on the API's paths (``/health``,
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+import yaml
 from django.core.exceptions import (
     DisallowedHost,
     RequestDataTooBig,
@@ -426,3 +428,234 @@ def test_every_answer_of_the_api_says_no_store(settings):
     assert missing == {}
     assert answers["409"].status_code == 409
     assert SyncQueueItem.objects.get(id=exceeded.id).sync_status == SyncStatus.PENDING
+
+
+# --- the schema's ?version=, Accept and errors; the docs page whatever Accept says -------------
+
+#: ``?version=`` values drf-spectacular copied into the ``Content-Disposition`` filename and the
+#: schema's ``info.version``: a second ``filename*`` (the browser saved keeper-update.bat), a NUL
+#: and a CR LF (invalid headers: a 500).
+HOSTILE_VERSIONS = [
+    "x\"; filename*=UTF-8''keeper-update.bat; a=\"",
+    "\x00",
+    "\r\nX-Evil:1",
+    "2.0.0",
+    "",
+]
+
+
+def _assert_safe_headers(response) -> None:
+    for name, value in response.items():
+        assert not any(c in value for c in "\x00\r\n"), (name, value)
+
+
+@API
+@pytest.mark.parametrize("version", HOSTILE_VERSIONS)
+@pytest.mark.parametrize("fmt", [None, "json", "yaml"])
+def test_a_schema_version_other_than_the_apis_is_a_json_400(version, fmt):
+    """/api/schema/?version= other than the API's one answers 400 in JSON, with no
+    ``Content-Disposition`` and nothing of the value in a header."""
+    query = {"version": version, **({"format": fmt} if fmt else {})}
+    response = Client(raise_request_exception=False).get("/api/schema/", query)
+    _assert_json_4xx(response, 400)
+    _assert_safe_headers(response)
+    assert "Content-Disposition" not in response
+    body = json.loads(response.content)
+    assert (body["status"], body["message"]) == ("error", "unknown version")
+    assert "keeper-update" not in response.content.decode()
+
+
+@API
+@pytest.mark.parametrize("query", [{}, {"version": "1.0.0"}, {"lang": "\x00\r\n"}, {"lang": "de"}])
+@pytest.mark.parametrize(
+    ("accept", "suffix"),
+    [
+        (None, "yaml"),
+        ("application/json", "json"),
+        ("application/vnd.oai.openapi+json", "json"),
+        ("application/yaml", "yaml"),
+    ],
+)
+def test_the_schemas_download_name_is_fixed(query, accept, suffix):
+    """The schema's filename is ``keeper-sync-api.json`` or ``.yaml``, whatever the query; its
+    own version (or none) and any ``?lang=`` serve it."""
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    response = Client().get("/api/schema/", query, **headers)
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Disposition"] == f'inline; filename="keeper-sync-api.{suffix}"'
+    _assert_safe_headers(response)
+    # YAML reads the JSON schema too.
+    assert yaml.safe_load(response.content)["info"]["version"] == "1.0.0"
+
+
+@API
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "image/png", ""])
+def test_the_schema_ignores_an_accept_naming_none_of_its_formats(accept):
+    """``Accept`` naming neither YAML nor JSON (a 406 in YAML before) serves the YAML schema."""
+    response = Client().get("/api/schema/", HTTP_ACCEPT=accept)
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert response.content.startswith(b"openapi: 3.")
+
+
+@API
+@pytest.mark.parametrize("url", ["/api/schema/", "/api/docs/", "/api/docs/?script="])
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+@pytest.mark.parametrize("accept", [None, "text/html", "application/vnd.oai.openapi"])
+def test_other_methods_on_the_schema_and_docs_are_a_json_405(url, method, accept):
+    """POST, PUT, PATCH and DELETE on the schema and the docs answer 405 in JSON (YAML and an
+    HTML page before), kept by no cache."""
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    response = getattr(Client(), method)(url, **headers)
+    _assert_json_4xx(response, 405)
+    assert "detail" in json.loads(response.content)
+    assert "no-store" in response["Cache-Control"]
+
+
+@API
+@pytest.mark.parametrize("accept", [None, "text/html", "application/json"])
+def test_an_unknown_schema_format_is_a_json_404(accept):
+    """``/api/schema/?format=xml`` answers 404 in JSON (YAML before)."""
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    response = Client().get("/api/schema/", {"format": "xml"}, **headers)
+    _assert_json_4xx(response, 404)
+    assert json.loads(response.content) == {"detail": "Not found."}
+
+
+@API
+@pytest.mark.parametrize("accept", [None, "", "application/json", "application/xml", "text/html"])
+@pytest.mark.parametrize("query", [{}, {"format": "json"}])
+def test_the_docs_page_is_served_whatever_accept_says(accept, query):
+    """/api/docs/ is the HTML page for any ``Accept`` (``application/json`` and an empty one got
+    a 406 page); its start script stays JavaScript."""
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    page = Client().get("/api/docs/", query, **headers)
+    assert page.status_code == 200, page.content[:300]
+    assert page["Content-Type"].startswith("text/html")
+    assert b"swagger-ui" in page.content
+    script = Client().get("/api/docs/", {"script": ""}, **headers)
+    assert script.status_code == 200
+    assert script["Content-Type"].startswith("application/javascript")
+
+
+@API
+def test_the_docs_page_does_not_pass_a_version_to_the_schema():
+    """The docs' start script fetches the schema without the page's ``?version=``, which the
+    schema would refuse (``?lang=`` it keeps)."""
+    script = Client().get("/api/docs/", {"script": "", "version": "x\"'<>", "lang": "de"})
+    assert script.status_code == 200
+    urls = re.findall(rb'url: "(/api/schema/[^"]*)"', script.content)
+    assert urls == [b"/api/schema/?lang\\u003Dde"], urls
+
+
+# --- a retry of one item refuses a body that is not JSON, whatever the credentials -------------
+
+
+def _session_client(user) -> APIClient:
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+NOT_JSON_BODIES = [
+    ("text/plain", b"x"),
+    ("application/x-www-form-urlencoded", b"a=1"),
+    (
+        "multipart/form-data; boundary=B",
+        b'--B\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--B--\r\n',
+    ),
+    ("", b"{}"),
+]
+
+
+@API
+@pytest.mark.parametrize(("content_type", "body"), NOT_JSON_BODIES)
+@pytest.mark.parametrize("auth", ["token", "session"])
+def test_a_retry_of_one_with_a_body_not_json_is_a_415(content_type, body, auth):
+    """POST /sync/retry/{id} with a body that is not JSON answers 415 (as the schema says),
+    by token as by session (a token's request answered 200), and retries nothing."""
+    root = user_make("root", superuser=True)
+    client = token_client(root) if auth == "token" else _session_client(root)
+    item = queue_item_exceeded()
+    response = client.generic("POST", f"/sync/retry/{item.id}", body, content_type=content_type)
+    _assert_json_4xx(response, 415)
+    assert "no-store" in response["Cache-Control"]
+    assert SyncQueueItem.objects.get(id=item.id).sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
+
+
+@API
+def test_a_chunked_retry_of_one_not_json_is_a_415():
+    """A body sent with ``Transfer-Encoding`` (no ``Content-Length``) is a body too."""
+    client = _client()
+    item = queue_item_exceeded()
+    response = client.generic(
+        "POST",
+        f"/sync/retry/{item.id}",
+        b"x",
+        content_type="text/plain",
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
+    )
+    _assert_json_4xx(response, 415)
+
+
+@API
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [(None, b""), ("text/plain", b""), ("application/json", b"{}"), ("application/json", b"")],
+)
+def test_a_retry_of_one_without_a_body_or_with_json_still_retries(content_type, body):
+    """No body (whatever its Content-Type says), or a JSON one, retries as before."""
+    client = _client()
+    item = queue_item_exceeded()
+    if content_type is None:
+        response = client.post(f"/sync/retry/{item.id}")
+    else:
+        response = client.generic("POST", f"/sync/retry/{item.id}", body, content_type=content_type)
+    assert response.status_code == 200, response.content[:300]
+    assert SyncQueueItem.objects.get(id=item.id).sync_status == SyncStatus.PENDING
+
+
+# --- APPEND_SLASH's redirects on the API's paths ------------------------------------------------
+
+REDIRECTS = "syncq.middleware.APIRedirectMiddleware"
+
+
+@pytest.fixture
+def api_redirects(settings):
+    """The site lists :class:`syncq.middleware.APIRedirectMiddleware` just before (outside)
+    CommonMiddleware, whose redirects it rewrites."""
+    middleware = list(settings.MIDDLEWARE)
+    assert middleware.index(REDIRECTS) + 1 == middleware.index(
+        "django.middleware.common.CommonMiddleware"
+    )
+
+
+@API
+@pytest.mark.usefixtures("api_redirects")
+@pytest.mark.parametrize(
+    ("url", "location"),
+    [
+        ("/sync/items", "/sync/items/"),
+        ("/sync/items/1", "/sync/items/1/"),
+        ("/api/docs", "/api/docs/"),
+    ],
+)
+def test_append_slash_redirects_on_api_paths_are_json_and_no_store(url, location):
+    """``GET /sync/items`` redirects (301) to ``/sync/items/`` in JSON, ``no-store``."""
+    response = _client().get(url)
+    assert response.status_code == 301
+    assert response["Location"] == location
+    assert response["Content-Type"] == "application/json"
+    assert "no-store" in response["Cache-Control"]
+    assert json.loads(response.content)["location"] == location
+
+
+@API
+@pytest.mark.usefixtures("api_redirects")
+def test_redirects_off_the_api_are_left_alone():
+    """The admin's redirects stay Django's."""
+    response = Client().get("/admin")
+    assert response.status_code == 301
+    assert not response["Content-Type"].startswith("application/json")
+    assert "no-store" not in response.get("Cache-Control", "")
