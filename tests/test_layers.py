@@ -12,7 +12,16 @@ from tests.conftest import ROOT
 
 APPS = ("discoveries", "syncq", "botrunner", "keeper_site")
 #: Modules that sit on top of the layers: the admin, the API, the console and the URLs.
-TOP = ("discoveries.admin", "syncq.admin", "syncq.api", "syncq.dashboard", "syncq.urls")
+#: The doors and what serves only them: the admin, the API (its middleware included), the
+#: dashboard and the URLs.
+TOP = (
+    "discoveries.admin",
+    "syncq.admin",
+    "syncq.api",
+    "syncq.dashboard",
+    "syncq.middleware",
+    "syncq.urls",
+)
 #: What ``discoveries.haven`` may import of the project besides itself: it runs alone on the
 #: Control Room's desktop. ``discoveries.timestamps`` and ``discoveries.names`` are pure (no
 #: database), like ``discoveries.rules``.
