@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHAOS_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run bot setup test chaos lint format install clean
+.PHONY: run bot setup test chaos bench lint format install clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,11 @@ test: install
 # full sizes one at a time, so that each scenario's timings are its own.
 chaos: install
 	$(PY) -m chaos $(if $(FULL),--full,--jobs 4) $(CHAOS_ARGS)
+
+# Drain rate against SQLite's own limits (L, L2) and the old bot's pattern (P), median of 3 runs;
+# prints one table and writes bench/results.json. BENCH_ARGS=--smoke is the seconds-long one.
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

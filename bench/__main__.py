@@ -1,0 +1,7 @@
+"""``python -m bench``: run :mod:`bench.drain`."""
+
+import sys
+
+from bench.drain import main
+
+sys.exit(main())
