@@ -18,24 +18,16 @@ Plain ``time.perf_counter`` timers; the median of ``--runs`` is reported, every 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import secrets
 import shutil
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = Path("/work/shared/fixtures/vh_control_room_schema.db")
-RESULTS = Path(__file__).resolve().parent / "results.json"
+from bench.harness import FIXTURE, entries, manage, manage_env, median, places, vh_copy
 
 LEDGER_DDL = (
     "CREATE TABLE IF NOT EXISTS keeper_sync_ledger ("
@@ -47,97 +39,6 @@ LEDGER_DDL = (
     "CREATE INDEX IF NOT EXISTS keeper_sync_ledger_haven"
     " ON keeper_sync_ledger (haven_discovery_id)",
 )
-
-
-# --- the workspace ------------------------------------------------------------------------------
-
-
-def manage_env(keeper: Path, haven: Path) -> dict[str, str]:
-    """The environment of a ``manage.py`` process on these files (as tests/conftest.py's):
-    this process's, less every Keeper Sync setting, plus the files and a fresh SECRET_KEY."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(
-            ("DJANGO_", "KEEPER_", "HAVEN_", "SYNC_", "USE_HAVEN", "Q_", "BOT_", "DISCORD_")
-        )
-        and k
-        not in (
-            "DATABASE_URL",
-            "CACHE_URL",
-            "SECRET_KEY",
-            "GUILD_ID",
-            "ARCHIVE_CHANNEL_ID",
-            "DISCOVERY_CHANNEL_ID",
-        )
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="keeper_site.settings",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        CACHE_URL="locmemcache://",
-        KEEPER_ENV_FILE="",
-        KEEPER_DB_PATH=str(keeper),
-        HAVEN_DB_PATH=str(haven),
-        LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """Run ``manage.py args`` to completion; raise with its output when it fails."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done
-
-
-def vh_copy(folder: Path, name: str) -> Path:
-    """A fresh copy of the Control Room's schema fixture in ``folder``."""
-    path = folder / name
-    shutil.copyfile(FIXTURE, path)
-    return path
-
-
-def places(vh: Path) -> list[tuple[str, str, str]]:
-    """Every (system name, place name, location type) of the planets and moons in ``vh``."""
-    conn = sqlite3.connect(vh)
-    try:
-        planets = conn.execute(
-            "SELECT s.name, p.name FROM planets p JOIN systems s ON s.id = p.system_id"
-            " ORDER BY p.id"
-        ).fetchall()
-        moons = conn.execute(
-            "SELECT s.name, m.name FROM moons m JOIN planets p ON p.id = m.planet_id"
-            " JOIN systems s ON s.id = p.system_id ORDER BY m.id"
-        ).fetchall()
-    finally:
-        conn.close()
-    return [(s, n, "planet") for s, n in planets] + [(s, n, "moon") for s, n in moons]
-
-
-def entries(count: int, where: list[tuple[str, str, str]], tag: str) -> list[dict]:
-    """``count`` valid ruins discoveries, spread over ``where``, each description unique."""
-    return [
-        {
-            "user_id": str(100_000_000_000_000_000 + n % 32),
-            "username": f"Bench {n % 32}",
-            "guild_id": "200000000000000002",
-            "discovery_type": "🏛️",
-            "system_name": where[n % len(where)][0],
-            "location": where[n % len(where)][1],
-            "location_type": where[n % len(where)][2],
-            "description": f"bench {tag} {n:07d}",
-            "structure_type": "Tower",
-        }
-        for n in range(count)
-    ]
 
 
 # --- ours ---------------------------------------------------------------------------------------
@@ -389,53 +290,13 @@ FIGURES = {
 }
 
 
-def median(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
-
-
-def _shown(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "ratio":
-        return f"{value:.4f}" if value < 0.1 else f"{value:.2f}"
-    return f"{value:,.0f}"
-
-
-def table(figures: dict, count: int, runs: int) -> str:
-    header = f"drain benchmark: {count} items, median of {runs} run(s)"
-    width = max(len(d) for d, _ in FIGURES.values())
-    lines = [header, f"{'figure':<{width}}  {'value':>12}  unit", "-" * (width + 22)]
-    for key, (description, unit) in FIGURES.items():
-        value = _shown(figures[key]["median"], unit)
-        lines.append(f"{description:<{width}}  {value:>12}  {unit}")
-    return "\n".join(lines)
-
-
-def versions() -> dict[str, str]:
-    import django
-
-    return {
-        "python": platform.python_version(),
-        "django": django.get_version(),
-        "sqlite": sqlite3.sqlite_version,
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--items", type=int, default=5000, help="discoveries queued (5000)")
-    parser.add_argument("--runs", type=int, default=3, help="runs; the median is reported (3)")
-    parser.add_argument("--smoke", action="store_true", help="200 items, 1 run: for CI")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON file")
-    args = parser.parse_args(argv)
-    count, runs = (200, 1) if args.smoke else (args.items, args.runs)
-    if count < 10 or runs < 1:
-        parser.error("--items must be at least 10 and --runs at least 1")
-    started = time.perf_counter()
+def run(*, smoke: bool, runs: int, items: int | None = None) -> dict:
+    """The drain section: ``items`` discoveries (default 20,000; 200 once when ``smoke``),
+    ``runs`` runs; returns ``{"figures": {key: figure}}`` for :mod:`bench.__main__`."""
+    count, runs = (200, 1) if smoke else (items or 20_000, runs)
     measured = []
     for number in range(runs):
-        print(f"run {number + 1}/{runs}: {count} items ...", file=sys.stderr, flush=True)
+        print(f"drain run {number + 1}/{runs}: {count} items ...", file=sys.stderr, flush=True)
         measured.append(one_run(count, number))
     figures = {
         key: {
@@ -446,26 +307,4 @@ def main(argv: list[str] | None = None) -> int:
         }
         for key, (description, unit) in FIGURES.items()
     }
-    results = {
-        "benchmark": "drain",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-        },
-        "versions": versions(),
-        "parameters": {"items": count, "runs": runs, "smoke": args.smoke},
-        "wall_s": time.perf_counter() - started,
-        "figures": figures,
-    }
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(table(figures, count, runs))
-    print(f"wall {results['wall_s']:.1f} s; wrote {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    sys.exit(main())
+    return {"figures": figures, "parameters": {"items": count, "runs": runs}}
