@@ -10,15 +10,23 @@ missing) updates or writes it again through the ledger, never adding a second ro
 since we wrote it (its hash no longer matches the ledger's): they report a conflict, with both
 versions, for an operator to settle. A discovery whose place is not in VH gets no row unless
 asked (``write_unplaced``), and then only if the file's own constraints take it
-(:func:`haven_unplaced_problem` tries). The file is closed after each discovery by the caller
-(:func:`discoveries.haven.connection.haven_close`), so SQLite folds each write into the file
-itself whenever no other program holds it open.
+(:func:`haven_unplaced_problem` tries).
+
+Both work inside a :class:`HavenBatch`: one VH transaction, on one connection, in which any number
+of discoveries are written, each in a savepoint of its own, so that a row the file refuses is
+rolled back alone while its neighbours commit. The file's columns and the ledger are checked once
+per batch, and each place is resolved once per batch: nobody else can change the file while the
+batch holds its write lock. The caller bounds how long a batch holds that lock
+(:attr:`HavenBatch.held_seconds`), and closes the file between batches
+(:func:`discoveries.haven.connection.haven_close`), so SQLite folds the writes into the file itself
+whenever no other program holds it open.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, IntegrityError, transaction
@@ -106,9 +114,8 @@ class WriteOutcome:
 
 
 def _haven_columns(cursor) -> frozenset[str]:
-    # Read on every write: an operator may add a missing column back at any moment.
-    cursor.execute("PRAGMA table_info(discoveries)")
-    columns = frozenset(row[1] for row in cursor.fetchall())
+    # Read for every batch: an operator may add a missing column back at any moment.
+    columns = frozenset(_table_names(cursor))
     if not columns:
         raise HavenSchemaError("VH-Database.db has no table 'discoveries'")
     return columns
@@ -132,22 +139,17 @@ def _resolve(discovery) -> ResolvedLocation:
     )
 
 
-def _row_read(cursor, haven_id: int) -> dict[str, object] | None:
-    """VH row ``haven_id`` as ``{column: text or None}``, or ``None`` when there is no such row.
-    Every value is read as SQLite's own text (``CAST … AS TEXT``), so no converter of a declared
-    column type (a ``TIMESTAMP`` read as a datetime) changes what is compared or shown."""
+def _table_names(cursor) -> list[str]:
+    """The columns of VH's ``discoveries``, in the file's order."""
     cursor.execute("PRAGMA table_info(discoveries)")
-    names = [row[1] for row in cursor.fetchall()]
+    return [row[1] for row in cursor.fetchall()]
+
+
+def _row_select(names: list[str]) -> str:
+    """The SELECT of one VH row by id that :meth:`HavenBatch.row_read` runs."""
     quoted = [name.replace('"', '""') for name in names]
     selected = ", ".join(f'CAST("{name}" AS TEXT)' for name in quoted)
-    cursor.execute(
-        f"SELECT {selected} FROM discoveries WHERE id = %s",  # noqa: S608 - the file's own names
-        [haven_id],
-    )
-    found = cursor.fetchone()
-    if found is None:
-        return None
-    return dict(zip(names, found, strict=True))
+    return f"SELECT {selected} FROM discoveries WHERE id = %s"  # noqa: S608 - the file's own names
 
 
 def _check_clauses(cursor) -> str:
@@ -166,13 +168,13 @@ def _check_clauses(cursor) -> str:
     return "; ".join(clauses)
 
 
-def _waiting(cursor, location: ResolvedLocation, reason: str) -> WriteOutcome:
+def _waiting(txn: HavenBatch, location: ResolvedLocation, reason: str) -> WriteOutcome:
     return WriteOutcome(
         None,
         "waiting",
         location,
         waiting=reason,
-        catalog_version=catalog_version(),
+        catalog_version=txn.catalog_version(),
         suggestions=tuple(getattr(location, "suggestions", ()) or ()),
     )
 
@@ -184,6 +186,145 @@ def _refusal(cursor, exc: IntegrityError) -> str:
     )
 
 
+class HavenBatch:
+    """One VH transaction on one connection, in which discoveries are written
+    (:meth:`write`) and deleted (:meth:`delete`), each in a savepoint of its own.
+
+    ``with HavenBatch() as batch:`` checks the file (:func:`haven_connection`: raises
+    :class:`HavenUnavailable` when it is switched off, missing or replaced), takes its write
+    lock (``BEGIN IMMEDIATE``, waiting up to ``HAVEN_BUSY_TIMEOUT_SECONDS``, then the
+    database's ``OperationalError: database is locked``), reads the columns of
+    ``discoveries`` and requires :data:`LOOKUP_COLUMNS` (:class:`HavenSchemaError`) and makes
+    sure the ledger exists: once for the batch. :attr:`held_seconds` is how long the write
+    lock has been held, for the caller to end the batch in time.
+
+    A discovery whose :meth:`write` or :meth:`delete` raises has had its own changes rolled
+    back; the others stand. Leaving the block without an exception commits every row with its
+    ledger row (or, if the commit fails, none), then raises :class:`HavenUnavailable` if the
+    file was moved or replaced meanwhile (:func:`haven_replaced_check`): the caller must then
+    treat every discovery of the batch as not written. Leaving it with an exception rolls
+    everything back. The connection stays open for the next batch; the caller closes it.
+    """
+
+    def __init__(self) -> None:
+        self.cursor = None
+        self.columns: frozenset[str] = frozenset()
+        self._names: list[str] = []
+        self._select = ""
+        self._places: dict[tuple, ResolvedLocation] = {}
+        self._version: str | None = None
+        self._locked_at = 0.0
+
+    def __enter__(self) -> HavenBatch:
+        self.connection = haven_connection()
+        self._atomic = transaction.atomic(using=HAVEN_ALIAS)
+        self._atomic.__enter__()
+        self._locked_at = time.monotonic()
+        try:
+            self.cursor = self.connection.cursor()
+            self._names = _table_names(self.cursor)
+            self.columns = frozenset(self._names)
+            if not self.columns:
+                raise HavenSchemaError("VH-Database.db has no table 'discoveries'")
+            _require_columns(self.columns, LOOKUP_COLUMNS, "needed to find rows already written")
+            self._select = _row_select(self._names)
+            ledger_ensure(self.cursor)
+        except BaseException as exc:
+            self._close_cursor()
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self._close_cursor()
+        self._atomic.__exit__(exc_type, exc, traceback)
+        if exc_type is None:
+            haven_replaced_check(self.connection)
+
+    def _close_cursor(self) -> None:
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+
+    @property
+    def held_seconds(self) -> float:
+        """Seconds since this batch took VH's write lock."""
+        return time.monotonic() - self._locked_at
+
+    def resolve(self, discovery) -> ResolvedLocation:
+        """``discovery``'s place (:func:`catalog_location_resolve`), read once per batch for each
+        (system, location, type): the map cannot change while the batch holds the lock."""
+        key = (discovery.system_name, discovery.location, discovery.location_type)
+        found = self._places.get(key)
+        if found is None:
+            found = self._places[key] = _resolve(discovery)
+        return found
+
+    def catalog_version(self) -> str:
+        """:func:`catalog_version`, read once per batch."""
+        if self._version is None:
+            self._version = catalog_version()
+        return self._version
+
+    def row_read(self, haven_id: int) -> dict[str, object] | None:
+        """VH row ``haven_id`` as ``{column: text or None}``, or ``None`` when there is no such
+        row. Every value is read as SQLite's own text (``CAST … AS TEXT``), so no converter of
+        a declared column type (a ``TIMESTAMP`` read as a datetime) changes what is compared
+        or shown."""
+        self.cursor.execute(self._select, [haven_id])
+        found = self.cursor.fetchone()
+        if found is None:
+            return None
+        return dict(zip(self._names, found, strict=True))
+
+    def write(
+        self,
+        *,
+        discovery,
+        link_only: bool = False,
+        write_unplaced: bool = False,
+        force_hash: str | None = None,
+        accept_hash: str | None = None,
+        kept_base: dict[str, object] | None = None,
+        known_haven_id: int | None = None,
+        search_legacy: bool = True,
+    ) -> WriteOutcome | None:
+        """Make VH hold ``discovery`` as exactly one row, in this batch (arguments and
+        outcomes as :func:`haven_discovery_write`), in a savepoint of its own. Raises
+        :class:`HavenSchemaError`, :class:`MappingError` or the database's own error
+        (a CHECK's ``IntegrityError``), with this discovery's changes rolled back."""
+        with transaction.atomic(using=HAVEN_ALIAS):
+            outcome = _write_in_transaction(
+                self,
+                discovery,
+                link_only=link_only,
+                write_unplaced=write_unplaced,
+                force_hash=force_hash,
+                accept_hash=accept_hash,
+                kept_base=kept_base,
+                known_haven_id=known_haven_id,
+                search_legacy=search_legacy,
+            )
+        if outcome is not None and outcome.how == "written" and outcome.location.unresolved:
+            logger.warning(
+                "discovery %s written to VH #%s without its place: %s",
+                discovery.id,
+                outcome.haven_discovery_id,
+                outcome.location.unresolved,
+            )
+        return outcome
+
+    def delete(
+        self, *, discovery, force_hash: str | None = None, known_haven_id: int | None = None
+    ) -> WriteOutcome:
+        """Remove ``discovery``'s one VH row in this batch (as :func:`haven_discovery_delete`),
+        in a savepoint of its own; raises as :meth:`write`."""
+        with transaction.atomic(using=HAVEN_ALIAS):
+            return _delete_in_transaction(
+                self, discovery, force_hash=force_hash, known_haven_id=known_haven_id
+            )
+
+
 def haven_discovery_write(
     *,
     discovery,
@@ -193,6 +334,7 @@ def haven_discovery_write(
     accept_hash: str | None = None,
     kept_base: dict[str, object] | None = None,
     known_haven_id: int | None = None,
+    search_legacy: bool = True,
 ) -> WriteOutcome | None:
     """Make VH-Database.db hold ``discovery`` as exactly one row, in one VH transaction.
 
@@ -215,36 +357,30 @@ def haven_discovery_write(
     (:func:`discoveries.haven.ledger.known_row_match`), and a conflict when it differs from
     the discovery, since either side may have changed it. A row the Control Room deleted is
     a ``conflict`` (``theirs`` ``None``) unless ``force_hash`` is :data:`ROW_ABSENT`, which
-    writes it again. Raises :class:`HavenUnavailable` (missing,
+    writes it again. ``search_legacy`` false skips the search for an old bot's identical row
+    (it scans VH's ``discoveries``): right for a discovery submitted since the queue existed,
+    whose only row can be one the ledger names. Raises :class:`HavenUnavailable` (missing,
     disabled, or replaced during the write), :class:`HavenSchemaError` (a column the row needs
     is missing, named in the message), :class:`MappingError`, or the database's own error
-    (``OperationalError: database is locked`` after the busy timeout).
+    (``OperationalError: database is locked`` after the busy timeout). One discovery in a
+    batch of its own: :class:`HavenBatch` writes many in one transaction.
     """
-    conn = haven_connection()
-    with transaction.atomic(using=HAVEN_ALIAS), conn.cursor() as cursor:
-        outcome = _write_in_transaction(
-            cursor,
-            discovery,
+    with HavenBatch() as batch:
+        outcome = batch.write(
+            discovery=discovery,
             link_only=link_only,
             write_unplaced=write_unplaced,
             force_hash=force_hash,
             accept_hash=accept_hash,
             kept_base=kept_base,
             known_haven_id=known_haven_id,
-        )
-    haven_replaced_check(conn)
-    if outcome is not None and outcome.how == "written" and outcome.location.unresolved:
-        logger.warning(
-            "discovery %s written to VH #%s without its place: %s",
-            discovery.id,
-            outcome.haven_discovery_id,
-            outcome.location.unresolved,
+            search_legacy=search_legacy,
         )
     return outcome
 
 
 def _write_in_transaction(
-    cursor,
+    txn: HavenBatch,
     discovery,
     *,
     link_only,
@@ -253,22 +389,20 @@ def _write_in_transaction(
     accept_hash,
     kept_base,
     known_haven_id=None,
+    search_legacy=True,
 ) -> WriteOutcome | None:
-    columns = _haven_columns(cursor)
-    _require_columns(columns, LOOKUP_COLUMNS, "needed to find rows already written")
-    ledger_ensure(cursor)
+    cursor = txn.cursor
     entry = ledger_find(cursor, discovery)
     if entry is not None and not entry.deleted:
         if link_only:
             return WriteOutcome(entry.haven_id, "ledger")
-        current = _row_read(cursor, entry.haven_id)
+        current = txn.row_read(entry.haven_id)
         if current is not None:
             return _update(
-                cursor,
+                txn,
                 discovery,
                 entry,
                 current,
-                columns,
                 write_unplaced=write_unplaced,
                 force_hash=force_hash,
                 accept_hash=accept_hash,
@@ -278,7 +412,7 @@ def _write_in_transaction(
             # Our ledger row is there and our row is not: the Control Room deleted it (a
             # restored backup loses both). Writing it again is an operator's call.
             row = discovery_to_haven_row(
-                discovery, location=_resolve(discovery), keeper_discovery_id=discovery.id
+                discovery, location=txn.resolve(discovery), keeper_discovery_id=discovery.id
             )
             return _conflict(entry, row, None, ROW_ABSENT)
         logger.warning(
@@ -287,9 +421,9 @@ def _write_in_transaction(
             entry.haven_id,
         )
     elif entry is None:
-        linked = legacy_match(cursor, discovery)
+        linked = legacy_match(cursor, discovery) if search_legacy else None
         if linked is not None:
-            current = _row_read(cursor, linked)
+            current = txn.row_read(linked)
             linked_hash = haven_row_hash(current) if current else None
             ledger_record(
                 cursor,
@@ -300,7 +434,7 @@ def _write_in_transaction(
                 row_hash=linked_hash,
             )
             return WriteOutcome(linked, "linked", row_hash=linked_hash)
-        known = _link_known(cursor, discovery, known_haven_id)
+        known = _link_known(txn, discovery, known_haven_id)
         if known is not None:
             entry, current, row = known
             if entry.row_hash == ROW_UNKNOWN:
@@ -308,7 +442,7 @@ def _write_in_transaction(
             return WriteOutcome(entry.haven_id, "linked", row_hash=entry.row_hash)
     if link_only:
         return None
-    return _insert(cursor, discovery, columns, write_unplaced=write_unplaced)
+    return _insert(txn, discovery, write_unplaced=write_unplaced)
 
 
 def _row_insert(cursor, columns: frozenset[str], row: dict[str, object]) -> None:
@@ -324,20 +458,21 @@ def _row_insert(cursor, columns: frozenset[str], row: dict[str, object]) -> None
     )
 
 
-def _insert(cursor, discovery, columns, *, write_unplaced: bool) -> WriteOutcome:
-    location = _resolve(discovery)
+def _insert(txn: HavenBatch, discovery, *, write_unplaced: bool) -> WriteOutcome:
+    cursor = txn.cursor
+    location = txn.resolve(discovery)
     if location.unresolved and not write_unplaced:
-        return _waiting(cursor, location, location.unresolved)
+        return _waiting(txn, location, location.unresolved)
     row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
     try:
         with transaction.atomic(using=HAVEN_ALIAS):
-            _row_insert(cursor, columns, row)
+            _row_insert(cursor, txn.columns, row)
     except IntegrityError as exc:
         if location.resolved:
             raise
-        return _waiting(cursor, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
+        return _waiting(txn, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
     haven_id = cursor.lastrowid
-    written_hash = haven_row_hash(_row_read(cursor, haven_id) or row)
+    written_hash = haven_row_hash(txn.row_read(haven_id) or row)
     ledger_record(
         cursor,
         discovery,
@@ -352,7 +487,7 @@ def _insert(cursor, discovery, columns, *, write_unplaced: bool) -> WriteOutcome
 
 
 def _conflict(entry: LedgerRow, ours, current, current_hash: str, base=None) -> WriteOutcome:
-    # Both versions as text, as SQLite shows the row (``_row_read``), so they compare alike.
+    # Both versions as text, as SQLite shows the row (:meth:`HavenBatch.row_read`), so they compare alike.
     theirs = haven_row_mapped(current) if current is not None else None
     conflict = Conflict(
         entry.haven_id, _as_text(ours), theirs, current_hash, base=_as_text(base or ours)
@@ -360,20 +495,25 @@ def _conflict(entry: LedgerRow, ours, current, current_hash: str, base=None) -> 
     return WriteOutcome(entry.haven_id, "conflict", conflict=conflict)
 
 
-def _link_known(cursor, discovery, known_haven_id):
+def _link_known(txn: HavenBatch, discovery, known_haven_id):
     """Link the VH row keeper.db records for ``discovery`` when it is that discovery's; returns
     ``(ledger row, VH row, our row)`` or ``None``. Its hash is the ledger's baseline when it
     holds exactly our row, else :data:`ROW_UNKNOWN`."""
-    if not known_row_match(cursor, discovery, known_haven_id):
+    if not known_row_match(txn.cursor, discovery, known_haven_id):
         return None
-    current = _row_read(cursor, known_haven_id)
+    current = txn.row_read(known_haven_id)
     row = discovery_to_haven_row(
-        discovery, location=_resolve(discovery), keeper_discovery_id=discovery.id
+        discovery, location=txn.resolve(discovery), keeper_discovery_id=discovery.id
     )
     current_hash = haven_row_hash(current)
     row_hash = current_hash if haven_row_hash(row) == current_hash else ROW_UNKNOWN
     ledger_record(
-        cursor, discovery, haven_id=known_haven_id, how="linked", resolved=True, row_hash=row_hash
+        txn.cursor,
+        discovery,
+        haven_id=known_haven_id,
+        how="linked",
+        resolved=True,
+        row_hash=row_hash,
     )
     return LedgerRow(known_haven_id, "linked", row_hash), current, row
 
@@ -416,26 +556,26 @@ def _changed_by_them(entry: LedgerRow, current_hash: str, force_hash: str | None
 
 
 def _update(
-    cursor,
+    txn: HavenBatch,
     discovery,
     entry: LedgerRow,
     current,
-    columns,
     *,
     write_unplaced,
     force_hash,
     accept_hash,
     kept_base,
 ) -> WriteOutcome:
+    cursor = txn.cursor
     current_hash = haven_row_hash(current)
     if accept_hash is not None:
         if current_hash != accept_hash:
             return _conflict(entry, None, current, current_hash)
         ledger_update(cursor, discovery, how="linked", row_hash=current_hash)
         return WriteOutcome(entry.haven_id, "kept", row_hash=current_hash)
-    location = _resolve(discovery)
+    location = txn.resolve(discovery)
     if location.unresolved and not write_unplaced:
-        return _waiting(cursor, location, location.unresolved)
+        return _waiting(txn, location, location.unresolved)
     desired = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
     neutralised = haven_row_neutralised(desired)
     row = _merged_with_kept(desired, current, kept_base)
@@ -448,7 +588,7 @@ def _update(
         )
     if _changed_by_them(entry, current_hash, force_hash):
         return _conflict(entry, desired, current, current_hash)
-    _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
+    _require_columns(txn.columns, row, f"needed for {row['discovery_type']} discoveries")
     # Another type's columns still holding values are emptied: the row is of one type.
     stale = {
         column: None
@@ -466,8 +606,8 @@ def _update(
     except IntegrityError as exc:
         if location.resolved:
             raise
-        return _waiting(cursor, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
-    updated_hash = haven_row_hash(_row_read(cursor, entry.haven_id) or row)
+        return _waiting(txn, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
+    updated_hash = haven_row_hash(txn.row_read(entry.haven_id) or row)
     ledger_update(cursor, discovery, how="updated", row_hash=updated_hash)
     return WriteOutcome(
         entry.haven_id,
@@ -492,22 +632,21 @@ def haven_discovery_delete(
     operator chose to delete the version they saw). ``known_haven_id`` as for
     :func:`haven_discovery_write`. Raises as :func:`haven_discovery_write`.
     """
-    conn = haven_connection()
-    with transaction.atomic(using=HAVEN_ALIAS), conn.cursor() as cursor:
-        outcome = _delete_in_transaction(
-            cursor, discovery, force_hash=force_hash, known_haven_id=known_haven_id
+    with HavenBatch() as batch:
+        outcome = batch.delete(
+            discovery=discovery, force_hash=force_hash, known_haven_id=known_haven_id
         )
-    haven_replaced_check(conn)
     return outcome
 
 
-def _delete_in_transaction(cursor, discovery, *, force_hash, known_haven_id) -> WriteOutcome:
-    _require_columns(_haven_columns(cursor), LOOKUP_COLUMNS, "needed to find rows written")
-    ledger_ensure(cursor)
+def _delete_in_transaction(
+    txn: HavenBatch, discovery, *, force_hash, known_haven_id
+) -> WriteOutcome:
+    cursor = txn.cursor
     entry = ledger_find(cursor, discovery)
     if entry is None:
         linked = legacy_match(cursor, discovery)
-        known = None if linked is not None else _link_known(cursor, discovery, known_haven_id)
+        known = None if linked is not None else _link_known(txn, discovery, known_haven_id)
         if linked is not None:
             ledger_record(
                 cursor, discovery, haven_id=linked, how="linked", resolved=True, row_hash=None
@@ -519,12 +658,12 @@ def _delete_in_transaction(cursor, discovery, *, force_hash, known_haven_id) -> 
             return WriteOutcome(None, "absent")
     if entry.deleted:
         return WriteOutcome(entry.haven_id, "absent")
-    current = _row_read(cursor, entry.haven_id)
+    current = txn.row_read(entry.haven_id)
     if current is not None:
         current_hash = haven_row_hash(current)
         if _changed_by_them(entry, current_hash, force_hash):
             ours = discovery_to_haven_row(
-                discovery, location=_resolve(discovery), keeper_discovery_id=discovery.id
+                discovery, location=txn.resolve(discovery), keeper_discovery_id=discovery.id
             )
             return _conflict(entry, None, current, current_hash, base=ours)
         cursor.execute("DELETE FROM discoveries WHERE id = %s", [entry.haven_id])
