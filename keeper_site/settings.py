@@ -252,6 +252,10 @@ KEEPER_BUSY_TIMEOUT_SECONDS = _env_seconds("KEEPER_BUSY_TIMEOUT_SECONDS", defaul
 HAVEN_DB_PATH = _env_path("HAVEN_DB_PATH", default="data/VH-Database.db")
 USE_HAVEN_DATABASE = _env_bool("USE_HAVEN_DATABASE", default=True)
 HAVEN_BUSY_TIMEOUT_SECONDS = _env_seconds("HAVEN_BUSY_TIMEOUT_SECONDS", default=5.0)
+# How long one VH write transaction may hold the Control Room's write lock: a backlog is written
+# in transactions of as many items as fit in it, so the Control Room's own saves wait at most
+# about this long.
+HAVEN_WRITE_HOLD_SECONDS = _env_seconds("HAVEN_WRITE_HOLD_SECONDS", default=0.1)
 
 if env.str("DATABASE_URL", default=""):
     _default_db = env.db_url("DATABASE_URL")
@@ -287,7 +291,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Upper bounds keep every computed due time and lease inside what a datetime can hold.
 _DAY = 86_400
 SYNC_INTERVAL_SECONDS = _env_int("SYNC_INTERVAL_SECONDS", default=30, minimum=1, maximum=_DAY)
-SYNC_BATCH_SIZE = _env_int("SYNC_BATCH_SIZE", default=10, minimum=1, maximum=10_000)
+SYNC_BATCH_SIZE = _env_int("SYNC_BATCH_SIZE", default=500, minimum=1, maximum=10_000)
+# A batch starts no VH transaction after this long: the items it has not started go back to
+# the queue, due at once, so a batch's time is bounded whatever its size.
+SYNC_BATCH_SECONDS = _env_int("SYNC_BATCH_SECONDS", default=20, minimum=1, maximum=_DAY)
 SYNC_MAX_ATTEMPTS = _env_int("SYNC_MAX_ATTEMPTS", default=10, minimum=1, maximum=1_000)
 SYNC_BASE_DELAY_SECONDS = _env_int("SYNC_BASE_DELAY_SECONDS", default=30, minimum=1, maximum=_DAY)
 SYNC_LEASE_SECONDS = _env_int("SYNC_LEASE_SECONDS", default=300, minimum=1, maximum=7 * _DAY)
@@ -295,9 +302,11 @@ SYNC_PRUNE_AFTER_DAYS = _env_int("SYNC_PRUNE_AFTER_DAYS", default=30, minimum=1,
 SYNC_API_PORT = _env_int("SYNC_API_PORT", default=8080, minimum=1, maximum=65535)
 SYNC_API_HOST = env.str("SYNC_API_HOST", default="127.0.0.1")
 
-# One batch's worst case: every item in it may wait the whole VH busy timeout, plus slack for
-# the keeper.db work around them.
-SYNC_BATCH_WORST_SECONDS = SYNC_BATCH_SIZE * HAVEN_BUSY_TIMEOUT_SECONDS + 10
+# One batch's worst case: its time, then one last VH transaction that may wait the whole VH busy
+# timeout and hold the lock its time, plus slack for the keeper.db work around them.
+SYNC_BATCH_WORST_SECONDS = math.ceil(
+    SYNC_BATCH_SECONDS + HAVEN_BUSY_TIMEOUT_SECONDS + HAVEN_WRITE_HOLD_SECONDS + 10
+)
 # syncq.tasks.sync_due runs batches for SYNC_BATCH_WORST_SECONDS, then may start one more batch:
 # django-q2 kills a task only after both, with slack. The lease must outlast that, so an item
 # whose worker was killed is taken again only after that worker is gone.
@@ -305,8 +314,9 @@ SYNC_TASK_TIMEOUT_SECONDS = int(2 * SYNC_BATCH_WORST_SECONDS + 10)
 if SYNC_LEASE_SECONDS <= SYNC_TASK_TIMEOUT_SECONDS:
     raise ImproperlyConfigured(
         f"SYNC_LEASE_SECONDS ({SYNC_LEASE_SECONDS}) must exceed the sync task timeout "
-        f"({SYNC_TASK_TIMEOUT_SECONDS} s = 2 × (SYNC_BATCH_SIZE {SYNC_BATCH_SIZE} × "
-        f"HAVEN_BUSY_TIMEOUT_SECONDS {HAVEN_BUSY_TIMEOUT_SECONDS:g} + 10) + 10); "
+        f"({SYNC_TASK_TIMEOUT_SECONDS} s = 2 × (SYNC_BATCH_SECONDS {SYNC_BATCH_SECONDS} + "
+        f"HAVEN_BUSY_TIMEOUT_SECONDS {HAVEN_BUSY_TIMEOUT_SECONDS:g} + "
+        f"HAVEN_WRITE_HOLD_SECONDS {HAVEN_WRITE_HOLD_SECONDS:g} + 10) + 10); "
         "raise it or lower those"
     )
 
@@ -315,8 +325,9 @@ if SYNC_LEASE_SECONDS <= SYNC_TASK_TIMEOUT_SECONDS:
 # whose constraints take them (the Control Room's current schema refuses them; they then wait).
 SYNC_WRITE_UNPLACED = _env_bool("SYNC_WRITE_UNPLACED", default=False)
 
-# For fault injection only (make chaos): a pause between an item's VH commit and its keeper.db
-# commit, so that a killed worker can be caught in between. 0 (the default) pauses nothing.
+# For fault injection only (make chaos): a pause before each VH commit and another between it and
+# the keeper.db commit, so that a killed worker can be caught in either. 0 (the default) pauses
+# nothing.
 SYNC_CHAOS_PAUSE_SECONDS = _env_seconds("SYNC_CHAOS_PAUSE_SECONDS", default=0.0)
 
 # --- The Control Room API (Django REST framework) --------------------------------------------

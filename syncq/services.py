@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
@@ -40,8 +41,8 @@ from discoveries.haven.catalog import catalog_version
 from discoveries.haven.connection import haven_close, haven_connection
 from discoveries.haven.errors import HavenError
 from discoveries.haven.writer import (
+    HavenBatch,
     WriteOutcome,
-    haven_discovery_delete,
     haven_discovery_write,
     haven_unplaced_problem,
 )
@@ -126,7 +127,7 @@ def _discovery_store(
             discovery = Discovery.objects.create(
                 submission_timestamp=stamp, submission_key=key, **values
             )
-            queue_item_create(discovery=discovery)
+            queue_item_create(discovery=discovery, submitted=True)
             transaction.on_commit(sync_kick, robust=True)
     except IntegrityError:
         # Another process stored the same key between our check and our insert (PostgreSQL;
@@ -143,14 +144,35 @@ def _discovery_store(
 # --- the queue -------------------------------------------------------------------------------
 
 
-def queue_item_create(*, discovery: Discovery, synced_to: int | None = None) -> SyncQueueItem:
+#: ``metadata[ORIGIN]`` of an item made as its discovery was submitted through Keeper Sync:
+#: no old bot can have written that discovery into VH, so its sync never searches VH for an
+#: old bot's identical row (a scan of VH's ``discoveries``; see ``submitted_here``).
+ORIGIN = "origin"
+SUBMITTED = "submitted"
+
+
+def submitted_here(item: SyncQueueItem) -> bool:
+    """Whether ``item`` was made as its discovery was submitted through Keeper Sync's doors
+    (``metadata["origin"] == "submitted"``), rather than for a discovery from before the queue
+    (backfill, an old bot's queue): only the latter may have an old bot's row in VH."""
+    metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    return metadata.get(ORIGIN) == SUBMITTED
+
+
+def queue_item_create(
+    *, discovery: Discovery, synced_to: int | None = None, submitted: bool = False
+) -> SyncQueueItem:
     """Add the queue item of ``discovery``: due at once, or already ``synced`` to VH row
-    ``synced_to`` (a row linked rather than written). Call inside the discovery's transaction;
-    the unique ``discovery_id`` makes a second call fail with ``IntegrityError``."""
+    ``synced_to`` (a row linked rather than written). ``submitted``: the discovery is being
+    submitted now (:func:`submitted_here`). Call inside the discovery's transaction; the
+    unique ``discovery_id`` makes a second call fail with ``IntegrityError``."""
     now = timezone.now()
     if synced_to is None:
         return SyncQueueItem.objects.create(
-            discovery=discovery, max_attempts=settings.SYNC_MAX_ATTEMPTS, created_at=now
+            discovery=discovery,
+            max_attempts=settings.SYNC_MAX_ATTEMPTS,
+            created_at=now,
+            metadata={ORIGIN: SUBMITTED} if submitted else {},
         )
     return SyncQueueItem.objects.create(
         discovery=discovery,
@@ -429,7 +451,7 @@ def _merged_metadata(item: SyncQueueItem, *, drop=(), **values) -> dict:
     return merged
 
 
-def _attempt_record(
+def _attempt_row(
     item: SyncQueueItem,
     *,
     started_at,
@@ -437,9 +459,9 @@ def _attempt_record(
     outcome: str,
     error: str | None = None,
     haven_discovery_id: int | None = None,
-) -> None:
+) -> SyncAttempt:
     started_at = started_at or item.last_sync_attempt or finished_at
-    SyncAttempt.objects.create(
+    return SyncAttempt(
         queue_item_id=item.id,
         number=item.sync_attempts,
         started_at=started_at,
@@ -450,21 +472,31 @@ def _attempt_record(
     )
 
 
-def _changed_since_claim(item: SyncQueueItem) -> bool:
-    """Whether ``item`` was asked for something else while a worker held it: its operation
-    changed (a delete) or its discovery was edited since the claim loaded it. Runs inside the
-    caller's keeper.db transaction, after the lease check, so an edit either committed before
-    (and is seen here) or sees the outcome and queues the item again itself."""
-    current_operation = (
-        SyncQueueItem.objects.filter(id=item.id).values_list("operation", flat=True).first()
-    )
-    if current_operation != item.operation:
+def _attempt_record(item: SyncQueueItem, **fields) -> None:
+    _attempt_row(item, **fields).save(force_insert=True)
+
+
+def _asked_again(item: SyncQueueItem, operation_now: str | None, stored: Discovery | None) -> bool:
+    """Whether ``item`` was asked for something else while a worker held it: its operation is
+    now ``operation_now`` (a delete asked for), or its discovery, as ``stored`` now, was
+    edited since the claim loaded it."""
+    if operation_now != item.operation:
         return True
     claimed = getattr(item, "discovery", None)
-    stored = Discovery.objects.filter(id=item.discovery_id).first()
     if claimed is None or stored is None:
         return False
     return discovery_values(stored) != discovery_values(claimed)
+
+
+def _changed_since_claim(item: SyncQueueItem) -> bool:
+    """:func:`_asked_again` for one item, read now. Runs inside the caller's keeper.db
+    transaction, after the lease check, so an edit either committed before (and is seen here)
+    or sees the outcome and queues the item again itself."""
+    current_operation = (
+        SyncQueueItem.objects.filter(id=item.id).values_list("operation", flat=True).first()
+    )
+    stored = Discovery.objects.filter(id=item.discovery_id).first()
+    return _asked_again(item, current_operation, stored)
 
 
 def queue_item_succeed(
@@ -484,59 +516,141 @@ def queue_item_succeed(
     ``neutralised``: keeper fields whose markup was made harmless in VH; ``row_hash``: the
     row's hash as VH holds it now, which ``sync_verify`` compares with the ledger's;
     ``kept_base``: what is left of the Control Room's kept version, ``{}`` when nothing).
+    :func:`queue_items_succeed` for one item; returns its new state."""
+    outcome = WriteOutcome(
+        haven_discovery_id, how, neutralised=neutralised, row_hash=row_hash, kept_base=kept_base
+    )
+    attempted = Attempted(item, started_at, outcome, unresolved=unresolved)
+    return queue_items_succeed(token=token, results=[attempted])[item.id]
 
-    Returns the new state: ``synced``; ``pending`` (due now, attempts 0) when the discovery was
-    edited or its deletion asked for while this attempt ran, so the next attempt applies that;
-    or ``None`` when the lease was lost meanwhile (another worker or an operator took the
-    item), in which case the ledger makes the next attempt find the same row. The attempt
-    (from ``started_at``, default the claim time) is added to the item's history."""
-    now = timezone.now()
-    extra: dict[str, object] = {"how": how}
-    if how in ("written", "updated"):
+
+@dataclass
+class Attempted:
+    """One item's attempt: when it ``started_at`` (aware; ``None``: the claim time), and its
+    writer ``outcome``, or the ``error`` text that stopped it. ``unresolved`` is what of the
+    place was not found (default: from ``outcome.location``)."""
+
+    item: SyncQueueItem
+    started_at: datetime | None
+    outcome: WriteOutcome | None = None
+    error: str | None = None
+    unresolved: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.unresolved is None and self.outcome is not None and self.outcome.location:
+            self.unresolved = self.outcome.location.unresolved
+
+
+def _succeed_metadata(item: SyncQueueItem, outcome: WriteOutcome, unresolved: str | None) -> dict:
+    extra: dict[str, object] = {"how": outcome.how}
+    if outcome.how in ("written", "updated"):
         extra["location_resolved"] = unresolved is None
         extra["location_unresolved"] = unresolved
-    if neutralised:
-        extra["neutralised"] = list(neutralised)
-    if row_hash is not None:
-        extra["row_hash"] = row_hash
-    drop = (*ROUND_KEYS, "neutralised") if how in ("written", "updated") else ROUND_KEYS
-    if kept_base:
-        extra["kept_base"] = kept_base
-    elif kept_base is not None:
+    if outcome.neutralised:
+        extra["neutralised"] = list(outcome.neutralised)
+    if outcome.row_hash is not None:
+        extra["row_hash"] = outcome.row_hash
+    written = outcome.how in ("written", "updated")
+    drop = (*ROUND_KEYS, "neutralised") if written else ROUND_KEYS
+    if outcome.kept_base:
+        extra["kept_base"] = outcome.kept_base
+    elif outcome.kept_base is not None:
         drop = (*drop, "kept_base")
+    return _merged_metadata(item, drop=drop, **extra)
+
+
+def _column(model, name: str) -> str:
+    return connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.get_field(name).column)
+
+
+def _prepared(model, name: str, value):
+    return model._meta.get_field(name).get_db_prep_save(value, connections[DEFAULT_DB_ALIAS])
+
+
+def queue_items_succeed(*, token: str, results: list[Attempted]) -> dict[int, str | None]:
+    """Record, in one keeper.db transaction, that each item of ``results`` is in VH: each
+    :class:`Attempted` has an ``outcome`` whose ``how`` is written, linked, ledger, updated or
+    kept and whose ``haven_discovery_id`` is its row.
+
+    Each item held under ``token`` becomes ``synced`` (``synced_at`` now, its VH id on the
+    item and its discovery, error and lease cleared, ``metadata`` saying how, whether the
+    place was found, which fields were neutralised and the row's hash), or ``pending`` (due
+    now, attempts 0) when its discovery was edited or its deletion asked for while the
+    attempt ran, so the next attempt applies that. Its attempt joins its history. One read of
+    the leases, one read of the discoveries, one statement run for all rows
+    (``executemany``) and one bulk insert of attempts, whatever the number of items.
+
+    Returns ``{item id: new state}``, ``None`` for an item whose lease was lost meanwhile
+    (another worker or an operator took it); the ledger makes its next attempt find the same
+    row. Raises the database's own error (then nothing is recorded)."""
+    now = timezone.now()
+    states: dict[int, str | None] = {r.item.id: None for r in results}
+    connection = connections[DEFAULT_DB_ALIAS]
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        held = SyncQueueItem.objects.select_for_update().filter(
-            id=item.id, sync_status=SyncStatus.SYNCING, lease_token=token
+        held = dict(
+            SyncQueueItem.objects.select_for_update()
+            .filter(id__in=list(states), sync_status=SyncStatus.SYNCING, lease_token=token)
+            .values_list("id", "operation")
         )
-        state = None
-        if held.exists():
-            again = _changed_since_claim(item)
+        mine = [r for r in results if r.item.id in held]
+        stored = Discovery.objects.in_bulk([r.item.discovery_id for r in mine])
+        rows, discovery_rows, attempts = [], [], []
+        again_any = False
+        for attempted in mine:
+            item, outcome = attempted.item, attempted.outcome
+            again = _asked_again(item, held[item.id], stored.get(item.discovery_id))
+            again_any = again_any or again
             state = SyncStatus.PENDING if again else SyncStatus.SYNCED
-            held.update(
-                sync_status=state,
-                sync_attempts=0 if again else F("sync_attempts"),
-                synced_at=now,
-                haven_discovery_id=haven_discovery_id,
-                sync_error=None,
-                waiting_on=None,
-                metadata=_merged_metadata(item, drop=drop, **extra),
-                **NOT_WAITING,
+            states[item.id] = state
+            metadata = _succeed_metadata(item, outcome, attempted.unresolved)
+            rows.append(
+                (
+                    state,
+                    again,
+                    _prepared(SyncQueueItem, "synced_at", now),
+                    outcome.haven_discovery_id,
+                    _prepared(SyncQueueItem, "metadata", metadata),
+                    item.id,
+                    token,
+                )
             )
-            Discovery.objects.filter(id=item.discovery_id).update(
-                haven_discovery_id=haven_discovery_id
+            discovery_rows.append((outcome.haven_discovery_id, item.discovery_id))
+            attempts.append(
+                _attempt_row(
+                    item,
+                    started_at=attempted.started_at,
+                    finished_at=now,
+                    outcome=AttemptOutcome.SYNCED,
+                    haven_discovery_id=outcome.haven_discovery_id,
+                )
             )
-            _attempt_record(
-                item,
-                started_at=started_at,
-                finished_at=now,
-                outcome=AttemptOutcome.SYNCED,
-                haven_discovery_id=haven_discovery_id,
-            )
-            if again:
-                transaction.on_commit(sync_kick, robust=True)
-    if state is None:
-        logger.warning("queue item %s: lease lost before it could be marked synced", item.id)
-    return state
+        if rows:
+            q = partial(_column, SyncQueueItem)
+            table = connection.ops.quote_name(SyncQueueItem._meta.db_table)
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"UPDATE {table} SET {q('sync_status')} = %s,"  # noqa: S608 - model names
+                    f" {q('sync_attempts')} = CASE WHEN %s THEN 0 ELSE {q('sync_attempts')} END,"
+                    f" {q('synced_at')} = %s, {q('haven_discovery_id')} = %s,"
+                    f" {q('sync_error')} = NULL, {q('waiting_on')} = NULL, {q('metadata')} = %s,"
+                    f" {q('leased_until')} = NULL, {q('lease_token')} = NULL,"
+                    f" {q('next_retry_after')} = NULL"
+                    f" WHERE {q('id')} = %s AND {q('lease_token')} = %s",
+                    rows,
+                )
+                d = partial(_column, Discovery)
+                cursor.executemany(
+                    f"UPDATE {connection.ops.quote_name(Discovery._meta.db_table)}"  # noqa: S608
+                    f" SET {d('haven_discovery_id')} = %s WHERE {d('id')} = %s",
+                    discovery_rows,
+                )
+            SyncAttempt.objects.bulk_create(attempts)
+        if again_any:
+            transaction.on_commit(sync_kick, robust=True)
+    for item_id, state in states.items():
+        if state is None:
+            logger.warning("queue item %s: lease lost before it could be marked synced", item_id)
+    return states
 
 
 def queue_item_fail(*, item: SyncQueueItem, token: str, error: str, started_at=None) -> str | None:
@@ -787,14 +901,19 @@ class BatchReport:
 
 
 def sync_batch(*, batch_size: int | None = None, stop: StopWatch | None = None) -> BatchReport:
-    """Claim up to ``batch_size`` (default ``SYNC_BATCH_SIZE``) due items and copy each into
+    """Claim up to ``batch_size`` (default ``SYNC_BATCH_SIZE``) due items and copy them into
     VH-Database.db; one item's failure is recorded on it and never stops the others.
 
     First the items of dead workers are taken back (:func:`queue_leases_release`) and lapsed
-    leases on a last attempt closed. While the items are worked on, their lease holder's
-    heartbeat is kept; between items ``stop`` (default: a new :class:`StopWatch`) is asked
-    whether the cluster is stopping, and if it is, the items not started are given back
-    (:func:`queue_items_give_back`) and ``stopping`` is set on the report.
+    leases on a last attempt closed. Then the items are written in VH transactions
+    (:func:`_haven_write_some`), each holding the Control Room's write lock for at most about
+    ``HAVEN_WRITE_HOLD_SECONDS``: one transaction for a few items, as many as a backlog needs.
+    After each, one keeper.db transaction records their outcomes (:func:`_outcomes_record`),
+    with the Control Room's file free meanwhile. While the items are worked on, their lease
+    holder's heartbeat is kept. Before each VH transaction ``stop`` (default: a new
+    :class:`StopWatch`) is asked whether the cluster is stopping; if it is, or once the batch
+    has run ``SYNC_BATCH_SECONDS``, the items not started are given back
+    (:func:`queue_items_give_back`; ``stopping`` is set on the report when the cluster stops).
 
     Does nothing while ``USE_HAVEN_DATABASE`` is false. Closes the VH connection at the end so
     the Control Room's file is not held open between batches.
@@ -814,16 +933,7 @@ def sync_batch(*, batch_size: int | None = None, stop: StopWatch | None = None) 
         return report
     try:
         with _HolderHeartbeat(token):
-            for index, item in enumerate(items):
-                if stop():
-                    report.stopping = True
-                    report.given_back = queue_items_give_back(items=items[index:], token=token)
-                    logger.info(
-                        "the cluster is stopping: gave back %s queue items not started",
-                        report.given_back,
-                    )
-                    break
-                _sync_one(item, token, report)
+            _sync_claimed(items, token, report, stop=stop)
     finally:
         haven_close()
     # Only a batch that ended normally drops its holder: one cut short (Ctrl-C in sync_now)
@@ -832,8 +942,34 @@ def sync_batch(*, batch_size: int | None = None, stop: StopWatch | None = None) 
     return report
 
 
-def _haven_apply(item: SyncQueueItem) -> WriteOutcome:
-    """Do ``item``'s operation in VH, with the operator's choice for this round, if any."""
+def _sync_claimed(
+    items: list[SyncQueueItem], token: str, report: BatchReport, *, stop: StopWatch | None = None
+) -> None:
+    """Write ``items``, claimed under ``token``, into VH a transaction at a time and record
+    each transaction's outcomes in ``report``, giving back the items not started when ``stop``
+    says the cluster is stopping or ``SYNC_BATCH_SECONDS`` have passed."""
+    stop = stop or StopWatch()
+    deadline = time.monotonic() + settings.SYNC_BATCH_SECONDS
+    rest = items
+    while rest:
+        if stop() or time.monotonic() >= deadline:
+            report.stopping = stop.stopping
+            report.given_back += queue_items_give_back(items=rest, token=token)
+            logger.info(
+                "%s: gave back %s queue items not started",
+                "the cluster is stopping" if stop.stopping else "the batch ran its time",
+                len(rest),
+            )
+            return
+        attempted = _haven_write_some(rest)
+        rest = rest[len(attempted) :]
+        if settings.SYNC_CHAOS_PAUSE_SECONDS and any(a.error is None for a in attempted):
+            time.sleep(settings.SYNC_CHAOS_PAUSE_SECONDS)
+        _outcomes_record(attempted, token, report)
+
+
+def _haven_apply(batch: HavenBatch, item: SyncQueueItem) -> WriteOutcome:
+    """Do ``item``'s operation in ``batch``, with the operator's choice for this round, if any."""
     metadata = item.metadata if isinstance(item.metadata, dict) else {}
     discovery = item.discovery
     problem = discovery_timestamp_problem(discovery)
@@ -845,83 +981,144 @@ def _haven_apply(item: SyncQueueItem) -> WriteOutcome:
         discovery.metadata_stored = discovery.metadata_raw()
     known = item.haven_discovery_id or discovery.haven_discovery_id
     if item.operation == Operation.DELETE:
-        return haven_discovery_delete(
+        return batch.delete(
             discovery=discovery, force_hash=metadata.get("force_hash"), known_haven_id=known
         )
-    return haven_discovery_write(
+    return batch.write(
         discovery=discovery,
         write_unplaced=settings.SYNC_WRITE_UNPLACED or bool(metadata.get("write_unplaced")),
         force_hash=metadata.get("force_hash"),
         accept_hash=metadata.get("accept_hash"),
         kept_base=metadata.get("kept_base"),
         known_haven_id=known,
+        search_legacy=not submitted_here(item),
     )
 
 
-def _sync_one(item: SyncQueueItem, token: str, report: BatchReport) -> None:
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _haven_write_some(items: list[SyncQueueItem]) -> list[Attempted]:
+    """Write the first of ``items`` into VH in one :class:`HavenBatch`, as many as fit in
+    ``HAVEN_WRITE_HOLD_SECONDS`` of its write lock (at least one); returns their
+    :class:`Attempted`, in order.
+
+    An item whose write raises carries its error; the others stand. A fault of the whole
+    transaction carries its error on every item it covered, none of which is in VH: when it
+    could not begin (VH locked past its busy timeout, missing, switched off, its table without
+    the columns every write needs), every item of ``items``, since each would meet the same;
+    when it could not commit, or the file was replaced meanwhile, the items written in it.
+    ``SYNC_CHAOS_PAUSE_SECONDS`` pauses before the commit, for fault injection. The connection
+    is closed afterwards."""
+    attempted: list[Attempted] = []
+    began = False
+    try:
+        with HavenBatch() as batch:
+            began = True
+            for item in items:
+                attempted.append(_haven_attempt(batch, item))
+                if batch.held_seconds >= settings.HAVEN_WRITE_HOLD_SECONDS:
+                    break
+            if settings.SYNC_CHAOS_PAUSE_SECONDS:
+                time.sleep(settings.SYNC_CHAOS_PAUSE_SECONDS)
+    except (HavenError, DatabaseError) as exc:
+        error = _error_text(exc)
+        logger.warning("a VH transaction failed: %s", error)
+        if began:
+            return [Attempted(a.item, a.started_at, error=error) for a in attempted]
+        now = timezone.now()
+        return [Attempted(item, now, error=error) for item in items]
+    finally:
+        # Closed after every transaction: with no other program holding the file open, SQLite
+        # folds the WAL into the file itself, so the file alone (moved away without its -wal)
+        # holds every row keeper.db is about to record as synced.
+        haven_close()
+    return attempted
+
+
+def _haven_attempt(batch: HavenBatch, item: SyncQueueItem) -> Attempted:
     started_at = timezone.now()
     try:
-        outcome = _haven_apply(item)
+        return Attempted(item, started_at, _haven_apply(batch, item))
     except (HavenError, DatabaseError, Discovery.DoesNotExist) as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        return Attempted(item, started_at, error=_error_text(exc))
     except Exception as exc:
         # An unforeseen fault in one item must not strand the rest of the batch in `syncing`:
         # it is recorded on the item (where operators look) and logged with its traceback.
         logger.exception("queue item %s: unexpected error", item.id)
-        error = f"{type(exc).__name__}: {exc}"
-    else:
-        error = None
-    finally:
-        haven_close()
-    if error is None and settings.SYNC_CHAOS_PAUSE_SECONDS:
-        time.sleep(settings.SYNC_CHAOS_PAUSE_SECONDS)
+        return Attempted(item, started_at, error=_error_text(exc))
+
+
+#: Outcomes that leave the discovery in VH, recorded together by :func:`queue_items_succeed`.
+IN_VH = ("written", "linked", "ledger", "updated", "kept")
+
+
+def _outcomes_record(attempted: list[Attempted], token: str, report: BatchReport) -> None:
+    """Record every attempt of one VH transaction in one keeper.db transaction, and count them
+    in ``report`` once it has committed. When keeper.db refuses (locked past its busy timeout,
+    say), nothing is recorded: the items keep their lease and are taken again when it lapses,
+    and the ledger keeps each VH write single."""
+    in_vh = [a for a in attempted if a.error is None and a.outcome.how in IN_VH]
+    ended: list[tuple[Attempted, str | None]] = []
     try:
-        if error is None:
-            _outcome_record(item, token, outcome, report, started_at)
-            return
-        state = queue_item_fail(item=item, token=token, error=error, started_at=started_at)
+        with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            states = queue_items_succeed(token=token, results=in_vh) if in_vh else {}
+            ended.extend((a, states[a.item.id]) for a in in_vh)
+            for a in attempted:
+                if a.error is not None:
+                    state = queue_item_fail(
+                        item=a.item, token=token, error=a.error, started_at=a.started_at
+                    )
+                    ended.append((a, state))
+                elif a.outcome.how not in IN_VH:
+                    ended.append((a, _held_outcome_record(a, token)))
     except DatabaseError:
-        # keeper.db itself refused (locked past its busy timeout, say): the item keeps its
-        # lease and is taken again when it lapses; the ledger keeps a VH write single.
-        logger.exception("queue item %s: could not record the attempt in keeper.db", item.id)
-        report.errors.append((item.id, "keeper.db could not record the attempt"))
-        return
-    report.errors.append((item.id, error))
-    if state == SyncStatus.MAX_RETRIES_EXCEEDED:
-        report.exceeded += 1
-    elif state == SyncStatus.PENDING:
-        report.retrying += 1
-    logger.warning("queue item %s attempt %s failed: %s", item.id, item.sync_attempts, error)
-
-
-def _outcome_record(
-    item: SyncQueueItem, token: str, outcome: WriteOutcome, report: BatchReport, started_at
-) -> None:
-    if outcome.how == "waiting":
-        if queue_item_wait(item=item, token=token, outcome=outcome, started_at=started_at):
-            report.waiting += 1
-            logger.info("queue item %s waits: %s", item.id, outcome.waiting)
-    elif outcome.how == "conflict":
-        if queue_item_conflict(item=item, token=token, outcome=outcome, started_at=started_at):
-            report.conflict += 1
-            logger.warning("queue item %s: conflict with the Control Room", item.id)
-    elif outcome.how in ("deleted", "absent"):
-        if queue_item_delete_finish(item=item, token=token):
-            report.deleted += 1
-    else:
-        state = queue_item_succeed(
-            item=item,
-            token=token,
-            haven_discovery_id=outcome.haven_discovery_id,
-            how=outcome.how,
-            unresolved=outcome.location.unresolved if outcome.location else None,
-            neutralised=outcome.neutralised,
-            row_hash=outcome.row_hash,
-            kept_base=outcome.kept_base,
-            started_at=started_at,
+        logger.exception(
+            "queue items %s: could not record the attempts in keeper.db",
+            ", ".join(str(a.item.id) for a in attempted),
         )
-        if state == SyncStatus.SYNCED:
-            report.synced += 1
+        report.errors.extend(
+            (a.item.id, "keeper.db could not record the attempt") for a in attempted
+        )
+        return
+    for a, state in ended:
+        _report_count(report, a, state)
+
+
+def _held_outcome_record(a: Attempted, token: str) -> str | None:
+    """Record an outcome that leaves the item out of VH (waiting, conflict, deleted, absent);
+    returns the state it counts as, or ``None`` when the lease was lost."""
+    item, outcome, started_at = a.item, a.outcome, a.started_at
+    if outcome.how == "waiting":
+        held = queue_item_wait(item=item, token=token, outcome=outcome, started_at=started_at)
+        return SyncStatus.WAITING if held else None
+    if outcome.how == "conflict":
+        held = queue_item_conflict(item=item, token=token, outcome=outcome, started_at=started_at)
+        return SyncStatus.CONFLICT if held else None
+    return "deleted" if queue_item_delete_finish(item=item, token=token) else None
+
+
+def _report_count(report: BatchReport, a: Attempted, state: str | None) -> None:
+    if a.error is not None:
+        report.errors.append((a.item.id, a.error))
+        if state == SyncStatus.MAX_RETRIES_EXCEEDED:
+            report.exceeded += 1
+        elif state == SyncStatus.PENDING:
+            report.retrying += 1
+        logger.warning(
+            "queue item %s attempt %s failed: %s", a.item.id, a.item.sync_attempts, a.error
+        )
+    elif state == SyncStatus.SYNCED:
+        report.synced += 1
+    elif state == SyncStatus.WAITING:
+        report.waiting += 1
+        logger.info("queue item %s waits: %s", a.item.id, a.outcome.waiting)
+    elif state == SyncStatus.CONFLICT:
+        report.conflict += 1
+        logger.warning("queue item %s: conflict with the Control Room", a.item.id)
+    elif state == "deleted":
+        report.deleted += 1
 
 
 def sync_until_idle(

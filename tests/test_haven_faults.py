@@ -321,27 +321,29 @@ def test_vh_file_replaced_while_open_gets_the_next_write(haven_db):
 def test_each_write_reaches_the_wal_file_itself_so_moving_it_loses_nothing(
     sample_haven_db, monkeypatch
 ):
-    """Into a WAL-mode VH that no other program holds open, each synced row is in the main
-    file before the next item starts: the main file alone (as a careless move of it mid-batch
-    would leave) has every row written so far."""
+    """Into a WAL-mode VH that no other program holds open, the rows of each VH transaction
+    are in the main file before keeper.db records them as synced: the main file alone (as a
+    careless move of it mid-batch would leave) has every row recorded so far."""
     from syncq import services
 
     seen_in_main_file: list[bool] = []
-    real_succeed = services.queue_item_succeed
+    real_succeed = services.queue_items_succeed
 
-    def succeed_and_look(**kwargs):
+    def succeed_and_look(*, token, results):
         main_only = f"file:{sample_haven_db}?mode=ro&immutable=1"  # reads no -wal at all
         conn = sqlite3.connect(main_only, uri=True)
         try:
-            found = conn.execute(
-                "SELECT COUNT(*) FROM discoveries WHERE id = ?", (kwargs["haven_discovery_id"],)
-            ).fetchone()
+            for attempted in results:
+                found = conn.execute(
+                    "SELECT COUNT(*) FROM discoveries WHERE id = ?",
+                    (attempted.outcome.haven_discovery_id,),
+                ).fetchone()
+                seen_in_main_file.append(found == (1,))
         finally:
             conn.close()
-        seen_in_main_file.append(found == (1,))
-        return real_succeed(**kwargs)
+        return real_succeed(token=token, results=results)
 
-    monkeypatch.setattr(services, "queue_item_succeed", succeed_and_look)
+    monkeypatch.setattr(services, "queue_items_succeed", succeed_and_look)
     for n in range(3):
         discovery_make(system_name="Oculi", location="Krospen L49", description=f"move-safe {n}")
 

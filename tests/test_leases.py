@@ -79,7 +79,9 @@ def test_the_batch_end_removes_its_holder(monkeypatch):
     """Once a batch is over, its lease holder is gone."""
     queue_item_pending()
     tokens = []
-    monkeypatch.setattr(services, "_sync_one", lambda item, token, report: tokens.append(token))
+    monkeypatch.setattr(
+        services, "_sync_claimed", lambda items, token, report, stop: tokens.append(token)
+    )
     assert sync_batch().claimed == 1 and len(tokens) == 1
     assert not LeaseHolder.objects.filter(token=tokens[0]).exists()
 
@@ -90,10 +92,10 @@ def test_a_batch_cut_short_keeps_its_holder_for_the_next_batch_to_judge(monkeypa
     ended the next batch takes its items back at once rather than after the lease."""
     item = queue_item_pending()
 
-    def interrupted(item, token, report):
+    def interrupted(items, token, report, stop):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(services, "_sync_one", interrupted)
+    monkeypatch.setattr(services, "_sync_claimed", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sync_batch()
     held = _reloaded(item)
@@ -215,15 +217,19 @@ def test_a_batch_takes_a_dead_workers_items_and_syncs_them(haven_db):
 
 
 @WITH_HAVEN
-def test_a_stopping_cluster_gives_back_the_items_it_has_not_started(haven_db, monkeypatch):
-    """When the worker's cluster begins to stop, the batch finishes the item in hand, gives
-    back the others (pending, due now, their attempt taken back) and no further batch runs."""
+def test_a_stopping_cluster_gives_back_the_items_it_has_not_started(
+    haven_db, monkeypatch, settings
+):
+    """When the worker's cluster begins to stop, the batch finishes the VH transaction in hand,
+    gives back the other items (pending, due now, their attempt taken back) and no further
+    batch runs."""
+    settings.HAVEN_WRITE_HOLD_SECONDS = 0  # one item per VH transaction
     items = [queue_item_pending() for _ in range(5)]
     asked = []
 
     def stopping() -> bool:
         asked.append(True)
-        return len(asked) > 3  # asked before the batch, then before each item: after two
+        return len(asked) > 3  # asked before the batch, then before each transaction: after two
 
     monkeypatch.setattr(services, "cluster_stopping", stopping)
     monkeypatch.setattr(services, "STOP_CHECK_SECONDS", 0)

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from discoveries.haven.connection import haven_close
 from discoveries.haven.models import HavenDiscovery, LedgerEntry
-from discoveries.haven.writer import haven_discovery_write
+from discoveries.haven.writer import HavenBatch, haven_discovery_write
 from discoveries.models import Discovery
 from syncq import services
 from syncq.models import SyncQueueItem, SyncStatus
@@ -406,14 +406,14 @@ def test_bad_items_do_not_block_the_rest_of_their_batch(haven_db):
 @WITH_HAVEN
 def test_unexpected_error_in_one_item_is_recorded_and_the_batch_goes_on(haven_db, monkeypatch):
     """An unforeseen exception while writing one item fails that item only, with its text."""
-    real_write = services.haven_discovery_write
+    real_write = HavenBatch.write
 
-    def flaky_write(*, discovery, **kwargs):
+    def flaky_write(self, *, discovery, **kwargs):
         if discovery.description == "trips a bug":
             raise RuntimeError("unforeseen fault")
-        return real_write(discovery=discovery, **kwargs)
+        return real_write(self, discovery=discovery, **kwargs)
 
-    monkeypatch.setattr(services, "haven_discovery_write", flaky_write)
+    monkeypatch.setattr(HavenBatch, "write", flaky_write)
     discovery_make(description="before")
     buggy = discovery_make(description="trips a bug")
     discovery_make(description="after")
@@ -733,21 +733,23 @@ def test_schedules_follow_a_longer_interval(settings):
 
 
 @WITH_HAVEN
-def test_keeper_db_refusing_one_record_does_not_stop_the_batch(haven_db, monkeypatch):
-    """If keeper.db cannot record one item's success (locked past its busy timeout), that item
-    keeps its lease for a later attempt and the rest of the batch is still synced."""
+def test_keeper_db_refusing_one_record_does_not_stop_the_batch(haven_db, monkeypatch, settings):
+    """If keeper.db cannot record the outcomes of one VH transaction (locked past its busy
+    timeout), its items keep their lease for a later attempt and the rest of the batch, in
+    the next transactions, is still synced."""
     from django.db import OperationalError
 
+    settings.HAVEN_WRITE_HOLD_SECONDS = 0  # one item per VH transaction
     first = discovery_make(description="record refused")
     second = discovery_make(description="recorded")
-    real_succeed = services.queue_item_succeed
+    real_succeed = services.queue_items_succeed
 
-    def refuse_first(*, item, **kwargs):
-        if item.discovery_id == first.id:
+    def refuse_first(*, token, results):
+        if any(a.item.discovery_id == first.id for a in results):
             raise OperationalError("database is locked")
-        return real_succeed(item=item, **kwargs)
+        return real_succeed(token=token, results=results)
 
-    monkeypatch.setattr(services, "queue_item_succeed", refuse_first)
+    monkeypatch.setattr(services, "queue_items_succeed", refuse_first)
 
     report = sync_batch()
 
@@ -756,7 +758,7 @@ def test_keeper_db_refusing_one_record_does_not_stop_the_batch(haven_db, monkeyp
     stuck = _item(first)
     assert stuck.sync_status == SyncStatus.SYNCING and stuck.leased_until is not None
     # When the lease lapses, the ledger turns the retry into a record, not a second row.
-    monkeypatch.setattr(services, "queue_item_succeed", real_succeed)
+    monkeypatch.setattr(services, "queue_items_succeed", real_succeed)
     SyncQueueItem.objects.filter(id=stuck.id).update(
         leased_until=timezone.now() - timedelta(seconds=1)
     )

@@ -109,54 +109,57 @@ def test_empty_values_mean_the_defaults(tmp_path):
         HAVEN_DB_PATH="",
         SYNC_BATCH_SIZE="",
     )
-    assert shown == f"{ROOT / 'data' / 'keeper.db'} {ROOT / 'data' / 'VH-Database.db'} 10"
+    assert shown == f"{ROOT / 'data' / 'keeper.db'} {ROOT / 'data' / 'VH-Database.db'} 500"
 
 
 # --- sync timing --------------------------------------------------------------------------------
 
 
 def test_default_timing_is_consistent(tmp_path):
-    """With the defaults a batch may take 60 s, a task 130 s (django-q2's timeout), and
-    django-q2 redelivers only after 190 s; manage.py check passes."""
+    """With the defaults a batch may take 36 s (20 s of VH transactions, then one more that
+    may wait 5 s for the lock and hold it 0.1 s, and 10 s of slack), a task 82 s (django-q2's
+    timeout), and django-q2 redelivers only after 142 s; manage.py check passes."""
     assert manage(tmp_path, "check").returncode == 0
     shown = printed(
         tmp_path,
         "settings.SYNC_BATCH_WORST_SECONDS, settings.SYNC_TASK_TIMEOUT_SECONDS,"
         " settings.Q_CLUSTER['timeout'], settings.Q_CLUSTER['retry']",
     )
-    assert shown == "60.0 130 130 190"
+    assert shown == "36 82 82 142"
 
 
 def test_lease_not_longer_than_the_task_timeout_is_refused_with_the_rule(tmp_path):
     """A lease that does not outlast the sync task is refused, the message showing the rule
     with the numbers that gave the timeout."""
-    stderr = refused(tmp_path, SYNC_LEASE_SECONDS="130")
+    stderr = refused(tmp_path, SYNC_LEASE_SECONDS="82")
     assert (
-        "SYNC_LEASE_SECONDS (130) must exceed the sync task timeout (130 s = 2 × "
-        "(SYNC_BATCH_SIZE 10 × HAVEN_BUSY_TIMEOUT_SECONDS 5 + 10) + 10); raise it or lower those"
+        "SYNC_LEASE_SECONDS (82) must exceed the sync task timeout (82 s = 2 × "
+        "(SYNC_BATCH_SECONDS 20 + HAVEN_BUSY_TIMEOUT_SECONDS 5 + HAVEN_WRITE_HOLD_SECONDS 0.1 "
+        "+ 10) + 10); raise it or lower those"
     ) in stderr
-    assert manage(tmp_path, "check", SYNC_LEASE_SECONDS="131").returncode == 0
+    assert manage(tmp_path, "check", SYNC_LEASE_SECONDS="83").returncode == 0
 
 
 @pytest.mark.parametrize(
     ("overrides", "timeout"),
     [
-        ({"HAVEN_BUSY_TIMEOUT_SECONDS": "20"}, 430),
-        ({"SYNC_BATCH_SIZE": "50"}, 530),
+        ({"HAVEN_BUSY_TIMEOUT_SECONDS": "200"}, 472),
+        ({"SYNC_BATCH_SECONDS": "250"}, 542),
+        ({"HAVEN_WRITE_HOLD_SECONDS": "200"}, 480),
         (
             {
-                "SYNC_BATCH_SIZE": "4",
+                "SYNC_BATCH_SECONDS": "4",
                 "HAVEN_BUSY_TIMEOUT_SECONDS": "2.5",
-                "SYNC_LEASE_SECONDS": "50",
+                "SYNC_LEASE_SECONDS": "44",
             },
-            50,
+            44,
         ),
     ],
-    ids=["longer-busy-timeout", "larger-batch", "decimal-busy-timeout"],
+    ids=["longer-busy-timeout", "longer-batch", "longer-hold", "decimal-busy-timeout"],
 )
-def test_batch_size_and_busy_timeout_raise_the_lease_needed(tmp_path, overrides, timeout):
-    """A longer VH busy timeout or a larger batch lengthens the sync task, so a lease that
-    no longer outlasts it is refused."""
+def test_batch_time_and_busy_timeout_raise_the_lease_needed(tmp_path, overrides, timeout):
+    """A longer VH busy timeout, batch time or lock hold lengthens the sync task, so a lease
+    that no longer outlasts it is refused."""
     stderr = refused(tmp_path, **overrides)
     assert f"must exceed the sync task timeout ({timeout} s = " in stderr
 

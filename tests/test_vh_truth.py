@@ -401,14 +401,14 @@ def test_an_edit_while_a_worker_holds_the_item_is_applied_after_it_not_beside_it
 ):
     """The edit leaves the worker's lease alone, so no second batch takes the item; the worker's
     outcome sees the edit and queues the item again, which then updates the one row."""
-    from syncq.services import BatchReport, _sync_one
+    from syncq.services import BatchReport, _sync_claimed
 
     discovery = discovery_make(**PLACED, description="v1")
     token, (held,) = _claimed_alone()
     discovery_update(discovery_id=discovery.id, changes={"description": "v2"})
     assert sync_batch().claimed == 0, "no second worker takes a held item"
     report = BatchReport()
-    _sync_one(held, token, report)
+    _sync_claimed([held], token, report)
     item = _item(discovery)
     assert report.synced == 0 and item.sync_status == SyncStatus.PENDING
     assert sync_batch().synced == 1
@@ -423,14 +423,14 @@ def test_an_edit_while_a_worker_holds_the_item_is_applied_after_it_not_beside_it
 def test_a_delete_while_a_worker_holds_the_item_removes_the_row_it_wrote(sample_haven_db):
     """The worker writes its row, sees the delete asked meanwhile, and the next batch removes
     the row and the discovery: nothing is left on the map."""
-    from syncq.services import BatchReport, _sync_one
+    from syncq.services import BatchReport, _sync_claimed
 
     count = vh_count(sample_haven_db)
     discovery = discovery_make(**PLACED, description="short-lived")
     token, (held,) = _claimed_alone()
     assert discovery_delete(discovery_id=discovery.id) == "queued"
     assert sync_batch().claimed == 0
-    _sync_one(held, token, BatchReport())
+    _sync_claimed([held], token, BatchReport())
     assert _item(discovery).operation == Operation.DELETE
     assert sync_batch().deleted == 1
     assert not Discovery.objects.filter(id=discovery.id).exists()
@@ -538,14 +538,14 @@ def test_editing_an_old_bots_row_never_adds_a_second_one(sample_haven_db):
 def test_an_edit_while_held_then_a_failed_attempt_is_due_at_once(sample_haven_db, tmp_path):
     """The worker fails after the edit: the item is pending, attempts 0 and due now, as the
     edit would have left it, not backing off."""
-    from syncq.services import BatchReport, _sync_one, queue_items_claim
+    from syncq.services import BatchReport, _sync_claimed, queue_items_claim
 
     discovery = discovery_make(**PLACED, description="v1")
     token, (held,) = queue_items_claim(limit=10)
     discovery_update(discovery_id=discovery.id, changes={"description": "v2"})
     moved = tmp_path / "away.db"
     sample_haven_db.rename(moved)
-    _sync_one(held, token, BatchReport())
+    _sync_claimed([held], token, BatchReport())
     moved.rename(sample_haven_db)
     item = _item(discovery)
     assert (item.sync_status, item.sync_attempts, item.next_retry_after) == ("pending", 0, None)
