@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -55,22 +56,42 @@ def kill_the_worker(ws: Workspace, *, full: bool) -> Outcome:
     """kill -9 the whole cluster while items drain, restarting it each time (5,000 items and
     at least 20 kills in full; 300 and 4 otherwise): the first kill when a worker is seen
     between its VH commit and its keeper.db commit, the others at random moments once the
-    cluster is working (:func:`_kill_while_syncing`). Each item pauses between the two commits
-    (``SYNC_CHAOS_PAUSE_SECONDS``): the window in which the old bot wrote twice."""
+    cluster is working (:func:`_kill_while_syncing`), until kills have landed inside a VH
+    transaction and between a VH commit and its keeper commit. Each VH transaction (of up to
+    ``SYNC_BATCH_SIZE`` items) pauses before its commit and between the two commits
+    (``SYNC_CHAOS_PAUSE_SECONDS``): the second is the window in which the old bot wrote
+    twice."""
     items, kills = (5000, 20) if full else (300, 4)
     ws.env["SYNC_CHAOS_PAUSE_SECONDS"] = _kill_pause(full)
     ws.manage("migrate", "--no-input", "-v0")
     rng = random.Random(20261130)
     clusters = [ws.cluster_start()]
     descriptions = ws.submit("kill", items)
-    done, caught = _kill_while_syncing(ws, clusters, rng, kills)
+    kills_made = _kill_while_syncing(ws, clusters, rng, kills)
     fault_over = time.monotonic()
     drain = ws.wait_drained()
     ws.stop_all()
     outcome = ws.check("kill -9 the worker", descriptions, drain)
-    outcome.notes.append(f"{done} kills in {fault_over - ws.started:.0f} s")
-    _judge_kills(ws, outcome, caught)
+    outcome.notes.append(f"{kills_made.done} kills in {fault_over - ws.started:.0f} s")
+    _judge_kills(ws, outcome, kills_made)
     return outcome
+
+
+@dataclass
+class Kills:
+    """What the kills of a scenario landed in: ``done``, how many; ``caught``, the keeper ids
+    seen between a VH commit and its keeper commit at a kill; ``largest``, the most items one
+    kill caught there (items of one VH transaction); ``inside``, kills made while a worker was
+    inside a VH transaction (its rows written, not committed)."""
+
+    done: int = 0
+    caught: set[int] = field(default_factory=set)
+    largest: int = 0
+    inside: int = 0
+
+    def seen(self, items: set[int]) -> None:
+        self.caught |= items
+        self.largest = max(self.largest, len(items))
 
 
 def _kill_while_syncing(
@@ -81,34 +102,35 @@ def _kill_while_syncing(
     *,
     in_window: Callable[..., set[int]] | None = None,
     more_coming: Callable[[], bool] = lambda: False,
-) -> tuple[int, set[int]]:
+) -> Kills:
     """kill -9 ``clusters`` and start each again in its place, ``kills`` times and then on (up
-    to three times as many) until a kill has landed between a VH commit and its keeper commit.
+    to three times as many) until one kill has landed inside a VH transaction and one between
+    a VH commit and its keeper commit.
 
     Every kill is made on frozen clusters (:meth:`chaos.harness.Workspace.freeze`), so what
     the databases show then is what the kill cuts short; ``in_window(ws, timeout=…)`` (default
     :func:`_written_not_recorded`) names the keeper discoveries whose change VH holds and
-    keeper's database does not record yet. Until one kill has landed there, each kill is
-    aimed: the clusters are frozen, looked at and thawed again until a worker is seen in that
-    window, and then all of them are killed. The other kills come at random moments: once a
-    cluster has recorded an attempt since the last kill (it is working, not starting), a
-    random 0.05–1 s more, then one cluster chosen at random; with one cluster, what it held
-    in the window counts too. ``more_coming()`` says whether work is still being added (a
-    crowd still submitting), so that a kill does not wait for a cluster to work on an empty
-    queue. Returns how many kills, and the keeper ids they caught in that window."""
+    keeper's database does not record yet. Until a kill has landed in each place, each kill is
+    aimed: the clusters are frozen, looked at and thawed again until a worker is seen holding
+    VH's write lock, or in that window, and then all of them are killed. The other kills come
+    at random moments: once a cluster has recorded an attempt since the last kill (it is
+    working, not starting), a random 0.05–1 s more, then one cluster chosen at random; with
+    one cluster, where it was counts too. ``more_coming()`` says whether work is still being
+    added (a crowd still submitting), so that a kill does not wait for a cluster to work on an
+    empty queue."""
     in_window = in_window or _written_not_recorded
-    caught: set[int] = set()
-    done = 0
-    while done < kills or (not caught and done < 3 * kills):
-        if not caught:
-            killed, seen = _kill_aimed(ws, clusters, rng, in_window, more_coming)
+    kills_made = Kills()
+    while kills_made.done < kills or (
+        not (kills_made.caught and kills_made.inside) and kills_made.done < 3 * kills
+    ):
+        if not (kills_made.caught and kills_made.inside):
+            killed = _kill_aimed(ws, clusters, rng, in_window, more_coming, kills_made)
         else:
-            killed, seen = _kill_at_random(ws, clusters, rng, in_window, more_coming)
-        done += len(killed)
-        caught |= seen
+            killed = _kill_at_random(ws, clusters, rng, in_window, more_coming, kills_made)
+        kills_made.done += len(killed)
         for which in killed:
             clusters[which] = ws.cluster_start()
-    return done, caught
+    return kills_made
 
 
 def _queue_idle(ws: Workspace, more_coming: Callable[[], bool]) -> bool:
@@ -118,45 +140,45 @@ def _queue_idle(ws: Workspace, more_coming: Callable[[], bool]) -> bool:
     return not (states.get("pending") or states.get("syncing") or more_coming())
 
 
-def _frozen_window(
-    ws: Workspace, clusters: list, in_window: Callable[..., set[int]]
-) -> set[int] | None:
-    """Freeze ``clusters`` and return what ``in_window`` names then; None (and the clusters
-    thawed) when they could not be frozen or a frozen worker holds a database's lock."""
-    if not ws.freeze(clusters):
-        return None
+def _frozen_window(ws: Workspace, in_window: Callable[..., set[int]]) -> set[int] | None:
+    """What ``in_window`` names while the clusters are frozen; None when a frozen worker holds
+    a database's lock, so it cannot be read."""
     try:
         return in_window(ws, timeout=FROZEN_READ_SECONDS)
     except sqlite3.OperationalError as exc:
         if "locked" not in str(exc) and "busy" not in str(exc):
-            ws.thaw(clusters)
             raise
-        ws.thaw(clusters)
         return None
 
 
 def _kill_aimed(
-    ws: Workspace, clusters: list, rng: random.Random, in_window, more_coming
-) -> tuple[list[int], set[int]]:
+    ws: Workspace, clusters: list, rng: random.Random, in_window, more_coming, kills: Kills
+) -> list[int]:
     """Once a cluster has recorded an attempt (:func:`_cluster_busy`), freeze the clusters
-    until a worker is seen between its VH commit and its keeper commit, then kill them all:
-    each item seen there is a kill that landed in the window. When none is seen within
-    ``AIM_SECONDS``, or nothing is left to sync, one cluster is killed anyway
-    (:func:`_kill_at_random`). Returns the indexes of the clusters killed and the items."""
+    until a worker is seen where no kill has landed yet (inside a VH transaction, or between
+    its VH commit and its keeper commit), then kill them all and count where it landed in
+    ``kills``. When none is seen within ``AIM_SECONDS``, or nothing is left to sync, one
+    cluster is killed anyway (:func:`_kill_at_random`). Returns the indexes of the clusters
+    killed."""
     _cluster_busy(ws, more_coming)
     deadline = time.monotonic() + AIM_SECONDS
     while time.monotonic() < deadline:
-        seen = _frozen_window(ws, clusters, in_window)
-        if seen:
+        if not ws.freeze(clusters):
+            time.sleep(0.05)
+            continue
+        inside = ws.vh_write_held()
+        seen = None if inside else _frozen_window(ws, in_window)
+        if (inside and not kills.inside) or (seen and not kills.caught):
             for cluster in clusters:
                 ws.kill(cluster)
-            return list(range(len(clusters))), seen
-        if seen is not None:
-            ws.thaw(clusters)
-            if _queue_idle(ws, more_coming):
-                break
+            kills.inside += inside
+            kills.seen(seen or set())
+            return list(range(len(clusters)))
+        ws.thaw(clusters)
+        if seen is not None and _queue_idle(ws, more_coming):
+            break
         time.sleep(0.05)
-    return _kill_at_random(ws, clusters, rng, in_window, more_coming)
+    return _kill_at_random(ws, clusters, rng, in_window, more_coming, kills)
 
 
 def _cluster_busy(ws: Workspace, more_coming: Callable[[], bool]) -> None:
@@ -171,21 +193,23 @@ def _cluster_busy(ws: Workspace, more_coming: Callable[[], bool]) -> None:
 
 
 def _kill_at_random(
-    ws: Workspace, clusters: list, rng: random.Random, in_window, more_coming
-) -> tuple[list[int], set[int]]:
+    ws: Workspace, clusters: list, rng: random.Random, in_window, more_coming, kills: Kills
+) -> list[int]:
     """Once a cluster has recorded an attempt (:func:`_cluster_busy`), wait a random
     0.05–1 s and kill one cluster chosen at random. With one cluster, it is frozen first and
-    what it held between the VH commit and the keeper commit is returned; with several,
-    which of them held an item is not known, and nothing is. Returns the index of the cluster
-    killed and the items."""
+    where it was (inside a VH transaction, or between the VH commit and the keeper commit) is
+    counted in ``kills``; with several, which of them held an item is not known, and nothing
+    is. Returns the index of the cluster killed."""
     _cluster_busy(ws, more_coming)
     time.sleep(rng.uniform(0.05, 1.0))
     which = rng.randrange(len(clusters))
-    seen: set[int] = set()
-    if len(clusters) == 1:
-        seen = _frozen_window(ws, clusters, in_window) or set()
+    if len(clusters) == 1 and ws.freeze(clusters):
+        if ws.vh_write_held():
+            kills.inside += 1
+        else:
+            kills.seen(_frozen_window(ws, in_window) or set())
     ws.kill(clusters[which])
-    return [which], seen
+    return [which]
 
 
 def _written_not_recorded(ws: Workspace, *, timeout: float = 30) -> set[int]:
@@ -222,29 +246,34 @@ def _deleted_not_recorded(ws: Workspace, *, timeout: float = 30) -> set[int]:
 
 
 def _kill_pause(full: bool) -> str:
-    """``SYNC_CHAOS_PAUSE_SECONDS`` for the kill scenarios: each item waits this long between
-    its VH commit and its keeper commit, for the aimed kill to find a worker there (0.1 s for
-    the short sizes, 0.02 s for the full sizes' many more items)."""
+    """``SYNC_CHAOS_PAUSE_SECONDS`` for the kill scenarios: each VH transaction waits this long
+    before its commit and again between it and its keeper commit, for the aimed kills to find
+    a worker in either (0.1 s for the short sizes, 0.02 s for the full sizes' many more
+    items)."""
     return "0.02" if full else "0.1"
 
 
 def _judge_kills(
-    ws: Workspace, outcome: Outcome, caught: set[int], *, after_attempt: int | None = None
+    ws: Workspace, outcome: Outcome, kills: Kills, *, after_attempt: int | None = None
 ) -> None:
-    """Note how many items the kills were seen to cut off between the VH commit and the keeper
-    commit (``caught``), and how many claims the kills cut short by the attempts keeper's
-    database records (of the round after ``sync_attempt`` id ``after_attempt``, when given);
-    a run whose kills never landed in that window proved nothing and fails."""
+    """Note where the kills landed (:class:`Kills`: inside a VH transaction, and between a VH
+    commit and its keeper commit, with the most items one kill caught there) and how many
+    claims they cut short by the attempts keeper's database records (of the round after
+    ``sync_attempt`` id ``after_attempt``, when given); a run whose kills never landed in
+    both places proved nothing and fails."""
     cut, after_vh = ws.attempts_cut_off(after_attempt=after_attempt)
     outcome.notes.append(
-        f"items a kill was seen to cut off between the VH commit and the keeper commit: "
-        f"{len(caught)}; claims a kill cut short: {cut}, {after_vh} of them found in the "
-        "ledger on a later attempt, not written again"
+        f"kills inside a VH transaction: {kills.inside}; items kills were seen to cut off "
+        f"between the VH commit and the keeper commit: {len(kills.caught)} (up to "
+        f"{kills.largest} by one kill); claims a kill cut short: {cut}, {after_vh} of them "
+        "found in the ledger on a later attempt, not written again"
     )
-    if not caught:
+    if not kills.caught:
         outcome.violations.append(
             "the kills never landed between a VH commit and its keeper commit"
         )
+    if not kills.inside:
+        outcome.violations.append("the kills never landed inside a VH transaction")
 
 
 #: One process that makes a scenario's changes through the services, in order: each entry of
@@ -351,7 +380,7 @@ def _changes_under_kills(
     ws.env["SYNC_CHAOS_PAUSE_SECONDS"] = _kill_pause(full)
     clusters = [ws.cluster_start()]
     changer = changes_start(ws, changes)
-    done, caught = _kill_while_syncing(
+    kills_made = _kill_while_syncing(
         ws,
         clusters,
         random.Random(seed),
@@ -368,12 +397,12 @@ def _changes_under_kills(
     edited = [c for c in changes if c.edits]
     outcome.notes.append(
         f"{len(edited)} edited ({sum(c.planet != PLANET for c in edited)} to another planet), "
-        f"{sum(c.deleted for c in changes)} deleted; {done} kills in "
+        f"{sum(c.deleted for c in changes)} deleted; {kills_made.done} kills in "
         f"{fault_over - ws.started:.0f} s, the last "
         f"{'while' if killed_while_changing else 'after'} the changes were made"
     )
     outcome.violations += problems
-    return outcome, caught, mark
+    return outcome, kills_made, mark
 
 
 def update_kill(ws: Workspace, *, full: bool) -> Outcome:
@@ -390,7 +419,7 @@ def update_kill(ws: Workspace, *, full: bool) -> Outcome:
         Change(pk, vh_id, text, f"{text} edited", OTHER_PLANET if n % 3 == 0 else PLANET)
         for n, (pk, text, vh_id) in enumerate(synced)
     ]
-    outcome, caught, mark = _changes_under_kills(
+    outcome, kills_made, mark = _changes_under_kills(
         ws,
         "kill -9 during updates",
         changes,
@@ -399,7 +428,7 @@ def update_kill(ws: Workspace, *, full: bool) -> Outcome:
         in_window=_updated_not_recorded,
     )
     outcome.violations[:0] = problems
-    _judge_kills(ws, outcome, caught, after_attempt=mark)
+    _judge_kills(ws, outcome, kills_made, after_attempt=mark)
     return outcome
 
 
@@ -423,7 +452,7 @@ def delete_kill(ws: Workspace, *, full: bool) -> Outcome:
             changes.append(Change(pk, vh_id, text, f"{text} edited", planet))
         else:
             changes.append(Change(pk, vh_id, text, text))
-    outcome, caught, mark = _changes_under_kills(
+    outcome, kills_made, mark = _changes_under_kills(
         ws,
         "kill -9 during deletes",
         changes,
@@ -434,12 +463,15 @@ def delete_kill(ws: Workspace, *, full: bool) -> Outcome:
     outcome.violations[:0] = problems
     cut, after_vh = ws.attempts_cut_off(after_attempt=mark)
     outcome.notes.append(
-        f"deletes a kill cut off after their VH commit: {len(caught)} (each finished on a "
-        f"later attempt, found deleted in the ledger); edits' claims cut short: {cut}, "
-        f"{after_vh} of them after the VH commit"
+        f"kills inside a VH transaction: {kills_made.inside}; deletes a kill cut off after "
+        f"their VH commit: {len(kills_made.caught)} (up to {kills_made.largest} by one kill; "
+        f"each finished on a later attempt, found deleted in the ledger); edits' claims cut "
+        f"short: {cut}, {after_vh} of them after the VH commit"
     )
-    if not caught:
+    if not kills_made.caught:
         outcome.violations.append("the kills never cut a delete off after its VH commit")
+    if not kills_made.inside:
+        outcome.violations.append("the kills never landed inside a VH transaction")
     return outcome
 
 
@@ -1112,9 +1144,9 @@ def scale_out(ws: Workspace, *, full: bool) -> Outcome:
     django-q2's broker on Redis (``Q_REDIS_URL``), two clusters of 4 workers as separate
     processes. While 32 submitters submit (10,000 in full, 800 otherwise), the clusters are
     killed -9 and restarted (at least 20 kills in full, 4 otherwise; see
-    :func:`_kill_while_syncing`): both at once when a worker is seen between its VH commit and
-    its keeper commit, then one or the other at random moments; each item pauses between the
-    two commits as in the kill scenario.
+    :func:`_kill_while_syncing`): both at once when a worker is seen inside a VH transaction
+    or between its VH commit and its keeper commit, then one or the other at random moments;
+    each VH transaction pauses as in the kill scenario.
 
     Skipped, with the reason, when PostgreSQL or Redis cannot be reached, except under CI
     (``CI`` set), where that is a failure."""
@@ -1136,7 +1168,7 @@ def scale_out(ws: Workspace, *, full: bool) -> Outcome:
     rng = random.Random(20261201)
     clusters = [ws.cluster_start(), ws.cluster_start()]
     crowd = Crowd(ws, total=10_000 if full else 800)
-    done, caught = _kill_while_syncing(ws, clusters, rng, kills, more_coming=crowd.running)
+    kills_made = _kill_while_syncing(ws, clusters, rng, kills, more_coming=crowd.running)
     killed_while_submitting = crowd.running()
     crowd.finish()
     fault_over = time.monotonic()
@@ -1145,10 +1177,11 @@ def scale_out(ws: Workspace, *, full: bool) -> Outcome:
     outcome = ws.check(name, crowd.descriptions, drain)
     crowd.judge(outcome, fault_over - ws.started)
     outcome.notes.append(
-        f"{done} kills, the last {'while' if killed_while_submitting else 'after'} the crowd "
+        f"{kills_made.done} kills, the last "
+        f"{'while' if killed_while_submitting else 'after'} the crowd "
         "submitted"
     )
-    _judge_kills(ws, outcome, caught)
+    _judge_kills(ws, outcome, kills_made)
     if ws.keeper_value("SELECT COUNT(*) FROM django_q_ormq"):
         outcome.violations.append("tasks went through the ORM broker, not Redis")
     runs = ws.keeper_value("SELECT COUNT(*) FROM django_q_task WHERE func = ?", SYNC_FUNC)

@@ -47,7 +47,7 @@ from discoveries.haven.writer import (
     haven_unplaced_problem,
 )
 from discoveries.models import Discovery, discovery_timestamp_problem
-from discoveries.rules import discovery_payload_validate, discovery_validate
+from discoveries.rules import EDITABLE, discovery_payload_validate, discovery_validate
 from discoveries.services import discovery_changes_apply, discovery_values
 from syncq.backoff import retry_delay
 from syncq.cache_keys import SYNC_KICK, keeper_cache_key
@@ -476,16 +476,23 @@ def _attempt_record(item: SyncQueueItem, **fields) -> None:
     _attempt_row(item, **fields).save(force_insert=True)
 
 
-def _asked_again(item: SyncQueueItem, operation_now: str | None, stored: Discovery | None) -> bool:
+def _asked_again(item: SyncQueueItem, operation_now: str | None, stored: dict | None) -> bool:
     """Whether ``item`` was asked for something else while a worker held it: its operation is
-    now ``operation_now`` (a delete asked for), or its discovery, as ``stored`` now, was
-    edited since the claim loaded it."""
+    now ``operation_now`` (a delete asked for), or its discovery, whose editable values are
+    ``stored`` now (:func:`_stored_values`), was edited since the claim loaded it."""
     if operation_now != item.operation:
         return True
     claimed = getattr(item, "discovery", None)
     if claimed is None or stored is None:
         return False
-    return discovery_values(stored) != discovery_values(claimed)
+    return stored != discovery_values(claimed)
+
+
+def _stored_values(discovery_ids) -> dict[int, dict[str, object]]:
+    """``{discovery id: its editable values as stored now}`` (as
+    :func:`discoveries.services.discovery_values` reads them), in one query."""
+    rows = Discovery.objects.filter(id__in=list(discovery_ids)).values_list("id", *EDITABLE)
+    return {row[0]: dict(zip(EDITABLE, row[1:], strict=True)) for row in rows}
 
 
 def _changed_since_claim(item: SyncQueueItem) -> bool:
@@ -495,7 +502,7 @@ def _changed_since_claim(item: SyncQueueItem) -> bool:
     current_operation = (
         SyncQueueItem.objects.filter(id=item.id).values_list("operation", flat=True).first()
     )
-    stored = Discovery.objects.filter(id=item.discovery_id).first()
+    stored = _stored_values([item.discovery_id]).get(item.discovery_id)
     return _asked_again(item, current_operation, stored)
 
 
@@ -593,7 +600,7 @@ def queue_items_succeed(*, token: str, results: list[Attempted]) -> dict[int, st
             .values_list("id", "operation")
         )
         mine = [r for r in results if r.item.id in held]
-        stored = Discovery.objects.in_bulk([r.item.discovery_id for r in mine])
+        stored = _stored_values(r.item.discovery_id for r in mine)
         rows, discovery_rows, attempts = [], [], []
         again_any = False
         for attempted in mine:

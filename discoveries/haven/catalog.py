@@ -16,7 +16,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, replace
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 
 from discoveries.haven.connection import haven_close, haven_connection, haven_status
 from discoveries.haven.errors import HavenUnavailable
@@ -36,26 +36,34 @@ def system_snapshot(system_name: str | None) -> SystemSnapshot | None:
     Raises the database's own error when VH cannot be read."""
     if not system_name:
         return None
-    found = (
-        System.objects.using(HAVEN_ALIAS).filter(name=system_name).values_list("id", "name").first()
-    )
+    with connections[HAVEN_ALIAS].cursor() as cursor:
+        cursor.execute(_SYSTEM_BY_NAME, [system_name])
+        found = cursor.fetchone()
     return _system_read(*found) if found is not None else None
+
+
+# Plain SQL on the Control Room's tables, by the models' names: the writer resolves a place for
+# every discovery it writes, and these three reads are most of that work.
+_SYSTEM_BY_NAME = (
+    f"SELECT id, name FROM {System._meta.db_table} WHERE name = %s LIMIT 1"  # noqa: S608
+)
+_PLANETS_OF = (
+    f"SELECT name, id FROM {Planet._meta.db_table} WHERE system_id = %s ORDER BY id"  # noqa: S608
+)
+_MOONS_OF = (
+    f"SELECT m.name, m.id, m.planet_id FROM {Moon._meta.db_table} m"  # noqa: S608
+    f" JOIN {Planet._meta.db_table} p ON p.id = m.planet_id"
+    " WHERE p.system_id = %s ORDER BY m.id"
+)
 
 
 def _system_read(system_id: str, name: str) -> SystemSnapshot:
     """System ``system_id`` (named ``name``) with its planets and their moons."""
-    planets = dict(
-        Planet.objects.using(HAVEN_ALIAS)
-        .filter(system_id=system_id)
-        .order_by("id")
-        .values_list("name", "id")
-    )
-    moons = tuple(
-        Moon.objects.using(HAVEN_ALIAS)
-        .filter(planet__system_id=system_id)
-        .order_by("id")
-        .values_list("name", "id", "planet_id")
-    )
+    with connections[HAVEN_ALIAS].cursor() as cursor:
+        cursor.execute(_PLANETS_OF, [system_id])
+        planets = dict(cursor.fetchall())
+        cursor.execute(_MOONS_OF, [system_id])
+        moons = tuple(tuple(row) for row in cursor.fetchall())
     return SystemSnapshot(system_id, planets, moons, name=name)
 
 

@@ -464,13 +464,16 @@ def _insert(txn: HavenBatch, discovery, *, write_unplaced: bool) -> WriteOutcome
     if location.unresolved and not write_unplaced:
         return _waiting(txn, location, location.unresolved)
     row = discovery_to_haven_row(discovery, location=location, keeper_discovery_id=discovery.id)
-    try:
-        with transaction.atomic(using=HAVEN_ALIAS):
-            _row_insert(cursor, txn.columns, row)
-    except IntegrityError as exc:
-        if location.resolved:
-            raise
-        return _waiting(txn, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
+    if location.resolved:
+        # A refusal of a placed row is this discovery's error: its savepoint (HavenBatch.write)
+        # rolls it back.
+        _row_insert(cursor, txn.columns, row)
+    else:
+        try:
+            with transaction.atomic(using=HAVEN_ALIAS):
+                _row_insert(cursor, txn.columns, row)
+        except IntegrityError as exc:
+            return _waiting(txn, location, f"{location.unresolved}; {_refusal(cursor, exc)}")
     haven_id = cursor.lastrowid
     written_hash = haven_row_hash(txn.row_read(haven_id) or row)
     ledger_record(
@@ -487,7 +490,7 @@ def _insert(txn: HavenBatch, discovery, *, write_unplaced: bool) -> WriteOutcome
 
 
 def _conflict(entry: LedgerRow, ours, current, current_hash: str, base=None) -> WriteOutcome:
-    # Both versions as text, as SQLite shows the row (:meth:`HavenBatch.row_read`), so they compare alike.
+    # Both versions as text, as SQLite shows the row (HavenBatch.row_read), so they compare alike.
     theirs = haven_row_mapped(current) if current is not None else None
     conflict = Conflict(
         entry.haven_id, _as_text(ours), theirs, current_hash, base=_as_text(base or ours)
