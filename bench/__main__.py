@@ -24,7 +24,12 @@ from bench.harness import versions
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 #: Section name -> module under ``bench``, in the order they run.
-SECTIONS = {"drain": "bench.drain"}
+SECTIONS = {
+    "drain": "bench.drain",
+    "latency": "bench.latency",
+    "growth": "bench.growth",
+    "http": "bench.http",
+}
 
 
 def _shown(value: float | None, unit: str) -> str:
