@@ -9,6 +9,8 @@ it, which waits for an operator's choice. Only :mod:`syncq.services` changes a s
 operators' SQL of the reference runs on this table as written.
 """
 
+import functools
+import operator
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -46,10 +48,44 @@ def _lease_lapsed(now: datetime) -> Q:
     )
 
 
+def _due_kinds(now: datetime) -> dict[str, Q]:
+    """Four kinds of item due at ``now``, whose union is the due rule of
+    :meth:`SyncQueueItemQuerySet.due` (an item may be of two), each a search of one index
+    (``idx_sync_queue_due`` or one of migration ``0007``): ``fresh``, pending and never tried
+    since the last reset, by attempts; ``undated``, pending without a due time, and ``dated``,
+    pending and past its due time, by due time; ``abandoned``, ``syncing`` under a lapsed
+    lease, by state. Each index gives its items in id order (``dated``: due time, then id)."""
+    below_max = Q(sync_attempts__lt=F("max_attempts"))
+    pending = Q(sync_status=SyncStatus.PENDING) & below_max
+    return {
+        "fresh": pending & Q(sync_attempts=0),
+        "undated": pending & Q(next_retry_after__isnull=True),
+        "dated": pending & Q(next_retry_after__lte=now),
+        "abandoned": Q(sync_status=SyncStatus.SYNCING) & below_max & _lease_lapsed(now),
+    }
+
+
+class UtcText(Func):
+    """SQLite's ``datetime(column)``, UTC text ``YYYY-MM-DD HH:MM:SS`` (NULL for text it cannot
+    read), except that the text ``now`` (any case) reads as NULL, as Django reads it, rather
+    than as the clock: the indexes of migration ``0007`` are built on this very expression,
+    and SQLite refuses to index ``datetime('now')``, which changes by itself. The literal is
+    written into the SQL, not passed as a parameter, so that SQLite sees the indexed
+    expression in each query."""
+
+    template = (
+        "CASE WHEN lower(%(expressions)s) = 'now' THEN NULL ELSE datetime(%(expressions)s) END"
+    )
+    output_field = CharField()
+
+
 def utc_text(field: str) -> Func:
-    """On SQLite, date-time column ``field`` as SQLite's own UTC text ``YYYY-MM-DD HH:MM:SS``:
-    rows other tools wrote may use ``T`` and ``Z``/``+00:00``, which compare wrongly as text."""
-    return Func(F(field), function="datetime", output_field=CharField())
+    """On SQLite, date-time column ``field`` as SQLite's own UTC text ``YYYY-MM-DD HH:MM:SS``
+    (:class:`UtcText`): rows other tools wrote may use ``T`` and ``Z``/``+00:00``, which compare
+    wrongly as text. Migration ``0007`` indexes this expression on ``created_at`` (pending
+    items), ``synced_at`` (synced items) and ``last_sync_attempt``, so windows and orders on
+    it read an index, whoever wrote the row."""
+    return UtcText(F(field))
 
 
 class SyncQueueItemQuerySet(models.QuerySet):
@@ -61,15 +97,35 @@ class SyncQueueItemQuerySet(models.QuerySet):
         """Items a worker may take at ``now``: ``pending``, below ``max_attempts``, and either
         never tried since their last reset (``sync_attempts`` 0), without a due time, or past
         it; or ``syncing`` below ``max_attempts`` with a lapsed lease (their worker died).
-        :meth:`SyncQueueItem.is_due` says the same of one item."""
-        below_max = Q(sync_attempts__lt=F("max_attempts"))
-        waiting = (
-            Q(sync_status=SyncStatus.PENDING)
-            & below_max
-            & (Q(sync_attempts=0) | Q(next_retry_after__isnull=True) | Q(next_retry_after__lte=now))
-        )
-        abandoned = Q(sync_status=SyncStatus.SYNCING) & below_max & _lease_lapsed(now)
-        return self.filter(waiting | abandoned)
+        :meth:`SyncQueueItem.is_due` says the same of one item; :meth:`due_ids` takes the
+        first of them through an index each."""
+        return self.filter(functools.reduce(operator.or_, _due_kinds(now).values()))
+
+    def due_ids(self, now: datetime, *, limit: int, skip_locked: bool = False) -> list[int]:
+        """Ids of up to ``limit`` items :meth:`due` at ``now``, ascending: what a claim takes.
+
+        Each kind of due item is read apart, ``limit`` at most, through its own index
+        (migration ``0007``): pending and never tried since the last reset, by id; pending
+        without a due time, by id; pending and past its due time, the longest due first
+        (``next_retry_after``, then id); ``syncing`` under a lapsed lease, by id. The answer
+        is the lowest ``limit`` ids among them: the lowest ids of all due items whenever no
+        more than ``limit`` items that have a due time are past it at once; beyond that, of
+        those, the ones whose backoff ended first, the order in which an index gives them
+        without reading every item that waits out a backoff. So each read costs a search of
+        an index and ``limit`` rows, however many items are synced, wait out a backoff, or are
+        queued behind.
+
+        ``skip_locked``: lock the rows read (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+        nothing on SQLite, whose write transaction excludes other writers), passing over rows
+        another transaction holds; call it inside that transaction."""
+        rows = self.select_for_update(skip_locked=True) if skip_locked else self
+        found: set[int] = set()
+        for name, condition in _due_kinds(now).items():
+            order = ("next_retry_after", "id") if name == "dated" else ("id",)
+            found.update(
+                rows.filter(condition).order_by(*order).values_list("id", flat=True)[:limit]
+            )
+        return sorted(found)[:limit]
 
     def abandoned_on_last_attempt(self, now: datetime):
         """Items still ``syncing`` past their lease on their last attempt: their worker died,
@@ -132,6 +188,20 @@ class SyncQueueItemQuerySet(models.QuerySet):
             .first()
         )
 
+    def last_attempt_at(self) -> datetime | None:
+        """The latest ``last_sync_attempt`` (aware), or None when no item was ever tried.
+        On SQLite, the latest second as SQLite reads the text, whoever wrote it (an index of
+        migration ``0007``), then the latest of the few values within that second, as Django
+        reads them; text naming no time counts as none."""
+        if not self._on_sqlite():
+            return self.aggregate(last=models.Max("last_sync_attempt"))["last"]
+        second = self.aggregate(second=models.Max(utc_text("last_sync_attempt")))["second"]
+        if second is None:
+            return None
+        queryset, key = self._as_utc_text("last_sync_attempt")
+        values = queryset.filter(**{key: second}).values_list("last_sync_attempt", flat=True)
+        return max((value for value in values if value is not None), default=None)
+
 
 class SyncQueueItem(models.Model):
     """A discovery waiting for, or done with, its copy into VH-Database.db.
@@ -140,6 +210,10 @@ class SyncQueueItem(models.Model):
     since its last reset (``sync_attempts`` 0, which the operators' retry UPDATE sets) or past
     ``next_retry_after``. A worker holds a claimed item under a lease: ``leased_until`` and
     ``lease_token``; an item still ``syncing`` after its lease is taken again. Times are UTC.
+
+    Besides ``idx_sync_queue_due``, migration ``0007`` gives the table indexes of its own for
+    each database vendor (partial, and on SQLite on :class:`UtcText` of a column), outside
+    ``Meta``, and the triggers that keep ``sync_queue_tally``, the count of items per state.
     """
 
     discovery = models.OneToOneField(

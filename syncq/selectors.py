@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import CharField, Count, Func, Max, Value
-from django.db.models.functions import TruncHour
+from django.db.models import CharField, Count, Func, Value
+from django.db.models.functions import Cast, TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.status import Stat
 
+from discoveries.timestamps import TIMESTAMP_RANGE
 from syncq.cache_keys import BOT_HEARTBEAT, keeper_cache_key
 from syncq.display import iso_utc
 from syncq.models import SyncQueueItem, SyncStatus, SyncVerifyRun, utc_text
@@ -66,11 +68,18 @@ def bot_online() -> bool:
 
 
 def queue_counts() -> dict[str, int]:
-    """``{state: count}`` for every state of :class:`SyncStatus`, zeros included."""
+    """``{state: count}`` for every state of :class:`SyncStatus`, zeros included, and any other
+    state a row holds. Read from ``sync_queue_tally``, which triggers on ``sync_queue`` keep
+    in the same transaction as every change of a row, whoever writes it (migration ``syncq
+    0007``): exact at every moment, at the cost of a few rows however long the queue."""
     counts = dict.fromkeys(SyncStatus.values, 0)
-    rows = SyncQueueItem.objects.order_by().values_list("sync_status").annotate(n=Count("id"))
-    for status, n in rows:
-        counts[status] = counts.get(status, 0) + n
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sync_status, SUM(n) FROM sync_queue_tally"
+            " GROUP BY sync_status HAVING SUM(n) <> 0"
+        )
+        for status, n in cursor.fetchall():
+            counts[status] = counts.get(status, 0) + int(n)
     return counts
 
 
@@ -96,7 +105,7 @@ def queue_status() -> dict[str, object]:
     or ``None``; ``uptime_seconds`` is the oldest live cluster's, or 0."""
     counts = queue_counts()
     clusters = worker_clusters()
-    last = SyncQueueItem.objects.aggregate(last=Max("last_sync_attempt"))["last"]
+    last = SyncQueueItem.objects.last_attempt_at()
     uptime = max((c.uptime() for c in clusters if getattr(c, "tob", None)), default=0.0)
     return {
         "status": "ok",
@@ -151,14 +160,7 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
     now = now or timezone.now()
     synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED)
     oldest = SyncQueueItem.objects.oldest_pending_created()
-    recent = list(
-        synced.exclude(synced_at=None)
-        .ordered_by_time("synced_at", descending=True)
-        .values_list("created_at", "synced_at")[:1000]
-    )
-    durations = sorted(
-        max(0.0, (done - queued).total_seconds()) for queued, done in recent if queued and done
-    )
+    durations = sorted(_sync_seconds_last(synced, 1000))
     timing = None
     if durations:
         timing = {
@@ -186,6 +188,56 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
         "top_errors": [{"error": e["sync_error"], "count": e["count"]} for e in errors],
         "verify": last_verify.figures() if last_verify else None,
     }
+
+
+def _sync_seconds_last(synced, count: int) -> list[float]:
+    """Queued→synced seconds (0 at least) of the ``count`` items of ``synced`` synced last,
+    each pair of times read as Django reads them; pairs with a time that reads as none are
+    left out. On SQLite the stored text is fetched as text and read here as Django's reading
+    begins, with ``datetime.fromisoformat``, naive meaning UTC: a thousand rows through
+    Django's two converters a value were most of ``/sync/statistics``' time. Text that does
+    not read so, or names a time outside what Django shows, goes through Django's reading."""
+    recent = synced.exclude(synced_at=None).ordered_by_time("synced_at", descending=True)
+    if connection.vendor != "sqlite":
+        pairs = recent.values_list("created_at", "synced_at")[:count]
+    else:
+        as_text = {
+            "queued": Cast("created_at", CharField()),
+            "done": Cast("synced_at", CharField()),
+        }
+        rows = recent.annotate(**as_text).values_list("queued", "done")[:count]
+        pairs = [(_sqlite_time(queued), _sqlite_time(done)) for queued, done in rows]
+    seconds = []
+    for queued, done in pairs:
+        if queued is None or done is None:
+            continue
+        if (queued.tzinfo is None) != (done.tzinfo is None):  # one text had a zone
+            queued, done = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (queued, done))
+        seconds.append(max(0.0, (done - queued).total_seconds()))
+    return seconds
+
+
+#: :data:`discoveries.timestamps.TIMESTAMP_RANGE` for times read without a zone (UTC).
+_NAIVE_RANGE = tuple(bound.replace(tzinfo=None) for bound in TIMESTAMP_RANGE)
+
+
+def _sqlite_time(text: str | None) -> datetime | None:
+    """``text`` as Django reads a keeper.db time, except that a time without a zone stays
+    naive (UTC): cheaper, and the same differences."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        low, high = _NAIVE_RANGE if value.utcoffset() is None else TIMESTAMP_RANGE
+        if low <= value < high:
+            return value
+    # Django's reading: the converter it registers with sqlite3 for datetime columns, then
+    # its backend's own conversion.
+    value = sqlite3.converters["DATETIME"](text.encode())
+    return connection.ops.convert_datetimefield_value(value, None, connection)
 
 
 def _item_row(item: SyncQueueItem) -> dict[str, object]:
@@ -356,9 +408,10 @@ def throughput_by_hour(*, now: datetime | None = None, hours: int = 24) -> list[
     first = last - timedelta(hours=hours - 1)
     synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED).order_by()
     if connection.vendor == "sqlite":
+        # The window on the indexed UTC text (to the second), then the hour of each row in it.
         rows = (
-            synced.annotate(hour=_hour_key_sqlite())
-            .filter(hour__gte=first.strftime(HOUR_KEY), hour__lte=last.strftime(HOUR_KEY))
+            synced.time_window("synced_at", since=first, until=last + timedelta(seconds=3599))
+            .annotate(hour=_hour_key_sqlite())
             .values("hour")
             .annotate(n=Count("id"))
             .values_list("hour", "n")

@@ -409,12 +409,7 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
     now = now or timezone.now()
     token = uuid.uuid4().hex
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        ids = list(
-            SyncQueueItem.objects.select_for_update(skip_locked=True)
-            .due(now)
-            .order_by("id")
-            .values_list("id", flat=True)[:limit]
-        )
+        ids = SyncQueueItem.objects.due_ids(now, limit=limit, skip_locked=True)
         if not ids:
             return token, []
         SyncQueueItem.objects.filter(id__in=ids).update(

@@ -44,12 +44,8 @@ def system_snapshot(system_name: str | None) -> SystemSnapshot | None:
 
 # Plain SQL on the Control Room's tables, by the models' names: the writer resolves a place for
 # every discovery it writes, and these three reads are most of that work.
-_SYSTEM_BY_NAME = (
-    f"SELECT id, name FROM {System._meta.db_table} WHERE name = %s LIMIT 1"  # noqa: S608
-)
-_PLANETS_OF = (
-    f"SELECT name, id FROM {Planet._meta.db_table} WHERE system_id = %s ORDER BY id"  # noqa: S608
-)
+_SYSTEM_BY_NAME = f"SELECT id, name FROM {System._meta.db_table} WHERE name = %s LIMIT 1"  # noqa: S608
+_PLANETS_OF = f"SELECT name, id FROM {Planet._meta.db_table} WHERE system_id = %s ORDER BY id"  # noqa: S608
 _MOONS_OF = (
     f"SELECT m.name, m.id, m.planet_id FROM {Moon._meta.db_table} m"  # noqa: S608
     f" JOIN {Planet._meta.db_table} p ON p.id = m.planet_id"
