@@ -270,6 +270,13 @@ else:
         },
     }
 
+# A keeper.db connection is kept for a minute and reused by the next request of the same worker
+# (checked first, so a broken one is replaced): opening one per request costs more than most
+# API answers.
+CONN_MAX_AGE = _env_int("CONN_MAX_AGE", default=60, minimum=0, maximum=86_400)
+_default_db.setdefault("CONN_MAX_AGE", CONN_MAX_AGE)
+_default_db.setdefault("CONN_HEALTH_CHECKS", True)
+
 DATABASES = {
     "default": _default_db,
     "haven": {
