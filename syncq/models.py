@@ -199,7 +199,13 @@ class SyncQueueItemQuerySet(models.QuerySet):
         if second is None:
             return None
         queryset, key = self._as_utc_text("last_sync_attempt")
-        values = queryset.filter(**{key: second}).values_list("last_sync_attempt", flat=True)
+        # A claim gives all its items one attempt time: the distinct values are few.
+        values = (
+            queryset.filter(**{key: second})
+            .order_by()
+            .values_list("last_sync_attempt", flat=True)
+            .distinct()
+        )
         return max((value for value in values if value is not None), default=None)
 
 
