@@ -87,7 +87,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=1,
+            help="gunicorn worker processes, of 4 threads each (1)",
+        )
 
     def handle(self, *args, web_workers, **options):
         host, port = settings.SYNC_API_HOST, settings.SYNC_API_PORT
@@ -117,6 +122,10 @@ class Command(BaseCommand):
                 bind,
                 "--workers",
                 str(web_workers),
+                # Threads rather than processes: each process holds its own Django (about
+                # 60 MiB); four threads answer as many clients within the memory of one.
+                "--threads",
+                "4",
                 "--access-logfile",
                 "-",
                 # gunicorn's control socket sits at one path per user and host, which a
