@@ -10,7 +10,7 @@ when it claims it. In a test, make the items in other states first, and the pend
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -244,3 +244,45 @@ def queue_item_in_conflict(
     item = _reloaded(item)
     assert item.sync_status == SyncStatus.CONFLICT, item.sync_error
     return item
+
+
+def queue_item_kinds(now: datetime, lease: timedelta) -> dict[str, dict]:
+    """Every kind of queue item the due rule tells apart, as ``{name: columns to set}`` on a
+    pending item at ``now`` with leases of ``lease``: new, reset, waiting out or past its
+    backoff, out of attempts, syncing under a live or a lapsed lease (with and without one, an
+    old bot's recent or old row), on its last attempt, synced and exceeded."""
+    return {
+        "new": {},
+        "reset by the operators' SQL": {"sync_attempts": 0, "next_retry_after": now + lease},
+        "waiting out its backoff": {"sync_attempts": 2, "next_retry_after": now + lease},
+        "past its backoff": {"sync_attempts": 2, "next_retry_after": now - lease},
+        "failed without a due time": {"sync_attempts": 3, "next_retry_after": None},
+        "out of attempts": {"sync_attempts": 10, "next_retry_after": now - lease},
+        "syncing, live lease": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 1,
+            "leased_until": now + lease,
+        },
+        "syncing, lapsed lease": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 1,
+            "leased_until": now - timedelta(seconds=1),
+        },
+        "old bot's syncing row, recent": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 1,
+            "last_sync_attempt": now - timedelta(seconds=5),
+        },
+        "old bot's syncing row, long ago": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 1,
+            "last_sync_attempt": now - 2 * lease,
+        },
+        "syncing, last attempt, lapsed": {
+            "sync_status": SyncStatus.SYNCING,
+            "sync_attempts": 10,
+            "leased_until": now - timedelta(seconds=1),
+        },
+        "synced": {"sync_status": SyncStatus.SYNCED, "sync_attempts": 1},
+        "exceeded": {"sync_status": SyncStatus.MAX_RETRIES_EXCEEDED, "sync_attempts": 10},
+    }

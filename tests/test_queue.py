@@ -33,6 +33,7 @@ from tests.factories import (
     discovery_make,
     queue_item_backing_off,
     queue_item_exceeded,
+    queue_item_kinds,
     queue_item_synced,
     queue_item_syncing,
 )
@@ -793,41 +794,7 @@ def test_one_item_is_due_exactly_when_the_claims_query_says_so(settings):
     a live or a lapsed lease (with and without one), synced and exceeded."""
     now = timezone.now()
     lease = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    kinds = {
-        "new": {},
-        "reset by the operators' SQL": {"sync_attempts": 0, "next_retry_after": now + lease},
-        "waiting out its backoff": {"sync_attempts": 2, "next_retry_after": now + lease},
-        "past its backoff": {"sync_attempts": 2, "next_retry_after": now - lease},
-        "failed without a due time": {"sync_attempts": 3, "next_retry_after": None},
-        "out of attempts": {"sync_attempts": 10, "next_retry_after": now - lease},
-        "syncing, live lease": {
-            "sync_status": SyncStatus.SYNCING,
-            "sync_attempts": 1,
-            "leased_until": now + lease,
-        },
-        "syncing, lapsed lease": {
-            "sync_status": SyncStatus.SYNCING,
-            "sync_attempts": 1,
-            "leased_until": now - timedelta(seconds=1),
-        },
-        "old bot's syncing row, recent": {
-            "sync_status": SyncStatus.SYNCING,
-            "sync_attempts": 1,
-            "last_sync_attempt": now - timedelta(seconds=5),
-        },
-        "old bot's syncing row, long ago": {
-            "sync_status": SyncStatus.SYNCING,
-            "sync_attempts": 1,
-            "last_sync_attempt": now - 2 * lease,
-        },
-        "syncing, last attempt, lapsed": {
-            "sync_status": SyncStatus.SYNCING,
-            "sync_attempts": 10,
-            "leased_until": now - timedelta(seconds=1),
-        },
-        "synced": {"sync_status": SyncStatus.SYNCED, "sync_attempts": 1},
-        "exceeded": {"sync_status": SyncStatus.MAX_RETRIES_EXCEEDED, "sync_attempts": 10},
-    }
+    kinds = queue_item_kinds(now, lease)
     ids = {}
     for name, changes in kinds.items():
         item = _item(discovery_make(description=name))

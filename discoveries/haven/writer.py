@@ -325,18 +325,10 @@ class HavenBatch:
             )
 
 
-def haven_discovery_write(
-    *,
-    discovery,
-    link_only: bool = False,
-    write_unplaced: bool = False,
-    force_hash: str | None = None,
-    accept_hash: str | None = None,
-    kept_base: dict[str, object] | None = None,
-    known_haven_id: int | None = None,
-    search_legacy: bool = True,
-) -> WriteOutcome | None:
+def haven_discovery_write(*, discovery, **options) -> WriteOutcome | None:
     """Make VH-Database.db hold ``discovery`` as exactly one row, in one VH transaction.
+    ``options`` are :meth:`HavenBatch.write`'s: ``link_only``, ``write_unplaced``,
+    ``force_hash``, ``accept_hash``, ``kept_base``, ``known_haven_id``, ``search_legacy``.
 
     ``discovery`` is anything with the keeper columns (a ``Discovery``). A discovery the
     ledger names is compared with its row: the same → ``ledger``; different → ``updated``
@@ -366,16 +358,7 @@ def haven_discovery_write(
     batch of its own: :class:`HavenBatch` writes many in one transaction.
     """
     with HavenBatch() as batch:
-        outcome = batch.write(
-            discovery=discovery,
-            link_only=link_only,
-            write_unplaced=write_unplaced,
-            force_hash=force_hash,
-            accept_hash=accept_hash,
-            kept_base=kept_base,
-            known_haven_id=known_haven_id,
-            search_legacy=search_legacy,
-        )
+        outcome = batch.write(discovery=discovery, **options)
     return outcome
 
 
