@@ -41,7 +41,7 @@ chaos: install
 
 # Drain rate against SQLite's own limits (L, L2) and the old bot's pattern (P), median of 3 runs;
 # growth to 1 M queue rows; the API under wrk (Debian's, installed here if missing) and memory;
-# prints one table and writes bench/results.json. BENCH_ARGS=--smoke is the seconds-long one.
+# prints one table and writes bench/results.json. BENCH_ARGS=--smoke is the minute-long one.
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) -m bench $(BENCH_ARGS)

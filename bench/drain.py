@@ -14,7 +14,7 @@ schema fixture as VH-Database.db, and ``--items`` valid discoveries queued throu
   the same for every item).
 
 Plain ``time.perf_counter`` timers; the median of ``--runs`` is reported, every run is kept in
-``bench/results.json``. ``--smoke`` is a seconds-long version for CI.
+``bench/results.json``. ``--smoke`` is a small version for CI.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = Path("/work/shared/fixtures/vh_control_room_schema.db")
+#: The Control Room's schema with its sample map, as shipped in ``examples/`` (never written).
+FIXTURE = ROOT / "examples" / "vh_control_room_schema.db"
 
 
 # --- the workspace ------------------------------------------------------------------------------

@@ -95,6 +95,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, web_workers, **options):
+        if web_workers < 1:
+            raise CommandError("--web-workers must be at least 1")
         host, port = settings.SYNC_API_HOST, settings.SYNC_API_PORT
         if why := port_in_use(host, port):
             raise CommandError(
