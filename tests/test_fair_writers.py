@@ -553,3 +553,35 @@ def test_a_django_process_killed_inside_a_transaction_frees_keeper_db(tmp_path):
         _kill(proc)
     discovery_make(description="after the kill")
     assert not Group.objects.filter(name="killed").exists()
+
+
+@pytest.mark.parametrize(
+    "counter",
+    [b"\xff" * 8, b"\xfe" + b"\xff" * 6 + b"\x7f"],
+    ids=["all-ones", "just-under-2**63"],
+)
+def test_a_counter_no_writer_wrote_lets_writers_go_on_by_sqlites_locking(tmp_path, counter):
+    """A lock file whose ticket counter holds what no writer wrote (rewritten by hand, say)
+    does not stop the writes: the writer goes on under SQLite's own locking, as writers
+    without the queue do."""
+    database = tmp_path / "keeper.db"
+    lock_path_for(database).write_bytes(counter)
+    for _ in range(3):
+        lock = writer_lock_for(str(database), timeout=1.0)
+        assert lock is not None
+        assert lock.acquire() == 0.0
+        lock.release()
+        assert not lock.held
+        lock.close()
+
+
+def test_a_fifo_in_place_of_the_lock_file_lets_writers_go_on(tmp_path):
+    """A FIFO where the lock file should be (its reads and locks fail) leaves the writers to
+    SQLite's own locking instead of failing every write."""
+    database = tmp_path / "keeper.db"
+    os.mkfifo(lock_path_for(database))
+    lock = writer_lock_for(str(database), timeout=1.0)
+    if lock is not None:
+        assert lock.acquire() == 0.0
+        assert not lock.held
+        lock.close()

@@ -36,6 +36,7 @@ locked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -118,6 +119,11 @@ def writer_lock_for(database: str, *, timeout: float) -> WriterLock | None:
             exc.strerror,
         )
         return None
+
+
+#: What a lock file no longer fit for the queue raises: refused locks, a file that is no longer
+#: one (a FIFO: "Illegal seek"), a counter holding what no writer wrote (out of range).
+_QUEUE_FAULTS = (OSError, struct.error, OverflowError, ValueError)
 
 
 def _locked() -> sqlite3.OperationalError:
@@ -206,21 +212,32 @@ class WriterLock:
     def acquire(self) -> float:
         """Take a ticket and wait until every earlier one is done, at most ``timeout`` seconds;
         returns the seconds spent waiting (0.0 when nobody was ahead). Raises
-        ``sqlite3.OperationalError("database is locked")`` when the time ran out, and
-        ``sqlite3.OperationalError`` naming the file when the kernel refuses a lock or the
-        counter cannot be read or written; either way the place in the queue is given up."""
+        ``sqlite3.OperationalError("database is locked")`` when the time ran out, giving up
+        the place in the queue. When the queue itself fails (the kernel refuses a lock, the
+        file is no longer one, its counter holds what no writer wrote), the writer goes on
+        without it (logged once per file, 0.0 returned, nothing held): SQLite's own locking
+        keeps the write right, as for every writer without the queue."""
         if self.held:
             return 0.0
         started = time.monotonic()
-        fd = self._descriptor()
         try:
+            fd = self._descriptor()
             self._ticket = self._ticket_take(fd, started + self.timeout)
             ahead = not _turn_has_come(fd, self._ticket)
             if ahead:
                 self._turn_wait(fd, self._ticket, started + self.timeout)
-        except OSError as exc:
-            self._leave()
-            raise sqlite3.OperationalError(f"cannot lock {self.path}: {exc.strerror}") from exc
+        except _QUEUE_FAULTS as exc:
+            with contextlib.suppress(*_QUEUE_FAULTS):
+                self._leave()
+            self._ticket = None
+            _warn_once(
+                str(self.path),
+                "keeper.db's writer queue at %s fails (%s): writers wait by SQLite's busy "
+                "handler alone until it works again",
+                self.path,
+                exc,
+            )
+            return 0.0
         except BaseException:
             self._leave()
             raise
@@ -296,7 +313,9 @@ class WriterLock:
         # Unlocked before the next writer is woken, so that it finds its turn.
         _unlock_all(self._fd)
         if ticket is not None:
-            self._wake_next(self._fd, ticket)
+            # Best effort: a waiter not woken finds its turn at its next look.
+            with contextlib.suppress(*_QUEUE_FAULTS):
+                self._wake_next(self._fd, ticket)
 
     def _wake_next(self, fd: int, ticket: int) -> None:
         """Wake the writer of the first ticket after ``ticket`` still queued, if any: its
