@@ -39,7 +39,7 @@ from django_q.tasks import async_task
 
 from discoveries.haven.catalog import catalog_version
 from discoveries.haven.connection import haven_close, haven_connection
-from discoveries.haven.errors import HavenError
+from discoveries.haven.errors import HavenError, HavenTransactionLost
 from discoveries.haven.writer import (
     HavenBatch,
     WriteOutcome,
@@ -1010,15 +1010,18 @@ def _haven_write_some(items: list[SyncQueueItem]) -> list[Attempted]:
     transaction carries its error on every item it covered, none of which is in VH: when it
     could not begin (VH locked past its busy timeout, missing, switched off, its table without
     the columns every write needs), every item of ``items``, since each would meet the same;
-    when it could not commit, or the file was replaced meanwhile, the items written in it.
+    when it could not commit, was rolled back whole by the file (:class:`HavenTransactionLost`),
+    or the file was replaced meanwhile, the items written in it.
     ``SYNC_CHAOS_PAUSE_SECONDS`` pauses before the commit, for fault injection. The connection
     is closed afterwards."""
     attempted: list[Attempted] = []
     began = False
+    taken = 0
     try:
         with HavenBatch() as batch:
             began = True
             for item in items:
+                taken += 1
                 attempted.append(_haven_attempt(batch, item))
                 if batch.held_seconds >= settings.HAVEN_WRITE_HOLD_SECONDS:
                     break
@@ -1027,10 +1030,9 @@ def _haven_write_some(items: list[SyncQueueItem]) -> list[Attempted]:
     except (HavenError, DatabaseError) as exc:
         error = _error_text(exc)
         logger.warning("a VH transaction failed: %s", error)
-        if began:
-            return [Attempted(a.item, a.started_at, error=error) for a in attempted]
         now = timezone.now()
-        return [Attempted(item, now, error=error) for item in items]
+        covered = items[:taken] if began else items
+        return [Attempted(item, now, error=error) for item in covered]
     finally:
         # Closed after every transaction: with no other program holding the file open, SQLite
         # folds the WAL into the file itself, so the file alone (moved away without its -wal)
@@ -1043,6 +1045,8 @@ def _haven_attempt(batch: HavenBatch, item: SyncQueueItem) -> Attempted:
     started_at = timezone.now()
     try:
         return Attempted(item, started_at, _haven_apply(batch, item))
+    except HavenTransactionLost:
+        raise  # the whole transaction's: _haven_write_some fails every item of it
     except (HavenError, DatabaseError, Discovery.DoesNotExist) as exc:
         return Attempted(item, started_at, error=_error_text(exc))
     except Exception as exc:

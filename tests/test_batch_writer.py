@@ -240,3 +240,73 @@ def test_only_items_from_before_the_queue_search_vh_for_an_old_bots_row(sample_h
     assert written.metadata["how"] == "written"
     assert written.haven_discovery_id not in (look_alike, old_row)
     assert vh_count(sample_haven_db) == before + 1
+
+
+@WITH_HAVEN
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "CREATE TRIGGER refuse_all BEFORE INSERT ON discoveries"
+        " WHEN NEW.description LIKE '%refuse me%'"
+        " BEGIN SELECT RAISE(ROLLBACK, 'the Control Room rolls everything back'); END",
+        "CREATE UNIQUE INDEX one_description ON discoveries (description)",
+    ],
+    ids=["raise-rollback", "unique"],
+)
+def test_a_row_that_rolls_back_the_whole_transaction_leaves_every_item_to_retry(
+    sample_haven_db, refusal
+):
+    """A row whose refusal makes SQLite roll back the whole VH transaction (a trigger's
+    RAISE(ROLLBACK)), not just its savepoint, takes the rows written before it in the batch
+    with it: none of them is recorded as synced, all are tried again and then written once.
+    A plain constraint failure (a UNIQUE index) stays the one item's."""
+    vh_query(sample_haven_db, refusal)
+    whole = "ROLLBACK" in refusal
+    before = [discovery_make(**PLACED, description=f"written before {n}") for n in range(3)]
+    bad = discovery_make(**PLACED, description="please refuse me" if whole else "written before 0")
+    after = discovery_make(**PLACED, description="written after")
+    report = services.sync_batch()
+    if whole:
+        # The item after the bad one goes in the next transaction, which commits.
+        assert (report.synced, report.retrying) == (1, 4), report
+        assert all("rolled back the whole transaction" in text for _, text in report.errors)
+        assert vh_query(sample_haven_db, "SELECT keeper_discovery_id FROM keeper_sync_ledger") == [
+            (after.id,)
+        ]
+        vh_query(sample_haven_db, "DROP TRIGGER refuse_all")
+        SyncQueueItem.objects.update(next_retry_after=None)
+        assert services.sync_batch().synced == 4
+    else:
+        assert (report.synced, report.retrying) == (4, 1), report
+        assert "UNIQUE" in _item(bad).sync_error
+    for discovery in [*before, after]:
+        item = _item(discovery)
+        assert item.sync_status == SyncStatus.SYNCED
+        assert vh_query(
+            sample_haven_db,
+            "SELECT keeper_discovery_id FROM keeper_sync_ledger WHERE haven_discovery_id = ?",
+            [item.haven_discovery_id],
+        ) == [(discovery.id,)]
+
+
+@WITH_HAVEN
+def test_a_row_the_file_ignores_is_not_recorded_against_a_neighbour(sample_haven_db):
+    """A Control Room trigger that skips our INSERT (RAISE(IGNORE)) writes no row: the item
+    fails with that reason instead of being recorded as another discovery's row, and the
+    neighbours keep their own rows."""
+    vh_query(
+        sample_haven_db,
+        "CREATE TRIGGER skip_marked BEFORE INSERT ON discoveries"
+        " WHEN NEW.description LIKE '%skip me%' BEGIN SELECT RAISE(IGNORE); END",
+    )
+    first = discovery_make(**PLACED, description="a neighbour")
+    skipped = discovery_make(**PLACED, description="please skip me")
+    report = services.sync_batch()
+    assert (report.synced, report.retrying) == (1, 1), report
+    item = _item(skipped)
+    assert item.haven_discovery_id is None
+    assert "without writing it" in item.sync_error
+    assert vh_query(
+        sample_haven_db,
+        "SELECT keeper_discovery_id FROM keeper_sync_ledger",
+    ) == [(first.id,)]

@@ -17,3 +17,14 @@ class HavenSchemaError(HavenError):
 
 class MappingError(HavenError, ValueError):
     """A keeper discovery cannot be turned into a VH row (for example, an unknown type)."""
+
+
+class HavenTransactionLost(HavenError):
+    """VH-Database.db rolled back a whole batch's transaction (a trigger's ``RAISE(ROLLBACK)``,
+    an ``ON CONFLICT ROLLBACK`` constraint, a full disk): nothing of the batch is in VH, and
+    every discovery of it is to be tried again."""
+
+
+class HavenRowIgnored(HavenError):
+    """VH-Database.db took an INSERT or UPDATE of ours without changing a row (a trigger's
+    ``RAISE(IGNORE)``, an ``ON CONFLICT IGNORE`` constraint): the discovery is not in VH."""

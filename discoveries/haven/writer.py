@@ -27,13 +27,20 @@ from __future__ import annotations
 import logging
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, IntegrityError, transaction
 
 from discoveries.haven.catalog import catalog_location_resolve, catalog_version
 from discoveries.haven.connection import haven_close, haven_connection, haven_replaced_check
-from discoveries.haven.errors import HavenSchemaError, HavenUnavailable, MappingError
+from discoveries.haven.errors import (
+    HavenRowIgnored,
+    HavenSchemaError,
+    HavenTransactionLost,
+    HavenUnavailable,
+    MappingError,
+)
 from discoveries.haven.ledger import (
     LedgerRow,
     known_row_match,
@@ -237,9 +244,33 @@ class HavenBatch:
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         self._close_cursor()
+        lost = exc_type is None and not self._alive()
         self._atomic.__exit__(exc_type, exc, traceback)
+        if lost:
+            raise HavenTransactionLost("VH-Database.db rolled back the transaction")
         if exc_type is None:
             haven_replaced_check(self.connection)
+
+    def _alive(self) -> bool:
+        """Whether the batch's transaction is still open in SQLite and usable: a statement
+        can make SQLite roll back the whole transaction, not only its savepoint."""
+        raw = self.connection.connection
+        return raw is not None and raw.in_transaction and not self.connection.needs_rollback
+
+    @contextmanager
+    def _own_savepoint(self):
+        """One discovery's savepoint. When the discovery's error rolled back the whole
+        transaction, :class:`HavenTransactionLost` is raised instead, from it: the rows written
+        before it in this batch are gone too."""
+        try:
+            with transaction.atomic(using=HAVEN_ALIAS):
+                yield
+        except Exception as exc:
+            if not self._alive():
+                raise HavenTransactionLost(
+                    f"VH-Database.db rolled back the whole transaction: {exc}"
+                ) from exc
+            raise
 
     def _close_cursor(self) -> None:
         if self.cursor is not None:
@@ -292,8 +323,9 @@ class HavenBatch:
         """Make VH hold ``discovery`` as exactly one row, in this batch (arguments and
         outcomes as :func:`haven_discovery_write`), in a savepoint of its own. Raises
         :class:`HavenSchemaError`, :class:`MappingError` or the database's own error
-        (a CHECK's ``IntegrityError``), with this discovery's changes rolled back."""
-        with transaction.atomic(using=HAVEN_ALIAS):
+        (a CHECK's ``IntegrityError``), with this discovery's changes rolled back;
+        :class:`HavenTransactionLost` when the error rolled back the whole batch."""
+        with self._own_savepoint():
             outcome = _write_in_transaction(
                 self,
                 discovery,
@@ -319,7 +351,7 @@ class HavenBatch:
     ) -> WriteOutcome:
         """Remove ``discovery``'s one VH row in this batch (as :func:`haven_discovery_delete`),
         in a savepoint of its own; raises as :meth:`write`."""
-        with transaction.atomic(using=HAVEN_ALIAS):
+        with self._own_savepoint():
             return _delete_in_transaction(
                 self, discovery, force_hash=force_hash, known_haven_id=known_haven_id
             )
@@ -430,8 +462,9 @@ def _write_in_transaction(
 
 def _row_insert(cursor, columns: frozenset[str], row: dict[str, object]) -> None:
     """Insert ``row`` into VH's ``discoveries`` (raising :class:`HavenSchemaError` first when the
-    file lacks one of its columns, and the database's own error, such as a CHECK's
-    ``IntegrityError``, as it comes)."""
+    file lacks one of its columns, the database's own error, such as a CHECK's
+    ``IntegrityError``, as it comes, and :class:`HavenRowIgnored` when the file takes the
+    statement but writes no row)."""
     _require_columns(columns, row, f"needed for {row['discovery_type']} discoveries")
     names = ", ".join(f'"{c}"' for c in row)
     marks = ", ".join(["%s"] * len(row))
@@ -439,6 +472,12 @@ def _row_insert(cursor, columns: frozenset[str], row: dict[str, object]) -> None
         f"INSERT INTO discoveries ({names}) VALUES ({marks})",  # noqa: S608 - mapped names
         list(row.values()),
     )
+    if cursor.rowcount != 1:
+        # lastrowid would name another row (the batch's last insert).
+        raise HavenRowIgnored(
+            "VH-Database.db took the row without writing it (a trigger's RAISE(IGNORE) or an "
+            "ON CONFLICT IGNORE constraint of the Control Room's)"
+        )
 
 
 def _insert(txn: HavenBatch, discovery, *, write_unplaced: bool) -> WriteOutcome:
@@ -589,6 +628,11 @@ def _update(
                 f"UPDATE discoveries SET {assignments} WHERE id = %s",  # noqa: S608 - mapped names
                 [*written.values(), entry.haven_id],
             )
+            if cursor.rowcount != 1:
+                raise HavenRowIgnored(
+                    f"VH-Database.db took the update of row #{entry.haven_id} without writing "
+                    "it (a trigger's RAISE(IGNORE) of the Control Room's)"
+                )
     except IntegrityError as exc:
         if location.resolved:
             raise
