@@ -426,11 +426,30 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
     items = list(SyncQueueItem.objects.filter(id__in=ids).order_by("id"))
     # Not select_related: its inner join would hide an item whose discovery row is gone, and
     # that item must fail visibly instead.
-    discoveries = Discovery.objects.in_bulk([item.discovery_id for item in items])
+    discoveries, unreadable = _discoveries_read([item.discovery_id for item in items])
     for item in items:
         if item.discovery_id in discoveries:
             item.discovery = discoveries[item.discovery_id]
+        elif item.discovery_id in unreadable:
+            item.discovery_unreadable = unreadable[item.discovery_id]
     return token, items
+
+
+def _discoveries_read(ids: list[int]) -> tuple[dict[int, Discovery], dict[int, str]]:
+    """``({id: discovery}, {id: why it cannot be read})`` for ``ids``: in one query, or, when
+    one row cannot be read (bytes that are not UTF-8 where text is stored, say), one query
+    each, so that only that row's item fails."""
+    try:
+        return Discovery.objects.in_bulk(ids), {}
+    except (ValueError, DatabaseError):
+        pass
+    found, unreadable = {}, {}
+    for pk in ids:
+        try:
+            found.update(Discovery.objects.in_bulk([pk]))
+        except (ValueError, DatabaseError) as exc:
+            unreadable[pk] = _error_text(exc)
+    return found, unreadable
 
 
 #: Keys of an item's ``metadata`` that hold for one round only: why it waits, its conflict,
@@ -973,6 +992,11 @@ def _sync_claimed(
 def _haven_apply(batch: HavenBatch, item: SyncQueueItem) -> WriteOutcome:
     """Do ``item``'s operation in ``batch``, with the operator's choice for this round, if any."""
     metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    unreadable = getattr(item, "discovery_unreadable", None)
+    if unreadable:
+        raise HavenError(
+            f"discovery {item.discovery_id} cannot be read from keeper.db: {unreadable}"
+        )
     discovery = item.discovery
     problem = discovery_timestamp_problem(discovery)
     if problem:

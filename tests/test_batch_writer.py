@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 
 from discoveries.haven.writer import HavenBatch
 from discoveries.models import Discovery
@@ -310,3 +310,43 @@ def test_a_row_the_file_ignores_is_not_recorded_against_a_neighbour(sample_haven
         sample_haven_db,
         "SELECT keeper_discovery_id FROM keeper_sync_ledger",
     ) == [(first.id,)]
+
+
+@WITH_HAVEN
+def test_a_discovery_whose_time_is_not_text_fails_alone(sample_haven_db):
+    """A discovery whose stored timestamp bytes are not UTF-8 text fails its own item with the
+    reason, instead of stopping the batch with every item left syncing; its neighbours are
+    written."""
+    good = [discovery_make(**PLACED, description=f"readable {n}") for n in range(3)]
+    bad = discovery_make(**PLACED, description="unreadable time")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE discoveries SET submission_timestamp = CAST(X'323032362dc3' AS TEXT)"
+            " WHERE id = %s",
+            [bad.id],
+        )
+    report = services.sync_batch()
+    assert (report.claimed, report.synced, report.retrying) == (4, 3, 1), report
+    assert all(_item(d).sync_status == SyncStatus.SYNCED for d in good)
+    item = SyncQueueItem.objects.get(discovery_id=bad.id)
+    assert item.sync_status == SyncStatus.PENDING and item.lease_token is None
+    assert "cannot be read as a time" in item.sync_error
+
+
+def test_discoveries_that_cannot_be_loaded_are_named_one_by_one(monkeypatch):
+    """When the claim's one query for its discoveries fails on a row, each is read alone, so
+    that only the unreadable one's item fails, with the reason."""
+    from syncq.services import _discoveries_read
+
+    real = Discovery.objects.in_bulk
+
+    def in_bulk(ids):
+        if 2 in ids:
+            raise ValueError("not UTF-8")
+        return {pk: pk for pk in ids}
+
+    monkeypatch.setattr(Discovery.objects, "in_bulk", in_bulk)
+    found, unreadable = _discoveries_read([1, 2, 3])
+    monkeypatch.setattr(Discovery.objects, "in_bulk", real)
+    assert found == {1: 1, 3: 3}
+    assert unreadable == {2: "ValueError: not UTF-8"}

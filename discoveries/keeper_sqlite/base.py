@@ -37,10 +37,22 @@ from django.db.utils import OperationalError
 from discoveries.keeper_sqlite.operations import DatabaseOperations, parse_datetime_or_none
 from discoveries.keeper_sqlite.writer_lock import WriterLock, lock_path_for, writer_lock_for
 
+
 # Django registers these with Python's sqlite3 module (process-wide) for columns declared
-# datetime/timestamp; the tolerant parser reads text naming no real moment as missing.
-base.Database.register_converter("datetime", base.decoder(parse_datetime_or_none))
-base.Database.register_converter("timestamp", base.decoder(parse_datetime_or_none))
+# datetime/timestamp; the tolerant reader takes text naming no real moment, and bytes that are
+# not text, as missing.
+def _datetime_read(raw: bytes):
+    """A stored date-time as Django reads it, or ``None`` when its bytes are not UTF-8 text (a
+    BLOB, say), which names no moment either."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    return parse_datetime_or_none(text)
+
+
+base.Database.register_converter("datetime", _datetime_read)
+base.Database.register_converter("timestamp", _datetime_read)
 
 #: Statements that never take SQLite's write lock when run outside a transaction.
 _READS = re.compile(r"\s*(?:SELECT|EXPLAIN|PRAGMA|VALUES)\b", re.IGNORECASE)
