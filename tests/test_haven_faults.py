@@ -434,3 +434,31 @@ def test_vh_replaced_during_a_write_is_left_intact_and_the_item_retried(
     finally:
         conn.close()
     assert rows == [("written during a swap", "Krospen L49")]
+
+
+def test_an_unwritable_vh_is_not_opened_so_no_unwritable_wal_is_left(sample_haven_db, monkeypatch):
+    """A VH file (or its -wal or -shm) this process cannot write is reported read-only before
+    any connection opens it: SQLite would otherwise create -wal and -shm files as unwritable
+    as the file, which would stop every writer after the file is writable again."""
+    import os
+
+    from discoveries.haven.connection import haven_close, haven_connection
+    from discoveries.haven.errors import HavenUnavailable
+
+    haven_close()
+    real_open = os.open
+    refused = str(sample_haven_db) + "-shm"
+    sample_haven_db.with_name(sample_haven_db.name + "-shm").write_bytes(b"")
+
+    def open_as_other_user(path, flags, *args):
+        if str(path) == refused and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", open_as_other_user)
+    with pytest.raises(HavenUnavailable, match="readonly"):
+        haven_connection()
+    monkeypatch.setattr(os, "open", real_open)
+    sample_haven_db.with_name(sample_haven_db.name + "-shm").unlink()
+    assert haven_connection().connection is not None
+    haven_close()

@@ -66,7 +66,8 @@ def haven_probe(*, timeout_seconds: float = 0.2) -> str:
 def haven_connection():
     """The ``haven`` connection, checked to point at the file now at ``HAVEN_DB_PATH``.
 
-    Raises :class:`HavenUnavailable` when the sync is switched off or the file is missing. If
+    Raises :class:`HavenUnavailable` when the sync is switched off, the file is missing, or it
+    cannot be written (checked before a new connection opens it). If
     the file was replaced since the connection opened (moved away and restored, say), the old
     connection is closed first, so no write lands in a file that is no longer the Control
     Room's.
@@ -83,9 +84,29 @@ def haven_connection():
     conn = connections[HAVEN_ALIAS]
     if conn.connection is not None and identity != _file_identity:
         conn.close()
+    if conn.connection is None:
+        _writable_check()
     conn.ensure_connection()
     _file_identity = identity
     return conn
+
+
+def _writable_check() -> None:
+    """Raise :class:`HavenUnavailable` when this process cannot write the file or the WAL files
+    beside it. Opening a WAL-mode file that cannot be written would make SQLite leave ``-wal``
+    and ``-shm`` files as unwritable as it, which would then stop every writer, the Control
+    Room too, after the file itself is writable again."""
+    for suffix in ("", "-wal", "-shm"):
+        path = f"{settings.HAVEN_DB_PATH}{suffix}"
+        try:
+            os.close(os.open(path, os.O_RDWR))
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            raise HavenUnavailable(
+                f"{path} is read-only to this process (attempt to write a readonly "
+                "database); waiting for it to be writable"
+            ) from None
 
 
 def _path_identity() -> tuple[int, int] | None:
