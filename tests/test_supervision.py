@@ -320,8 +320,9 @@ def test_a_killed_workers_items_are_synced_within_30_s_of_the_restart(tmp_path):
 
 def test_ctrl_c_while_vh_is_locked_leaves_nothing_syncing(tmp_path):
     """Ctrl-C to runservice while another program holds VH's write lock: the worker ends the
-    item in hand, gives back the items it has not started, and stops; nothing is left
-    ``syncing`` and no lease holder remains. Once VH is free, everything syncs."""
+    VH transaction it is waiting to begin (its items fail with the lock, with backoff), gives
+    back any items it has not started, and stops; nothing is left ``syncing`` and no lease
+    holder remains. Once VH is free, everything syncs."""
     env = _prepared(
         tmp_path,
         HAVEN_BUSY_TIMEOUT_SECONDS="2",
