@@ -163,3 +163,33 @@ def discovery_timestamp_problem(discovery: Discovery) -> str | None:
     if raw is None:
         return None
     return timestamp_unreadable("submission_timestamp", raw)
+
+
+class CatalogCopy(models.Model):
+    """The last copy of VH-Database.db's map (its systems, planets and moons) uploaded by the
+    Control Room agent, kept in keeper.db so that the bot's pickers and place checks work while
+    the desktop is away (:mod:`discoveries.catalog` reads it when ``USE_HAVEN_AGENT`` is
+    on). One row (``id`` 1). ``systems`` is ``[[id, name], …]``, ``planets``
+    ``[[id, system_id, name], …]``, ``moons`` ``[[id, planet_id, name], …]``, each by id, as
+    the Control Room stores them; ``content_hash`` is their SHA-256
+    (:func:`discoveries.haven.catalog.catalog_content_hash`), ``version`` VH's own
+    :func:`~discoveries.haven.catalog.catalog_version` of the same map, which waiting queue
+    items compare; ``uploaded_at`` (UTC) is when it last changed, ``checked_at`` when the
+    agent last confirmed it."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    systems = models.JSONField(default=list)
+    planets = models.JSONField(default=list)
+    moons = models.JSONField(default=list)
+    content_hash = models.CharField(max_length=64)
+    version = models.CharField(max_length=64)
+    uploaded_at = models.DateTimeField()
+    checked_at = models.DateTimeField()
+    uploaded_by = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        db_table = "haven_catalog_copy"
+        verbose_name = "catalog copy"
+
+    def __str__(self) -> str:
+        return f"VH catalog {self.content_hash[:12]} ({len(self.systems)} systems)"

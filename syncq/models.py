@@ -445,3 +445,43 @@ class SyncVerifyRun(models.Model):
             "repaired": self.repaired,
             "error": self.error,
         }
+
+
+class HavenAgent(models.Model):
+    """A Control Room agent (``manage.py haven_agent`` on the Control Room's desktop) as the
+    server last heard from it: one row per agent ``name`` (the name its token was made for,
+    ``manage.py agent_token``). ``agent_id`` names the agent's state file, ``instance`` its
+    current run (a restart changes it, and the leases of the run before are taken back at once);
+    ``version`` is Keeper Sync's version on the desktop, ``host`` the desktop's name,
+    ``vh_state`` what the agent last found of VH-Database.db (``ok``, ``missing``, ``locked``,
+    ``readonly``, ``error``), ``catalog_hash`` the content hash of the catalog it last
+    uploaded. Times are UTC. The holders of its leases are :class:`LeaseHolder` rows whose
+    ``host_key`` is :meth:`holder_key`.
+
+    Its permission ``haven_agent`` is the only one an agent's token user holds: it opens the
+    ``/agent/`` endpoints and nothing else (:mod:`syncq.agent_api`)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    agent_id = models.CharField(max_length=64, blank=True, default="")
+    instance = models.CharField(max_length=64, blank=True, default="")
+    version = models.CharField(max_length=64, blank=True, default="")
+    host = models.CharField(max_length=255, blank=True, default="")
+    vh_state = models.CharField(max_length=32, blank=True, default="")
+    vh_detail = models.TextField(blank=True, default="")
+    catalog_hash = models.CharField(max_length=64, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "sync_haven_agent"
+        verbose_name = "Control Room agent"
+        permissions = [("haven_agent", "Can act as the Control Room agent")]
+
+    def __str__(self) -> str:
+        return f"Control Room agent {self.name}"
+
+    def holder_key(self) -> str:
+        """The ``host_key`` of this agent's :class:`LeaseHolder` rows: no worker process's
+        (those are host, boot id and pid namespace), so only the agent's heartbeat tells
+        whether it lives."""
+        return f"agent:{self.name}"
