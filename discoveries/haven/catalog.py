@@ -13,6 +13,7 @@ Names are offered only when a submission would take them
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, replace
 
@@ -63,8 +64,64 @@ def _system_read(system_id: str, name: str) -> SystemSnapshot:
     return SystemSnapshot(system_id, planets, moons, name=name)
 
 
+class CatalogSource:
+    """Where :func:`catalog_location_resolve` reads the map: VH-Database.db itself (this
+    class, on the ``haven`` connection as it stands) or :class:`CatalogCopySource`."""
+
+    def system_named(self, name: str) -> SystemSnapshot | None:
+        """The system named exactly ``name``, with its planets and moons, or ``None``."""
+        return system_snapshot(name)
+
+    def systems(self) -> list[tuple[object, object]]:
+        """Every system as ``(id, name)``, by id."""
+        return list(System.objects.using(HAVEN_ALIAS).order_by("id").values_list("id", "name"))
+
+    def system_read(self, system_id, name: str) -> SystemSnapshot:
+        """System ``system_id`` (named ``name``) with its planets and their moons."""
+        return _system_read(system_id, name)
+
+
+_HAVEN_SOURCE = CatalogSource()
+
+
+class CatalogCopySource(CatalogSource):
+    """The map as a copy holds it: ``copy`` has ``systems``, ``planets`` and ``moons`` rows
+    (:data:`CATALOG_TABLES`; the catalog the Control Room agent last uploaded,
+    :mod:`discoveries.catalog`), read like VH's own tables."""
+
+    def __init__(self, copy) -> None:
+        self.copy = copy
+        self._planets: dict[object, list[tuple]] = {}
+        for pk, system_id, name in copy.planets:
+            self._planets.setdefault(system_id, []).append((name, pk))
+        planet_system = {pk: system_id for pk, system_id, _ in copy.planets}
+        self._moons: dict[object, list[tuple]] = {}
+        for pk, planet_id, name in copy.moons:
+            system_id = planet_system.get(planet_id)
+            self._moons.setdefault(system_id, []).append((name, pk, planet_id))
+
+    def system_named(self, name: str) -> SystemSnapshot | None:
+        for pk, found in self.copy.systems:
+            if found == name:
+                return self.system_read(pk, found)
+        return None
+
+    def systems(self) -> list[tuple[object, object]]:
+        return [(pk, name) for pk, name in self.copy.systems]
+
+    def system_read(self, system_id, name: str) -> SystemSnapshot:
+        # As VH's own read: by id, a later planet of the same name taking the name.
+        planets = dict(sorted(self._planets.get(system_id, []), key=lambda row: _id_key(row[1])))
+        moons = tuple(sorted(self._moons.get(system_id, []), key=lambda row: _id_key(row[1])))
+        return SystemSnapshot(system_id, planets, moons, name=name)
+
+
 def catalog_location_resolve(
-    *, system_name: str | None, location: str | None, location_type: str | None
+    *,
+    system_name: str | None,
+    location: str | None,
+    location_type: str | None,
+    source: CatalogSource | None = None,
 ) -> ResolvedLocation:
     """Resolve a discovery's place in VH-Database.db, reading the ``haven`` connection as it
     stands (inside the caller's transaction, if any; nothing is written).
@@ -75,21 +132,18 @@ def catalog_location_resolve(
     (the Control Room's map is small). Two systems matching alike are refused, both named in
     ``unresolved``; a system matching nothing gets the nearest systems' names in
     ``suggestions``. The planet or moon is then found by
-    :func:`discoveries.haven.mapping.location_resolve`. Raises the database's own error
-    (``OperationalError``, ``DatabaseError``) when VH cannot be read.
+    :func:`discoveries.haven.mapping.location_resolve`. ``source`` is where the map is read:
+    VH-Database.db on the ``haven`` connection (the default), or a :class:`CatalogCopySource`.
+    Raises the database's own error (``OperationalError``, ``DatabaseError``) when VH cannot
+    be read.
     """
-    system = system_snapshot(system_name)
+    source = source or _HAVEN_SOURCE
+    system = source.system_named(system_name) if system_name else None
     if system is None and system_name:
-        systems = [
-            (pk, name)
-            for pk, name in System.objects.using(HAVEN_ALIAS)
-            .order_by("id")
-            .values_list("id", "name")
-            if isinstance(name, str)
-        ]
+        systems = [(pk, name) for pk, name in source.systems() if isinstance(name, str)]
         matches = names_matching(system_name, systems, spelling=lambda found: found[1])
         if len(matches) == 1:
-            system = _system_read(*matches[0])
+            system = source.system_read(*matches[0])
         elif matches:
             return ResolvedLocation(
                 None,
@@ -167,7 +221,9 @@ class HavenPlace:
     planet: str | None = None
 
 
-def _offerable(name: object) -> bool:
+def offerable(name: object) -> bool:
+    """Whether a name of VH's map can be offered to a submitter: a submission would take it
+    (:func:`discoveries.rules.name_problem`)."""
     return isinstance(name, str) and name_problem(name, required=True) is None
 
 
@@ -183,7 +239,7 @@ def catalog_systems() -> list[HavenSystem] | None:
             for pk, name in System.objects.using(HAVEN_ALIAS)
             .order_by("name")
             .values_list("id", "name")
-            if _offerable(name)
+            if offerable(name)
         ]
     except DatabaseError as exc:
         logger.warning("cannot read VH-Database.db's systems: %s", exc)
@@ -218,15 +274,21 @@ def catalog_places(system_id: str) -> list[HavenPlace] | None:
         return None
     finally:
         haven_close()
+    return places_list(planets, moons)
+
+
+def places_list(planets: list[tuple], moons: dict[object, list]) -> list[HavenPlace]:
+    """The places of one system for the report form: ``planets`` as ``[(id, name)]`` by name,
+    each followed by its ``moons`` (``{planet id: [name, …]}`` by name), then "in space"."""
     places: list[HavenPlace] = []
     for planet_id, planet in planets:
-        if not _offerable(planet):
+        if not offerable(planet):
             continue
         places.append(HavenPlace(kind="planet", name=planet.strip()))
         places.extend(
             HavenPlace(kind="moon", name=moon.strip(), planet=planet.strip())
             for moon in moons.get(planet_id, [])
-            if _offerable(moon)
+            if offerable(moon)
         )
     places.append(HavenPlace(kind="space", name=None))
     return places
@@ -248,3 +310,126 @@ def catalog_version() -> str:
             digest.update(repr(row).encode("utf-8", "surrogatepass"))
         digest.update(b"|")
     return digest.hexdigest()
+
+
+# --- the catalog away from VH: what the Control Room agent uploads and the server keeps ---------
+
+#: The three tables of a catalog snapshot and the columns of each row, as
+#: :func:`catalog_snapshot` reads them and :class:`~discoveries.models.CatalogCopy` keeps them.
+CATALOG_TABLES = {
+    "systems": ("id", "name"),
+    "planets": ("id", "system_id", "name"),
+    "moons": ("id", "planet_id", "name"),
+}
+
+
+def _id_key(value: object) -> str:
+    """A total order over ids of any JSON type (VH's system ids are text, its planet ids
+    integers, and an old file may hold either)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _json_value(value: object) -> object:
+    """``value`` as JSON can carry it: bytes (a BLOB where text belongs) as text, replacing
+    what is not UTF-8; numbers and text as they are."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def catalog_snapshot() -> dict[str, list[list]]:
+    """VH's map as JSON-ready rows: ``{"systems": [[id, name], …], "planets": [[id,
+    system_id, name], …], "moons": [[id, planet_id, name], …]}``, each table by id. Read on
+    the ``haven`` connection as it stands. Raises the database's own error when VH cannot be
+    read."""
+    models = {"systems": System, "planets": Planet, "moons": Moon}
+    snapshot = {}
+    for table, columns in CATALOG_TABLES.items():
+        rows = models[table].objects.using(HAVEN_ALIAS).values_list(*columns)
+        snapshot[table] = [[_json_value(value) for value in row] for row in rows]
+    return catalog_canonical(snapshot)
+
+
+class CatalogInvalid(ValueError):
+    """A catalog or catalog diff that is not of the shape :data:`CATALOG_TABLES` gives."""
+
+
+def catalog_canonical(snapshot: object) -> dict[str, list[list]]:
+    """``snapshot`` checked and in its one canonical form: the three tables of
+    :data:`CATALOG_TABLES`, each a list of rows of that many scalar values (ids unique within a
+    table), sorted by id. Raises :class:`CatalogInvalid` naming what is wrong."""
+    if not isinstance(snapshot, dict) or set(snapshot) != set(CATALOG_TABLES):
+        raise CatalogInvalid(f"a catalog is an object of exactly {', '.join(CATALOG_TABLES)}")
+    canonical = {}
+    for table, columns in CATALOG_TABLES.items():
+        rows = snapshot[table]
+        if not isinstance(rows, list):
+            raise CatalogInvalid(f"{table} must be a list of rows")
+        seen = set()
+        for row in rows:
+            _row_check(table, columns, row)
+            key = _id_key(row[0])
+            if key in seen:
+                raise CatalogInvalid(f"{table}: id {row[0]!r} appears twice")
+            seen.add(key)
+        canonical[table] = sorted((list(row) for row in rows), key=lambda row: _id_key(row[0]))
+    return canonical
+
+
+def _row_check(table: str, columns: tuple[str, ...], row: object) -> None:
+    if not isinstance(row, list) or len(row) != len(columns):
+        raise CatalogInvalid(f"{table}: each row is a list of {', '.join(columns)}")
+    for value in row:
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise CatalogInvalid(f"{table}: row values must be text, numbers or null")
+    if row[0] is None:
+        raise CatalogInvalid(f"{table}: a row's id cannot be null")
+
+
+def catalog_content_hash(snapshot: dict[str, list[list]]) -> str:
+    """The SHA-256 hex digest of a canonical catalog (:func:`catalog_canonical`): equal maps
+    give equal digests on the desktop and on the server, so an upload is skipped when they
+    match and a diff is checked against it."""
+    text = json.dumps(snapshot, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def catalog_diff(old: dict[str, list[list]], new: dict[str, list[list]]) -> dict[str, dict]:
+    """What turns canonical catalog ``old`` into ``new``: per table, ``{"upsert": [rows added
+    or changed], "delete": [ids removed]}``."""
+    diff = {}
+    for table in CATALOG_TABLES:
+        before = {_id_key(row[0]): row for row in old[table]}
+        after = {_id_key(row[0]): row for row in new[table]}
+        diff[table] = {
+            "upsert": [row for key, row in after.items() if before.get(key) != row],
+            "delete": [row[0] for key, row in before.items() if key not in after],
+        }
+    return diff
+
+
+def catalog_patch(old: dict[str, list[list]], diff: object) -> dict[str, list[list]]:
+    """Canonical catalog ``old`` with ``diff`` (:func:`catalog_diff`'s shape) applied, checked
+    and canonical. Raises :class:`CatalogInvalid` for a diff of another shape."""
+    if not isinstance(diff, dict) or not set(diff) <= set(CATALOG_TABLES):
+        raise CatalogInvalid(f"a catalog diff is an object of {', '.join(CATALOG_TABLES)}")
+    patched = {}
+    for table, columns in CATALOG_TABLES.items():
+        change = diff.get(table, {"upsert": [], "delete": []})
+        if (
+            not isinstance(change, dict)
+            or set(change) != {"upsert", "delete"}
+            or not isinstance(change["upsert"], list)
+            or not isinstance(change["delete"], list)
+        ):
+            raise CatalogInvalid(f"{table}: a diff is an object of exactly upsert and delete")
+        rows = {_id_key(row[0]): row for row in old[table]}
+        for pk in change["delete"]:
+            rows.pop(_id_key(pk), None)
+        for row in change["upsert"]:
+            _row_check(table, columns, row)
+            rows[_id_key(row[0])] = row
+        patched[table] = list(rows.values())
+    return catalog_canonical(patched)

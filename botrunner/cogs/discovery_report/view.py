@@ -40,13 +40,8 @@ from botrunner.cogs.discovery_report.modals import (
 )
 from botrunner.db import run_db
 from botrunner.delivery import NO_MENTIONS, interaction_first_seen, interaction_taken, reply_error
-from discoveries.haven.catalog import (
-    HavenPlace,
-    HavenSystem,
-    catalog_location_check,
-    catalog_places,
-    catalog_systems,
-)
+from discoveries.catalog import catalog_location_check, catalog_places, catalog_systems
+from discoveries.haven.catalog import HavenPlace, HavenSystem
 from discoveries.rules import DiscoveryInvalid
 from discoveries.types import DISCOVERY_TYPES
 from syncq.services import discovery_submit_once
@@ -577,7 +572,7 @@ class ReportView(ui.View):
     @staticmethod
     async def _place_hint(discovery: Discovery) -> str | None:
         """What to tell the member about ``discovery``'s place: the hint of
-        :func:`~discoveries.haven.catalog.catalog_location_check` (the place is not in the
+        :func:`~discoveries.catalog.catalog_location_check` (the place is not in the
         Control Room, the nearest names there, and that the discovery waits for it), or
         ``None`` when the place is there or VH cannot be read (then nothing is said)."""
         checked = await run_db(

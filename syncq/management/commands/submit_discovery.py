@@ -7,7 +7,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from discoveries.haven.catalog import catalog_location_check
+from discoveries.catalog import catalog_location_check
 from discoveries.rules import DiscoveryInvalid
 from syncq.services import discovery_submit_payload
 
@@ -57,7 +57,7 @@ class Command(BaseCommand):
 
     def _place_hint(self, discovery) -> str | None:
         """What to tell the submitter about ``discovery``'s place: the hint of
-        :func:`~discoveries.haven.catalog.catalog_location_check`, or ``None`` when the place
+        :func:`~discoveries.catalog.catalog_location_check`, or ``None`` when the place
         is in the Control Room or VH cannot be read. Each place is looked up once per run; once
         VH cannot be read, it is not tried again in this run (an entry would wait for its lock
         each time) and nothing more is said about places."""
