@@ -6,7 +6,11 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "keeper_site.settings")
+    # The Control Room agent runs on a desktop with VH-Database.db and nothing of the server's.
+    agent = len(sys.argv) > 1 and sys.argv[1] == "haven_agent"
+    os.environ.setdefault(
+        "DJANGO_SETTINGS_MODULE", "keeper_site.agent_settings" if agent else "keeper_site.settings"
+    )
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line

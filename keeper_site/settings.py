@@ -257,6 +257,22 @@ HAVEN_BUSY_TIMEOUT_SECONDS = _env_seconds("HAVEN_BUSY_TIMEOUT_SECONDS", default=
 # about this long.
 HAVEN_WRITE_HOLD_SECONDS = _env_seconds("HAVEN_WRITE_HOLD_SECONDS", default=0.1)
 
+# The bot in the cloud, VH-Database.db on a desktop: with USE_HAVEN_AGENT the server never opens
+# VH and leaves the queue to the Control Room agent (manage.py haven_agent on the desktop), which
+# leases items through /agent/ and uploads VH's catalog; README, "The Control Room agent".
+USE_HAVEN_AGENT = _env_bool("USE_HAVEN_AGENT", default=False)
+if USE_HAVEN_AGENT and USE_HAVEN_DATABASE:
+    raise ImproperlyConfigured(
+        "USE_HAVEN_AGENT=true needs USE_HAVEN_DATABASE=false: VH-Database.db is written by the "
+        "Control Room agent on its desktop, and a second writer here would race it"
+    )
+# An agent heard from within this many seconds is online (its long poll asks every ~25 s).
+HAVEN_AGENT_ONLINE_SECONDS = _env_int(
+    "HAVEN_AGENT_ONLINE_SECONDS", default=60, minimum=30, maximum=86_400
+)
+# The longest an agent's lease request waits for a due item, in seconds (its long poll).
+HAVEN_AGENT_POLL_SECONDS = _env_seconds("HAVEN_AGENT_POLL_SECONDS", default=20.0)
+
 if env.str("DATABASE_URL", default=""):
     _default_db = env.db_url("DATABASE_URL")
 else:
@@ -525,6 +541,12 @@ DISCORD_GATEWAY_URL = _env_url(
 # How long a /discovery-report form waits for its user before it disables itself. The form is
 # disabled through the user's last interaction, whose token Discord keeps for 15 minutes.
 BOT_VIEW_TIMEOUT_SECONDS = _env_int("BOT_VIEW_TIMEOUT_SECONDS", default=600, minimum=1, maximum=840)
+
+# The desktop side (manage.py haven_agent): the server's address, the agent's token, and the
+# agent's own small state file (its id and the catalog it last uploaded).
+AGENT_SERVER_URL = _env_url("AGENT_SERVER_URL", default="", schemes=("http", "https"))
+AGENT_TOKEN = env.ENVIRON.get("AGENT_TOKEN", "")
+AGENT_STATE_PATH = _env_path("AGENT_STATE_PATH", default="data/haven-agent.json")
 
 # --- django-q2 -------------------------------------------------------------------------------
 # django-q2 only drives the queue: the sync_queue table owns due times and backoff. `retry` is a

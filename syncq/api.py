@@ -66,6 +66,7 @@ from syncq.ids import DIGITS_PATTERN, MAX_ID, digits_read
 from syncq.parsers import JSONBodyParser
 from syncq.permissions import VIEW_PERMISSION
 from syncq.selectors import (
+    agent_report,
     bot_online,
     conflict_items,
     failed_items,
@@ -138,7 +139,11 @@ class APIAnswers:
 
 
 class HealthView(APIAnswers, APIView):
-    """Whether the service can work: keeper.db, VH-Database.db, the worker and the bot."""
+    """Whether the service can work: keeper.db, VH-Database.db, the worker and the bot, and
+    with ``USE_HAVEN_AGENT`` the Control Room agent (``haven_database`` then reads ``agent``:
+    this server never opens VH-Database.db, and ``agent`` says whether the agent is online and
+    how old the catalog it uploaded is, without ``vh_detail``, which may name paths on the
+    desktop)."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -160,14 +165,21 @@ class HealthView(APIAnswers, APIView):
         except DatabaseError:
             database = "unreachable"
         running = bool(worker_clusters())
+        agent = None
+        if database == "ok":
+            try:
+                agent = agent_report(vh_detail=False)
+            except DatabaseError as exc:
+                logger.warning("/health cannot read the Control Room agents: %s", exc)
         body = {
             "status": "healthy" if database == "ok" else "unhealthy",
             "bot_online": bot_online(),
             "sync_worker_running": running,
             "timestamp": iso_utc(timezone.now()),
             "database": database,
-            "haven_database": haven_probe(),
+            "haven_database": "agent" if settings.USE_HAVEN_AGENT else haven_probe(),
             "worker": "running" if running else "stopped",
+            "agent": agent,
         }
         code = status.HTTP_200_OK if database == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
         return Response(body, status=code)
@@ -412,8 +424,15 @@ class QueueItemViewSet(APIAnswers, viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses={200: s.StatusSerializer, **ERRORS})
     @action(detail=False, methods=["get"], public_read=True)
     def status(self, request):
-        """Queue counts and the worker's state, as old Control Room clients read them."""
-        return Response(queue_status())
+        """Queue counts and the worker's state, as old Control Room clients read them, and
+        ``agent``: the Control Room agents and their catalog with ``USE_HAVEN_AGENT``, else
+        null (:func:`~syncq.selectors.agent_report`)."""
+        agent = agent_report(vh_detail=True)
+        if agent is not None and not request.user.has_perm(VIEW_PERMISSION):
+            # Readers let in by SYNC_API_PUBLIC_READ alone: the detail may name paths.
+            for row in agent["agents"]:
+                row["vh_detail"] = None
+        return Response({**queue_status(), "agent": agent})
 
     @extend_schema(responses={200: s.StatisticsSerializer, **ERRORS})
     @action(detail=False, methods=["get"], public_read=True)
@@ -619,8 +638,9 @@ class DocsView(DocAnswers, SpectacularSwaggerSplitView):
         return parse.urlunparse((scheme, netloc, path, params, parse.urlencode(kept), fragment))
 
 
-#: Where the API lives: ``/health``, ``/sync`` and ``/api`` (schema and docs), and below them.
-API_PREFIXES = ("/health", "/sync", "/api")
+#: Where the API lives: ``/health``, ``/sync``, ``/agent`` and ``/api`` (schema and docs), and
+#: below them.
+API_PREFIXES = ("/health", "/sync", "/agent", "/api")
 
 
 def _is_api_path(path: str) -> bool:

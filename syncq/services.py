@@ -37,6 +37,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from discoveries.catalog import catalog_copy
 from discoveries.haven.catalog import catalog_version
 from discoveries.haven.connection import haven_close, haven_connection
 from discoveries.haven.errors import HavenError, HavenTransactionLost
@@ -49,6 +50,7 @@ from discoveries.haven.writer import (
 from discoveries.models import Discovery, discovery_timestamp_problem
 from discoveries.rules import EDITABLE, discovery_payload_validate, discovery_validate
 from discoveries.services import discovery_changes_apply, discovery_values
+from syncq.agent_protocol import values_digest
 from syncq.backoff import retry_delay
 from syncq.cache_keys import SYNC_KICK, keeper_cache_key
 from syncq.errors import (
@@ -395,7 +397,9 @@ def queue_exhausted_close() -> int:
         ).update(sync_status=SyncStatus.MAX_RETRIES_EXCEEDED, next_retry_after=None)
 
 
-def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]]:
+def queue_items_claim(
+    *, limit: int, now=None, holder: LeaseHolder | None = None
+) -> tuple[str, list[SyncQueueItem]]:
     """Atomically take up to ``limit`` due items (oldest first) for one worker.
 
     Each taken item becomes ``syncing`` with one more attempt, ``last_sync_attempt`` now and a
@@ -404,7 +408,8 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
     (:func:`lease_holder_forget`). On SQLite the IMMEDIATE transaction
     holds the write lock from its first statement; on PostgreSQL ``FOR UPDATE SKIP LOCKED``
     lets concurrent workers take disjoint items. Returns ``(lease_token, items)`` with each
-    item's discovery loaded.
+    item's discovery loaded. ``holder`` (unsaved, its token ignored) describes a holder other
+    than this process: the Control Room agent (:mod:`syncq.agent_services`).
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
@@ -419,10 +424,14 @@ def queue_items_claim(*, limit: int, now=None) -> tuple[str, list[SyncQueueItem]
             leased_until=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS),
             lease_token=token,
         )
-        me = process_identity()
-        LeaseHolder.objects.create(
-            token=token, host=me.host, host_key=me.host_key, pid=me.pid, pid_started=me.started
-        )
+        if holder is None:
+            me = process_identity()
+            holder = LeaseHolder(
+                host=me.host, host_key=me.host_key, pid=me.pid, pid_started=me.started
+            )
+        holder.token = token
+        holder.claimed_at = holder.heartbeat_at = now
+        holder.save(force_insert=True)
     items = list(SyncQueueItem.objects.filter(id__in=ids).order_by("id"))
     # Not select_related: its inner join would hide an item whose discovery row is gone, and
     # that item must fail visibly instead.
@@ -496,8 +505,14 @@ def _asked_again(item: SyncQueueItem, operation_now: str | None, stored: dict | 
     ``stored`` now (:func:`_stored_values`), was edited since the claim loaded it."""
     if operation_now != item.operation:
         return True
+    if stored is None:
+        return False
+    digest = getattr(item, "digest", None)
+    if digest is not None:
+        # Written by the Control Room agent: the digest of the values it was sent.
+        return values_digest(stored) != digest
     claimed = getattr(item, "discovery", None)
-    if claimed is None or stored is None:
+    if claimed is None:
         return False
     return stored != discovery_values(claimed)
 
@@ -841,20 +856,27 @@ def queue_waiting_wake() -> int:
     """Make ``pending`` again the ``waiting`` items that last looked at another version of VH's
     catalog (:func:`discoveries.haven.catalog.catalog_version`): a system, planet or moon was
     added or renamed since, so their place may be found now. Reads the catalog only when items
-    wait; one UPDATE, however many wait. Returns how many were woken (0 when VH cannot be
-    read: they stay waiting, and the reason is logged)."""
-    if not settings.USE_HAVEN_DATABASE:
+    wait; one UPDATE, however many wait. With ``USE_HAVEN_AGENT``, the version is that of the
+    catalog the agent last uploaded. Returns how many were woken (0 when VH cannot be read:
+    they stay waiting, and the reason is logged)."""
+    if not (settings.USE_HAVEN_DATABASE or settings.USE_HAVEN_AGENT):
         return 0
     if not SyncQueueItem.objects.filter(sync_status=SyncStatus.WAITING).exists():
         return 0
-    try:
-        haven_connection()
-        version = catalog_version()
-    except (HavenError, DatabaseError) as exc:
-        logger.warning("waiting items: VH's catalog cannot be read now: %s", exc)
-        return 0
-    finally:
-        haven_close()
+    if settings.USE_HAVEN_AGENT:
+        copy = catalog_copy()
+        if copy is None:
+            return 0
+        version = copy.version
+    else:
+        try:
+            haven_connection()
+            version = catalog_version()
+        except (HavenError, DatabaseError) as exc:
+            logger.warning("waiting items: VH's catalog cannot be read now: %s", exc)
+            return 0
+        finally:
+            haven_close()
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         return (
             SyncQueueItem.objects.filter(sync_status=SyncStatus.WAITING)
@@ -921,33 +943,45 @@ class BatchReport:
         return text
 
 
+def queue_housekeep(report: BatchReport) -> None:
+    """What comes before any claim, by the server's worker or for the Control Room agent: take
+    back the items of dead lease holders (:func:`queue_leases_release`), close lapsed leases on
+    a last attempt and items with no attempt left, and wake waiting items whose catalog
+    changed; each counted in ``report``."""
+    released = queue_leases_release()
+    report.released += released.released + released.exceeded
+    expired = queue_leases_expire()
+    report.lease_expired += expired
+    report.exceeded += released.exceeded + expired + queue_exhausted_close()
+    report.woken += queue_waiting_wake()
+
+
 def sync_batch(*, batch_size: int | None = None, stop: StopWatch | None = None) -> BatchReport:
     """Claim up to ``batch_size`` (default ``SYNC_BATCH_SIZE``) due items and copy them into
     VH-Database.db; one item's failure is recorded on it and never stops the others.
 
     First the items of dead workers are taken back (:func:`queue_leases_release`) and lapsed
     leases on a last attempt closed. Then the items are written in VH transactions
-    (:func:`_haven_write_some`), each holding the Control Room's write lock for at most about
+    (:func:`haven_write_some`), each holding the Control Room's write lock for at most about
     ``HAVEN_WRITE_HOLD_SECONDS``: one transaction for a few items, as many as a backlog needs.
-    After each, one keeper.db transaction records their outcomes (:func:`_outcomes_record`),
+    After each, one keeper.db transaction records their outcomes (:func:`outcomes_record`),
     with the Control Room's file free meanwhile. While the items are worked on, their lease
     holder's heartbeat is kept. Before each VH transaction ``stop`` (default: a new
     :class:`StopWatch`) is asked whether the cluster is stopping; if it is, or once the batch
     has run ``SYNC_BATCH_SECONDS``, the items not started are given back
     (:func:`queue_items_give_back`; ``stopping`` is set on the report when the cluster stops).
 
-    Does nothing while ``USE_HAVEN_DATABASE`` is false. Closes the VH connection at the end so
-    the Control Room's file is not held open between batches.
+    Does nothing while ``USE_HAVEN_DATABASE`` is false, but the housekeeping
+    (:func:`queue_housekeep`) when ``USE_HAVEN_AGENT`` is on. Closes the VH connection at the
+    end so the Control Room's file is not held open between batches.
     """
     report = BatchReport()
-    if not settings.USE_HAVEN_DATABASE:
+    if not (settings.USE_HAVEN_DATABASE or settings.USE_HAVEN_AGENT):
         return report
+    queue_housekeep(report)
+    if not settings.USE_HAVEN_DATABASE:
+        return report  # the Control Room agent takes the items (syncq.agent_services)
     stop = stop or StopWatch()
-    released = queue_leases_release()
-    report.released = released.released + released.exceeded
-    report.lease_expired = queue_leases_expire()
-    report.exceeded += released.exceeded + report.lease_expired + queue_exhausted_close()
-    report.woken = queue_waiting_wake()
     token, items = queue_items_claim(limit=batch_size or settings.SYNC_BATCH_SIZE)
     report.claimed = len(items)
     if not items:
@@ -982,14 +1016,14 @@ def _sync_claimed(
                 len(rest),
             )
             return
-        attempted = _haven_write_some(rest)
+        attempted = haven_write_some(rest)
         rest = rest[len(attempted) :]
         if settings.SYNC_CHAOS_PAUSE_SECONDS and any(a.error is None for a in attempted):
             time.sleep(settings.SYNC_CHAOS_PAUSE_SECONDS)
-        _outcomes_record(attempted, token, report)
+        outcomes_record(attempted, token, report)
 
 
-def _haven_apply(batch: HavenBatch, item: SyncQueueItem) -> WriteOutcome:
+def haven_apply(batch: HavenBatch, item: SyncQueueItem) -> WriteOutcome:
     """Do ``item``'s operation in ``batch``, with the operator's choice for this round, if any."""
     metadata = item.metadata if isinstance(item.metadata, dict) else {}
     unreadable = getattr(item, "discovery_unreadable", None)
@@ -1025,7 +1059,7 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _haven_write_some(items: list[SyncQueueItem]) -> list[Attempted]:
+def haven_write_some(items: list[SyncQueueItem]) -> list[Attempted]:
     """Write the first of ``items`` into VH in one :class:`HavenBatch`, as many as fit in
     ``HAVEN_WRITE_HOLD_SECONDS`` of its write lock (at least one); returns their
     :class:`Attempted`, in order.
@@ -1068,9 +1102,9 @@ def _haven_write_some(items: list[SyncQueueItem]) -> list[Attempted]:
 def _haven_attempt(batch: HavenBatch, item: SyncQueueItem) -> Attempted:
     started_at = timezone.now()
     try:
-        return Attempted(item, started_at, _haven_apply(batch, item))
+        return Attempted(item, started_at, haven_apply(batch, item))
     except HavenTransactionLost:
-        raise  # the whole transaction's: _haven_write_some fails every item of it
+        raise  # the whole transaction's: haven_write_some fails every item of it
     except (HavenError, DatabaseError, Discovery.DoesNotExist) as exc:
         return Attempted(item, started_at, error=_error_text(exc))
     except Exception as exc:
@@ -1084,7 +1118,7 @@ def _haven_attempt(batch: HavenBatch, item: SyncQueueItem) -> Attempted:
 IN_VH = ("written", "linked", "ledger", "updated", "kept")
 
 
-def _outcomes_record(attempted: list[Attempted], token: str, report: BatchReport) -> None:
+def outcomes_record(attempted: list[Attempted], token: str, report: BatchReport) -> None:
     """Record every attempt of one VH transaction in one keeper.db transaction, and count them
     in ``report`` once it has committed. When keeper.db refuses (locked past its busy timeout,
     say), nothing is recorded: the items keep their lease and are taken again when it lapses,

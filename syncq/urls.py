@@ -1,10 +1,11 @@
-"""URLs of the Control Room API: ``/health`` and the queue viewset under ``/sync/``, at the
-paths old clients call (REFERENCE.md, "Monitoring API")."""
+"""URLs of the Control Room API: ``/health``, the queue viewset under ``/sync/``, at the
+paths old clients call (REFERENCE.md, "Monitoring API"), and the Control Room agent's
+endpoints under ``/agent/`` (:mod:`syncq.agent_api`)."""
 
 from django.urls import path
 from rest_framework.routers import DynamicRoute, Route, SimpleRouter
 
-from syncq import api
+from syncq import agent_api, api
 
 
 def _items_route(url: str, action: str, *, detail: bool) -> Route:
@@ -48,5 +49,10 @@ router.register("sync", api.QueueItemViewSet, basename="sync")
 
 urlpatterns = [
     path("health", api.HealthView.as_view(), name="health"),
+    path("agent/heartbeat", agent_api.AgentHeartbeatView.as_view(), name="agent-heartbeat"),
+    path("agent/lease", agent_api.AgentLeaseView.as_view(), name="agent-lease"),
+    path("agent/ack", agent_api.AgentAckView.as_view(), name="agent-ack"),
+    path("agent/fail", agent_api.AgentFailView.as_view(), name="agent-fail"),
+    path("agent/catalog", agent_api.AgentCatalogView.as_view(), name="agent-catalog"),
     *router.urls,
 ]

@@ -319,7 +319,32 @@ HELD_OPERATIONS = {
         {"200": "Conflicts", "400": None, **DENIED},
     ),
 }
-ALL_OPERATIONS = {**OLD_CLIENT_OPERATIONS, **HELD_OPERATIONS}
+#: The Control Room agent's operations (syncq.agent_api): JSON bodies, an agent's token only.
+AGENT_DENIED = {"400": None, **DENIED}
+AGENT_OPERATIONS = {
+    ("/agent/heartbeat", "post"): (
+        "agent_heartbeat",
+        set(),
+        {"200": "AgentHeartbeatResponse", **AGENT_DENIED},
+    ),
+    ("/agent/lease", "post"): ("agent_lease", set(), {"200": "AgentLeaseResponse", **AGENT_DENIED}),
+    ("/agent/ack", "post"): (
+        "agent_ack",
+        set(),
+        {"200": "AgentResultsResponse", "409": "AgentLeaseConflictResponse", **AGENT_DENIED},
+    ),
+    ("/agent/fail", "post"): (
+        "agent_fail",
+        set(),
+        {"200": "AgentResultsResponse", "409": "AgentLeaseConflictResponse", **AGENT_DENIED},
+    ),
+    ("/agent/catalog", "put"): (
+        "agent_catalog_upload",
+        set(),
+        {"200": "AgentCatalogResponse", "409": "ErrorDetail", **AGENT_DENIED},
+    ),
+}
+ALL_OPERATIONS = {**OLD_CLIENT_OPERATIONS, **HELD_OPERATIONS, **AGENT_OPERATIONS}
 
 
 def _served_schema() -> dict:
@@ -382,6 +407,8 @@ def test_schema_keeps_each_old_endpoints_answers_and_bodies():
         assert documented == answers, (path, method)
         if (path, method) == ("/sync/retry", "post"):
             assert _component(operation["requestBody"]["content"]) == "BulkRetryRequest"
+        elif path.startswith("/agent/"):
+            assert _component(operation["requestBody"]["content"]).startswith("Agent")
         else:
             assert "requestBody" not in operation, (path, method)
 

@@ -33,7 +33,7 @@ def _item(discovery: Discovery) -> SyncQueueItem:
 def counted(monkeypatch):
     """How many VH transactions were opened and keeper.db outcome records made."""
     counts = {"vh": 0, "keeper": 0}
-    enter, record = HavenBatch.__enter__, services._outcomes_record
+    enter, record = HavenBatch.__enter__, services.outcomes_record
 
     def counting_enter(self):
         counts["vh"] += 1
@@ -44,7 +44,7 @@ def counted(monkeypatch):
         return record(*args, **kwargs)
 
     monkeypatch.setattr(HavenBatch, "__enter__", counting_enter)
-    monkeypatch.setattr(services, "_outcomes_record", counting_record)
+    monkeypatch.setattr(services, "outcomes_record", counting_record)
     return counts
 
 

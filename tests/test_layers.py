@@ -17,6 +17,7 @@ APPS = ("discoveries", "syncq", "botrunner", "keeper_site")
 TOP = (
     "discoveries.admin",
     "syncq.admin",
+    "syncq.agent_api",
     "syncq.api",
     "syncq.dashboard",
     "syncq.middleware",

@@ -1,0 +1,361 @@
+"""The server's side of the Control Room agent: its heartbeat, the leases it takes, the outcomes
+it reports and the catalog it uploads (README, "The Control Room agent").
+
+The agent runs on the Control Room's desktop and only calls out (:mod:`syncq.agent_client`);
+these services are what its calls do, reached through :mod:`syncq.agent_api`. Items are claimed
+by the queue's own claim (:func:`syncq.services.queue_items_claim`) under a
+:class:`~syncq.models.LeaseHolder` that names the agent's run, and their outcomes are recorded
+by the local worker's own recorders (:func:`syncq.services.outcomes_record`), so backoff,
+waiting, conflicts, edits during a lease and deletes behave alike whoever writes VH. A lease the
+agent never acknowledges comes back to the queue: at once when the agent starts again (a new run
+releases the old run's leases), or when its heartbeat has been silent for
+:data:`syncq.services.HOLDER_STALE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
+
+from discoveries.catalog import catalog_copy
+from discoveries.haven.catalog import (
+    CatalogInvalid,
+    catalog_canonical,
+    catalog_content_hash,
+    catalog_patch,
+)
+from discoveries.models import CatalogCopy
+from syncq.agent_protocol import item_problem, item_to_wire, outcome_from_wire
+from syncq.models import HavenAgent, LeaseHolder, Operation, SyncQueueItem, SyncStatus
+from syncq.services import (
+    NOT_WAITING,
+    Attempted,
+    BatchReport,
+    queue_housekeep,
+    queue_item_fail,
+    queue_items_claim,
+    queue_waiting_wake,
+)
+from syncq.services import outcomes_record as _record
+
+logger = logging.getLogger(__name__)
+
+#: How often a waiting lease request looks for a due item, in seconds: a discovery submitted
+#: while the agent waits is sent within about this long.
+POLL_STEP_SECONDS = 0.2
+#: The most items one lease request takes.
+LEASE_MAX_ITEMS = 500
+
+
+class LeaseConflict(Exception):
+    """A lease the agent no longer holds (it lapsed and was taken back, or an operator reset
+    its items) or never held (another agent's): the API answers 409 and nothing is changed.
+    ``held`` lists the ids of the request still held under that lease by this agent."""
+
+    def __init__(self, message: str, *, held: list[int]):
+        super().__init__(message)
+        self.held = held
+
+
+class CatalogBaseStale(Exception):
+    """A catalog diff made against a catalog the server no longer keeps: the agent sends the
+    whole catalog instead (409)."""
+
+
+def agent_for(user) -> HavenAgent:
+    """The :class:`HavenAgent` row of the token user ``user`` (named ``agent:<name>`` by
+    ``manage.py agent_token``), made on first use."""
+    name = user.get_username().removeprefix("agent:")[:100]
+    agent, _ = HavenAgent.objects.get_or_create(name=name)
+    return agent
+
+
+def _holder_key(agent: HavenAgent, instance: str) -> str:
+    return f"{agent.holder_key()}:{instance}"
+
+
+def _touch(agent: HavenAgent, instance: str, now: datetime) -> None:
+    """Mark ``agent`` seen now and keep the leases of its run ``instance`` alive."""
+    HavenAgent.objects.filter(pk=agent.pk).update(last_seen_at=now)
+    LeaseHolder.objects.filter(host_key=_holder_key(agent, instance)).update(heartbeat_at=now)
+
+
+def _earlier_runs_release(agent: HavenAgent, instance: str) -> int:
+    """Take back at once the items still leased by ``agent``'s earlier runs (it was killed or
+    restarted before acknowledging them): ``pending``, due now, their attempt counted.
+    Returns how many."""
+    prefix = agent.holder_key() + ":"
+    stale = list(
+        LeaseHolder.objects.filter(host_key__startswith=prefix)
+        .exclude(host_key=_holder_key(agent, instance))
+        .values_list("token", flat=True)
+    )
+    if not stale:
+        return 0
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        released = SyncQueueItem.objects.filter(
+            sync_status=SyncStatus.SYNCING, lease_token__in=stale
+        ).update(
+            sync_status=SyncStatus.PENDING,
+            sync_error="the Control Room agent restarted during this attempt; due again at once",
+            **NOT_WAITING,
+        )
+        LeaseHolder.objects.filter(token__in=stale).delete()
+    if released:
+        logger.info("agent %s restarted: took back %s leased items", agent.name, released)
+    return released
+
+
+@dataclass
+class Heartbeat:
+    """What the agent tells with each heartbeat: its run ``instance`` (a new one each start),
+    ``agent_id`` (its state file's), ``version``, ``host``, and ``vh_state`` / ``vh_detail``,
+    what it found of VH-Database.db."""
+
+    instance: str
+    agent_id: str = ""
+    version: str = ""
+    host: str = ""
+    vh_state: str = ""
+    vh_detail: str = ""
+
+
+def agent_heartbeat(*, agent: HavenAgent, beat: Heartbeat) -> dict[str, object]:
+    """Record ``beat`` on ``agent`` (seen now; a new run's start time), release what its
+    earlier runs still hold, and keep its current leases alive. Returns what the agent needs
+    back: ``catalog_hash`` (the catalog the server keeps, ``None`` for none),
+    ``poll_seconds`` (the longest lease wait), ``lease_seconds`` and ``server_time``."""
+    now = timezone.now()
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        changes = {
+            "agent_id": beat.agent_id[:64],
+            "version": beat.version[:64],
+            "host": beat.host[:255],
+            "vh_state": beat.vh_state[:32],
+            "vh_detail": beat.vh_detail[:2000],
+            "last_seen_at": now,
+        }
+        if agent.instance != beat.instance:
+            changes.update(instance=beat.instance[:64], started_at=now)
+        HavenAgent.objects.filter(pk=agent.pk).update(**changes)
+    released = _earlier_runs_release(agent, beat.instance)
+    _touch(agent, beat.instance, now)
+    copy = catalog_copy()
+    return {
+        "catalog_hash": copy.content_hash if copy else None,
+        "poll_seconds": settings.HAVEN_AGENT_POLL_SECONDS,
+        "lease_seconds": settings.SYNC_LEASE_SECONDS,
+        "released": released,
+        "server_time": now,
+    }
+
+
+@dataclass
+class Lease:
+    """What :func:`agent_lease` took: the lease ``token`` and its ``items`` as the agent gets
+    them (:func:`syncq.agent_protocol.item_to_wire`); ``failed`` counts items no worker could
+    write (discovery gone or unreadable, its time unwritable), failed here instead of sent."""
+
+    token: str | None
+    items: list[dict] = field(default_factory=list)
+    failed: int = 0
+
+
+def agent_lease(
+    *, agent: HavenAgent, instance: str, limit: int, wait_seconds: float, stopping=None
+) -> Lease:
+    """Claim up to ``limit`` (1 to :data:`LEASE_MAX_ITEMS`) due items for ``agent``'s run
+    ``instance``, waiting up to ``wait_seconds`` (at most ``HAVEN_AGENT_POLL_SECONDS``) for one
+    to become due: a long poll, looking every :data:`POLL_STEP_SECONDS`. Earlier runs' leases
+    are released first, and the queue's housekeeping runs (dead holders, lapsed leases,
+    waiting items). ``stopping()`` (optional) ends the wait early. Returns a :class:`Lease`
+    (``token`` ``None`` when nothing was due)."""
+    limit = max(1, min(int(limit), LEASE_MAX_ITEMS))
+    deadline = time.monotonic() + max(0.0, min(wait_seconds, settings.HAVEN_AGENT_POLL_SECONDS))
+    _earlier_runs_release(agent, instance)
+    queue_housekeep(BatchReport())
+    lease = Lease(token=None)
+    while True:
+        now = timezone.now()
+        _touch(agent, instance, now)
+        holder = LeaseHolder(
+            host=(agent.host or agent.name)[:255],
+            host_key=_holder_key(agent, instance),
+            pid=0,
+            pid_started=None,
+        )
+        token, items = queue_items_claim(limit=limit, holder=holder)
+        if items:
+            return _lease_fill(lease, token, items)
+        if time.monotonic() >= deadline or (stopping is not None and stopping()):
+            return lease
+        time.sleep(POLL_STEP_SECONDS)
+
+
+def _lease_fill(lease: Lease, token: str, items: list[SyncQueueItem]) -> Lease:
+    lease.token = token
+    for item in items:
+        problem = item_problem(item)
+        if problem is None:
+            lease.items.append(item_to_wire(item, write_unplaced=settings.SYNC_WRITE_UNPLACED))
+            continue
+        queue_item_fail(item=item, token=token, error=f"HavenError: {problem}")
+        lease.failed += 1
+    if not lease.items:
+        LeaseHolder.objects.filter(token=token).delete()
+    return lease
+
+
+@dataclass
+class Reported:
+    """One item's result as the agent reports it (checked by :mod:`syncq.agent_api`): its
+    ``id``, the ``operation`` and ``digest`` it was leased with, when its attempt
+    ``started_at``, and either ``outcome`` (:func:`~syncq.agent_protocol.outcome_to_wire`'s
+    shape) or ``error`` (text)."""
+
+    id: int
+    operation: str
+    digest: str
+    started_at: datetime | None
+    outcome: dict | None = None
+    error: str | None = None
+
+
+def agent_results_record(
+    *, agent: HavenAgent, instance: str, token: str, results: list[Reported]
+) -> dict[str, object]:
+    """Record ``results`` of lease ``token``, all or nothing, as the server's own worker
+    records a VH transaction's (:func:`syncq.services.outcomes_record`): synced, waiting,
+    conflict, deleted, or a failure with its backoff.
+
+    Raises :class:`LeaseConflict` (nothing recorded) when ``token`` is not a lease of this
+    agent, or when any of the items is no longer ``syncing`` under it. Once no item is left
+    under the lease, its holder is deleted. Returns ``{"recorded": n, "states": {id: state},
+    "errors": [[id, text], …]}`` (``errors``: keeper.db could not record; the agent reports
+    them again)."""
+    ids = [r.id for r in results]
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        holder = LeaseHolder.objects.select_for_update().filter(token=token).first()
+        if holder is None or not holder.host_key.startswith(agent.holder_key() + ":"):
+            why = "is not held" if holder is None else "belongs to another agent"
+            raise LeaseConflict(f"lease {token} {why}", held=[])
+        items = {
+            item.id: item
+            for item in SyncQueueItem.objects.select_for_update().filter(
+                id__in=ids, sync_status=SyncStatus.SYNCING, lease_token=token
+            )
+        }
+        if len(items) != len(set(ids)):
+            lost = sorted(set(ids) - set(items))
+            raise LeaseConflict(
+                f"items {', '.join(map(str, lost))} are no longer held under lease {token}",
+                held=sorted(items),
+            )
+        attempted = []
+        for result in results:
+            item = items[result.id]
+            item.operation = result.operation  # as leased: a delete asked since is "again"
+            item.digest = result.digest
+            if result.error is not None:
+                attempted.append(Attempted(item, result.started_at, error=result.error))
+            else:
+                outcome = outcome_from_wire(result.outcome)
+                attempted.append(Attempted(item, result.started_at, outcome))
+        report = BatchReport()
+        _record(attempted, token, report)
+        states = dict(SyncQueueItem.objects.filter(id__in=ids).values_list("id", "sync_status"))
+        if not SyncQueueItem.objects.filter(
+            sync_status=SyncStatus.SYNCING, lease_token=token
+        ).exists():
+            LeaseHolder.objects.filter(token=token).delete()
+        else:
+            holder.heartbeat_at = timezone.now()
+            holder.save(update_fields=["heartbeat_at"])
+    keeper_errors = [
+        [item_id, text]
+        for item_id, text in report.errors
+        if text == "keeper.db could not record the attempt"
+    ]
+    HavenAgent.objects.filter(pk=agent.pk).update(last_seen_at=timezone.now())
+    return {
+        "recorded": len(results) - len(keeper_errors),
+        "states": {item_id: states.get(item_id, "deleted") for item_id in ids},
+        "errors": keeper_errors,
+    }
+
+
+def agent_catalog_upload(
+    *,
+    agent: HavenAgent,
+    content_hash: str,
+    version: str,
+    full: object = None,
+    diff: object = None,
+    base_hash: str | None = None,
+) -> dict[str, object]:
+    """Keep the catalog the agent uploads: ``full`` (the whole canonical catalog,
+    :func:`discoveries.haven.catalog.catalog_canonical`) or ``diff`` against ``base_hash``
+    (:func:`~discoveries.haven.catalog.catalog_diff`). The result must hash to
+    ``content_hash``; ``version`` is VH's own catalog version, which waiting items compare
+    (they are woken here when it changed). Uploading the catalog the server already keeps only
+    marks it checked.
+
+    Raises :class:`~discoveries.haven.catalog.CatalogInvalid` (400: wrong shape, or the result
+    does not hash to ``content_hash``) and :class:`CatalogBaseStale` (409: the server keeps no
+    catalog of ``base_hash``). Returns ``{"content_hash", "uploaded_at", "changed", "woken"}``.
+    """
+    now = timezone.now()
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        copy = CatalogCopy.objects.select_for_update().filter(pk=1).first()
+        if copy is not None and copy.content_hash == content_hash and copy.version == version:
+            CatalogCopy.objects.filter(pk=1).update(checked_at=now)
+            return {
+                "content_hash": content_hash,
+                "uploaded_at": copy.uploaded_at,
+                "changed": False,
+                "woken": 0,
+            }
+        if (full is None) == (diff is None):
+            raise CatalogInvalid("send exactly one of full and diff")
+        if full is not None:
+            snapshot = catalog_canonical(full)
+        else:
+            if copy is None or copy.content_hash != base_hash:
+                raise CatalogBaseStale(
+                    "the server keeps no catalog of that base_hash: send the whole catalog"
+                )
+            current = {"systems": copy.systems, "planets": copy.planets, "moons": copy.moons}
+            snapshot = catalog_patch(current, diff)
+        if catalog_content_hash(snapshot) != content_hash:
+            raise CatalogInvalid("the catalog does not hash to content_hash")
+        CatalogCopy.objects.update_or_create(
+            pk=1,
+            defaults={
+                **snapshot,
+                "content_hash": content_hash,
+                "version": version[:64],
+                "uploaded_at": now,
+                "checked_at": now,
+                "uploaded_by": agent.name,
+            },
+        )
+        HavenAgent.objects.filter(pk=agent.pk).update(catalog_hash=content_hash, last_seen_at=now)
+    woken = queue_waiting_wake()
+    logger.info(
+        "agent %s uploaded VH's catalog %s (%s systems); %s waiting items woken",
+        agent.name,
+        content_hash[:12],
+        len(snapshot["systems"]),
+        woken,
+    )
+    return {"content_hash": content_hash, "uploaded_at": now, "changed": True, "woken": woken}
+
+
+#: The operations an agent may report an item as leased with.
+OPERATIONS = tuple(Operation.values)

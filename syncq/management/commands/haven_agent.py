@@ -1,0 +1,77 @@
+"""``manage.py haven_agent``: the Control Room agent, on the desktop beside VH-Database.db
+(:mod:`syncq.agent_client`; README, "The Control Room agent on a desktop")."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from syncq.agent_client import AgentRefused, HavenAgent
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the Control Room agent: write the server's queue into this desktop's "
+        "VH-Database.db and upload its catalog, calling out only (no open port)."
+    )
+    # Nothing of the server's is here to check (no keeper.db).
+    requires_system_checks: list = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--server", default=None, help="The server's address (default: AGENT_SERVER_URL)."
+        )
+        parser.add_argument(
+            "--token", default=None, help="The agent's token (default: AGENT_TOKEN)."
+        )
+        parser.add_argument(
+            "--state", default=None, help="The agent's state file (default: AGENT_STATE_PATH)."
+        )
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="One round (heartbeat, catalog, one lease written and acknowledged), then exit.",
+        )
+
+    def handle(self, *args, server=None, token=None, state=None, once=False, **options):
+        server = (server or settings.AGENT_SERVER_URL or "").strip()
+        token = (token or settings.AGENT_TOKEN or "").strip()
+        if not server.startswith(("http://", "https://")):
+            raise CommandError("no server: give --server https://… or set AGENT_SERVER_URL in .env")
+        if not token:
+            raise CommandError(
+                "no token: give --token or set AGENT_TOKEN (on the server: "
+                "python manage.py agent_token NAME)"
+            )
+        if not Path(settings.HAVEN_DB_PATH).is_file():
+            self.stderr.write(
+                f"warning: {settings.HAVEN_DB_PATH} does not exist yet; the agent waits for it "
+                "(set HAVEN_DB_PATH to the Control Room's VH-Database.db)"
+            )
+        logging.getLogger("syncq").setLevel(logging.INFO)
+        stop = threading.Event()
+        for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), lambda *_: stop.set())
+        agent = HavenAgent(
+            server=server,
+            token=token,
+            state_path=Path(state) if state else settings.AGENT_STATE_PATH,
+            stop=stop,
+        )
+        self.stdout.write(
+            f"Control Room agent: {settings.HAVEN_DB_PATH} ↔ {server} "
+            f"({'one round' if once else 'Ctrl-C stops'})"
+        )
+        try:
+            agent.run(once=once)
+        except AgentRefused as exc:
+            raise CommandError(f"the server refused the agent: {exc}") from None
+        finally:
+            agent.close()
+        self.stdout.write("Control Room agent stopped.")
