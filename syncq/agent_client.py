@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError
 
@@ -375,6 +376,7 @@ class HavenAgent:
                 logger.warning("a leased item cannot be read: %s", exc)
                 report.errors.append(str(exc))
         report.leased = len(wire_items)
+        logger.info("lease %s: %s items to write", token, len(wire_items))
         rest = items
         while rest:
             done = haven_write_some(rest)
@@ -384,6 +386,15 @@ class HavenAgent:
         self._vh_detail = errors[-1] if errors else ""
         written = [a for a in attempted if a.error is None]
         failed = [a for a in attempted if a.error is not None]
+        logger.info(
+            "lease %s: %s written or held in VH, %s failed; reporting",
+            token,
+            len(written),
+            len(failed),
+        )
+        if settings.SYNC_CHAOS_PAUSE_SECONDS:
+            # Fault injection: a window between VH's commit and the report for a kill to land in.
+            time.sleep(settings.SYNC_CHAOS_PAUSE_SECONDS)
         if written:
             report.acknowledged, dropped = self._report(token, "/agent/ack", written)
             report.dropped += dropped
@@ -411,6 +422,7 @@ class HavenAgent:
                     return 0, len(dropped)
                 continue
             self._expect(response, path)
+            logger.info("lease %s: %s reported to %s", token, len(rows), path)
             return len(rows), len(attempted) - len(rows)
         return 0, len(attempted)
 

@@ -54,6 +54,8 @@ class Command(BaseCommand):
                 "(set HAVEN_DB_PATH to the Control Room's VH-Database.db)"
             )
         logging.getLogger("syncq").setLevel(logging.INFO)
+        # One line per request is httpx's INFO; the agent logs what it does itself.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         stop = threading.Event()
         for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
             if hasattr(signal, name):
