@@ -94,6 +94,8 @@ def haven_for_service() -> HavenChoice:
     at the default path, the demo file under ``data/demo/`` (created with the demo systems the
     first time). A configured file that is missing stays chosen (items wait for it): the demo
     never stands in for a real file an operator may be about to put back."""
+    if settings.USE_HAVEN_AGENT:
+        return HavenChoice(None, False, "on a desktop, through the Control Room agent")
     if not settings.USE_HAVEN_DATABASE:
         return HavenChoice(None, False, "not used (USE_HAVEN_DATABASE=false: items stay queued)")
     configured = Path(settings.HAVEN_DB_PATH)
