@@ -67,6 +67,7 @@ class AgentHeartbeatResponse(serializers.Serializer):
 
 class AgentLeaseRequest(serializers.Serializer):
     instance = serializers.RegexField(INSTANCE)
+    agent_id = serializers.CharField(max_length=64, allow_blank=True, default="")
     limit = serializers.IntegerField(min_value=1, max_value=services.LEASE_MAX_ITEMS, default=100)
     wait_seconds = serializers.FloatField(
         min_value=0, max_value=60, default=0, help_text="How long to wait for a due item."
@@ -245,6 +246,7 @@ class AgentLeaseView(AgentView):
             instance=data["instance"],
             limit=data["limit"],
             wait_seconds=data["wait_seconds"],
+            agent_id=data["agent_id"],
         )
         return Response({"lease": lease.token, "items": lease.items, "failed": lease.failed})
 

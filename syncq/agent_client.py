@@ -276,6 +276,7 @@ class HavenAgent:
             report.uploaded = self.catalog_sync()
         body = {
             "instance": self.instance,
+            "agent_id": self.state.agent_id,
             "limit": LEASE_LIMIT,
             "wait_seconds": min(self.poll_seconds, LONG_POLL_SECONDS) if wait else 0,
         }

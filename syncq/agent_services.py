@@ -76,24 +76,29 @@ def agent_for(user) -> HavenAgent:
     return agent
 
 
-def _holder_key(agent: HavenAgent, instance: str) -> str:
-    return f"{agent.holder_key()}:{instance}"
+def _holder_key(agent: HavenAgent, instance: str, agent_id: str = "") -> str:
+    """The ``host_key`` of the leases of ``agent``'s run ``instance`` on the desktop whose
+    state file is ``agent_id``."""
+    return f"{agent.holder_key()}:{agent_id}:{instance}"
 
 
-def _touch(agent: HavenAgent, instance: str, now: datetime) -> None:
+def _touch(agent: HavenAgent, instance: str, agent_id: str, now: datetime) -> None:
     """Mark ``agent`` seen now and keep the leases of its run ``instance`` alive."""
     HavenAgent.objects.filter(pk=agent.pk).update(last_seen_at=now)
-    LeaseHolder.objects.filter(host_key=_holder_key(agent, instance)).update(heartbeat_at=now)
+    LeaseHolder.objects.filter(host_key=_holder_key(agent, instance, agent_id)).update(
+        heartbeat_at=now
+    )
 
 
-def _earlier_runs_release(agent: HavenAgent, instance: str) -> int:
-    """Take back at once the items still leased by ``agent``'s earlier runs (it was killed or
-    restarted before acknowledging them): ``pending``, due now, their attempt counted.
-    Returns how many."""
-    prefix = agent.holder_key() + ":"
+def _earlier_runs_release(agent: HavenAgent, instance: str, agent_id: str) -> int:
+    """Take back at once the items still leased by earlier runs of ``agent`` on the same
+    desktop (same ``agent_id``: it was killed or restarted before acknowledging them):
+    ``pending``, due now, their attempt counted. Another desktop sharing the token keeps its
+    leases (they lapse with its heartbeat). Returns how many."""
+    prefix = f"{agent.holder_key()}:{agent_id}:"
     stale = list(
         LeaseHolder.objects.filter(host_key__startswith=prefix)
-        .exclude(host_key=_holder_key(agent, instance))
+        .exclude(host_key=_holder_key(agent, instance, agent_id))
         .values_list("token", flat=True)
     )
     if not stale:
@@ -144,8 +149,8 @@ def agent_heartbeat(*, agent: HavenAgent, beat: Heartbeat) -> dict[str, object]:
         if agent.instance != beat.instance:
             changes.update(instance=beat.instance[:64], started_at=now)
         HavenAgent.objects.filter(pk=agent.pk).update(**changes)
-    released = _earlier_runs_release(agent, beat.instance)
-    _touch(agent, beat.instance, now)
+    released = _earlier_runs_release(agent, beat.instance, beat.agent_id)
+    _touch(agent, beat.instance, beat.agent_id, now)
     copy = catalog_copy()
     return {
         "catalog_hash": copy.content_hash if copy else None,
@@ -168,25 +173,32 @@ class Lease:
 
 
 def agent_lease(
-    *, agent: HavenAgent, instance: str, limit: int, wait_seconds: float, stopping=None
+    *,
+    agent: HavenAgent,
+    instance: str,
+    limit: int,
+    wait_seconds: float,
+    agent_id: str = "",
+    stopping=None,
 ) -> Lease:
     """Claim up to ``limit`` (1 to :data:`LEASE_MAX_ITEMS`) due items for ``agent``'s run
-    ``instance``, waiting up to ``wait_seconds`` (at most ``HAVEN_AGENT_POLL_SECONDS``) for one
-    to become due: a long poll, looking every :data:`POLL_STEP_SECONDS`. Earlier runs' leases
+    ``instance`` (on the desktop of state file ``agent_id``), waiting up to ``wait_seconds``
+    (at most ``HAVEN_AGENT_POLL_SECONDS``) for one to become due: a long poll, looking every
+    :data:`POLL_STEP_SECONDS`. Earlier runs' leases
     are released first, and the queue's housekeeping runs (dead holders, lapsed leases,
     waiting items). ``stopping()`` (optional) ends the wait early. Returns a :class:`Lease`
     (``token`` ``None`` when nothing was due)."""
     limit = max(1, min(int(limit), LEASE_MAX_ITEMS))
     deadline = time.monotonic() + max(0.0, min(wait_seconds, settings.HAVEN_AGENT_POLL_SECONDS))
-    _earlier_runs_release(agent, instance)
+    _earlier_runs_release(agent, instance, agent_id)
     queue_housekeep(BatchReport())
     lease = Lease(token=None)
     while True:
         now = timezone.now()
-        _touch(agent, instance, now)
+        _touch(agent, instance, agent_id, now)
         holder = LeaseHolder(
             host=(agent.host or agent.name)[:255],
-            host_key=_holder_key(agent, instance),
+            host_key=_holder_key(agent, instance, agent_id),
             pid=0,
             pid_started=None,
         )

@@ -481,7 +481,7 @@ class HavenAgent(models.Model):
         return f"Control Room agent {self.name}"
 
     def holder_key(self) -> str:
-        """The ``host_key`` of this agent's :class:`LeaseHolder` rows: no worker process's
-        (those are host, boot id and pid namespace), so only the agent's heartbeat tells
-        whether it lives."""
+        """The start of the ``host_key`` of this agent's :class:`LeaseHolder` rows (followed by
+        ``:<agent_id>:<instance>``): no worker process's (those are host, boot id and pid
+        namespace), so only the agent's heartbeat tells whether it lives."""
         return f"agent:{self.name}"
