@@ -38,8 +38,15 @@ from discoveries.models import Discovery
 from syncq.display import retry_due_text
 from syncq.errors import ConflictVersionChanged, QueueItemNotFound, QueueItemNotInConflict
 from syncq.ids import MAX_ID, id_read
-from syncq.models import Operation, OperatorAction, SyncAttempt, SyncQueueItem, SyncStatus
-from syncq.selectors import conflict_row, waiting_row
+from syncq.models import (
+    HavenAgent,
+    Operation,
+    OperatorAction,
+    SyncAttempt,
+    SyncQueueItem,
+    SyncStatus,
+)
+from syncq.selectors import agent_online, conflict_row, waiting_row
 from syncq.services import (
     CONFLICT_CHOICES,
     RETRYABLE,
@@ -867,6 +874,53 @@ class OperatorActionAdmin(AsciiIdsAdmin):
     list_display = ("at", "actor_name", "source", "action", "items_changed")
     list_filter = ("source", "action")
     search_fields = ("actor_name",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(HavenAgent)
+class HavenAgentAdmin(AsciiIdsAdmin):
+    """The Control Room agents as the server last heard from them (``manage.py haven_agent``
+    on the desktop): whether each is online, when it was last seen, its version and host, and
+    what it found of VH-Database.db. Read only: the agents' heartbeats write these rows, and
+    ``manage.py agent_token`` makes and revokes the agents' tokens."""
+
+    list_display = (
+        "name",
+        "is_online",
+        "last_seen_at",
+        "version",
+        "host",
+        "vh_state",
+        "started_at",
+    )
+    list_filter = ("vh_state",)
+    search_fields = ("name", "host")
+    ordering = ("name",)
+    fields = (
+        "name",
+        "agent_id",
+        "instance",
+        "version",
+        "host",
+        "vh_state",
+        "vh_detail",
+        "catalog_hash",
+        "started_at",
+        "last_seen_at",
+    )
+
+    @admin.display(boolean=True, description="online")
+    def is_online(self, agent: HavenAgent) -> bool:
+        """Seen within ``HAVEN_AGENT_ONLINE_SECONDS`` (:func:`syncq.selectors.agent_online`)."""
+        return agent_online(agent.last_seen_at, now=timezone.now())
 
     def has_add_permission(self, request) -> bool:
         return False

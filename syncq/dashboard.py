@@ -1,14 +1,15 @@
 """The operator console's queue dashboard: one admin page (and a summary on the admin index)
 with the counts per state, the oldest pending age, the synced items per hour over the last 24
-hours as an SVG drawn here, the top errors, whether the worker is alive and the last check of
-VH-Database.db against keeper.db (``manage.py sync_verify``).
+hours as an SVG drawn here, the top errors, whether the worker is alive, the last check of
+VH-Database.db against keeper.db (``manage.py sync_verify``) and, with ``USE_HAVEN_AGENT``, the
+Control Room agent and the catalog it uploaded.
 
 Every figure comes from a fixed set of grouped queries, so the page costs the same number of
 queries with ten queue rows or a hundred thousand."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -20,6 +21,7 @@ from syncq.models import SyncStatus
 from syncq.permissions import VIEW_PERMISSION
 from syncq.selectors import (
     HOUR_KEY,
+    agent_status,
     queue_counts,
     queue_statistics,
     throughput_by_hour,
@@ -89,6 +91,59 @@ def worker_summary() -> dict:
     }
 
 
+def _utc_text(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
+
+
+def agent_summary(now: datetime) -> dict | None:
+    """The Control Room agent box, from :func:`syncq.selectors.agent_status` at ``now``:
+    ``enabled`` (``USE_HAVEN_AGENT``), ``online`` (any agent), ``agents`` (each with
+    ``name``, ``online``, ``seen`` — how long ago, as text, or "never" —, ``seen_at`` (UTC
+    text), ``version``, ``host``, ``vh_state``, ``vh_detail``, ``started`` (UTC text)) and
+    ``catalog`` (its counts, ``checked`` and ``changed`` ages as text and ``uploaded_by``; None
+    before the first upload). None, and no box, when ``USE_HAVEN_AGENT`` is off and the server
+    knows no agent."""
+    status = agent_status(now=now, rows_when_off=True)
+    if status is None:
+        return None
+    agents = [
+        {
+            "name": agent["name"],
+            "online": agent["online"],
+            "seen": (
+                f"{age_text(agent['seconds_since_seen'])} ago"
+                if agent["seconds_since_seen"] is not None
+                else "never"
+            ),
+            "seen_at": _utc_text(agent["last_seen_at"]),
+            "version": agent["version"] or "—",
+            "host": agent["host"] or "—",
+            "vh_state": agent["vh_state"] or "—",
+            "vh_detail": agent["vh_detail"],
+            "started": _utc_text(agent["started_at"]),
+        }
+        for agent in status["agents"]
+    ]
+    catalog = status["catalog"]
+    if catalog is not None:
+        catalog = {
+            "systems": catalog["systems"],
+            "planets": catalog["planets"],
+            "moons": catalog["moons"],
+            "checked": f"{age_text(catalog['age_seconds'])} ago",
+            "checked_at": _utc_text(catalog["checked_at"]),
+            "changed": f"{age_text(catalog['changed_seconds'])} ago",
+            "changed_at": _utc_text(catalog["uploaded_at"]),
+            "uploaded_by": catalog["uploaded_by"] or "—",
+        }
+    return {
+        "enabled": status["enabled"],
+        "online": status["online"],
+        "agents": agents,
+        "catalog": catalog,
+    }
+
+
 def _state_rows(counts: dict[str, int]) -> list[dict]:
     return [
         {"value": state.value, "label": state.label, "count": counts.get(state.value, 0)}
@@ -120,6 +175,7 @@ def queue_dashboard(request):
         "chart": throughput_chart(series),
         "chart_total": sum(slot["count"] for slot in series),
         "worker": worker_summary(),
+        "agent": agent_summary(now),
     }
     return TemplateResponse(request, "admin/keeper_dashboard.html", context)
 

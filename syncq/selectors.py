@@ -1,5 +1,5 @@
 """Reads that several callers share (commands, API, admin, bot): the queue's figures, and whether
-the worker and the bot are alive.
+the worker, the bot and the Control Room agent are alive.
 
 The bot records a heartbeat in the cache every process shares (``CACHE_URL``); the API reads it
 here, so it never imports the bot. That entry, like the clusters' status, is this keeper
@@ -17,16 +17,17 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import CharField, Count, Func, Value
+from django.db.models import CharField, Count, Func, IntegerField, Value
 from django.db.models.functions import Cast, TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.status import Stat
 
+from discoveries.models import CatalogCopy
 from discoveries.timestamps import TIMESTAMP_RANGE
 from syncq.cache_keys import BOT_HEARTBEAT, keeper_cache_key
 from syncq.display import iso_utc
-from syncq.models import SyncQueueItem, SyncStatus, SyncVerifyRun, utc_text
+from syncq.models import HavenAgent, SyncQueueItem, SyncStatus, SyncVerifyRun, utc_text
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,189 @@ def bot_online() -> bool:
         and bool(beat.get("connected"))
         and timezone.now() - beat["at"] <= BOT_HEARTBEAT_FRESH
     )
+
+
+class _ArrayLength(Func):
+    """The length of a JSON array column, counted by the database (SQLite's
+    ``json_array_length``, PostgreSQL's ``jsonb_array_length``: Django keeps a JSONField there
+    as ``jsonb``), so that a count neither fetches nor parses the array."""
+
+    function = "json_array_length"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, function="jsonb_array_length", **extra_context)
+
+
+def _seconds_since(moment: datetime | None, now: datetime) -> float | None:
+    """Seconds from ``moment`` to ``now``, to a tenth, 0 at least; None for None."""
+    if moment is None:
+        return None
+    return round(max(0.0, (now - moment).total_seconds()), 1)
+
+
+def agent_online(last_seen_at: datetime | None, *, now: datetime) -> bool:
+    """Whether a Control Room agent last seen at ``last_seen_at`` (aware UTC; None: never)
+    counts as online at ``now``: seen within ``HAVEN_AGENT_ONLINE_SECONDS`` (default 60 s).
+    Its heartbeats and its lease requests (long polls of at most ``HAVEN_AGENT_POLL_SECONDS``)
+    each mark it seen (:mod:`syncq.agent_services`)."""
+    if last_seen_at is None:
+        return False
+    return now - last_seen_at <= timedelta(seconds=settings.HAVEN_AGENT_ONLINE_SECONDS)
+
+
+def catalog_copy_state(*, now: datetime | None = None) -> dict[str, object] | None:
+    """The VH catalog the Control Room agent last uploaded (:class:`discoveries.models.
+    CatalogCopy`), or None before the first upload: ``content_hash``; ``systems``,
+    ``planets`` and ``moons``, how many of each it holds; ``uploaded_at`` (when it last
+    changed) and ``checked_at`` (when the agent last confirmed it), aware UTC;
+    ``age_seconds``, how old the server's knowledge of VH's map is (``now`` −
+    ``checked_at``), and ``changed_seconds`` (``now`` − ``uploaded_at``), each to a tenth of a
+    second and 0 at least; ``uploaded_by``, the agent's name. One query; the lists are counted
+    by the database, not read."""
+    now = now or timezone.now()
+    row = (
+        CatalogCopy.objects.filter(pk=1)
+        .annotate(
+            n_systems=_ArrayLength("systems"),
+            n_planets=_ArrayLength("planets"),
+            n_moons=_ArrayLength("moons"),
+        )
+        .values(
+            "content_hash",
+            "uploaded_at",
+            "checked_at",
+            "uploaded_by",
+            "n_systems",
+            "n_planets",
+            "n_moons",
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    return {
+        "content_hash": row["content_hash"],
+        "systems": row["n_systems"] or 0,
+        "planets": row["n_planets"] or 0,
+        "moons": row["n_moons"] or 0,
+        "uploaded_at": row["uploaded_at"],
+        "checked_at": row["checked_at"],
+        "age_seconds": _seconds_since(row["checked_at"], now),
+        "changed_seconds": _seconds_since(row["uploaded_at"], now),
+        "uploaded_by": row["uploaded_by"],
+    }
+
+
+_AGENT_COLUMNS = (
+    "name",
+    "agent_id",
+    "version",
+    "host",
+    "vh_state",
+    "vh_detail",
+    "catalog_hash",
+    "started_at",
+    "last_seen_at",
+)
+
+
+def _agent_rows() -> list[dict]:
+    return list(HavenAgent.objects.order_by("name").values(*_AGENT_COLUMNS))
+
+
+def _presence(rows: list[dict], catalog: dict | None, now: datetime) -> list[dict[str, object]]:
+    """:func:`agents_presence`'s dicts of ``rows`` (:data:`_AGENT_COLUMNS`), against the kept
+    ``catalog`` (:func:`catalog_copy_state`)."""
+    presence = []
+    for row in rows:
+        current = catalog is not None and row["catalog_hash"] == catalog["content_hash"]
+        presence.append(
+            {
+                "name": row["name"],
+                "agent_id": row["agent_id"],
+                "online": agent_online(row["last_seen_at"], now=now),
+                "last_seen_at": row["last_seen_at"],
+                "seconds_since_seen": _seconds_since(row["last_seen_at"], now),
+                "version": row["version"],
+                "host": row["host"],
+                "vh_state": row["vh_state"],
+                "vh_detail": row["vh_detail"],
+                "started_at": row["started_at"],
+                "catalog_age_seconds": catalog["age_seconds"] if current else None,
+            }
+        )
+    return presence
+
+
+def agents_presence(*, now: datetime | None = None) -> list[dict[str, object]]:
+    """Every Control Room agent the server knows (:class:`~syncq.models.HavenAgent`), by
+    name, each as ``{name, agent_id, online, last_seen_at, seconds_since_seen, version, host,
+    vh_state, vh_detail, started_at, catalog_age_seconds}``: ``online`` as
+    :func:`agent_online` says at ``now``; ``last_seen_at`` and ``started_at`` (this run's
+    start) aware UTC or None; ``seconds_since_seen`` to a tenth (None: never seen);
+    ``vh_state`` what it last found of VH-Database.db (``ok``, ``missing``, ``locked``,
+    ``readonly``, ``disabled``, ``error``, or ``""`` before its first heartbeat) and
+    ``vh_detail`` why, as the agent wrote it (it may name paths on the desktop: keep it from
+    the public); ``catalog_age_seconds`` the kept catalog's ``age_seconds``
+    (:func:`catalog_copy_state`) when this agent uploaded that catalog, else None. One query,
+    and one more for the catalog when there is an agent."""
+    now = now or timezone.now()
+    rows = _agent_rows()
+    return _presence(rows, catalog_copy_state(now=now) if rows else None, now)
+
+
+def agent_status(*, now: datetime | None = None, rows_when_off: bool = False) -> dict | None:
+    """The Control Room agents and the catalog they keep here, as :func:`agents_presence` and
+    :func:`catalog_copy_state` give them, in two queries: ``{"enabled": bool, "online": bool,
+    "agents": [...], "catalog": {...} | None}``; ``enabled`` is ``USE_HAVEN_AGENT``,
+    ``online`` whether any agent is. None, without a query, when ``USE_HAVEN_AGENT`` is off;
+    with ``rows_when_off``, then, still the agents the server knows from before (one query),
+    and None only if it knows none."""
+    enabled = settings.USE_HAVEN_AGENT
+    if not enabled and not rows_when_off:
+        return None
+    now = now or timezone.now()
+    rows = _agent_rows()
+    if not enabled and not rows:
+        return None
+    catalog = catalog_copy_state(now=now)
+    agents = _presence(rows, catalog, now)
+    return {
+        "enabled": enabled,
+        "online": any(agent["online"] for agent in agents),
+        "agents": agents,
+        "catalog": catalog,
+    }
+
+
+def agent_report(*, vh_detail: bool, now: datetime | None = None) -> dict | None:
+    """:func:`agent_status` as the API answers it, under ``agent`` in ``/health`` and
+    ``/sync/status``: ``{"online", "agents", "catalog"}``, times as ISO 8601 UTC text
+    (:func:`~syncq.display.iso_utc`); each agent without ``vh_detail`` unless ``vh_detail``
+    (it may name paths on the desktop: ``/health`` is public). None, without a query, when
+    ``USE_HAVEN_AGENT`` is off."""
+    status = agent_status(now=now)
+    if status is None:
+        return None
+    agents = []
+    for agent in status["agents"]:
+        row = {
+            **agent,
+            "last_seen_at": iso_utc(agent["last_seen_at"]),
+            "started_at": iso_utc(agent["started_at"]),
+        }
+        if not vh_detail:
+            del row["vh_detail"]
+        agents.append(row)
+    catalog = status["catalog"]
+    if catalog is not None:
+        catalog = {
+            **catalog,
+            "uploaded_at": iso_utc(catalog["uploaded_at"]),
+            "checked_at": iso_utc(catalog["checked_at"]),
+        }
+    return {"online": status["online"], "agents": agents, "catalog": catalog}
 
 
 def queue_counts() -> dict[str, int]:
@@ -356,8 +540,10 @@ def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
     """What an operator asks first, for the bot's ``/sync-status``: ``counts`` per state,
     ``oldest_pending_age_seconds`` (None when nothing is pending) and ``last_error``, the
     newest failed attempt's ``{queue_id, discovery_id, error, at}`` among items not synced
-    (None when there is none; ``at`` aware UTC), and ``first_waiting``, the
-    :func:`waiting_first` item (None when nothing waits)."""
+    (None when there is none; ``at`` aware UTC), ``first_waiting``, the
+    :func:`waiting_first` item (None when nothing waits), and ``agent``, the Control Room
+    agents and their catalog (:func:`agent_status`, times aware UTC) when ``USE_HAVEN_AGENT``
+    is on or the server knows an agent, else None."""
     now = now or timezone.now()
     oldest = SyncQueueItem.objects.oldest_pending_created()
     last = (
@@ -383,6 +569,7 @@ def queue_summary(*, now: datetime | None = None) -> dict[str, object]:
             else None
         ),
         "first_waiting": waiting_first(),
+        "agent": agent_status(now=now, rows_when_off=True),
     }
 
 

@@ -231,14 +231,89 @@ class BulkRetrySchema(OpenApiSerializerExtension):
 # --- response shapes, for the schema --------------------------------------------------------
 
 
+class AgentPresenceSerializer(serializers.Serializer):
+    """A Control Room agent as ``/health`` shows it (:func:`syncq.selectors.agents_presence`,
+    without ``vh_detail``)."""
+
+    name = serializers.CharField(help_text="The name its token was made for (agent_token).")
+    agent_id = serializers.CharField(allow_blank=True)
+    online = serializers.BooleanField(help_text="Seen within HAVEN_AGENT_ONLINE_SECONDS.")
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    seconds_since_seen = serializers.FloatField(allow_null=True)
+    version = serializers.CharField(
+        allow_blank=True, help_text="Keeper Sync's version on the desktop."
+    )
+    host = serializers.CharField(allow_blank=True, help_text="The desktop's name.")
+    vh_state = serializers.CharField(
+        allow_blank=True,
+        help_text="What the agent last found of VH-Database.db: ok, missing, locked, "
+        "readonly, disabled or error; empty before its first heartbeat.",
+    )
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the agent's current run began."
+    )
+    catalog_age_seconds = serializers.FloatField(
+        allow_null=True,
+        help_text="The kept catalog's age_seconds when this agent uploaded it, else null.",
+    )
+
+
+class AgentPresenceDetailSerializer(AgentPresenceSerializer):
+    """A Control Room agent as ``/sync/status`` shows it, with why VH is in its state."""
+
+    vh_detail = serializers.CharField(
+        allow_null=True,
+        allow_blank=True,
+        help_text="Why VH-Database.db is in that state, as the agent wrote it; null for "
+        "readers let in by SYNC_API_PUBLIC_READ alone.",
+    )
+
+
+class CatalogCopyStateSerializer(serializers.Serializer):
+    """The VH catalog the agent last uploaded (:func:`syncq.selectors.catalog_copy_state`)."""
+
+    content_hash = serializers.CharField()
+    systems = serializers.IntegerField()
+    planets = serializers.IntegerField()
+    moons = serializers.IntegerField()
+    uploaded_at = serializers.DateTimeField(help_text="When it last changed.")
+    checked_at = serializers.DateTimeField(help_text="When the agent last confirmed it.")
+    age_seconds = serializers.FloatField(help_text="Seconds since checked_at.")
+    changed_seconds = serializers.FloatField(help_text="Seconds since uploaded_at.")
+    uploaded_by = serializers.CharField(allow_blank=True, help_text="The agent that uploaded it.")
+
+
+class HealthAgentSerializer(serializers.Serializer):
+    """``/health``'s ``agent`` (:func:`syncq.selectors.agent_report`)."""
+
+    online = serializers.BooleanField(help_text="Whether any agent is online.")
+    agents = AgentPresenceSerializer(many=True)
+    catalog = CatalogCopyStateSerializer(allow_null=True)
+
+
+class StatusAgentSerializer(HealthAgentSerializer):
+    """``/sync/status``'s ``agent``: ``/health``'s, each agent with its ``vh_detail``."""
+
+    agents = AgentPresenceDetailSerializer(many=True)
+
+
 class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["healthy", "unhealthy"])
     bot_online = serializers.BooleanField()
     sync_worker_running = serializers.BooleanField()
     timestamp = serializers.DateTimeField()
     database = serializers.ChoiceField(choices=["ok", "unreachable"])
-    haven_database = serializers.ChoiceField(choices=["ok", "missing", "locked", "disabled"])
+    haven_database = serializers.ChoiceField(
+        choices=["ok", "missing", "locked", "disabled", "agent"],
+        help_text="agent: USE_HAVEN_AGENT is on, and the Control Room agent writes "
+        "VH-Database.db on its desktop (see agent).",
+    )
     worker = serializers.ChoiceField(choices=["running", "stopped"])
+    agent = HealthAgentSerializer(
+        allow_null=True,
+        help_text="The Control Room agents and their catalog; null unless USE_HAVEN_AGENT is "
+        "on (or when keeper.db cannot be read).",
+    )
 
 
 class SyncWorkerSerializer(serializers.Serializer):
@@ -269,6 +344,9 @@ class StatusSerializer(serializers.Serializer):
     sync_worker = SyncWorkerSerializer()
     queue = QueueCountsSerializer()
     totals = TotalsSerializer()
+    agent = StatusAgentSerializer(
+        allow_null=True, help_text="The Control Room agents; null unless USE_HAVEN_AGENT is on."
+    )
 
 
 class SyncSecondsSerializer(serializers.Serializer):

@@ -418,8 +418,9 @@ def test_schema_components_have_the_keys_old_clients_read():
     """The components of the old endpoints' answers have exactly the keys the clients read."""
     components = _served_schema()["components"]["schemas"]
     expected = {
-        "Health": HEALTH_KEYS,
-        "Status": {"status", "sync_worker", "queue", "totals"},
+        # agent: the Control Room agent, null outside agent mode (USE_HAVEN_AGENT).
+        "Health": HEALTH_KEYS | {"agent"},
+        "Status": {"status", "sync_worker", "queue", "totals", "agent"},
         "SyncWorker": {"is_running", "sync_interval", "uptime_seconds", "last_sync_time"},
         # waiting and conflict follow the reference's four; old clients read those by name.
         "QueueCounts": {"pending", "syncing", "synced", "failed", "waiting", "conflict"},

@@ -33,11 +33,13 @@ def _keeper_path() -> str:
 
 @WITH_HAVEN
 def test_health_with_vh_present(haven_db):
-    """No credentials needed: 200 healthy with every key; VH ok, worker stopped here."""
+    """No credentials needed: 200 healthy with every key; VH ok, worker stopped here, and no
+    agent outside agent mode."""
     response = APIClient().get("/health")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == HEALTH_KEYS
+    assert set(body) == HEALTH_KEYS | {"agent"}
+    assert body["agent"] is None
     assert body["status"] == "healthy"
     assert body["database"] == "ok"
     assert body["haven_database"] == "ok"

@@ -25,7 +25,8 @@ from tests.factories import (
 
 @API
 def test_status_has_every_key_with_the_real_counts(viewer):
-    """GET /sync/status is queue_status(): every reference key, counts of the rows made."""
+    """GET /sync/status is queue_status() and ``agent`` (null outside agent mode): every
+    reference key, counts of the rows made."""
     queue_item_exceeded(description="failed one")
     queue_item_exceeded(description="failed two")
     queue_item_synced()
@@ -38,7 +39,7 @@ def test_status_has_every_key_with_the_real_counts(viewer):
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"status", "sync_worker", "queue", "totals"}
+    assert set(body) == {"status", "sync_worker", "queue", "totals", "agent"}
     assert body["status"] == "ok"
     assert set(body["sync_worker"]) == {
         "is_running",
@@ -60,7 +61,7 @@ def test_status_has_every_key_with_the_real_counts(viewer):
         "conflict": 0,
     }
     assert body["totals"] == {"total_synced": 1, "total_failed": 2}
-    assert body == json.loads(json.dumps(queue_status()))
+    assert body == {**json.loads(json.dumps(queue_status())), "agent": None}
 
 
 @API

@@ -1,5 +1,6 @@
-"""``/sync-status`` and ``/sync-retry``: the queue for the server's operators (members with
-Manage Server), through the same selectors and retry service as the API and the admin."""
+"""``/sync-status`` and ``/sync-retry``: the queue (and, in agent mode, the Control Room agent)
+for the server's operators (members with Manage Server), through the same selectors and retry
+service as the API and the admin."""
 
 from __future__ import annotations
 
@@ -31,12 +32,64 @@ _STATE_LABELS = (
     ("conflict", "conflict"),
 )
 
+#: The most agents ``/sync-status`` names one by one; there is one as a rule.
+AGENTS_SHOWN = 3
+
+
+def _when(moment) -> str:
+    """``moment`` (aware) as a Discord relative timestamp (``<t:…:R>``), which each reader's
+    client shows as "3 minutes ago" in their own language; "never" for None."""
+    return discord.utils.format_dt(moment, "R") if moment is not None else "never"
+
+
+def _plain(text: str, limit: int) -> str:
+    return limits.cut(discord.utils.escape_markdown(text or "?"), limit)
+
+
+def agent_lines(agent: dict | None) -> list[str]:
+    """The Control Room agent's lines of ``/sync-status`` for
+    :func:`syncq.selectors.agent_status`'s result (None: not in agent mode and no agent
+    known, no line): online or offline, then each agent (the first :data:`AGENTS_SHOWN`) with
+    when it was last seen, its version and what it found of VH-Database.db, and the catalog
+    it uploaded: how many systems and when it was last confirmed. Names and versions are the
+    agent's own text, shown as typed (markdown escaped, cut); ``vh_detail``, which may name
+    paths on the desktop, is left to the admin and the API."""
+    if agent is None:
+        return []
+    head = "**Control Room agent**: " + ("online" if agent["online"] else "offline")
+    if not agent["enabled"]:
+        head += " (USE_HAVEN_AGENT is off: not in agent mode)"
+    elif not agent["agents"]:
+        head += ": no agent has called yet (manage.py agent_token, then haven_agent)"
+    lines = [head]
+    for row in agent["agents"][:AGENTS_SHOWN]:
+        lines.append(
+            f"- {_plain(row['name'], 100)}: {'online' if row['online'] else 'offline'}, "
+            f"last seen {_when(row['last_seen_at'])}, version {_plain(row['version'], 64)}, "
+            f"VH-Database.db {_plain(row['vh_state'], 32)}"
+        )
+    hidden = len(agent["agents"]) - AGENTS_SHOWN
+    if hidden > 0:
+        lines.append(f"- and {hidden:,} more (admin: Control Room agents)")
+    catalog = agent["catalog"]
+    if catalog is None:
+        lines.append("VH catalog: none uploaded yet")
+    else:
+        lines.append(
+            f"VH catalog: {catalog['systems']:,} systems · {catalog['planets']:,} planets · "
+            f"{catalog['moons']:,} moons, confirmed {_when(catalog['checked_at'])} "
+            f"({age_text(catalog['age_seconds'])} old), changed {_when(catalog['uploaded_at'])}"
+        )
+    return lines
+
 
 def summary_text(summary: dict) -> str:
     """The ``/sync-status`` reply for :func:`syncq.selectors.queue_summary`'s result: counts
     (``waiting``: for their place in VH; ``conflict``: for an operator's choice), the oldest
-    pending age, the last error and why the first waiting item waits; at most 2,000
-    characters. The reason quotes names members typed: the reply is sent without mentions."""
+    pending age, the Control Room agent when there is one to show (:func:`agent_lines`), the
+    last error and why the first waiting item waits; at most 2,000 characters (Discord's
+    message limit). The reason quotes names members typed: the reply is sent without
+    mentions."""
     counts = summary["counts"]
     lines = [
         "**Sync queue**: "
@@ -44,6 +97,7 @@ def summary_text(summary: dict) -> str:
     ]
     oldest = summary["oldest_pending_age_seconds"]
     lines.append(f"Oldest pending: {age_text(oldest) + ' ago' if oldest is not None else 'none'}")
+    lines.extend(agent_lines(summary.get("agent")))
     last = summary["last_error"]
     if last is None:
         lines.append("Last error: none")
@@ -81,8 +135,8 @@ class SyncAdmin(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.checks.has_permissions(manage_guild=True)
     async def sync_status(self, interaction: discord.Interaction) -> None:
-        """Counts per state, the oldest pending item's age, the last error and why the first
-        waiting item waits (ephemeral)."""
+        """Counts per state, the oldest pending item's age, the Control Room agent in agent
+        mode, the last error and why the first waiting item waits (ephemeral)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.bot.busy():
             summary = await run_db(queue_summary)
