@@ -8,7 +8,10 @@ are 400s naming the field.
 
 from __future__ import annotations
 
+import json
+
 from django.db import DatabaseError
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -18,16 +21,18 @@ from rest_framework.views import APIView
 
 from discoveries.haven.catalog import CatalogInvalid
 from syncq import agent_services as services
-from syncq.agent_protocol import OUTCOMES
+from syncq.agent_protocol import OUTCOMES, SUGGESTION_MAX_CHARACTERS
 from syncq.api import ERRORS, APIAnswers
 from syncq.authentication import LockoutTokenAuthentication
 from syncq.display import iso_utc
 from syncq.ids import MAX_ID
 from syncq.models import Operation
-from syncq.serializers import ErrorDetailSerializer
+from syncq.serializers import ErrorDetailSerializer, JSONIdField
 from syncq.services import IN_VH
 
 AGENT_PERMISSION = "syncq.haven_agent"
+#: The longest of VH's names an outcome suggests (the agent cuts longer ones to this).
+SUGGESTION_MAX = SUGGESTION_MAX_CHARACTERS
 
 HEX_64 = r"^[0-9a-f]{64}$"
 HEX_32 = r"^[0-9a-f]{32}$"
@@ -44,17 +49,62 @@ class HavenAgentPermission(BasePermission):
         return bool(user and user.is_authenticated and user.has_perm(AGENT_PERMISSION))
 
 
+# --- fields: JSON's own types, as the schema states them -------------------------------------
+
+
+class JSONText(serializers.CharField):
+    """Text that is a JSON string (DRF's CharField also takes a number, as its digits). A NUL
+    character, which keeper.db's text and PostgreSQL refuse, is kept as U+FFFD: these texts
+    are what the agent says (its host, an error), shown to operators, never matched."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data.replace("\x00", "\ufffd"))
+
+
+class JSONPattern(serializers.RegexField):
+    """A JSON string matching a pattern (see :class:`JSONText`)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JSONObject(serializers.DictField):
+    """A JSON object whose numbers JSON can hold again (``1e999`` parses as infinity, which
+    keeper.db's JSON columns refuse)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise serializers.ValidationError("Numbers must be finite.") from None
+        return value
+
+
+class JSONNumber(serializers.FloatField):
+    """A JSON number, not ``true`` or ``false`` or a string (DRF's FloatField takes all)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 # --- bodies ---------------------------------------------------------------------------------
 
 
 class AgentHeartbeatRequest(serializers.Serializer):
-    instance = serializers.RegexField(INSTANCE, help_text="This run of the agent.")
-    agent_id = serializers.CharField(max_length=64, allow_blank=True, default="")
-    version = serializers.CharField(max_length=64, allow_blank=True, default="")
-    host = serializers.CharField(max_length=255, allow_blank=True, default="")
+    instance = JSONPattern(INSTANCE, help_text="This run of the agent.")
+    agent_id = JSONText(max_length=64, allow_blank=True, default="")
+    version = JSONText(max_length=64, allow_blank=True, default="")
+    host = JSONText(max_length=255, allow_blank=True, default="")
     vh_state = serializers.ChoiceField(choices=VH_STATES, default="")
-    vh_detail = serializers.CharField(max_length=2000, allow_blank=True, default="")
-    protocol = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    vh_detail = JSONText(max_length=2000, allow_blank=True, default="")
+    protocol = JSONIdField(min_value=1, max_value=1000, default=1)
 
 
 class AgentHeartbeatResponse(serializers.Serializer):
@@ -66,10 +116,10 @@ class AgentHeartbeatResponse(serializers.Serializer):
 
 
 class AgentLeaseRequest(serializers.Serializer):
-    instance = serializers.RegexField(INSTANCE)
-    agent_id = serializers.CharField(max_length=64, allow_blank=True, default="")
-    limit = serializers.IntegerField(min_value=1, max_value=services.LEASE_MAX_ITEMS, default=100)
-    wait_seconds = serializers.FloatField(
+    instance = JSONPattern(INSTANCE)
+    agent_id = JSONText(max_length=64, allow_blank=True, default="")
+    limit = JSONIdField(min_value=1, max_value=services.LEASE_MAX_ITEMS, default=100)
+    wait_seconds = JSONNumber(
         min_value=0, max_value=60, default=0, help_text="How long to wait for a due item."
     )
 
@@ -81,29 +131,29 @@ class AgentLeaseResponse(serializers.Serializer):
 
 
 class AgentConflictSerializer(serializers.Serializer):
-    haven_discovery_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
-    ours = serializers.DictField(allow_null=True)
-    theirs = serializers.DictField(allow_null=True)
-    theirs_hash = serializers.CharField(max_length=64)
-    base = serializers.DictField(allow_null=True, required=False, default=None)
+    haven_discovery_id = JSONIdField(min_value=1, max_value=MAX_ID)
+    ours = JSONObject(allow_null=True)
+    theirs = JSONObject(allow_null=True)
+    theirs_hash = JSONText(max_length=64)
+    base = JSONObject(allow_null=True, required=False, default=None)
 
 
 class AgentOutcomeSerializer(serializers.Serializer):
     """A writer's outcome (:func:`syncq.agent_protocol.outcome_to_wire`)."""
 
     how = serializers.ChoiceField(choices=OUTCOMES)
-    haven_discovery_id = serializers.IntegerField(min_value=1, max_value=MAX_ID, allow_null=True)
-    unresolved = serializers.CharField(max_length=2000, allow_null=True, default=None)
+    haven_discovery_id = JSONIdField(min_value=1, max_value=MAX_ID, allow_null=True)
+    unresolved = JSONText(max_length=2000, allow_null=True, default=None)
     neutralised = serializers.ListField(
-        child=serializers.CharField(max_length=64), max_length=64, default=list
+        child=JSONText(max_length=64, allow_blank=True), max_length=64, default=list
     )
-    waiting = serializers.CharField(max_length=2000, allow_null=True, default=None)
-    catalog_version = serializers.CharField(max_length=64, allow_null=True, default=None)
+    waiting = JSONText(max_length=2000, allow_null=True, default=None)
+    catalog_version = JSONText(max_length=64, allow_null=True, default=None)
     suggestions = serializers.ListField(
-        child=serializers.CharField(max_length=200), max_length=10, default=list
+        child=JSONText(max_length=SUGGESTION_MAX, allow_blank=True), max_length=10, default=list
     )
-    row_hash = serializers.CharField(max_length=64, allow_null=True, default=None)
-    kept_base = serializers.DictField(allow_null=True, default=None)
+    row_hash = JSONText(max_length=64, allow_null=True, default=None)
+    kept_base = JSONObject(allow_null=True, default=None)
     conflict = AgentConflictSerializer(allow_null=True, default=None)
 
     def validate(self, attrs):
@@ -117,10 +167,43 @@ class AgentOutcomeSerializer(serializers.Serializer):
         return attrs
 
 
+class AgentOutcomeSchema(OpenApiSerializerExtension):
+    """:class:`AgentOutcomeSerializer` in the schema, with what each ``how`` needs: a VH row's
+    id for those that leave the discovery in VH, the conflict for ``conflict``, the reason for
+    ``waiting``."""
+
+    target_class = AgentOutcomeSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target_class, direction, bypass_extensions=True)
+        row_id = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+        return {
+            **schema,
+            "oneOf": [
+                {
+                    "properties": {"how": {"enum": list(IN_VH)}, "haven_discovery_id": row_id},
+                    "required": ["how", "haven_discovery_id"],
+                },
+                {
+                    "properties": {"how": {"enum": ["conflict"]}, "conflict": {"type": "object"}},
+                    "required": ["how", "conflict"],
+                },
+                {
+                    "properties": {
+                        "how": {"enum": ["waiting"]},
+                        "waiting": {"type": "string", "minLength": 1},
+                    },
+                    "required": ["how", "waiting"],
+                },
+                {"properties": {"how": {"enum": ["deleted", "absent"]}}, "required": ["how"]},
+            ],
+        }
+
+
 class _ResultBase(serializers.Serializer):
-    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    id = JSONIdField(min_value=1, max_value=MAX_ID)
     operation = serializers.ChoiceField(choices=Operation.values)
-    digest = serializers.RegexField(HEX_64)
+    digest = JSONPattern(HEX_64)
     started_at = serializers.DateTimeField(allow_null=True, default=None)
 
 
@@ -129,12 +212,12 @@ class AgentAckResult(_ResultBase):
 
 
 class AgentFailResult(_ResultBase):
-    error = serializers.CharField(max_length=10_000)
+    error = JSONText(max_length=10_000)
 
 
 class _ResultsRequest(serializers.Serializer):
-    instance = serializers.RegexField(INSTANCE)
-    lease = serializers.RegexField(HEX_32)
+    instance = JSONPattern(INSTANCE)
+    lease = JSONPattern(HEX_32)
 
     def validate_results(self, results):
         ids = [r["id"] for r in results]
@@ -144,11 +227,11 @@ class _ResultsRequest(serializers.Serializer):
 
 
 class AgentAckRequest(_ResultsRequest):
-    results = AgentAckResult(many=True, allow_empty=False, max_length=services.LEASE_MAX_ITEMS)
+    results = AgentAckResult(many=True, max_length=services.LEASE_MAX_ITEMS)
 
 
 class AgentFailRequest(_ResultsRequest):
-    results = AgentFailResult(many=True, allow_empty=False, max_length=services.LEASE_MAX_ITEMS)
+    results = AgentFailResult(many=True, max_length=services.LEASE_MAX_ITEMS)
 
 
 class AgentResultsResponse(serializers.Serializer):
@@ -163,11 +246,38 @@ class AgentLeaseConflictResponse(serializers.Serializer):
 
 
 class AgentCatalogRequest(serializers.Serializer):
-    content_hash = serializers.RegexField(HEX_64)
-    version = serializers.CharField(max_length=64)
-    full = serializers.JSONField(required=False, default=None)
-    diff = serializers.JSONField(required=False, default=None)
-    base_hash = serializers.RegexField(HEX_64, required=False, allow_null=True, default=None)
+    content_hash = JSONPattern(HEX_64)
+    version = JSONText(max_length=64)
+    full = serializers.JSONField(required=False, allow_null=True, default=None)
+    diff = serializers.JSONField(required=False, allow_null=True, default=None)
+    base_hash = JSONPattern(HEX_64, required=False, allow_null=True, default=None)
+
+
+class AgentCatalogSchema(OpenApiSerializerExtension):
+    """:class:`AgentCatalogRequest` in the schema: the whole catalog (``full``), or a ``diff``
+    with the ``base_hash`` it applies to."""
+
+    target_class = AgentCatalogRequest
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target_class, direction, bypass_extensions=True)
+        return {
+            **schema,
+            "oneOf": [
+                {
+                    "properties": {"full": {"type": "object"}, "diff": {"enum": [None]}},
+                    "required": ["full"],
+                },
+                {
+                    "properties": {
+                        "diff": {"type": "object"},
+                        "base_hash": {"type": "string", "pattern": HEX_64},
+                        "full": {"enum": [None]},
+                    },
+                    "required": ["diff", "base_hash"],
+                },
+            ],
+        }
 
 
 class AgentCatalogResponse(serializers.Serializer):
@@ -320,6 +430,8 @@ class AgentCatalogView(AgentView):
     catalog the server keeps (409 when it keeps another: send ``full``)."""
 
     request_serializer = AgentCatalogRequest
+    #: A map of some 1.5 million rows: the whole catalog goes in one request.
+    body_limit = 64 * 1024 * 1024
 
     @extend_schema(
         operation_id="agent_catalog_upload",

@@ -42,6 +42,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError
 
 from discoveries.haven.catalog import (
+    CatalogInvalid,
     catalog_content_hash,
     catalog_diff,
     catalog_snapshot,
@@ -256,13 +257,26 @@ class HavenAgent:
 
     def run(self, *, once: bool = False) -> None:
         """Go round until stopped (or once); returns when ``stop`` is set."""
+        failures = 0
         try:
             while not self.stop.is_set():
-                report = self.run_round(wait=not once)
+                try:
+                    self.run_round(wait=not once)
+                except (AgentRefused, AgentStopped):
+                    raise
+                except Exception:
+                    if once:
+                        raise
+                    # Whatever went wrong in this round (an answer that is not JSON, a bug),
+                    # the agent stays up and tries again; the leases it held come back.
+                    logger.exception("the round failed; trying again")
+                    failures += 1
+                    if self.stop.wait(backoff_seconds(failures)):
+                        return
+                    continue
+                failures = 0
                 if once:
                     return
-                if report.leased and not self.stop.is_set():
-                    continue  # more may be due: ask again at once
         except AgentStopped:
             return
 
@@ -332,7 +346,8 @@ class HavenAgent:
             haven_connection()
             snapshot = catalog_snapshot()
             version = catalog_version()
-        except (HavenError, DatabaseError) as exc:
+        except (HavenError, DatabaseError, CatalogInvalid) as exc:
+            # The writes go on without it: the server keeps the catalog it has.
             self._vh_detail = f"catalog: {type(exc).__name__}: {exc}"
             logger.warning("VH's catalog cannot be read: %s", exc)
             return False
@@ -353,7 +368,15 @@ class HavenAgent:
         if response.status_code == 409 and "diff" in body:
             body = {"content_hash": content_hash, "version": version, "full": snapshot}
             response = self.connection.call("PUT", "/agent/catalog", body)
-        self._expect(response, "catalog")
+        if response.status_code >= 300:
+            # Too large, or refused: the writes go on, and the next check tries again.
+            self._vh_detail = f"catalog upload refused: HTTP {response.status_code}"
+            logger.warning(
+                "the server refused VH's catalog (%s): %s",
+                response.status_code,
+                response.text[:300],
+            )
+            return False
         self.server_catalog = content_hash
         self.state.catalog = {
             "content_hash": content_hash,
@@ -404,8 +427,9 @@ class HavenAgent:
             report.dropped += dropped
 
     def _report(self, token: str, path: str, attempted: list[Attempted]) -> tuple[int, int]:
-        """Send ``attempted`` to ``path``; on a 409, send again those still held. Returns
-        ``(recorded, dropped)``."""
+        """Send ``attempted`` to ``path``; on a 409, send again those still held. Outcomes the
+        server refuses (400: a value it cannot keep) are reported as failures instead, so the
+        items follow the backoff where operators see them. Returns ``(recorded, dropped)``."""
         rows = {a.item.id: self._result(a) for a in attempted}
         while rows:
             body = {"instance": self.instance, "lease": token, "results": list(rows.values())}
@@ -422,6 +446,19 @@ class HavenAgent:
                 if not rows:
                     return 0, len(dropped)
                 continue
+            if response.status_code == 400 and path == "/agent/ack":
+                refused = f"the server refused this outcome: {response.text[:2000]}"
+                logger.warning("lease %s: %s", token, refused)
+                failures = [
+                    Attempted(a.item, a.started_at, error=refused)
+                    for a in attempted
+                    if a.item.id in rows
+                ]
+                return self._report(token, "/agent/fail", failures)
+            if response.status_code == 400:
+                # Nothing more to say about these: the next lease takes them back.
+                logger.warning("lease %s: %s refused: %s", token, path, response.text[:300])
+                return 0, len(rows)
             self._expect(response, path)
             logger.info("lease %s: %s reported to %s", token, len(rows), path)
             return len(rows), len(attempted) - len(rows)

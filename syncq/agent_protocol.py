@@ -175,6 +175,10 @@ def item_from_wire(data: object) -> SyncQueueItem:
     return item
 
 
+#: The longest suggested name an outcome carries, in characters (VH's names have no limit).
+SUGGESTION_MAX_CHARACTERS = 500
+
+
 def outcome_to_wire(outcome: WriteOutcome) -> dict[str, object]:
     """A writer's ``outcome`` as JSON: ``how``, ``haven_discovery_id``, ``unresolved`` (what of
     the place was not found), ``neutralised``, ``waiting``, ``catalog_version``,
@@ -188,7 +192,7 @@ def outcome_to_wire(outcome: WriteOutcome) -> dict[str, object]:
         "neutralised": list(outcome.neutralised),
         "waiting": outcome.waiting,
         "catalog_version": outcome.catalog_version,
-        "suggestions": list(outcome.suggestions),
+        "suggestions": [name[:SUGGESTION_MAX_CHARACTERS] for name in outcome.suggestions],
         "row_hash": outcome.row_hash,
         "kept_base": outcome.kept_base,
         "conflict": None

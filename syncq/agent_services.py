@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -71,7 +71,7 @@ class CatalogBaseStale(Exception):
 def agent_for(user) -> HavenAgent:
     """The :class:`HavenAgent` row of the token user ``user`` (named ``agent:<name>`` by
     ``manage.py agent_token``), made on first use."""
-    name = user.get_username().removeprefix("agent:")[:100]
+    name = user.get_username().removeprefix("agent:")[:64]
     agent, _ = HavenAgent.objects.get_or_create(name=name)
     return agent
 
@@ -90,17 +90,24 @@ def _touch(agent: HavenAgent, instance: str, agent_id: str, now: datetime) -> No
     )
 
 
-def _earlier_runs_release(agent: HavenAgent, instance: str, agent_id: str) -> int:
+def _earlier_runs_release(
+    agent: HavenAgent, instance: str, agent_id: str, *, this_run_too: bool = False
+) -> int:
     """Take back at once the items still leased by earlier runs of ``agent`` on the same
-    desktop (same ``agent_id``: it was killed or restarted before acknowledging them):
-    ``pending``, due now, their attempt counted. Another desktop sharing the token keeps its
-    leases (they lapse with its heartbeat). Returns how many."""
+    desktop (same ``agent_id``: it was killed or restarted before reporting them), and with
+    ``this_run_too`` those of run ``instance`` itself: ``pending``, due now, their attempt
+    counted. Another desktop sharing the token keeps its leases (they lapse with its
+    heartbeat). Returns how many.
+
+    A run asks for a lease only once it has reported (or given up on) every item it holds,
+    so at a lease request whatever its run still holds is a lease whose answer was lost on
+    the way: taken back here, it is leased again at once rather than after
+    ``SYNC_LEASE_SECONDS``; the ledger keeps a write made meanwhile single."""
     prefix = f"{agent.holder_key()}:{agent_id}:"
-    stale = list(
-        LeaseHolder.objects.filter(host_key__startswith=prefix)
-        .exclude(host_key=_holder_key(agent, instance, agent_id))
-        .values_list("token", flat=True)
-    )
+    held = LeaseHolder.objects.filter(host_key__startswith=prefix)
+    if not this_run_too:
+        held = held.exclude(host_key=_holder_key(agent, instance, agent_id))
+    stale = list(held.values_list("token", flat=True))
     if not stale:
         return 0
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
@@ -108,12 +115,13 @@ def _earlier_runs_release(agent: HavenAgent, instance: str, agent_id: str) -> in
             sync_status=SyncStatus.SYNCING, lease_token__in=stale
         ).update(
             sync_status=SyncStatus.PENDING,
-            sync_error="the Control Room agent restarted during this attempt; due again at once",
+            sync_error="the Control Room agent did not report this attempt (it restarted, or "
+            "the lease's answer was lost on the way); due again at once",
             **NOT_WAITING,
         )
         LeaseHolder.objects.filter(token__in=stale).delete()
     if released:
-        logger.info("agent %s restarted: took back %s leased items", agent.name, released)
+        logger.info("agent %s: took back %s leased items not reported", agent.name, released)
     return released
 
 
@@ -190,7 +198,7 @@ def agent_lease(
     (``token`` ``None`` when nothing was due)."""
     limit = max(1, min(int(limit), LEASE_MAX_ITEMS))
     deadline = time.monotonic() + max(0.0, min(wait_seconds, settings.HAVEN_AGENT_POLL_SECONDS))
-    _earlier_runs_release(agent, instance, agent_id)
+    _earlier_runs_release(agent, instance, agent_id, this_run_too=True)
     queue_housekeep(BatchReport())
     lease = Lease(token=None)
     while True:
@@ -269,16 +277,25 @@ def agent_results_record(
                 f"items {', '.join(map(str, lost))} are no longer held under lease {token}",
                 held=sorted(items),
             )
+        copy = catalog_copy()
+        now = timezone.now()
         attempted = []
         for result in results:
             item = items[result.id]
             item.operation = result.operation  # as leased: a delete asked since is "again"
             item.digest = result.digest
+            started_at = result.started_at
+            if started_at is not None and not (item.last_sync_attempt <= started_at <= now):
+                started_at = None  # the desktop's clock is off: the claim's time instead
             if result.error is not None:
-                attempted.append(Attempted(item, result.started_at, error=result.error))
-            else:
-                outcome = outcome_from_wire(result.outcome)
-                attempted.append(Attempted(item, result.started_at, outcome))
+                attempted.append(Attempted(item, started_at, error=result.error))
+                continue
+            outcome = outcome_from_wire(result.outcome)
+            if outcome.how == "waiting" and copy is not None:
+                # It waits for the map to change as the server knows it: the agent read its
+                # own VH, which the uploaded copy may not show yet.
+                outcome = replace(outcome, catalog_version=copy.version)
+            attempted.append(Attempted(item, started_at, outcome))
         report = BatchReport()
         _record(attempted, token, report)
         states = dict(SyncQueueItem.objects.filter(id__in=ids).values_list("id", "sync_status"))

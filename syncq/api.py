@@ -115,7 +115,8 @@ class APIAnswers:
     """What every view of the API shares: :class:`~syncq.parsers.JSONBodyParser` for bodies,
     a body past ``DATA_UPLOAD_MAX_MEMORY_SIZE`` refused (413, by :func:`bad_request`) whether
     or not the operation reads it, ``Cache-Control: no-store`` on every answer, errors included
-    (no proxy or browser cache keeps the queue's data), and :class:`APISchema`."""
+    (no proxy or browser cache keeps the queue's data), and :class:`APISchema`. A view may set
+    ``body_limit`` (bytes) above that setting for bodies of its own (the agent's catalog)."""
 
     parser_classes = [JSONBodyParser]
     schema = APISchema()
@@ -123,7 +124,7 @@ class APIAnswers:
     def initial(self, request, *args, **kwargs):
         # Django checks the size only when something reads the body; operations that take
         # none would otherwise answer as if it were not there.
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = getattr(self, "body_limit", None) or settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

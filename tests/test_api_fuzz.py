@@ -67,6 +67,19 @@ EXPECTED_CHECKS = {
 }
 
 
+#: Operations whose bodies carry rules an OpenAPI 3.0 schema cannot state, so that data the
+#: schema allows is still refused (400) and schemathesis' "schema-valid data is accepted" check
+#: cannot hold: an outcome that leaves a discovery in VH names its row, and each item is
+#: reported once (/agent/ack, /agent/fail); a catalog hashes to its ``content_hash``, and its
+#: ids are unique (/agent/catalog). Every other check runs on them, and
+#: tests/test_agent_protocol.py checks those rules.
+UNSTATABLE = {
+    ("POST", "/agent/ack"): [CHECKS.get_by_names(["positive_data_acceptance"])[0]],
+    ("POST", "/agent/fail"): [CHECKS.get_by_names(["positive_data_acceptance"])[0]],
+    ("PUT", "/agent/catalog"): [CHECKS.get_by_names(["positive_data_acceptance"])[0]],
+}
+
+
 def no_store(ctx, response, case) -> None:
     """Every answer of the API, errors included, says ``Cache-Control: no-store``."""
     values = ", ".join(response.headers.get("cache-control", []))
@@ -134,6 +147,7 @@ def test_every_operation_answers_as_its_schema_says(case, base_url, auth_header)
         base_url=base_url,
         headers=auth_header,
         checks=ALL_CHECKS,
+        excluded_checks=UNSTATABLE.get((case.method, case.path), []),
         additional_checks=[no_store],
         timeout=30,
     )
