@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +27,14 @@ from tests.conftest import (
     run_manage,
     writable_copy,
 )
+from tests.process_support import (
+    alive_in_sessions,
+    cleanup,
+    free_port,
+    health,
+    processes,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; children die with it on Linux"
@@ -35,12 +42,6 @@ pytestmark = pytest.mark.skipif(
 
 #: A planet of the Control Room's sample file (examples/vh_control_room_schema.db).
 PLACE = {"system_name": "Luzhilar XVIII", "location": "Disey", "location_type": "planet"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _env(folder: Path, **extra: str) -> dict[str, str]:
@@ -115,50 +116,9 @@ def _log(env: dict[str, str], log: str) -> str:
     return (Path(env["KEEPER_DB_PATH"]).parent / log).read_text(errors="replace")
 
 
-def _processes() -> list[tuple[int, int, int, str]]:
-    """``(pid, parent pid, session id, state)`` of every process now (proc(5))."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = text.rsplit(")", 1)[1].split()
-        found.append((int(entry.name), int(fields[1]), int(fields[3]), fields[0]))
-    return found
-
-
-def _alive_in_sessions(sessions: set[int]) -> list[int]:
-    """Pids of live (not zombie) processes in ``sessions``."""
-    return [pid for pid, _, sid, state in _processes() if sid in sessions and state != "Z"]
-
-
-def _wait(predicate, *, timeout: float, what: str, interval: float = 0.25):
-    """Poll ``predicate`` until it returns something true; fail naming ``what`` after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"after {timeout} s: {what}")
-        time.sleep(interval)
-
-
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-            return json.loads(answer.read())
-    except (OSError, ValueError):
-        return None
-
-
 def _serving(port: int) -> dict | None:
     """``/health`` once the web server answers and the sync worker reports running."""
-    body = _health(port)
+    body = health(port)
     return body if body and body.get("sync_worker_running") else None
 
 
@@ -167,25 +127,6 @@ def _ctrl_c(process: subprocess.Popen, *, timeout: float = 60) -> int:
     code once the process ends."""
     os.killpg(process.pid, signal.SIGINT)
     return process.wait(timeout=timeout)
-
-
-@contextlib.contextmanager
-def _cleanup(*processes: subprocess.Popen):
-    """Kill whatever a test leaves running, with everything in its session and in the
-    sessions of its children (runservice's children have sessions of their own), even when
-    they would not die with it."""
-    try:
-        yield
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                groups = [process.pid]
-                groups += [pid for pid, parent, _, _ in _processes() if parent == process.pid]
-                for group in groups:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(group, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -204,25 +145,27 @@ def test_a_killed_runservice_takes_its_children_along_and_frees_its_port(tmp_pat
     """kill -9 of runservice's main process: the cluster (sentinel and workers included) and
     gunicorn (workers included) are gone within seconds, and a new runservice on the same port
     starts and answers /health."""
-    port = _free_port()
+    port = free_port()
     env = _prepared(tmp_path, SYNC_API_PORT=str(port))
     first = _start(env, "runservice", log="first.log")
     sessions: set[int] = set()
     try:
-        with _cleanup(first):
-            _wait(lambda: _serving(port), timeout=120, what="the first runservice never served")
-            sessions = {pid for pid, parent, _, _ in _processes() if parent == first.pid}
-            assert len(sessions) == 2, _processes()
+        with cleanup(first):
+            wait_until(
+                lambda: _serving(port), timeout=120, what="the first runservice never served"
+            )
+            sessions = {pid for pid, parent, _, _ in processes() if parent == first.pid}
+            assert len(sessions) == 2, processes()
             # qcluster's main, sentinel, 2 workers, monitor and pusher; gunicorn and its worker
-            _wait(
-                lambda: len(_alive_in_sessions(sessions)) >= 8,
+            wait_until(
+                lambda: len(alive_in_sessions(sessions)) >= 8,
                 timeout=60,
                 what="the children's processes never all started",
             )
             first.kill()
             first.wait()
-            _wait(
-                lambda: not _alive_in_sessions(sessions),
+            wait_until(
+                lambda: not alive_in_sessions(sessions),
                 timeout=30,
                 what="processes of the killed service still run",
             )
@@ -231,8 +174,8 @@ def test_a_killed_runservice_takes_its_children_along_and_frees_its_port(tmp_pat
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(session, signal.SIGKILL)
     second = _start(env, "runservice", log="second.log")
-    with _cleanup(second):
-        _wait(lambda: _serving(port), timeout=120, what="the second runservice never served")
+    with cleanup(second):
+        wait_until(lambda: _serving(port), timeout=120, what="the second runservice never served")
         assert _ctrl_c(second) == 0
     assert "Connection in use" not in _log(env, "second.log")
 
@@ -240,7 +183,7 @@ def test_a_killed_runservice_takes_its_children_along_and_frees_its_port(tmp_pat
 def test_a_port_in_use_stops_runservice_before_it_starts_anything(tmp_path):
     """With another program on SYNC_API_PORT, runservice says so in one line naming the
     setting, starts no child, and exits 1."""
-    port = _free_port()
+    port = free_port()
     env = _prepared(tmp_path, SYNC_API_PORT=str(port))
     with socket.socket() as other:
         other.bind(("127.0.0.1", port))
@@ -256,16 +199,18 @@ def test_two_services_share_no_control_socket(tmp_path):
     """Two runservices at once on different ports: gunicorn's control socket is created at
     neither's default place (one per user and host), so stopping one leaves the other whole;
     the other still answers after the first stopped."""
-    first_port, second_port = _free_port(), _free_port()
+    first_port, second_port = free_port(), free_port()
     env = _prepared(tmp_path, SYNC_API_PORT=str(first_port))
     first = _start(env, "runservice", log="first.log")
     second = _start(dict(env, SYNC_API_PORT=str(second_port)), "runservice", log="second.log")
-    with _cleanup(first, second):
+    with cleanup(first, second):
         for port in (first_port, second_port):
-            _wait(lambda port=port: _serving(port), timeout=120, what=f"port {port} never served")
+            wait_until(
+                lambda port=port: _serving(port), timeout=120, what=f"port {port} never served"
+            )
         assert [*(tmp_path / "xdg").rglob("*"), *(tmp_path / "home").rglob("*")] == []
         assert _ctrl_c(first) == 0
-        assert _health(second_port) is not None
+        assert health(second_port) is not None
         assert _ctrl_c(second) == 0
 
 
@@ -279,8 +224,8 @@ def test_a_killed_workers_items_are_synced_within_30_s_of_the_restart(tmp_path):
     # that the kill lands mid-drain; the restarted one runs as configured.
     slow_env = dict(env, SYNC_CHAOS_PAUSE_SECONDS="0.05", SYNC_BATCH_SIZE="10")
     slow = _start(slow_env, "qcluster", log="cluster.log")
-    with _cleanup(slow):
-        _wait(
+    with cleanup(slow):
+        wait_until(
             lambda: _states(env).get("synced", 0) >= 30 and _states(env).get("syncing"),
             timeout=120,
             what="the first cluster never got going",
@@ -288,13 +233,13 @@ def test_a_killed_workers_items_are_synced_within_30_s_of_the_restart(tmp_path):
         )
         os.killpg(slow.pid, signal.SIGKILL)
         slow.wait()
-        _wait(lambda: not _alive_in_sessions({slow.pid}), timeout=30, what="the kill")
+        wait_until(lambda: not alive_in_sessions({slow.pid}), timeout=30, what="the kill")
     left = _states(env)
     assert left.get("syncing", 0) > 0 and left.get("pending", 0) > 0, left
     restarted = _start(env, "qcluster", log="cluster.log")
     began = time.monotonic()
-    with _cleanup(restarted):
-        _wait(
+    with cleanup(restarted):
+        wait_until(
             lambda: set(_states(env)) == {"synced"},
             timeout=120,
             what=f"the queue never drained: {_states(env)}",
@@ -327,13 +272,13 @@ def test_ctrl_c_while_vh_is_locked_leaves_nothing_syncing(tmp_path):
         tmp_path,
         HAVEN_BUSY_TIMEOUT_SECONDS="2",
         SYNC_BASE_DELAY_SECONDS="1",
-        SYNC_API_PORT=str(_free_port()),
+        SYNC_API_PORT=str(free_port()),
     )
     with _vh_locked(env):
         _submit(env, 30)
         service = _start(env, "runservice", log="service.log")
-        with _cleanup(service):
-            _wait(lambda: _states(env).get("syncing"), timeout=120, what="no batch began")
+        with cleanup(service):
+            wait_until(lambda: _states(env).get("syncing"), timeout=120, what="no batch began")
             assert _ctrl_c(service) == 0
         after = _states(env)
         assert after.get("syncing", 0) == 0 and sum(after.values()) == 30, after
@@ -345,7 +290,7 @@ def test_ctrl_c_while_vh_is_locked_leaves_nothing_syncing(tmp_path):
         assert done.returncode == 0, done.stderr
         return _states(env) == {"synced": 30}
 
-    _wait(drained, timeout=120, what=f"not all synced: {_states(env)}", interval=1)
+    wait_until(drained, timeout=120, what=f"not all synced: {_states(env)}", interval=1)
 
 
 def test_items_a_killed_worker_left_syncing_are_taken_at_once_by_the_next_run(tmp_path):
@@ -356,13 +301,13 @@ def test_items_a_killed_worker_left_syncing_are_taken_at_once_by_the_next_run(tm
         tmp_path,
         HAVEN_BUSY_TIMEOUT_SECONDS="30",
         SYNC_LEASE_SECONDS="700",
-        SYNC_API_PORT=str(_free_port()),
+        SYNC_API_PORT=str(free_port()),
     )
     with _vh_locked(env):
         _submit(env, 10)
         service = _start(env, "runservice", log="service.log")
-        with _cleanup(service):
-            _wait(lambda: _states(env).get("syncing"), timeout=120, what="no batch began")
+        with cleanup(service):
+            wait_until(lambda: _states(env).get("syncing"), timeout=120, what="no batch began")
             assert _ctrl_c(service, timeout=120) == 0
         left = _states(env)
     assert left.get("syncing", 0) > 0, left
@@ -411,8 +356,8 @@ def test_the_worker_status_is_its_keeper_databases_own(tmp_path):
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)["sync_worker"]["is_running"]
 
-    with _cleanup(cluster):
-        _wait(lambda: running(served), timeout=120, what="the cluster never reported")
+    with cleanup(cluster):
+        wait_until(lambda: running(served), timeout=120, what="the cluster never reported")
         assert running(other) is False
         done = run_manage("syncq_status", env=other)
         assert "worker: not running" in done.stdout
@@ -440,12 +385,12 @@ def test_stopping_a_child_that_exited_kills_what_it_left_in_its_group():
     killed alone, say): stopping the children kills that process too."""
     children = children_start({"leaver": ["sh", "-c", "sleep 300 & echo $! ; exit 0"]})
     leaver = children["leaver"]
-    _wait(lambda: child_exited(leaver), timeout=60, what="the child never exited")
-    left = _alive_in_sessions({leaver.pid})
+    wait_until(lambda: child_exited(leaver), timeout=60, what="the child never exited")
+    left = alive_in_sessions({leaver.pid})
     assert left, "the child's background process must still run"
     children_stop(children, grace_seconds=5)
-    _wait(
-        lambda: not _alive_in_sessions({leaver.pid}),
+    wait_until(
+        lambda: not alive_in_sessions({leaver.pid}),
         timeout=30,
         what="the process the child left behind still runs",
     )
