@@ -384,6 +384,8 @@ class _ResultsView(AgentView):
             )
         except services.LeaseConflict as exc:
             return Response({"detail": str(exc), "held": exc.held}, status=status.HTTP_409_CONFLICT)
+        except services.ReportInvalid as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         if answer["errors"]:
             raise DatabaseError("keeper.db could not record the attempts")
         return Response(answer)

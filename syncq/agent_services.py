@@ -63,6 +63,20 @@ class LeaseConflict(Exception):
         self.held = held
 
 
+class ReportInvalid(ValueError):
+    """A report that cannot be true of the item it names (an outcome of a delete for an item
+    leased to write, or the other way round): the API answers 400 and nothing is recorded."""
+
+
+#: The outcomes each operation can have (:class:`~discoveries.haven.writer.WriteOutcome`).
+OUTCOMES_OF = {
+    Operation.WRITE: frozenset(
+        {"written", "linked", "ledger", "updated", "kept", "waiting", "conflict"}
+    ),
+    Operation.DELETE: frozenset({"deleted", "absent", "conflict"}),
+}
+
+
 class CatalogBaseStale(Exception):
     """A catalog diff made against a catalog the server no longer keeps: the agent sends the
     whole catalog instead (409)."""
@@ -255,11 +269,16 @@ def agent_results_record(
     conflict, deleted, or a failure with its backoff.
 
     Raises :class:`LeaseConflict` (nothing recorded) when ``token`` is not a lease of this
-    agent, or when any of the items is no longer ``syncing`` under it. Once no item is left
-    under the lease, its holder is deleted. Returns ``{"recorded": n, "states": {id: state},
-    "errors": [[id, text], …]}`` (``errors``: keeper.db could not record; the agent reports
-    them again)."""
+    agent, or when any of the items is no longer ``syncing`` under it, and
+    :class:`ReportInvalid` (nothing recorded) for an outcome its operation cannot have. Once
+    no item is left under the lease, its holder is deleted. Returns ``{"recorded": n,
+    "states": {id: state}, "errors": [[id, text], …]}`` (``errors``: keeper.db could not
+    record; the agent reports them again)."""
     ids = [r.id for r in results]
+    for result in results:
+        how = (result.outcome or {}).get("how")
+        if how is not None and how not in OUTCOMES_OF.get(result.operation, ()):
+            raise ReportInvalid(f"item {result.id}: a {result.operation} cannot end {how}")
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         holder = LeaseHolder.objects.select_for_update().filter(token=token).first()
         if holder is None or not holder.host_key.startswith(agent.holder_key() + ":"):
@@ -282,6 +301,9 @@ def agent_results_record(
         attempted = []
         for result in results:
             item = items[result.id]
+            if result.operation == Operation.DELETE and item.operation != Operation.DELETE:
+                # Only a delete that was asked for can end in the discovery's deletion.
+                raise ReportInvalid(f"item {result.id} was not leased to delete")
             item.operation = result.operation  # as leased: a delete asked since is "again"
             item.digest = result.digest
             started_at = result.started_at

@@ -1394,3 +1394,36 @@ def test_a_lease_answer_lost_on_the_way_does_not_strand_its_items(
     assert lost, "the lease answer was not lost"
     item = _item(discovery)
     assert item.sync_status == SyncStatus.SYNCED, (item.sync_status, item.sync_error)
+
+
+@SERVER_DB
+def test_an_outcome_its_operation_cannot_have_is_refused_and_changes_nothing(settings):
+    """A report that cannot be true of the item it names is a 400 that records nothing: a
+    write cannot end ``deleted`` (which would delete the keeper discovery), a delete cannot end
+    ``written``, and an item leased to write cannot be reported as a delete."""
+    settings.USE_HAVEN_AGENT, settings.USE_HAVEN_DATABASE = True, False
+    item = _item(discovery_make(**PLACED, description="operation check"))
+    transport = ServerTransport(overrides={})
+    try:
+        client = api(transport, agent_token("ops"))
+        lease = client.post(
+            "/agent/lease", json={"instance": "1", "limit": 1, "wait_seconds": 0}
+        ).json()
+        [leased] = lease["items"]
+        base = {"id": leased["id"], "digest": leased["digest"], "started_at": None}
+        deleted = {"how": "deleted", "haven_discovery_id": None}
+        written = {"how": "written", "haven_discovery_id": 5}
+        for result in (
+            {**base, "operation": "write", "outcome": deleted},
+            {**base, "operation": "delete", "outcome": written},
+            {**base, "operation": "delete", "outcome": deleted},
+        ):
+            answer = client.post(
+                "/agent/ack", json={"instance": "1", "lease": lease["lease"], "results": [result]}
+            )
+            assert answer.status_code == 400, answer.content
+    finally:
+        transport.shutdown()
+    item.refresh_from_db()
+    assert item.sync_status == SyncStatus.SYNCING and item.lease_token == lease["lease"]
+    assert Discovery.objects.filter(id=item.discovery_id).exists()
