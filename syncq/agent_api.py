@@ -264,15 +264,11 @@ class AgentCatalogSchema(OpenApiSerializerExtension):
         return {
             **schema,
             "oneOf": [
-                {
-                    "properties": {"full": {"type": "object"}, "diff": {"enum": [None]}},
-                    "required": ["full"],
-                },
+                {"properties": {"full": {"type": "object"}}, "required": ["full"]},
                 {
                     "properties": {
                         "diff": {"type": "object"},
                         "base_hash": {"type": "string", "pattern": HEX_64},
-                        "full": {"enum": [None]},
                     },
                     "required": ["diff", "base_hash"],
                 },
