@@ -185,8 +185,8 @@ class AgentConnection:
         timeout = httpx.Timeout(CALL_TIMEOUT_SECONDS + wait_seconds, connect=10.0)
         attempt = 0
         while True:
-            if self.stop.is_set():
-                raise AgentStopped
+            # Once stopping, a call is still tried once (the report of what is in VH), never
+            # again after a failure.
             wait = None
             try:
                 response = self.client.request(method, path, content=content, timeout=timeout)
@@ -288,6 +288,8 @@ class HavenAgent:
             self.heartbeat()
         if not wait or now - self._catalog_at >= CATALOG_CHECK_SECONDS:
             report.uploaded = self.catalog_sync()
+        if self.stop.is_set():
+            raise AgentStopped
         body = {
             "instance": self.instance,
             "agent_id": self.state.agent_id,

@@ -21,7 +21,9 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from discoveries.catalog import catalog_copy
 from discoveries.haven.catalog import (
@@ -104,23 +106,48 @@ def _touch(agent: HavenAgent, instance: str, agent_id: str, now: datetime) -> No
     )
 
 
+#: How many runs' first-heard times an agent's row keeps (:func:`_run_started`).
+RUNS_KEPT = 20
+
+
+def _run_started(agent: HavenAgent, instance: str, now: datetime) -> datetime:
+    """When the server first heard from ``agent``'s run ``instance`` (``now`` for a new run),
+    kept in ``HavenAgent.runs`` for the last :data:`RUNS_KEPT` runs. The server's clock, not
+    the desktop's."""
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        row = HavenAgent.objects.select_for_update().get(pk=agent.pk)
+        runs = dict(row.runs) if isinstance(row.runs, dict) else {}
+        if instance not in runs:
+            runs[instance] = now.isoformat()
+            runs = dict(sorted(runs.items(), key=lambda run: run[1])[-RUNS_KEPT:])
+            HavenAgent.objects.filter(pk=agent.pk).update(runs=runs)
+    started = parse_datetime(str(runs.get(instance, "")))
+    return started if started is not None and started.tzinfo is not None else now
+
+
 def _earlier_runs_release(
-    agent: HavenAgent, instance: str, agent_id: str, *, this_run_too: bool = False
+    agent: HavenAgent, instance: str, agent_id: str, *, started: datetime, this_run_too=False
 ) -> int:
     """Take back at once the items still leased by earlier runs of ``agent`` on the same
-    desktop (same ``agent_id``: it was killed or restarted before reporting them), and with
-    ``this_run_too`` those of run ``instance`` itself: ``pending``, due now, their attempt
-    counted. Another desktop sharing the token keeps its leases (they lapse with its
-    heartbeat). Returns how many.
+    desktop (same ``agent_id``) that have been silent since run ``instance`` ``started``: it
+    was killed or restarted before reporting them. With ``this_run_too``, those of run
+    ``instance`` itself too. They become ``pending``, due now, their attempt counted. Returns
+    how many.
 
     A run asks for a lease only once it has reported (or given up on) every item it holds,
     so at a lease request whatever its run still holds is a lease whose answer was lost on
     the way: taken back here, it is leased again at once rather than after
-    ``SYNC_LEASE_SECONDS``; the ledger keeps a write made meanwhile single."""
-    prefix = f"{agent.holder_key()}:{agent_id}:"
-    held = LeaseHolder.objects.filter(host_key__startswith=prefix)
-    if not this_run_too:
-        held = held.exclude(host_key=_holder_key(agent, instance, agent_id))
+    ``SYNC_LEASE_SECONDS``; the ledger keeps a write made meanwhile single. Another run still
+    heard from (the agent started twice on one desktop), and another desktop sharing the
+    token, keep their leases: they lapse with their heartbeat
+    (:func:`syncq.services.queue_leases_release`)."""
+    mine = _holder_key(agent, instance, agent_id)
+    earlier = (
+        Q(host_key__startswith=f"{agent.holder_key()}:{agent_id}:")
+        & ~Q(host_key=mine)
+        & Q(heartbeat_at__lt=started)
+    )
+    held = LeaseHolder.objects.filter(earlier | Q(host_key=mine) if this_run_too else earlier)
     stale = list(held.values_list("token", flat=True))
     if not stale:
         return 0
@@ -171,7 +198,8 @@ def agent_heartbeat(*, agent: HavenAgent, beat: Heartbeat) -> dict[str, object]:
         if agent.instance != beat.instance:
             changes.update(instance=beat.instance[:64], started_at=now)
         HavenAgent.objects.filter(pk=agent.pk).update(**changes)
-    released = _earlier_runs_release(agent, beat.instance, beat.agent_id)
+    started = _run_started(agent, beat.instance, now)
+    released = _earlier_runs_release(agent, beat.instance, beat.agent_id, started=started)
     _touch(agent, beat.instance, beat.agent_id, now)
     copy = catalog_copy()
     return {
@@ -212,7 +240,8 @@ def agent_lease(
     (``token`` ``None`` when nothing was due)."""
     limit = max(1, min(int(limit), LEASE_MAX_ITEMS))
     deadline = time.monotonic() + max(0.0, min(wait_seconds, settings.HAVEN_AGENT_POLL_SECONDS))
-    _earlier_runs_release(agent, instance, agent_id, this_run_too=True)
+    started = _run_started(agent, instance, timezone.now())
+    _earlier_runs_release(agent, instance, agent_id, started=started, this_run_too=True)
     queue_housekeep(BatchReport())
     lease = Lease(token=None)
     while True:

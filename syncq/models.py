@@ -471,6 +471,11 @@ class HavenAgent(models.Model):
     catalog_hash = models.CharField(max_length=64, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    runs = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="When the server first heard from each recent run: {instance: ISO time}.",
+    )
 
     class Meta:
         db_table = "sync_haven_agent"
