@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             f"(now {POSTGRES_ADMIN_URL}) and queues its tasks under a name of its own on the "
             f"Redis database CHAOS_REDIS_URL (now {REDIS_URL}); when one cannot be reached "
             "it is skipped, or fails when CI is set (to anything but empty, 0, false or no). "
+            "The agent-link scenario needs network namespaces (root and iproute2's ip): "
+            "without them it is skipped, or fails under CI. "
             f"Workspaces are made under {Path(tempfile.gettempdir()) / 'keeper-chaos-*'}."
         ),
     )

@@ -17,11 +17,19 @@ import stat
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from chaos.agent_link import (
+    DRAIN_AFTER_RESTORE_SECONDS,
+    LOSSY,
+    LOSSY_SEED,
+    CloudDesk,
+    fault_run,
+)
 from chaos.harness import (
     OBSERVE_SECONDS,
     OTHER_PLANET,
@@ -38,6 +46,7 @@ from chaos.harness import (
 )
 from syncq.backoff import retry_delay
 from syncq.schedules import SYNC_FUNC, SYNC_NAME_PREFIX
+from tests.netlab import netlab_unavailable
 
 #: How long the clock scenario watches the schedules after its simulated outage, in seconds.
 WATCH_AFTER_OUTAGE = 70
@@ -1190,6 +1199,77 @@ def scale_out(ws: Workspace, *, full: bool) -> Outcome:
     return outcome
 
 
+def agent_link(ws: Workspace, *, full: bool) -> Outcome:
+    """The cloud server and the desktop Control Room agent as two machines (network
+    namespaces joined by a veth, :mod:`chaos.agent_link`), over a link with 100 ms of delay
+    where 5 % of connections are dropped and 5 % reset mid-request: the agent is killed -9 at
+    each step of a lease (inside its VH transaction, between the VH commit and its ack, with
+    the ack in flight; twice each in full) and restarted, then discoveries are submitted
+    while the link is cut (1,000 and 30 s in full, 200 and 10 s otherwise), and the agent is
+    stopped a while. Every discovery reaches VH once, all within a minute of the link's
+    return, and the server's pickers answer with the uploaded catalog while the desktop is
+    away.
+
+    Skipped, with the reason, where network namespaces cannot be made (not root, no ``ip``),
+    except under CI, where that is a failure."""
+    name = "agent-link: cloud ↔ desktop agent, lossy link, kills, cut"
+    reason = netlab_unavailable()
+    if reason is not None:
+        outcome = Outcome(name=name, items=0)
+        if under_ci():
+            outcome.violations.append(f"{reason} (under CI network namespaces are required)")
+        else:
+            outcome.skipped = reason
+        return outcome
+    count, cut, rounds = (1000, 30.0, 2) if full else (200, 10.0, 1)
+    with CloudDesk(ws.folder / "agent-link", faults=LOSSY, seed=LOSSY_SEED) as cloud:
+        report = fault_run(cloud, count=count, cut_seconds=cut, kill_rounds=rounds, stop_seconds=5)
+    verdict, kills = report["verdict"], report["kills"]
+    outcome = Outcome(
+        name=name,
+        items=verdict["items"],
+        lost=verdict["lost"],
+        duplicated=verdict["duplicated"],
+        stuck=verdict["stuck"],
+        drain_seconds=report["cut"]["restore_to_all_synced_seconds"],
+    )
+    landed = Counter(kill["step"] for kill in kills if kill["landed"])
+    proxy = report["proxy"]
+    outcome.notes.append(
+        f"{len(kills)} kills, landed: {dict(landed)}; proxy: {proxy['connections']} "
+        f"connections, {proxy['dropped']} dropped, {proxy['reset']} reset; link cut "
+        f"{report['cut']['seconds']:g} s"
+    )
+    for phase, figures in (("cut", report["cut"]), ("stop", report.get("agent_stopped"))):
+        if figures is None:
+            continue
+        pickers = figures["pickers"]
+        outcome.notes.append(
+            f"pickers during the {phase}: {pickers['with_catalog']} of {pickers['reads']} "
+            f"reads over {pickers['seconds']:g} s answered with the catalog"
+        )
+        if not pickers["reads"] or pickers["with_catalog"] != pickers["reads"]:
+            outcome.violations.append(
+                f"the pickers did not keep answering during the {phase}: {pickers}"
+            )
+    for kill in kills:
+        if not kill["landed"]:
+            outcome.violations.append(
+                f"the kill aimed {kill['step']} did not land: {kill['evidence'][-1]}"
+            )
+    if not (proxy["dropped"] and proxy["reset"]):
+        outcome.violations.append(f"the link dropped or reset no connection: {proxy}")
+    if not report["cut"]["within_limit"]:
+        outcome.violations.append(
+            f"not all synced within {DRAIN_AFTER_RESTORE_SECONDS:g} s of the link's return "
+            f"({report['cut']['restore_to_all_synced_seconds']} s)"
+        )
+    if report["server_made_a_vh_file"]:
+        outcome.violations.append("the server made a VH file of its own")
+    outcome.violations += report["log_problems"]
+    return outcome
+
+
 SCENARIOS = {
     "kill": kill_the_worker,
     "update-kill": update_kill,
@@ -1204,4 +1284,5 @@ SCENARIOS = {
     "clock": clock_and_schedule,
     "dst-forward": dst_forward,
     "dst-back": dst_back,
+    "agent-link": agent_link,
 }
