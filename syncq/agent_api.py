@@ -104,6 +104,13 @@ class AgentHeartbeatRequest(serializers.Serializer):
     host = JSONText(max_length=255, allow_blank=True, default="")
     vh_state = serializers.ChoiceField(choices=VH_STATES, default="")
     vh_detail = JSONText(max_length=2000, allow_blank=True, default="")
+    catalog_hash = JSONPattern(
+        r"^([0-9a-f]{64})?$",
+        allow_blank=True,
+        default="",
+        help_text="The content hash of VH's catalog as the agent last read it: when it is the "
+        "server's, the server's copy is marked confirmed now.",
+    )
     protocol = JSONIdField(min_value=1, max_value=1000, default=1)
 
 

@@ -76,6 +76,10 @@ BACKOFF_MAX_SECONDS = 10.0
 CALL_TIMEOUT_SECONDS = 30.0
 #: How many items one lease asks for.
 LEASE_LIMIT = 200
+#: The longest a ``Retry-After`` makes the agent wait, in seconds: a lockout of the address
+#: (``API_AUTH_FAILURE_LIMIT``) may be lifted early (``manage.py axes_reset``), and a call
+#: while it lasts is refused without extending it.
+RETRY_AFTER_MAX_SECONDS = 30.0
 
 
 class AgentRefused(Exception):
@@ -139,6 +143,16 @@ class AgentState:
             raise
 
 
+def _refusal(method: str, path: str, response: httpx.Response) -> str:
+    """What to tell the operator of a 401, 403 or 404: the answer's ``detail``, or for a page
+    that is not the API's, which setting to look at."""
+    try:
+        detail = response.json().get("detail") or response.text[:300]
+    except (ValueError, AttributeError):
+        detail = "not Keeper Sync's API: is the server's address right (no path after it)?"
+    return f"{method} {path}: the server answered {response.status_code}: {detail}"
+
+
 def backoff_seconds(attempt: int) -> float:
     """The wait after the ``attempt``-th failed call in a row (0-based): doubling from
     :data:`BACKOFF_FIRST_SECONDS` up to :data:`BACKOFF_MAX_SECONDS`, with half of it random so
@@ -194,10 +208,7 @@ class AgentConnection:
                 why = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code in (401, 403, 404):
-                    raise AgentRefused(
-                        f"{method} {path}: the server answered {response.status_code} "
-                        f"{response.text[:300]}"
-                    )
+                    raise AgentRefused(_refusal(method, path, response))
                 if response.status_code < 500 and response.status_code != 429:
                     if self.failures:
                         logger.info("the server answers again")
@@ -206,7 +217,7 @@ class AgentConnection:
                 why = f"HTTP {response.status_code}"
                 wait = _retry_after(response)
             self.failures += 1
-            delay = max(wait or 0.0, backoff_seconds(attempt))
+            delay = max(min(wait or 0.0, RETRY_AFTER_MAX_SECONDS), backoff_seconds(attempt))
             attempt += 1
             logger.warning("%s %s failed (%s); again in %.1f s", method, path, why, delay)
             if self.stop.wait(delay):
@@ -247,6 +258,10 @@ class HavenAgent:
         self.connection = AgentConnection(server, token, stop=self.stop, transport=transport)
         self.instance = uuid.uuid4().hex
         self.server_catalog: str | None = None
+        #: The content hash of VH's catalog as last read here.
+        self.catalog_hash: str | None = None
+        #: What the last heartbeat found of VH (:func:`~discoveries.haven.connection.haven_probe`).
+        self.vh_state = ""
         self.poll_seconds = LONG_POLL_SECONDS
         self._beat_at = 0.0
         self._catalog_at = 0.0
@@ -255,13 +270,15 @@ class HavenAgent:
     def close(self) -> None:
         self.connection.close()
 
-    def run(self, *, once: bool = False) -> None:
-        """Go round until stopped (or once); returns when ``stop`` is set."""
+    def run(self, *, once: bool = False) -> RoundReport | None:
+        """Go round until stopped (or once); returns when ``stop`` is set, with the report of
+        the last round (``None`` when none ended)."""
         failures = 0
+        report = None
         try:
             while not self.stop.is_set():
                 try:
-                    self.run_round(wait=not once)
+                    report = self.run_round(wait=not once)
                 except (AgentRefused, AgentStopped):
                     raise
                 except Exception:
@@ -276,9 +293,10 @@ class HavenAgent:
                     continue
                 failures = 0
                 if once:
-                    return
+                    return report
         except AgentStopped:
-            return
+            return report
+        return report
 
     def run_round(self, *, wait: bool = True) -> RoundReport:
         """One round: heartbeat and catalog when due, one lease, its writes and reports."""
@@ -318,6 +336,7 @@ class HavenAgent:
         """Tell the server this run is alive and what it finds of VH; learn the catalog the
         server keeps and its longest poll."""
         state = haven_probe()
+        self.vh_state = state
         body = {
             "instance": self.instance,
             "agent_id": self.state.agent_id,
@@ -325,6 +344,7 @@ class HavenAgent:
             "host": socket.gethostname()[:255],
             "vh_state": state if state in ("ok", "missing", "locked", "disabled") else "error",
             "vh_detail": self._vh_detail[:2000],
+            "catalog_hash": self.catalog_hash or "",
             "protocol": PROTOCOL_VERSION,
         }
         response = self.connection.call("POST", "/agent/heartbeat", body)
@@ -356,6 +376,7 @@ class HavenAgent:
         finally:
             haven_close()
         content_hash = catalog_content_hash(snapshot)
+        self.catalog_hash = content_hash
         if content_hash == self.server_catalog:
             return False
         body: dict = {"content_hash": content_hash, "version": version}

@@ -169,8 +169,9 @@ def _earlier_runs_release(
 @dataclass
 class Heartbeat:
     """What the agent tells with each heartbeat: its run ``instance`` (a new one each start),
-    ``agent_id`` (its state file's), ``version``, ``host``, and ``vh_state`` / ``vh_detail``,
-    what it found of VH-Database.db."""
+    ``agent_id`` (its state file's), ``version``, ``host``, ``vh_state`` / ``vh_detail``, what
+    it found of VH-Database.db, and ``catalog_hash``, the content hash of VH's catalog as it
+    last read it."""
 
     instance: str
     agent_id: str = ""
@@ -178,11 +179,13 @@ class Heartbeat:
     host: str = ""
     vh_state: str = ""
     vh_detail: str = ""
+    catalog_hash: str = ""
 
 
 def agent_heartbeat(*, agent: HavenAgent, beat: Heartbeat) -> dict[str, object]:
     """Record ``beat`` on ``agent`` (seen now; a new run's start time), release what its
-    earlier runs still hold, and keep its current leases alive. Returns what the agent needs
+    earlier runs still hold, keep its current leases alive, and mark the kept catalog
+    confirmed when the agent's is the same. Returns what the agent needs
     back: ``catalog_hash`` (the catalog the server keeps, ``None`` for none),
     ``poll_seconds`` (the longest lease wait), ``lease_seconds`` and ``server_time``."""
     now = timezone.now()
@@ -202,6 +205,9 @@ def agent_heartbeat(*, agent: HavenAgent, beat: Heartbeat) -> dict[str, object]:
     released = _earlier_runs_release(agent, beat.instance, beat.agent_id, started=started)
     _touch(agent, beat.instance, beat.agent_id, now)
     copy = catalog_copy()
+    if copy is not None and beat.catalog_hash and beat.catalog_hash == copy.content_hash:
+        # The desktop's map is still the one kept here: the copy is as good as new.
+        CatalogCopy.objects.filter(pk=1).update(checked_at=now)
     return {
         "catalog_hash": copy.content_hash if copy else None,
         "poll_seconds": settings.HAVEN_AGENT_POLL_SECONDS,

@@ -65,6 +65,10 @@ def verify_daily() -> dict[str, object]:
     """Check VH-Database.db against keeper.db (:func:`syncq.verify.sync_verify`) without
     repairing: a row missing from VH may be one the Control Room deleted on purpose, so
     putting it back is an operator's call (``manage.py sync_verify --repair``). Returns the
-    run's figures (kept by django-q2 as the task's result); the dashboard shows the last run."""
+    run's figures (kept by django-q2 as the task's result); the dashboard shows the last run.
+    With ``USE_HAVEN_AGENT``, VH is on a desktop this process cannot read: nothing is run, and
+    the result says so."""
+    if settings.USE_HAVEN_AGENT:
+        return {"skipped": "VH-Database.db is on the Control Room agent's desktop"}
     run = sync_verify(repair=False, source="schedule", actor_name="daily verify")
     return run.figures(ids_shown=0)

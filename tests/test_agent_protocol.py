@@ -1427,3 +1427,54 @@ def test_an_outcome_its_operation_cannot_have_is_refused_and_changes_nothing(set
     item.refresh_from_db()
     assert item.sync_status == SyncStatus.SYNCING and item.lease_token == lease["lease"]
     assert Discovery.objects.filter(id=item.discovery_id).exists()
+
+
+@WITH_HAVEN
+def test_an_unchanged_catalog_is_confirmed_by_each_heartbeat(sample_haven_db, server, state):
+    """While the desktop's map stays as uploaded, each heartbeat marks the server's copy
+    confirmed (``checked_at``), so its age says how old the server's knowledge is, not how
+    long ago the map last changed; ``uploaded_at`` stays."""
+    agent = agent_make(server, state)
+    agent.run(once=True)
+    uploaded = CatalogCopy.objects.get()
+    old = uploaded.checked_at - timedelta(hours=1)
+    CatalogCopy.objects.update(checked_at=old)
+    agent.run(once=True)
+    assert len(server.calls("/agent/catalog")) == 1
+    copy = CatalogCopy.objects.get()
+    assert copy.checked_at > old + timedelta(minutes=59)
+    assert copy.uploaded_at == uploaded.uploaded_at
+
+
+def test_the_daily_verify_is_skipped_with_vh_on_the_agents_desktop(settings):
+    """``sync_verify`` reads VH itself: with ``USE_HAVEN_AGENT`` its daily run says why it did
+    not run instead of recording a failed check."""
+    from syncq.tasks import verify_daily
+
+    settings.USE_HAVEN_AGENT, settings.USE_HAVEN_DATABASE = True, False
+    assert verify_daily() == {"skipped": "VH-Database.db is on the Control Room agent's desktop"}
+
+
+def test_a_retry_after_longer_than_the_cap_is_waited_only_up_to_the_cap(monkeypatch):
+    """A 429 whose ``Retry-After`` is a lockout of minutes makes the agent ask again after at
+    most ``RETRY_AFTER_MAX_SECONDS``: a call refused meanwhile does not extend the lockout,
+    and an operator's ``axes_reset`` is noticed soon."""
+    from syncq import agent_client
+
+    answers = iter([httpx.Response(429, headers={"Retry-After": "298"}), httpx.Response(200)])
+    waits = []
+
+    class Stop:
+        def is_set(self):
+            return False
+
+        def wait(self, seconds):
+            waits.append(seconds)
+            return False
+
+    connection = agent_client.AgentConnection(
+        "http://server", "t", stop=Stop(), transport=httpx.MockTransport(lambda _: next(answers))
+    )
+    assert connection.call("POST", "/agent/heartbeat", {}).status_code == 200
+    assert waits and waits[0] <= agent_client.RETRY_AFTER_MAX_SECONDS
+    assert waits[0] >= agent_client.RETRY_AFTER_MAX_SECONDS / 2

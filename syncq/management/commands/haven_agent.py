@@ -41,8 +41,12 @@ class Command(BaseCommand):
     def handle(self, *args, server=None, token=None, state=None, once=False, **options):
         server = (server or settings.AGENT_SERVER_URL or "").strip()
         token = (token or settings.AGENT_TOKEN or "").strip()
-        if not server.startswith(("http://", "https://")):
+        if not server:
             raise CommandError("no server: give --server https://… or set AGENT_SERVER_URL in .env")
+        if not server.startswith(("http://", "https://")):
+            raise CommandError(
+                f"the server's address {server!r} must start with https:// (or http://)"
+            )
         if not token:
             raise CommandError(
                 "no token: give --token or set AGENT_TOKEN (on the server: "
@@ -50,8 +54,8 @@ class Command(BaseCommand):
             )
         if not Path(settings.HAVEN_DB_PATH).is_file():
             self.stderr.write(
-                f"warning: {settings.HAVEN_DB_PATH} does not exist yet; the agent waits for it "
-                "(set HAVEN_DB_PATH to the Control Room's VH-Database.db)"
+                f"warning: {settings.HAVEN_DB_PATH} does not exist; items fail (and are tried "
+                "again) until it does (set HAVEN_DB_PATH to the Control Room's VH-Database.db)"
             )
         logging.getLogger("syncq").setLevel(logging.INFO)
         # One line per request is httpx's INFO; the agent logs what it does itself.
@@ -71,9 +75,15 @@ class Command(BaseCommand):
             f"({'one round' if once else 'Ctrl-C stops'})"
         )
         try:
-            agent.run(once=once)
+            report = agent.run(once=once)
         except AgentRefused as exc:
             raise CommandError(f"the server refused the agent: {exc}") from None
         finally:
             agent.close()
+        if once and report is not None:
+            self.stdout.write(
+                f"One round: the server answered; VH {agent.vh_state}; catalog "
+                f"{'uploaded' if report.uploaded else 'unchanged'}; {report.leased} leased, "
+                f"{report.acknowledged} reported written or held, {report.failed} failed."
+            )
         self.stdout.write("Control Room agent stopped.")
