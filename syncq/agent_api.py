@@ -8,8 +8,10 @@ are 400s naming the field.
 
 from __future__ import annotations
 
-import json
+import io
+import math
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
@@ -31,6 +33,9 @@ from syncq.serializers import ErrorDetailSerializer, JSONIdField
 from syncq.services import IN_VH
 
 AGENT_PERMISSION = "syncq.haven_agent"
+#: The most columns, and characters in one column, of a VH row an outcome carries.
+ROW_COLUMNS_MAX = 200
+ROW_VALUE_MAX = 200_000
 #: The longest of VH's names an outcome suggests (the agent cuts longer ones to this).
 SUGGESTION_MAX = SUGGESTION_MAX_CHARACTERS
 
@@ -41,12 +46,18 @@ VH_STATES = ("ok", "missing", "locked", "readonly", "disabled", "error", "")
 
 
 class HavenAgentPermission(BasePermission):
-    """Only a token whose user holds :data:`AGENT_PERMISSION` (401 without credentials, 403
-    without the permission)."""
+    """Only an agent's token (``manage.py agent_token``): a user named ``agent:…`` that holds
+    :data:`AGENT_PERMISSION` and is no superuser (401 without credentials, 403 otherwise)."""
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        return bool(user and user.is_authenticated and user.has_perm(AGENT_PERMISSION))
+        return bool(
+            user
+            and user.is_authenticated
+            and not user.is_superuser
+            and user.get_username().startswith("agent:")
+            and user.has_perm(AGENT_PERMISSION)
+        )
 
 
 # --- fields: JSON's own types, as the schema states them -------------------------------------
@@ -73,15 +84,27 @@ class JSONPattern(serializers.RegexField):
 
 
 class JSONObject(serializers.DictField):
-    """A JSON object whose numbers JSON can hold again (``1e999`` parses as infinity, which
-    keeper.db's JSON columns refuse)."""
+    """A VH row's columns as an outcome carries them (a conflict's versions, a kept base):
+    a flat JSON object of at most :data:`ROW_COLUMNS_MAX` columns, each text (at most
+    :data:`ROW_VALUE_MAX` characters), a finite number, a boolean or null. Nothing nested:
+    operators read these in the admin."""
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        try:
-            json.dumps(value, allow_nan=False)
-        except ValueError:
-            raise serializers.ValidationError("Numbers must be finite.") from None
+        if len(value) > ROW_COLUMNS_MAX:
+            raise serializers.ValidationError(f"At most {ROW_COLUMNS_MAX} columns.")
+        for column, cell in value.items():
+            if len(column) > 200:
+                raise serializers.ValidationError("A column's name is at most 200 characters.")
+            if isinstance(cell, float) and not math.isfinite(cell):
+                raise serializers.ValidationError("Numbers must be finite.")
+            if isinstance(cell, str):
+                if len(cell) > ROW_VALUE_MAX:
+                    raise serializers.ValidationError(
+                        f"A column's text is at most {ROW_VALUE_MAX} characters."
+                    )
+            elif cell is not None and not isinstance(cell, int | float | bool):
+                raise serializers.ValidationError("Each column is text, a number or null.")
         return value
 
 
@@ -99,7 +122,7 @@ class JSONNumber(serializers.FloatField):
 
 class AgentHeartbeatRequest(serializers.Serializer):
     instance = JSONPattern(INSTANCE, help_text="This run of the agent.")
-    agent_id = JSONText(max_length=64, allow_blank=True, default="")
+    agent_id = JSONPattern(r"^[A-Za-z0-9_-]{0,64}$", allow_blank=True, default="")
     version = JSONText(max_length=64, allow_blank=True, default="")
     host = JSONText(max_length=255, allow_blank=True, default="")
     vh_state = serializers.ChoiceField(choices=VH_STATES, default="")
@@ -124,7 +147,7 @@ class AgentHeartbeatResponse(serializers.Serializer):
 
 class AgentLeaseRequest(serializers.Serializer):
     instance = JSONPattern(INSTANCE)
-    agent_id = JSONText(max_length=64, allow_blank=True, default="")
+    agent_id = JSONPattern(r"^[A-Za-z0-9_-]{0,64}$", allow_blank=True, default="")
     limit = JSONIdField(min_value=1, max_value=services.LEASE_MAX_ITEMS, default=100)
     wait_seconds = JSONNumber(
         min_value=0, max_value=60, default=0, help_text="How long to wait for a due item."
@@ -437,6 +460,21 @@ class AgentCatalogView(AgentView):
     request_serializer = AgentCatalogRequest
     #: A map of some 1.5 million rows: the whole catalog goes in one request.
     body_limit = 64 * 1024 * 1024
+
+    def initial(self, request, *args, **kwargs):
+        # Django's own reading of a body stops at DATA_UPLOAD_MAX_MEMORY_SIZE; this body is
+        # read here, up to body_limit, before anything else reads it.
+        django_request = request._request
+        try:
+            length = int(django_request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > self.body_limit:
+            raise RequestDataTooBig("The catalog is larger than this server takes.")
+        if not django_request._read_started and not hasattr(django_request, "_body"):
+            django_request._body = django_request.read(length)
+            django_request._stream = io.BytesIO(django_request._body)
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="agent_catalog_upload",

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import tempfile
 import threading
@@ -43,6 +44,7 @@ from django.db import DatabaseError
 
 from discoveries.haven.catalog import (
     CatalogInvalid,
+    catalog_canonical,
     catalog_content_hash,
     catalog_diff,
     catalog_snapshot,
@@ -100,11 +102,30 @@ class _Encoder(DjangoJSONEncoder):
         return super().default(o)
 
 
+#: What an agent id may be: the server takes it as part of its leases' holder.
+AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _catalog_base(catalog: object) -> dict | None:
+    """The catalog a state file holds, when it is whole and hashes to its ``content_hash``
+    (the base of the next diff); else ``None`` (the next upload is the whole catalog)."""
+    if not isinstance(catalog, dict):
+        return None
+    try:
+        snapshot = catalog_canonical(catalog["snapshot"])
+        if catalog_content_hash(snapshot) != catalog["content_hash"]:
+            return None
+        return {**catalog, "snapshot": snapshot}
+    except (KeyError, TypeError, CatalogInvalid):
+        return None
+
+
 @dataclass
 class AgentState:
     """The agent's own state, kept in a JSON file at ``path``: ``agent_id`` (made once) and the
     ``catalog`` it last uploaded (``{"content_hash", "version", "snapshot"}``), the base of the
-    next diff. A file that cannot be read starts the state afresh (logged)."""
+    next diff. A file that cannot be read, or holds something else, starts the state afresh
+    (logged); one that cannot be written raises ``OSError`` at :meth:`load`."""
 
     path: Path
     agent_id: str = ""
@@ -115,9 +136,9 @@ class AgentState:
         state = cls(path=path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            state.agent_id = str(data.get("agent_id") or "")
-            catalog = data.get("catalog")
-            state.catalog = catalog if isinstance(catalog, dict) else None
+            agent_id = str(data.get("agent_id") or "")
+            state.agent_id = agent_id if AGENT_ID.fullmatch(agent_id) else ""
+            state.catalog = _catalog_base(data.get("catalog"))
         except FileNotFoundError:
             pass
         except (OSError, ValueError, AttributeError) as exc:
@@ -262,10 +283,14 @@ class HavenAgent:
         self.catalog_hash: str | None = None
         #: What the last heartbeat found of VH (:func:`~discoveries.haven.connection.haven_probe`).
         self.vh_state = ""
+        #: The content hash of a catalog the server refused (too large, say): not sent again.
+        self._catalog_refused: str | None = None
         self.poll_seconds = LONG_POLL_SECONDS
         self._beat_at = 0.0
         self._catalog_at = 0.0
         self._vh_detail = ""
+        #: Why the catalog could not be read or sent, if it could not ("" when it was).
+        self.catalog_detail = ""
 
     def close(self) -> None:
         self.connection.close()
@@ -343,7 +368,7 @@ class HavenAgent:
             "version": AGENT_VERSION,
             "host": socket.gethostname()[:255],
             "vh_state": state if state in ("ok", "missing", "locked", "disabled") else "error",
-            "vh_detail": self._vh_detail[:2000],
+            "vh_detail": "; ".join(d for d in (self._vh_detail, self.catalog_detail) if d)[:2000],
             "catalog_hash": self.catalog_hash or "",
             "protocol": PROTOCOL_VERSION,
         }
@@ -370,13 +395,15 @@ class HavenAgent:
             version = catalog_version()
         except (HavenError, DatabaseError, CatalogInvalid) as exc:
             # The writes go on without it: the server keeps the catalog it has.
-            self._vh_detail = f"catalog: {type(exc).__name__}: {exc}"
+            self.catalog_detail = f"catalog: {type(exc).__name__}: {exc}"
             logger.warning("VH's catalog cannot be read: %s", exc)
             return False
         finally:
             haven_close()
         content_hash = catalog_content_hash(snapshot)
         self.catalog_hash = content_hash
+        if content_hash != self._catalog_refused:
+            self.catalog_detail = ""
         if content_hash == self.server_catalog:
             return False
         body: dict = {"content_hash": content_hash, "version": version}
@@ -387,13 +414,16 @@ class HavenAgent:
             )
         else:
             body["full"] = snapshot
+        if content_hash == self._catalog_refused:
+            return False  # refused as it is: tried again once the map changes
         response = self.connection.call("PUT", "/agent/catalog", body)
-        if response.status_code == 409 and "diff" in body:
+        if response.status_code in (400, 409) and "diff" in body:
             body = {"content_hash": content_hash, "version": version, "full": snapshot}
             response = self.connection.call("PUT", "/agent/catalog", body)
         if response.status_code >= 300:
-            # Too large, or refused: the writes go on, and the next check tries again.
-            self._vh_detail = f"catalog upload refused: HTTP {response.status_code}"
+            # Too large, or refused: the writes go on, and the map is sent again once it changes.
+            self._catalog_refused = content_hash
+            self.catalog_detail = f"catalog upload refused: HTTP {response.status_code}"
             logger.warning(
                 "the server refused VH's catalog (%s): %s",
                 response.status_code,
@@ -406,33 +436,53 @@ class HavenAgent:
             "version": version,
             "snapshot": snapshot,
         }
-        self.state.save()
+        try:
+            self.state.save()
+        except OSError as exc:
+            # Kept in memory: the next start uploads the whole catalog once.
+            logger.warning("the agent's state file cannot be written: %s", exc)
         logger.info("uploaded VH's catalog (%s systems)", len(snapshot["systems"]))
         return True
 
     # --- items -------------------------------------------------------------------------------
 
     def items_write(self, token: str, wire_items: list, report: RoundReport) -> None:
-        """Write the leased ``wire_items`` into VH, a VH transaction at a time, then
-        acknowledge the outcomes and report the failures under lease ``token``."""
-        items, attempted = [], []
+        """Write the leased ``wire_items`` into VH a VH transaction at a time
+        (:func:`syncq.services.haven_write_some`), reporting each transaction's outcomes and
+        failures under lease ``token`` as soon as it has committed, so that a long lease keeps
+        its lease alive and a kill loses at most one transaction's reports. Once the agent is
+        stopping, no further transaction starts: the items not started come back to the queue
+        when it starts again. Items it cannot read are reported as failures."""
+        items = []
+        report.leased = len(wire_items)
+        logger.info("lease %s: %s items to write", token, len(wire_items))
         for data in wire_items:
             try:
                 items.append(item_from_wire(data))
             except WireInvalid as exc:
                 logger.warning("a leased item cannot be read: %s", exc)
                 report.errors.append(str(exc))
-        report.leased = len(wire_items)
-        logger.info("lease %s: %s items to write", token, len(wire_items))
+                self._unreadable_report(token, data, exc, report)
         rest = items
         while rest:
+            if self.stop.is_set():
+                logger.info(
+                    "lease %s: stopping; %s items not started go back to the queue",
+                    token,
+                    len(rest),
+                )
+                return
             done = haven_write_some(rest)
-            attempted.extend(done)
             rest = rest[len(done) :]
-        errors = [a.error for a in attempted if a.error]
+            self._transaction_report(token, done, report)
+
+    def _transaction_report(self, token: str, done: list[Attempted], report: RoundReport) -> None:
+        """Report one VH transaction's ``done`` items: outcomes to ``/agent/ack``, failures to
+        ``/agent/fail``."""
+        errors = [a.error for a in done if a.error]
         self._vh_detail = errors[-1] if errors else ""
-        written = [a for a in attempted if a.error is None]
-        failed = [a for a in attempted if a.error is not None]
+        written = [a for a in done if a.error is None]
+        failed = [a for a in done if a.error is not None]
         logger.info(
             "lease %s: %s written or held in VH, %s failed; reporting",
             token,
@@ -443,16 +493,37 @@ class HavenAgent:
             # Fault injection: a window between VH's commit and the report for a kill to land in.
             time.sleep(settings.SYNC_CHAOS_PAUSE_SECONDS)
         if written:
-            report.acknowledged, dropped = self._report(token, "/agent/ack", written)
+            recorded, dropped = self._report(token, "/agent/ack", written)
+            report.acknowledged += recorded
             report.dropped += dropped
         if failed:
-            report.failed, dropped = self._report(token, "/agent/fail", failed)
+            recorded, dropped = self._report(token, "/agent/fail", failed)
+            report.failed += recorded
             report.dropped += dropped
+
+    def _unreadable_report(self, token: str, data: object, exc: Exception, report) -> None:
+        """Report a leased item this agent cannot read as a failure, when it names itself well
+        enough (its id, operation and digest); else it comes back with the next lease."""
+        if not isinstance(data, dict):
+            return
+        row = {
+            "id": data.get("id"),
+            "operation": data.get("operation"),
+            "digest": data.get("digest"),
+            "started_at": None,
+            "error": f"the Control Room agent cannot read this item: {exc}"[:10_000],
+        }
+        body = {"instance": self.instance, "lease": token, "results": [row]}
+        response = self.connection.call("POST", "/agent/fail", body)
+        if response.status_code == 200:
+            report.failed += 1
 
     def _report(self, token: str, path: str, attempted: list[Attempted]) -> tuple[int, int]:
         """Send ``attempted`` to ``path``; on a 409, send again those still held. Outcomes the
         server refuses (400: a value it cannot keep) are reported as failures instead, so the
-        items follow the backoff where operators see them. Returns ``(recorded, dropped)``."""
+        items follow the backoff where operators see them. A body too large for the server
+        (413) is sent in halves; one item's outcome too large alone is reported as a failure.
+        Returns ``(recorded, dropped)``."""
         rows = {a.item.id: self._result(a) for a in attempted}
         while rows:
             body = {"instance": self.instance, "lease": token, "results": list(rows.values())}
@@ -469,16 +540,19 @@ class HavenAgent:
                 if not rows:
                     return 0, len(dropped)
                 continue
-            if response.status_code == 400 and path == "/agent/ack":
-                refused = f"the server refused this outcome: {response.text[:2000]}"
+            left = [a for a in attempted if a.item.id in rows]
+            if response.status_code == 413 and len(left) > 1:
+                half = len(left) // 2
+                first = self._report(token, path, left[:half])
+                second = self._report(token, path, left[half:])
+                return first[0] + second[0], first[1] + second[1]
+            if response.status_code in (400, 413) and path == "/agent/ack":
+                why = "too large to send" if response.status_code == 413 else "refused"
+                refused = f"the server {why} this outcome: {response.text[:2000]}"
                 logger.warning("lease %s: %s", token, refused)
-                failures = [
-                    Attempted(a.item, a.started_at, error=refused)
-                    for a in attempted
-                    if a.item.id in rows
-                ]
+                failures = [Attempted(a.item, a.started_at, error=refused) for a in left]
                 return self._report(token, "/agent/fail", failures)
-            if response.status_code == 400:
+            if response.status_code in (400, 413):
                 # Nothing more to say about these: the next lease takes them back.
                 logger.warning("lease %s: %s refused: %s", token, path, response.text[:300])
                 return 0, len(rows)

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 POLL_STEP_SECONDS = 0.2
 #: The most items one lease request takes.
 LEASE_MAX_ITEMS = 500
+#: How often a waiting lease request marks its agent seen, in seconds (each a keeper.db write).
+TOUCH_EVERY_SECONDS = 5.0
 
 
 class LeaseConflict(Exception):
@@ -131,8 +133,9 @@ def _earlier_runs_release(
     """Take back at once the items still leased by earlier runs of ``agent`` on the same
     desktop (same ``agent_id``) that have been silent since run ``instance`` ``started``: it
     was killed or restarted before reporting them. With ``this_run_too``, those of run
-    ``instance`` itself too. They become ``pending``, due now, their attempt counted. Returns
-    how many.
+    ``instance`` itself too. They become ``pending``, due now, their attempt counted (as a dead
+    worker's: an item that kills its agent cannot loop for ever), or ``max_retries_exceeded``
+    on their last attempt. Returns how many.
 
     A run asks for a lease only once it has reported (or given up on) every item it holds,
     so at a lease request whatever its run still holds is a lease whose answer was lost on
@@ -152,9 +155,16 @@ def _earlier_runs_release(
     if not stale:
         return 0
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        released = SyncQueueItem.objects.filter(
+        held_items = SyncQueueItem.objects.filter(
             sync_status=SyncStatus.SYNCING, lease_token__in=stale
-        ).update(
+        )
+        exceeded = held_items.filter(sync_attempts__gte=F("max_attempts")).update(
+            sync_status=SyncStatus.MAX_RETRIES_EXCEEDED,
+            sync_error="the Control Room agent did not report its last attempt (it restarted, "
+            "or the lease's answer was lost on the way)",
+            **NOT_WAITING,
+        )
+        released = exceeded + held_items.update(
             sync_status=SyncStatus.PENDING,
             sync_error="the Control Room agent did not report this attempt (it restarted, or "
             "the lease's answer was lost on the way); due again at once",
@@ -250,18 +260,23 @@ def agent_lease(
     _earlier_runs_release(agent, instance, agent_id, started=started, this_run_too=True)
     queue_housekeep(BatchReport())
     lease = Lease(token=None)
+    touched = None
     while True:
         now = timezone.now()
-        _touch(agent, instance, agent_id, now)
-        holder = LeaseHolder(
-            host=(agent.host or agent.name)[:255],
-            host_key=_holder_key(agent, instance, agent_id),
-            pid=0,
-            pid_started=None,
-        )
-        token, items = queue_items_claim(limit=limit, holder=holder)
-        if items:
-            return _lease_fill(lease, token, items)
+        if touched is None or time.monotonic() - touched >= TOUCH_EVERY_SECONDS:
+            _touch(agent, instance, agent_id, now)
+            touched = time.monotonic()
+        # A read first: only a due item makes the claim's write transaction worth taking.
+        if SyncQueueItem.objects.due_ids(now, limit=1):
+            holder = LeaseHolder(
+                host=(agent.host or agent.name)[:255],
+                host_key=_holder_key(agent, instance, agent_id),
+                pid=0,
+                pid_started=None,
+            )
+            token, items = queue_items_claim(limit=limit, holder=holder)
+            if items:
+                return _lease_fill(lease, token, items)
         if time.monotonic() >= deadline or (stopping is not None and stopping()):
             return lease
         time.sleep(POLL_STEP_SECONDS)

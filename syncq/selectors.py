@@ -225,9 +225,9 @@ def agent_status(*, now: datetime | None = None, rows_when_off: bool = False) ->
 def agent_report(*, vh_detail: bool, now: datetime | None = None) -> dict | None:
     """:func:`agent_status` as the API answers it, under ``agent`` in ``/health`` and
     ``/sync/status``: ``{"online", "agents", "catalog"}``, times as ISO 8601 UTC text
-    (:func:`~syncq.display.iso_utc`); each agent without ``vh_detail`` unless ``vh_detail``
-    (it may name paths on the desktop: ``/health`` is public). None, without a query, when
-    ``USE_HAVEN_AGENT`` is off."""
+    (:func:`~syncq.display.iso_utc`); each agent without ``vh_detail``, ``host`` and
+    ``agent_id`` unless ``vh_detail`` (they name the desktop and its paths: ``/health`` is
+    public). None, without a query, when ``USE_HAVEN_AGENT`` is off."""
     status = agent_status(now=now)
     if status is None:
         return None
@@ -239,7 +239,9 @@ def agent_report(*, vh_detail: bool, now: datetime | None = None) -> dict | None
             "started_at": iso_utc(agent["started_at"]),
         }
         if not vh_detail:
-            del row["vh_detail"]
+            # /health is public: nothing that names the desktop or its files.
+            for private in ("vh_detail", "host", "agent_id"):
+                del row[private]
         agents.append(row)
     catalog = status["catalog"]
     if catalog is not None:

@@ -236,14 +236,12 @@ class AgentPresenceSerializer(serializers.Serializer):
     without ``vh_detail``)."""
 
     name = serializers.CharField(help_text="The name its token was made for (agent_token).")
-    agent_id = serializers.CharField(allow_blank=True)
     online = serializers.BooleanField(help_text="Seen within HAVEN_AGENT_ONLINE_SECONDS.")
     last_seen_at = serializers.DateTimeField(allow_null=True)
     seconds_since_seen = serializers.FloatField(allow_null=True)
     version = serializers.CharField(
         allow_blank=True, help_text="Keeper Sync's version on the desktop."
     )
-    host = serializers.CharField(allow_blank=True, help_text="The desktop's name.")
     vh_state = serializers.CharField(
         allow_blank=True,
         help_text="What the agent last found of VH-Database.db: ok, missing, locked, "
@@ -259,7 +257,11 @@ class AgentPresenceSerializer(serializers.Serializer):
 
 
 class AgentPresenceDetailSerializer(AgentPresenceSerializer):
-    """A Control Room agent as ``/sync/status`` shows it, with why VH is in its state."""
+    """A Control Room agent as ``/sync/status`` shows it, with its desktop and why VH is in
+    its state."""
+
+    agent_id = serializers.CharField(allow_blank=True, help_text="Its state file's id.")
+    host = serializers.CharField(allow_blank=True, help_text="The desktop's name.")
 
     vh_detail = serializers.CharField(
         allow_null=True,

@@ -1367,8 +1367,28 @@ def test_a_catalog_larger_than_one_request_does_not_stop_the_writes(
     conn.close()
     discovery = _submit(description="on a big map")
     agent_make(server, state).run(once=True)
-    assert server.calls("/agent/catalog")[0].status == 413
+    assert server.calls("/agent/catalog")[0].status == 200
+    assert len(CatalogCopy.objects.get().systems) > 600
     assert _item(discovery).sync_status == SyncStatus.SYNCED
+
+
+@WITH_HAVEN
+def test_a_catalog_the_server_refuses_does_not_stop_the_writes_nor_go_again_unchanged(
+    sample_haven_db, server, state, monkeypatch
+):
+    """A catalog past even ``/agent/catalog``'s own limit is a 413: the discoveries are still
+    written, the refusal is said in the heartbeat's detail, and the same map is not sent again
+    until it changes."""
+    from syncq.agent_api import AgentCatalogView
+
+    monkeypatch.setattr(AgentCatalogView, "body_limit", 1024)
+    discovery = _submit(description="catalog refused")
+    agent = agent_make(server, state)
+    agent.run(once=True)
+    agent.run(once=True)
+    assert [call.status for call in server.calls("/agent/catalog")] == [413]
+    assert _item(discovery).sync_status == SyncStatus.SYNCED
+    assert agent.catalog_detail == "catalog upload refused: HTTP 413"
 
 
 @WITH_HAVEN
@@ -1478,3 +1498,97 @@ def test_a_retry_after_longer_than_the_cap_is_waited_only_up_to_the_cap(monkeypa
     assert connection.call("POST", "/agent/heartbeat", {}).status_code == 200
     assert waits and waits[0] <= agent_client.RETRY_AFTER_MAX_SECONDS
     assert waits[0] >= agent_client.RETRY_AFTER_MAX_SECONDS / 2
+
+
+@WITH_HAVEN
+def test_a_run_killed_on_the_items_last_attempt_leaves_it_exceeded_saying_why(
+    control_room_schema_haven_db, server, state
+):
+    """An item taken back from a run that never reported, on its last attempt, is
+    ``max_retries_exceeded`` with the reason, not ``pending`` with "due again at once"."""
+    discovery = _submit(description="last attempt lost")
+    SyncQueueItem.objects.filter(discovery_id=discovery.pk).update(max_attempts=1)
+    killed = agent_make(server, state)
+    lease_take(killed)
+    killed.close()
+    agent_make(server, state).heartbeat()
+    item = _item(discovery)
+    assert item.sync_status == SyncStatus.MAX_RETRIES_EXCEEDED
+    assert "did not report its last attempt" in item.sync_error
+
+
+@WITH_HAVEN
+def test_an_ack_too_large_for_the_server_goes_in_halves_and_an_item_too_large_fails(
+    sample_haven_db, server, state, settings, monkeypatch
+):
+    """A report past the server's body limit (413) is sent again in halves; an item whose
+    outcome alone is too large is reported as a failure saying so, and the agent goes on."""
+    from syncq import agent_client
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_800
+    small = [_submit(description=f"small {n}") for n in range(6)]
+    big = _submit(description="big")
+    wire = agent_client.outcome_to_wire
+
+    def inflated(outcome):
+        data = wire(outcome)
+        if outcome.haven_discovery_id == max(_ledger(sample_haven_db).values()):
+            data["unresolved"] = "u" * 1_900  # the last written: the big one
+        return data
+
+    monkeypatch.setattr(agent_client, "outcome_to_wire", inflated)
+    agent_make(server, state).run(once=True)
+    statuses = {d.pk: _item(d).sync_status for d in [*small, big]}
+    assert {statuses[d.pk] for d in small} == {SyncStatus.SYNCED}
+    assert statuses[big.pk] == SyncStatus.PENDING
+    assert "too large to send" in _item(big).sync_error
+    assert 413 in [call.status for call in server.calls("/agent/ack")]
+
+
+def test_an_outcomes_row_values_are_flat_and_bounded(settings):
+    """A conflict's versions and a kept base are a VH row's columns: nested values, too many
+    columns or a column's text past its bound are a 400 that records nothing."""
+    from syncq.agent_api import ROW_VALUE_MAX, AgentConflictSerializer
+
+    good = {"haven_discovery_id": 1, "ours": {"description": "a"}, "theirs": None}
+    for bad in (
+        {"description": {"nested": 1}},
+        {"description": ["a"]},
+        {f"c{n}": 1 for n in range(201)},
+        {"description": "x" * (ROW_VALUE_MAX + 1)},
+    ):
+        serializer = AgentConflictSerializer(data={**good, "ours": bad, "theirs_hash": "h"})
+        assert not serializer.is_valid()
+    assert AgentConflictSerializer(data={**good, "theirs_hash": "h"}).is_valid()
+
+
+@pytest.mark.django_db
+def test_a_superusers_token_is_no_agents(settings):
+    """Only an agent's token (``agent:…``, no superuser) opens ``/agent/``: a superuser holds
+    every permission, yet is refused (403)."""
+    settings.USE_HAVEN_AGENT, settings.USE_HAVEN_DATABASE = True, False
+    user_make("root", superuser=True)
+    client = APIClient()
+    client.force_authenticate(get_user_model().objects.get(username="root"))
+    answer = client.post("/agent/heartbeat", {"instance": "1"}, format="json")
+    assert answer.status_code == 403
+
+
+def test_a_damaged_state_file_starts_afresh_and_an_unwritable_one_is_a_clear_error(tmp_path):
+    """The agent's state: an ``agent_id`` that is not one, or a catalog without its snapshot
+    or whose snapshot does not hash to its ``content_hash``, start afresh (the next upload is
+    whole); a path that cannot be written is a ``CommandError`` naming it."""
+    from syncq.agent_client import AgentState
+
+    path = tmp_path / "state.json"
+    for catalog in ({"content_hash": "0" * 64}, {"content_hash": "0" * 64, "snapshot": {}}):
+        path.write_text(json.dumps({"agent_id": "a:b" * 30, "catalog": catalog}))
+        state = AgentState.load(path)
+        assert state.catalog is None
+        assert state.agent_id != "a:b" * 30 and len(state.agent_id) == 32
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(CommandError, match="cannot be written"):
+        call_command(
+            "haven_agent", "--server", "http://x", "--token", "t", "--state", str(folder), "--once"
+        )

@@ -5,6 +5,7 @@ confirmation of it."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -32,15 +33,15 @@ from tests.test_dashboard import DASHBOARD_QUERY_BOUND
 
 DASHBOARD = "/admin/dashboard/"
 DETAIL = "VH-Database.db is locked at /home/ops/ControlRoom/VH-Database.db"
-#: An agent's keys in /health; /sync/status adds vh_detail.
+#: An agent's keys in /health (public: nothing naming the desktop or its files);
+#: /sync/status adds ``PRIVATE_KEYS``.
+PRIVATE_KEYS = {"vh_detail", "host", "agent_id"}
 AGENT_KEYS = {
     "name",
-    "agent_id",
     "online",
     "last_seen_at",
     "seconds_since_seen",
     "version",
-    "host",
     "vh_state",
     "started_at",
     "catalog_age_seconds",
@@ -192,12 +193,8 @@ def test_an_agents_own_heartbeat_and_upload_show_it_online_with_a_fresh_catalog(
     body = APIClient().get("/health").json()
     (shown,) = body["agent"]["agents"]
     assert body["agent"]["online"] is True
-    assert (shown["name"], shown["version"], shown["host"], shown["vh_state"]) == (
-        "desk",
-        "2.0.1",
-        "pc",
-        "ok",
-    )
+    assert (shown["name"], shown["version"], shown["vh_state"]) == ("desk", "2.0.1", "ok")
+    assert "host" not in shown and "pc" not in json.dumps(body["agent"])
     assert 0 <= shown["catalog_age_seconds"] < 30
     catalog = body["agent"]["catalog"]
     assert (catalog["systems"], catalog["planets"], catalog["moons"]) == (2, 1, 0)
@@ -293,7 +290,7 @@ def test_status_in_agent_mode_keeps_the_old_keys_and_adds_the_agent(agent_mode, 
     agent = body["agent"]
     assert agent["online"] is True
     desk, laptop = agent["agents"]
-    assert set(desk) == AGENT_KEYS | {"vh_detail"}
+    assert set(desk) == AGENT_KEYS | PRIVATE_KEYS
     assert (desk["name"], desk["online"], desk["vh_detail"]) == ("desk", True, DETAIL)
     assert 90 <= desk["catalog_age_seconds"] < 120
     assert (laptop["name"], laptop["online"], laptop["catalog_age_seconds"]) == (

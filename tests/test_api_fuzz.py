@@ -1,5 +1,6 @@
 """Schemathesis against the live OpenAPI schema: every operation,
-called over HTTP on pytest-django's ``live_server`` with a superuser's token, on a queue holding
+called over HTTP on pytest-django's ``live_server`` with a superuser's token (an agent's on
+``/agent/*``), on a queue holding
 one item of each state (waiting and conflict ones made by real batches over the sample VH file),
 under every check schemathesis has (its CLI's ``--checks all``: no 5xx; status codes, content
 types, headers and bodies as declared; schema-valid data accepted and invalid data refused;
@@ -30,6 +31,7 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
+from syncq.management.commands.agent_token import agent_token_issue
 from syncq.models import SyncQueueItem, SyncStatus
 from tests.factories import (
     queue_item_exceeded,
@@ -116,7 +118,8 @@ def base_url(live_server):
 
 @pytest.fixture
 def auth_header(live_server, sample_haven_db):
-    """A superuser's DRF token header, and a queue with an item in every state."""
+    """A superuser's DRF token header (``staff``) and an agent's (``agent``), and a queue with
+    an item in every state."""
     user = user_make("fuzz", superuser=True)
     # First: their batches take every due item.
     queue_item_in_conflict(sample_haven_db, description="conflict")
@@ -128,7 +131,12 @@ def auth_header(live_server, sample_haven_db):
     assert {s for s in SyncQueueItem.objects.values_list("sync_status", flat=True)} == set(
         SyncStatus.values
     )
-    return {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    key, _ = agent_token_issue("fuzz")
+    return {
+        "staff": {"Authorization": f"Token {Token.objects.create(user=user).key}"},
+        # The agent's endpoints open to an agent's token only.
+        "agent": {"Authorization": f"Token {key}"},
+    }
 
 
 @schema.parametrize()
@@ -145,7 +153,7 @@ def test_every_operation_answers_as_its_schema_says(case, base_url, auth_header)
     cache.clear()  # the retry throttle must not turn the run into a stream of 429s
     case.call_and_validate(
         base_url=base_url,
-        headers=auth_header,
+        headers=auth_header["agent" if case.path.startswith("/agent/") else "staff"],
         checks=ALL_CHECKS,
         excluded_checks=UNSTATABLE.get((case.method, case.path), []),
         additional_checks=[no_store],

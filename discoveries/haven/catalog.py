@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, replace
 
 from django.db import DatabaseError, connections
@@ -331,9 +332,11 @@ def _id_key(value: object) -> str:
 
 def _json_value(value: object) -> object:
     """``value`` as JSON can carry it: bytes (a BLOB where text belongs) as text, replacing
-    what is not UTF-8; numbers and text as they are."""
+    what is not UTF-8; an infinite or NaN number as text; numbers and text as they are."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no infinity
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)

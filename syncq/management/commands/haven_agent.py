@@ -64,12 +64,14 @@ class Command(BaseCommand):
         for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), lambda *_: stop.set())
-        agent = HavenAgent(
-            server=server,
-            token=token,
-            state_path=Path(state) if state else settings.AGENT_STATE_PATH,
-            stop=stop,
-        )
+        state_path = Path(state) if state else Path(settings.AGENT_STATE_PATH)
+        try:
+            agent = HavenAgent(server=server, token=token, state_path=state_path, stop=stop)
+        except OSError as exc:
+            raise CommandError(
+                f"the agent's state file {state_path} cannot be written ({exc}): give --state "
+                "or AGENT_STATE_PATH a file in a folder you can write"
+            ) from None
         self.stdout.write(
             f"Control Room agent: {settings.HAVEN_DB_PATH} ↔ {server} "
             f"({'one round' if once else 'Ctrl-C stops'})"
