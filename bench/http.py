@@ -4,7 +4,7 @@ For each size (100 k and 1 M queue rows; ``--smoke``: 3 k), a fresh folder: a co
 keeper.db :func:`bench.growth.keeper_filled` filled for that size (once per ``make bench``), a
 copy of the Control Room's schema fixture, a user holding only ``syncq.view_syncqueueitem``
 (what the Control Room reads with) and its API token. ``manage.py runservice`` then starts as
-``make run`` starts it (the django-q2 cluster and gunicorn, one process of 4 threads, sharing
+``make run`` starts it (the django-q2 cluster and gunicorn, one process of 8 threads, sharing
 one file cache) on a free port, in its own session, and Debian's ``wrk`` drives it: 16 connections,
 2 threads, ``--latency``, ``Authorization: Token …``, one run of :data:`SECONDS` per endpoint
 whatever ``--runs`` says (its percentiles are over its own requests); :data:`WRK_SCRIPT` prints

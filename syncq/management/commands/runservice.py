@@ -24,6 +24,8 @@ from syncq.processes import child_exited, children_start, children_stop
 #: SIGTERM or Ctrl-C to exit: the children get this long in all to stop by themselves, then
 #: are killed. A second short of the 10 s container engines wait (``docker stop``) before they
 #: kill the service: noticing the signal and reaping what was killed take the rest.
+#: gunicorn threads per web worker process.
+WEB_THREADS = 8
 STOP_GRACE_SECONDS = 9
 #: gunicorn's own grace for requests in flight (long polls among them) once it is told to
 #: stop, so that it ends its workers itself well before the service's grace runs out.
@@ -125,7 +127,7 @@ class Command(BaseCommand):
             "--web-workers",
             type=int,
             default=1,
-            help="gunicorn worker processes, of 4 threads each (1)",
+            help="gunicorn worker processes, of 8 threads each (1)",
         )
         parser.add_argument(
             "--bot",
@@ -237,9 +239,10 @@ class Command(BaseCommand):
                     "--workers",
                     str(web_workers),
                     # Threads rather than processes: each process holds its own Django (about
-                    # 60 MiB); four threads answer as many clients within the memory of one.
+                    # 60 MiB); eight threads answer as many clients within the memory of one,
+                    # with room beside the Control Room agents' long polls (one thread each).
                     "--threads",
-                    "4",
+                    str(WEB_THREADS),
                     "--graceful-timeout",
                     str(WEB_GRACE_SECONDS),
                     "--access-logfile",
