@@ -250,10 +250,11 @@ def agent_lease(
     """Claim up to ``limit`` (1 to :data:`LEASE_MAX_ITEMS`) due items for ``agent``'s run
     ``instance`` (on the desktop of state file ``agent_id``), waiting up to ``wait_seconds``
     (at most ``HAVEN_AGENT_POLL_SECONDS``) for one to become due: a long poll, looking every
-    :data:`POLL_STEP_SECONDS`. Earlier runs' leases
-    are released first, and the queue's housekeeping runs (dead holders, lapsed leases,
-    waiting items). ``stopping()`` (optional) ends the wait early. Returns a :class:`Lease`
-    (``token`` ``None`` when nothing was due)."""
+    :data:`POLL_STEP_SECONDS` (a read; the claim's write transaction only once one is due).
+    What earlier runs, and this one, still hold unreported is released first
+    (:func:`_earlier_runs_release`), and the queue's housekeeping runs (dead holders, lapsed
+    leases, waiting items). ``stopping()`` (optional) ends the wait early. Returns a
+    :class:`Lease` (``token`` ``None`` when nothing was due)."""
     limit = max(1, min(int(limit), LEASE_MAX_ITEMS))
     deadline = time.monotonic() + max(0.0, min(wait_seconds, settings.HAVEN_AGENT_POLL_SECONDS))
     started = _run_started(agent, instance, timezone.now())
