@@ -294,12 +294,15 @@ def test_the_chaos_scenario_says_why_it_cannot_run_without_namespaces(tmp_path, 
 
 
 def test_a_stop_during_a_lease_still_reports_what_vh_already_holds(cloud):
-    """Ctrl-C (SIGTERM) while the agent writes a lease: it exits after reporting what it
-    wrote, so keeper.db does not go on calling discoveries in VH unsynced."""
+    """Ctrl-C (SIGTERM) while the agent is inside a VH transaction of a lease: it commits and
+    reports that transaction, starts no other, and exits, so keeper.db does not go on calling
+    discoveries in VH unsynced (the items not started go back to the queue)."""
     agent = cloud.agent_start("desk", pause=1.0)
     start = agent.mark()
     ids = cloud.submit(5, tag="stop")
     assert agent.wait_line(re.compile(r"lease [0-9a-f]{32}: \d+ items to write"), start=start)
+    # Inside the first transaction: the pause before its commit holds VH's write lock.
+    assert wait_for(lambda: agent.pid in wal_writer_pids(agent.haven), timeout=30)
 
     assert agent.stop() == 0
 
