@@ -8,6 +8,7 @@ left empty counts as unset, and one whose value does not parse stops the start w
 ``ImproperlyConfigured`` naming the variable and the value. See README.md for what each one does.
 """
 
+import ipaddress
 import math
 import os
 import re
@@ -113,6 +114,23 @@ def _env_list(name: str, *, pattern: str, expected: str) -> list[str]:
         if not re.fullmatch(pattern, entry):
             raise ImproperlyConfigured(f"{name} entry {entry!r} is not valid: expected {expected}")
     return entries
+
+
+def _env_networks(name: str) -> list[str]:
+    """A comma-separated list of IP addresses and networks (``203.0.113.7``, ``10.0.0.0/8``,
+    ``2001:db8::/32``), each written back as a network (``203.0.113.7/32``; host bits set
+    after the prefix are dropped); unset gives an empty list. A bad entry is named."""
+    expected = "IP addresses or networks such as 203.0.113.7 or 10.0.0.0/8, separated by commas"
+    entries = _env_list(name, pattern=r"[0-9A-Fa-f:.]+(/[0-9]{1,3})?", expected=expected)
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} entry {entry!r} is not valid: expected {expected}"
+            ) from None
+    return networks
 
 
 # Django's own bar (check --deploy, security.W009), plus the values people paste from examples.
@@ -363,6 +381,9 @@ SYNC_API_RETRY_RATE = _env_matching(
     pattern=r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)",
     expected="a DRF rate such as 60/min or 5/s",
 )
+# GET /metrics (Prometheus) answers these addresses without a token (syncq.metrics); the
+# client's address is read as the lockouts read it (TRUSTED_PROXY_COUNT).
+METRICS_ALLOWED_IPS = _env_networks("METRICS_ALLOWED_IPS")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # DRF's TokenAuthentication, with failures counted per address (syncq.authentication).

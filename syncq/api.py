@@ -639,9 +639,9 @@ class DocsView(DocAnswers, SpectacularSwaggerSplitView):
         return parse.urlunparse((scheme, netloc, path, params, parse.urlencode(kept), fragment))
 
 
-#: Where the API lives: ``/health``, ``/sync``, ``/agent`` and ``/api`` (schema and docs), and
-#: below them.
-API_PREFIXES = ("/health", "/sync", "/agent", "/api")
+#: Where the API lives: ``/health``, ``/sync``, ``/agent``, ``/api`` (schema and docs) and
+#: ``/metrics`` (:mod:`syncq.metrics`), and below them.
+API_PREFIXES = ("/health", "/sync", "/agent", "/api", "/metrics")
 
 
 def _is_api_path(path: str) -> bool:

@@ -376,6 +376,14 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
     }
 
 
+def synced_seconds_since(*, since: datetime, limit: int) -> list[float]:
+    """Queued→synced seconds (0 at least) of the items synced at or after ``since`` (aware),
+    at most ``limit`` of them, newest first; times stored as other tools write them count in
+    the right window (:meth:`~syncq.models.SyncQueueItemQuerySet.time_window`)."""
+    synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED)
+    return _sync_seconds_last(synced.time_window("synced_at", since=since), limit)
+
+
 def _sync_seconds_last(synced, count: int) -> list[float]:
     """Queued→synced seconds (0 at least) of the ``count`` items of ``synced`` synced last,
     each pair of times read as Django reads them; pairs with a time that reads as none are

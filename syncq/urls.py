@@ -1,11 +1,12 @@
 """URLs of the Control Room API: ``/health``, the queue viewset under ``/sync/``, at the
 paths old clients call (REFERENCE.md, "Monitoring API"), and the Control Room agent's
-endpoints under ``/agent/`` (:mod:`syncq.agent_api`)."""
+endpoints under ``/agent/`` (:mod:`syncq.agent_api`), and ``/metrics`` for Prometheus
+(:mod:`syncq.metrics`)."""
 
 from django.urls import path
 from rest_framework.routers import DynamicRoute, Route, SimpleRouter
 
-from syncq import agent_api, api
+from syncq import agent_api, api, metrics
 
 
 def _items_route(url: str, action: str, *, detail: bool) -> Route:
@@ -49,6 +50,7 @@ router.register("sync", api.QueueItemViewSet, basename="sync")
 
 urlpatterns = [
     path("health", api.HealthView.as_view(), name="health"),
+    path("metrics", metrics.MetricsView.as_view(), name="metrics"),
     path("agent/heartbeat", agent_api.AgentHeartbeatView.as_view(), name="agent-heartbeat"),
     path("agent/lease", agent_api.AgentLeaseView.as_view(), name="agent-lease"),
     path("agent/ack", agent_api.AgentAckView.as_view(), name="agent-ack"),

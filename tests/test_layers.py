@@ -20,6 +20,7 @@ TOP = (
     "syncq.agent_api",
     "syncq.api",
     "syncq.dashboard",
+    "syncq.metrics",
     "syncq.middleware",
     "syncq.urls",
 )

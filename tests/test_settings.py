@@ -493,3 +493,20 @@ def test_django_q2_is_quiet_unless_asked(tmp_path, overrides, shown, hidden):
         assert text in done.stderr
     for text in hidden:
         assert text not in done.stderr
+
+
+@pytest.mark.parametrize("entry", ["999.1.1.1", "10.0.0.0/33", "localhost", "2001:db8::/129"])
+def test_a_metrics_allowed_entry_that_is_no_address_is_refused(tmp_path, entry):
+    """METRICS_ALLOWED_IPS entries must be IP addresses or networks: anything else stops the
+    start naming the entry."""
+    stderr = refused(tmp_path, METRICS_ALLOWED_IPS=f"10.0.0.0/8,{entry}")
+    assert f"METRICS_ALLOWED_IPS entry {entry!r} is not valid" in stderr
+
+
+def test_metrics_allowed_ips_are_read_as_networks(tmp_path):
+    """Addresses and networks, IPv4 and IPv6, are kept as networks; unset is empty."""
+    assert printed(tmp_path, "settings.METRICS_ALLOWED_IPS") == "[]"
+    shown = printed(
+        tmp_path, "settings.METRICS_ALLOWED_IPS", METRICS_ALLOWED_IPS=" 203.0.113.7, 10.1.0.0/16,"
+    )
+    assert shown == "['203.0.113.7/32', '10.1.0.0/16']"
