@@ -92,7 +92,11 @@ def discovery_submit(*, submitted_at: datetime | None = None, **fields: object) 
 
 
 def discovery_submit_once(
-    *, submission_key: str, submitted_at: datetime | None = None, **fields: object
+    *,
+    submission_key: str,
+    submitted_at: datetime | None = None,
+    first_submitted_here: bool = True,
+    **fields: object,
 ) -> tuple[Discovery, bool]:
     """:func:`discovery_submit`, idempotent by ``submission_key`` (text of 1 to 64 characters
     naming the act of submitting, such as ``discord:<interaction id>``).
@@ -101,11 +105,19 @@ def discovery_submit_once(
     queue item (``created`` True); every later call with the same key, even one racing it from
     another process, stores nothing and returns that discovery (``created`` False). The
     fields are checked on every call: ``DiscoveryInvalid`` as for :func:`discovery_submit`;
-    ``ValueError`` for an empty or over-long key.
+    ``ValueError`` for an empty or over-long key. ``first_submitted_here`` false (an imported
+    discovery, which another keeper.db may already have written into this VH) leaves its
+    queue item unmarked (:func:`submitted_here`), so its sync looks for that row first and
+    links it rather than write a second.
     """
     if not isinstance(submission_key, str) or not 1 <= len(submission_key) <= 64:
         raise ValueError("submission_key must be text of 1 to 64 characters")
-    return _discovery_store(discovery_validate(**fields), submitted_at, key=submission_key)
+    return _discovery_store(
+        discovery_validate(**fields),
+        submitted_at,
+        key=submission_key,
+        submitted=first_submitted_here,
+    )
 
 
 def discovery_submit_payload(payload: object) -> Discovery:
@@ -117,7 +129,11 @@ def discovery_submit_payload(payload: object) -> Discovery:
 
 
 def _discovery_store(
-    values: dict[str, object], submitted_at: datetime | None, *, key: str | None
+    values: dict[str, object],
+    submitted_at: datetime | None,
+    *,
+    key: str | None,
+    submitted: bool = True,
 ) -> tuple[Discovery, bool]:
     if submitted_at is not None and timezone.is_naive(submitted_at):
         raise ValueError("submitted_at must be timezone-aware")
@@ -129,7 +145,7 @@ def _discovery_store(
             discovery = Discovery.objects.create(
                 submission_timestamp=stamp, submission_key=key, **values
             )
-            queue_item_create(discovery=discovery, submitted=True)
+            queue_item_create(discovery=discovery, submitted=submitted)
             transaction.on_commit(sync_kick, robust=True)
     except IntegrityError:
         # Another process stored the same key between our check and our insert (PostgreSQL;
