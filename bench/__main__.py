@@ -30,6 +30,7 @@ SECTIONS = {
     "latency": "bench.latency",
     "growth": "bench.growth",
     "http": "bench.http",
+    "transfer": "bench.transfer",
 }
 
 
