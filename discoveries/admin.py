@@ -32,6 +32,7 @@ from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -51,6 +52,7 @@ from discoveries.types import (
     discovery_type_lookup,
 )
 from syncq.admin import AsciiIdsAdmin
+from syncq.display import when_html
 from syncq.errors import DiscoveryBeingDeleted, QueueItemNotFound, QueueItemNotRetryable
 from syncq.ids import AsciiIntegerField
 from syncq.models import Operation, SyncQueueItem, SyncStatus
@@ -74,7 +76,14 @@ PLACE_COLUMNS = (
     "galaxy_name",
     "coordinates",
 )
-SUBMITTER_COLUMNS = ("user_id", "username", "guild_id", "submission_timestamp", "submission_key")
+SUBMITTER_COLUMNS = (
+    "user_id",
+    "username",
+    "guild_id",
+    "submission_timestamp",
+    "submission_key",
+    "imported_keeper_id",
+)
 OTHER_COLUMNS = (
     "time_period",
     "condition",
@@ -345,7 +354,7 @@ class DiscoveryAdmin(AsciiIdsAdmin):
         "system_name",
         "location",
         "username",
-        "submission_timestamp",
+        "submitted",
         "sync_state",
         "location_resolved",
     )
@@ -366,6 +375,7 @@ class DiscoveryAdmin(AsciiIdsAdmin):
         "user_id",
         "submission_timestamp",
         "submission_key",
+        "imported_keeper_id",
         "haven_discovery_id",
         "type_fields_display",
         "sync_state",
@@ -417,6 +427,10 @@ class DiscoveryAdmin(AsciiIdsAdmin):
     def type_display(self, obj: Discovery) -> str:
         dtype = obj.type
         return str(dtype) if dtype else f"❓ unknown ({obj.discovery_type!r})"
+
+    @admin.display(description="submitted", ordering="submission_timestamp")
+    def submitted(self, obj: Discovery) -> str:
+        return when_html(obj.submission_timestamp, timezone.now())
 
     @admin.display(description="sync state", ordering="queue_item__sync_status")
     def sync_state(self, obj: Discovery):

@@ -20,9 +20,10 @@ class Discovery(models.Model):
     """A discovery as submitted to the bot, on keeper.db's legacy ``discoveries`` table.
 
     Every column of the old bot's table is kept under its name (REFERENCE.md, "keeper.db");
-    ``location_type``, ``haven_discovery_id`` and ``submission_key`` are ours and nullable, so
-    that adopting an old file only adds columns. Type-specific values live in ``metadata``
-    under the keys of :mod:`discoveries.types`. ``submission_timestamp`` is UTC.
+    ``location_type``, ``haven_discovery_id``, ``submission_key`` and ``imported_keeper_id``
+    are ours and nullable, so that adopting an old file only adds columns. Type-specific values
+    live in ``metadata`` under the keys of :mod:`discoveries.types`. ``submission_timestamp``
+    is UTC.
     """
 
     id = models.AutoField(primary_key=True)
@@ -79,6 +80,15 @@ class Discovery(models.Model):
         editable=False,
         help_text="Names the act of submitting (for the bot, the /discovery-report "
         "interaction), so that submitting it again stores nothing new.",
+    )
+    imported_keeper_id = models.IntegerField(
+        "id in the keeper.db it was imported from",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set by import_discoveries: the id this discovery had in the keeper.db that "
+        "exported it, so that its sync takes over the VH row that keeper.db wrote instead of "
+        "writing a second one.",
     )
 
     class Meta:

@@ -48,6 +48,10 @@ def _discovery_fields() -> list[str]:
     return [f.attname for f in Discovery._meta.concrete_fields]
 
 
+#: Columns a server of an earlier version does not send; missing, they are ``None``.
+OPTIONAL_DISCOVERY_FIELDS = ("imported_keeper_id",)
+
+
 def values_digest(values: dict[str, object]) -> str:
     """A SHA-256 hex digest of a discovery's editable values
     (:func:`discoveries.services.discovery_values`): the server gives it with each leased item
@@ -83,14 +87,17 @@ def discovery_from_wire(data: object) -> Discovery:
     """The unsaved :class:`Discovery` that ``data`` (:func:`discovery_to_wire`) describes, for
     the writer only: it is never saved, and its stored-text reads
     (``submission_timestamp_raw``, ``metadata_raw``) answer from ``data`` instead of keeper.db,
-    which the agent does not have. Raises :class:`WireInvalid`."""
+    which the agent does not have. ``imported_keeper_id`` (the id the discovery had in the
+    keeper.db it was imported from, by which the writer takes over that keeper.db's VH row)
+    travels with the rest; :data:`OPTIONAL_DISCOVERY_FIELDS` may be missing. Raises
+    :class:`WireInvalid`."""
     if not isinstance(data, dict):
         raise WireInvalid("a discovery is a JSON object")
     fields = {}
     for name in _discovery_fields():
-        if name not in data:
+        if name not in data and name not in OPTIONAL_DISCOVERY_FIELDS:
             raise WireInvalid(f"discovery: {name} is missing")
-        fields[name] = data[name]
+        fields[name] = data.get(name)
     if fields["submission_timestamp"] is not None:
         when = parse_datetime(str(fields["submission_timestamp"]))
         if when is None or when.tzinfo is None:
@@ -98,6 +105,9 @@ def discovery_from_wire(data: object) -> Discovery:
         fields["submission_timestamp"] = when
     if not isinstance(fields["id"], int):
         raise WireInvalid("discovery: id must be an integer")
+    imported = fields["imported_keeper_id"]
+    if imported is not None and (not isinstance(imported, int) or isinstance(imported, bool)):
+        raise WireInvalid("discovery: imported_keeper_id must be an integer or null")
     discovery = Discovery(**fields)
     stored = {"metadata": data.get("metadata_stored"), "submission_timestamp": None}
     # The server sends only discoveries whose time can be written (see item_to_wire).

@@ -17,6 +17,28 @@ submission does not carry), and stores each through
 What an import does not carry over: ``id`` (the new database numbers its rows),
 ``haven_discovery_id`` and ``sync_status`` (each imported discovery gets a new ``pending``
 queue item, as any submission does; the sync then writes or links it in VH).
+
+Beside the same VH-Database.db (a bot moved to another host, keeping the Control Room's file),
+the rows the exporting keeper.db wrote are taken over, never written again. The ledger in VH
+names each row by its keeper.db's id, submitter and submission second
+(:mod:`discoveries.haven.ledger`); an import keeps the submitter and second, and stores the
+exported ``id`` as the new discovery's ``imported_keeper_id``. Its sync, finding no ledger row
+of its own, looks up the row of that earlier identity and moves it to the new one, in the same
+VH transaction (:func:`discoveries.haven.ledger.ledger_take_over`): the row keeps its VH id and
+its hash, so a Control Room edit made since is still a conflict, and a row the Control Room
+deleted is a conflict as for any discovery of ours. The old ledger row stays, marked ``moved``:
+the exporting keeper.db may no longer change the row, and the same file imported into a third
+keeper.db finds the row taken and fails those items, naming the owner, rather than give one
+row two owners whose edits would overwrite each other. Beside another VH (no such ledger row),
+each discovery is written or linked as any other. The Control Room agent gets
+``imported_keeper_id`` with the rest of the discovery (:mod:`syncq.agent_protocol`) and runs
+the same writer.
+
+What this cannot tell apart, since the ledger names a discovery by nothing else: a discovery
+the new keeper.db happens to number as the old one did is the old discovery to the ledger (it
+continues that ledger row, and a later import of the same file may take the row from it, still
+one owner at a time); and a discovery exported before the old keeper.db synced it has no ledger
+row to take over.
 """
 
 from __future__ import annotations
@@ -77,8 +99,8 @@ EXPORT_FIELDS: tuple[str, ...] = (
     "haven_discovery_id",
     "sync_status",
 )
-#: Columns of an exported row that an import reads but does not store (see the module's
-#: docstring).
+#: Columns of an exported row that an import does not store as they are (see the module's
+#: docstring): ``id`` is kept as ``imported_keeper_id``, the others are read and dropped.
 NOT_IMPORTED = ("id", "haven_discovery_id", "sync_status")
 #: Columns a submission does not carry, checked as an edit's and set after the submit.
 ANALYSIS_FIELDS = ("analysis_status", "pattern_matches", "mystery_tier")
@@ -319,14 +341,16 @@ def _csv_value(name: str, cell: str) -> object:
 class ImportRow:
     """A row checked and ready to store: the keyword arguments of
     :func:`syncq.services.discovery_submit_once` (``fields``, with ``type_fields``), its
-    ``submission_key``, ``submitted_at`` (aware UTC, or ``None``: now) and the
-    :data:`ANALYSIS_FIELDS` it gives (``analysis``)."""
+    ``submission_key``, ``submitted_at`` (aware UTC, or ``None``: now), the
+    :data:`ANALYSIS_FIELDS` it gives (``analysis``) and ``imported_keeper_id``, the ``id`` it
+    had in the exporting keeper.db (``None`` when the row gives none)."""
 
     line: int
     submission_key: str
     submitted_at: datetime | None
     fields: dict[str, object]
     analysis: dict[str, object]
+    imported_keeper_id: int | None = None
 
 
 def import_key(*, user_id: str, submitted_at: datetime | None, description: str) -> str:
@@ -343,16 +367,21 @@ def row_prepare(line: int, raw: object) -> ImportRow:
     """Check one row read by :func:`file_rows` by the submit service's rules and return it
     ready to store. The row is an exported row (:data:`EXPORT_FIELDS`) or a submission as
     ``manage.py submit_discovery`` takes it (type fields as top-level keys allowed);
-    :data:`NOT_IMPORTED` columns are ignored. ``submission_timestamp`` is read as
-    :func:`discoveries.timestamps.timestamp_read` reads it (absent: now); ``submission_key``,
-    when given, must be text of 1 to 64 safe characters and is kept, else :func:`import_key`
-    names the row. Raises :class:`DiscoveryInvalid` naming every bad field."""
+    :data:`NOT_IMPORTED` columns are not stored, but ``id``, when given, must be a whole number
+    above 0 (digits as text too) and is kept as ``imported_keeper_id``.
+    ``submission_timestamp`` is read as :func:`discoveries.timestamps.timestamp_read` reads it
+    (absent: now); ``submission_key``, when given, must be text of 1 to 64 safe characters and
+    is kept, else :func:`import_key` names the row. Raises :class:`DiscoveryInvalid` naming
+    every bad field."""
     if isinstance(raw, RowUnreadable):
         raise DiscoveryInvalid({"row": [raw.reason]})
     if not isinstance(raw, Mapping):
         raise DiscoveryInvalid({"row": ["must be a JSON object"]})
     payload = {k: v for k, v in raw.items() if k not in NOT_IMPORTED}
     errors: dict[str, list[str]] = {}
+    old_id = _exported_id(raw.get("id"))
+    if old_id is False:
+        errors["id"] = ["must be a whole number above 0 (the id in the exporting keeper.db)"]
     key = payload.pop("submission_key", None)
     if text_blank(key):
         key = None
@@ -396,7 +425,19 @@ def row_prepare(line: int, raw: object) -> ImportRow:
         key = import_key(
             user_id=fields["user_id"], submitted_at=submitted_at, description=fields["description"]
         )
-    return ImportRow(line, key, submitted_at, fields, analysis)
+    return ImportRow(line, key, submitted_at, fields, analysis, imported_keeper_id=old_id)
+
+
+def _exported_id(value: object) -> int | None | bool:
+    """An exported row's ``id`` as an int, ``None`` when absent or empty, ``False`` when it is
+    no whole number above 0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return False
+    return value
 
 
 # --- a whole file ----------------------------------------------------------------------------
@@ -471,11 +512,13 @@ def _row_store(row: ImportRow) -> bool:
         ).exists()
     ):
         return False
-    # Another keeper.db may have written it into this VH already: its sync looks there first.
+    # Another keeper.db may have written it into this VH already: its sync takes that row over
+    # by the exported id (syncq.transfer's docstring), or looks for an old bot's row.
     discovery, created = discovery_submit_once(
         submission_key=row.submission_key,
         submitted_at=row.submitted_at,
         first_submitted_here=False,
+        imported_keeper_id=row.imported_keeper_id,
         **row.fields,
     )
     if created and row.analysis:

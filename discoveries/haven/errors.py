@@ -28,3 +28,10 @@ class HavenTransactionLost(HavenError):
 class HavenRowIgnored(HavenError):
     """VH-Database.db took an INSERT or UPDATE of ours without changing a row (a trigger's
     ``RAISE(IGNORE)``, an ``ON CONFLICT IGNORE`` constraint): the discovery is not in VH."""
+
+
+class HavenRowMoved(HavenError):
+    """The discovery's VH row belongs to another keeper.db now: an import there took over the
+    ledger row naming it (:func:`discoveries.haven.ledger.ledger_take_over`). Nothing is written,
+    so the row never has two owners whose edits would overwrite each other; the message names
+    the VH row and its owner."""

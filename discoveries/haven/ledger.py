@@ -21,6 +21,16 @@ A VH row the old bot wrote before the queue existed (same ``discord_user_id`` an
 form it was stored, and not yet in the ledger) is found by
 :func:`legacy_match` and linked rather than written twice (REFERENCE.md).
 
+A discovery imported into a new keeper.db (``manage.py import_discoveries``) carries the id it
+had in the keeper.db that exported it (``imported_keeper_id``); its submitter and second are
+kept. When the new keeper.db syncs into the same VH, :func:`ledger_take_over` moves the old
+keeper.db's ledger row to the new identity: a copy under the new identity, and the old row kept
+as ``how = 'moved'``, in the caller's VH transaction. A moved row names its VH row still, so
+:func:`legacy_match` never links that row again, but it is nobody's: the keeper.db that wrote it
+may no longer change the row, and a second import of the same file (into a third keeper.db)
+finds it moved and is refused, so one VH row never has two owners whose edits would overwrite
+each other.
+
 Every function takes a cursor on the ``haven`` connection inside the caller's transaction.
 """
 
@@ -63,6 +73,12 @@ def ledger_ensure(cursor) -> None:
         cursor.execute("ALTER TABLE keeper_sync_ledger ADD COLUMN row_hash TEXT")
 
 
+#: ``how`` of a ledger row whose VH row we deleted (the ledger row stays).
+DELETED = "deleted"
+#: ``how`` of a ledger row an import into another keeper.db took over (:func:`ledger_take_over`).
+MOVED = "moved"
+
+
 @dataclass(frozen=True)
 class LedgerRow:
     """One ledger row of a keeper discovery: its VH row id, ``how`` it came to be (written,
@@ -75,7 +91,13 @@ class LedgerRow:
 
     @property
     def deleted(self) -> bool:
-        return self.how == "deleted"
+        """Whether the row was deleted by us (``how`` ``deleted``)."""
+        return self.how == DELETED
+
+    @property
+    def moved(self) -> bool:
+        """Whether an import into another keeper.db took the row over (``how`` ``moved``)."""
+        return self.how == MOVED
 
 
 def ledger_identity(
@@ -185,6 +207,76 @@ def ledger_record(
             row_hash,
         ],
     )
+
+
+def ledger_take_over(cursor, discovery) -> LedgerRow | None:
+    """Move to ``discovery`` (a keeper discovery with ``imported_keeper_id``, the id it had in
+    the keeper.db that exported it) the ledger row of its earlier life: the row naming
+    ``(imported_keeper_id, user_id, submission second)``. Returns ``None`` when there is none
+    (no imported id, the same identity as the discovery's own, or no such row): nothing changed.
+
+    Otherwise, in the caller's VH transaction, the old row is copied under ``discovery``'s own
+    identity with the same VH id, ``location_resolved`` and ``row_hash`` (so a row the Control
+    Room changed since is still seen as changed), ``how`` ``linked`` (``deleted`` for a row we
+    had deleted), and the old row becomes ``moved``; the copy is returned. The caller holds
+    VH's write lock (:class:`discoveries.haven.writer.HavenBatch`), so of two keeper.dbs syncing
+    the same import at once, the first takes the row and the second finds it moved. When the
+    old row is ``moved`` already (another import took it first), nothing changes and that row is
+    returned (``moved`` true): the caller refuses the write rather than give the VH row a second
+    owner. Raises the database's ``IntegrityError`` if a row under ``discovery``'s identity
+    exists, which the caller's :func:`ledger_find` has ruled out.
+    """
+    old_id = getattr(discovery, "imported_keeper_id", None)
+    if old_id is None:
+        return None
+    old = ledger_identity(old_id, discovery.user_id, discovery.submission_timestamp)
+    if old == _identity(discovery):
+        return None
+    cursor.execute(
+        "SELECT haven_discovery_id, how, location_resolved, row_hash FROM keeper_sync_ledger"
+        " WHERE keeper_discovery_id = %s AND discord_user_id = %s AND submission_timestamp = %s",
+        list(old),
+    )
+    found = cursor.fetchone()
+    if found is None:
+        return None
+    haven_id, how, resolved, row_hash = found
+    if how == MOVED:
+        return LedgerRow(haven_id, MOVED, row_hash)
+    taken = DELETED if how == DELETED else "linked"
+    now = timezone.now().strftime(HAVEN_TIMESTAMP_FORMAT)
+    # A plain INSERT: the caller found no row under the new identity (ledger_find), and one
+    # appearing meanwhile is an error to report, never a row to overwrite.
+    cursor.execute(
+        "INSERT INTO keeper_sync_ledger (keeper_discovery_id, discord_user_id,"
+        " submission_timestamp, haven_discovery_id, how, location_resolved, recorded_at,"
+        " row_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        [*_identity(discovery), haven_id, taken, resolved, now, row_hash],
+    )
+    cursor.execute(
+        "UPDATE keeper_sync_ledger SET how = %s, recorded_at = %s"
+        " WHERE keeper_discovery_id = %s AND discord_user_id = %s AND submission_timestamp = %s",
+        [MOVED, now, *old],
+    )
+    logger.info(
+        "keeper discovery %s (imported; %s in the keeper.db it came from) took over VH row #%s",
+        discovery.id,
+        old_id,
+        haven_id,
+    )
+    return LedgerRow(haven_id, taken, row_hash)
+
+
+def ledger_owner(cursor, haven_id: int) -> int | None:
+    """The keeper discovery id of the ledger row that owns VH row ``haven_id`` now (any ``how``
+    but ``moved``; the lowest when there are several), or ``None``: for messages."""
+    cursor.execute(
+        "SELECT MIN(keeper_discovery_id) FROM keeper_sync_ledger"
+        " WHERE haven_discovery_id = %s AND how <> %s",
+        [haven_id, MOVED],
+    )
+    found = cursor.fetchone()
+    return found[0] if found else None
 
 
 def ledger_update(cursor, discovery, *, how: str, row_hash: str | None) -> None:

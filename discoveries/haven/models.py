@@ -129,8 +129,11 @@ class LedgerEntry(models.Model):
     A keeper discovery is named by its id, submitter and submission second (UTC text), so a
     keeper.db whose ids were used again for other discoveries is never confused with the one
     that wrote the row. ``how`` is ``written`` (we inserted the VH row) or ``linked`` (the old
-    bot had written it), ``updated`` (we changed it after an edit) or ``deleted`` (we removed
-    it). ``location_resolved`` is 0 when the system, planet or moon was not found and the row
+    bot had written it, or an import took it over from another keeper.db), ``updated`` (we
+    changed it after an edit), ``deleted`` (we removed it) or ``moved`` (an import into another
+    keeper.db took it over; this ledger row owns nothing now: see
+    :func:`discoveries.haven.ledger.ledger_take_over`).
+    ``location_resolved`` is 0 when the system, planet or moon was not found and the row
     was written with NULL ids. ``recorded_at`` is UTC text. ``row_hash`` is the hash of the row
     as we last left it (:func:`discoveries.haven.mapping.haven_row_hash`), NULL when unknown.
     """

@@ -108,8 +108,9 @@ class HavenVerifyReport:
     - ``outdated``: those whose VH row is as the ledger says we left it, but the ledger's hash
       is not the one keeper.db's queue item kept: VH holds an older version of ours (a restored
       backup). Items that kept no hash are never outdated;
-    - ``orphaned``: ledger rows (not ``deleted``) naming a discovery keeper.db did not hold
-      (as read by the caller: confirm against keeper.db again before reporting them);
+    - ``orphaned``: ledger rows (not ``deleted``, nor ``moved`` to another keeper.db) naming
+      a discovery keeper.db did not hold (as read by the caller: confirm against keeper.db
+      again before reporting them);
     - ``baseline_recorded``: ledger rows that had no hash and now hold their row's current one;
     - ``linked``: discoveries with no ledger row whose VH row keeper.db recorded is the old
       bot's row of the same discovery, now in the ledger as ``linked`` (and not missing);
@@ -260,7 +261,7 @@ def _ledger_compare(
         f" l.haven_discovery_id, {'l.row_hash' if has_hash else 'NULL'}, d.id"
         f"{_selected(columns)}"
         " FROM keeper_sync_ledger l LEFT JOIN discoveries d ON d.id = l.haven_discovery_id"
-        " WHERE l.how <> 'deleted'"
+        " WHERE l.how NOT IN ('deleted', 'moved')"
     )
     baseline: list[tuple[str, Identity]] = []
     while rows := cursor.fetchmany(FETCH_SIZE):

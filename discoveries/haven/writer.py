@@ -4,8 +4,10 @@ previewing the write.
 What Keeper Sync adds to the Control Room's file is the ledger (:mod:`discoveries.haven.ledger`)
 and one row in ``discoveries`` per keeper discovery, changed only together with its ledger row in
 one VH transaction. :func:`haven_discovery_write` makes that one row match the discovery: it
-links an old bot's identical row, inserts a new one, or (after an edit, or when the row went
-missing) updates or writes it again through the ledger, never adding a second row.
+links an old bot's identical row, takes over the row another keeper.db wrote for an imported
+discovery (:func:`discoveries.haven.ledger.ledger_take_over`), inserts a new one, or (after an
+edit, or when the row went missing) updates or writes it again through the ledger, never adding a
+second row.
 :func:`haven_discovery_delete` removes it. Neither overwrites a row the Control Room changed
 since we wrote it (its hash no longer matches the ledger's): they report a conflict, with both
 versions, for an operator to settle. A discovery whose place is not in VH gets no row unless
@@ -28,7 +30,7 @@ import logging
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db import DatabaseError, IntegrityError, transaction
 
@@ -36,6 +38,7 @@ from discoveries.haven.catalog import catalog_location_resolve, catalog_version
 from discoveries.haven.connection import haven_close, haven_connection, haven_replaced_check
 from discoveries.haven.errors import (
     HavenRowIgnored,
+    HavenRowMoved,
     HavenSchemaError,
     HavenTransactionLost,
     HavenUnavailable,
@@ -46,7 +49,9 @@ from discoveries.haven.ledger import (
     known_row_match,
     ledger_ensure,
     ledger_find,
+    ledger_owner,
     ledger_record,
+    ledger_take_over,
     ledger_update,
     legacy_match,
 )
@@ -365,9 +370,15 @@ def haven_discovery_write(*, discovery, **options) -> WriteOutcome | None:
     ``discovery`` is anything with the keeper columns (a ``Discovery``). A discovery the
     ledger names is compared with its row: the same → ``ledger``; different → ``updated``
     (mapped columns rewritten in place) unless the Control Room changed the row since we wrote
-    it → ``conflict``; a row gone from VH is written again. Otherwise an old bot's identical
-    row is ``linked``; else (unless ``link_only``, which then returns ``None``) the place is
-    resolved and the row inserted → ``written``. A place not in VH gives ``waiting`` and no
+    it → ``conflict``; a row gone from VH is written again. A discovery imported from another
+    keeper.db (``imported_keeper_id``) that the ledger does not name yet first takes over the
+    ledger row of its earlier life there (:func:`discoveries.haven.ledger.ledger_take_over`)
+    and is then compared with that row as above: ``updated`` (the row's ``metadata`` then names
+    the new keeper id, and an edit made since the export is written), ``linked`` when the row is
+    already as wanted, and a ``conflict`` when the Control Room changed or deleted it since the
+    other keeper.db last left it. Otherwise an old bot's identical row is ``linked``; else
+    (unless ``link_only``, which then returns ``None``) the place is resolved and the row
+    inserted → ``written``. A place not in VH gives ``waiting`` and no
     row, unless ``write_unplaced`` and the file's constraints take the row.
 
     ``force_hash`` overwrites a changed row only while it still hashes to that value (an
@@ -383,7 +394,8 @@ def haven_discovery_write(*, discovery, **options) -> WriteOutcome | None:
     a ``conflict`` (``theirs`` ``None``) unless ``force_hash`` is :data:`ROW_ABSENT`, which
     writes it again. ``search_legacy`` false skips the search for an old bot's identical row
     (it scans VH's ``discoveries``): right for a discovery submitted since the queue existed,
-    whose only row can be one the ledger names. Raises :class:`HavenUnavailable` (missing,
+    whose only row can be one the ledger names. Raises :class:`HavenRowMoved` when the row is
+    another keeper.db's now (an import there took it over), :class:`HavenUnavailable` (missing,
     disabled, or replaced during the write), :class:`HavenSchemaError` (a column the row needs
     is missing, named in the message), :class:`MappingError`, or the database's own error
     (``OperationalError: database is locked`` after the busy timeout). One discovery in a
@@ -408,12 +420,18 @@ def _write_in_transaction(
 ) -> WriteOutcome | None:
     cursor = txn.cursor
     entry = ledger_find(cursor, discovery)
+    taken_over = False
+    if entry is None:
+        entry = ledger_take_over(cursor, discovery)
+        taken_over = entry is not None
+    if entry is not None and entry.moved:
+        raise HavenRowMoved(_moved_message(cursor, discovery, entry, imported=taken_over))
     if entry is not None and not entry.deleted:
         if link_only:
             return WriteOutcome(entry.haven_id, "ledger")
         current = txn.row_read(entry.haven_id)
         if current is not None:
-            return _update(
+            outcome = _update(
                 txn,
                 discovery,
                 entry,
@@ -422,6 +440,12 @@ def _write_in_transaction(
                 force_hash=force_hash,
                 accept_hash=accept_hash,
                 kept_base=kept_base,
+            )
+            # Taken over as the other keeper.db left it: linked, not "written by us before".
+            return (
+                replace(outcome, how="linked")
+                if taken_over and outcome.how == "ledger"
+                else outcome
             )
         if force_hash != ROW_ABSENT:
             # Our ledger row is there and our row is not: the Control Room deleted it (a
@@ -509,6 +533,27 @@ def _insert(txn: HavenBatch, discovery, *, write_unplaced: bool) -> WriteOutcome
     return WriteOutcome(
         haven_id, "written", location, haven_row_neutralised(row), row_hash=written_hash
     )
+
+
+def _moved_message(cursor, discovery, entry: LedgerRow, *, imported: bool) -> str:
+    """Why ``discovery`` may not write VH row ``entry.haven_id``, which an import into another
+    keeper.db took over (``entry`` is ``moved``), naming that keeper.db's discovery and what an
+    operator may do: a discovery ``imported`` here (the moved row is its earlier life's) may
+    become a row of its own; one exported from here (the moved row is its own) lives on in the
+    other keeper.db."""
+    owner = ledger_owner(cursor, entry.haven_id)
+    taken = (
+        f"keeper discovery {discovery.id}: VH row #{entry.haven_id} was taken over by an import "
+        "into another keeper.db"
+        + (f" (its discovery {owner})" if owner is not None else "")
+        + ", which alone may change it now; it is not written a second time."
+    )
+    if imported:
+        return taken + (
+            " To keep this discovery as a row of its own instead, clear its imported_keeper_id"
+            " and retry it"
+        )
+    return taken + " Edit it there, or delete it here (the row stays)"
 
 
 def _conflict(entry: LedgerRow, ours, current, current_hash: str, base=None) -> WriteOutcome:
@@ -660,7 +705,9 @@ def haven_discovery_delete(
     deleted, or gone from VH), so deleting again is harmless; or ``conflict`` when the Control
     Room changed the row since we wrote it, unless it still hashes to ``force_hash`` (an
     operator chose to delete the version they saw). ``known_haven_id`` as for
-    :func:`haven_discovery_write`. Raises as :func:`haven_discovery_write`.
+    :func:`haven_discovery_write`. An imported discovery takes over its earlier life's ledger
+    row first, as for a write; a row another keeper.db took over is left to it (``absent``,
+    logged). Raises as :func:`haven_discovery_write`, but never :class:`HavenRowMoved`.
     """
     with HavenBatch() as batch:
         outcome = batch.delete(
@@ -674,6 +721,16 @@ def _delete_in_transaction(
 ) -> WriteOutcome:
     cursor = txn.cursor
     entry = ledger_find(cursor, discovery)
+    imported = entry is None
+    if imported:
+        entry = ledger_take_over(cursor, discovery)
+    if entry is not None and entry.moved:
+        # The row is another keeper.db's now: deleting this discovery leaves it there.
+        logger.warning(
+            "%s; the discovery is deleted here only",
+            _moved_message(cursor, discovery, entry, imported=imported),
+        )
+        return WriteOutcome(None, "absent")
     if entry is None:
         linked = legacy_match(cursor, discovery)
         known = None if linked is not None else _link_known(txn, discovery, known_haven_id)
