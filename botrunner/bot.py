@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 COGS = (
     "botrunner.cogs.heartbeat",
     "botrunner.cogs.discovery_report",
+    "botrunner.cogs.archive_edit",
     "botrunner.cogs.sync_admin",
     "botrunner.cogs.owner",
 )

@@ -44,3 +44,9 @@ class ConflictVersionChanged(SyncError):
     def __init__(self, item_id: int):
         self.item_id = item_id
         super().__init__(f"queue item {item_id} no longer holds the version that was chosen from")
+
+
+class AlertDeliveryFailed(SyncError):
+    """An alert message could not be posted to ``ALERT_WEBHOOK_URL`` and is given up: the
+    webhook refused it, or its last try failed. Raised by the delivery task, so django-q2
+    keeps it among its failed tasks."""

@@ -3,7 +3,8 @@
 django-q2's scheduler looks for due schedules about every 30 s and ``Schedule.minutes`` is whole
 minutes, so an interval under a minute is made of several one-minute schedules started
 ``SYNC_INTERVAL_SECONDS`` apart (30 s → two). Registering again, on every ``migrate``, updates
-these rows in place and never adds a duplicate.
+these rows in place and never adds a duplicate. The alert scan's schedule exists only while
+``ALERT_WEBHOOK_URL`` is set: registering without it removes the schedule.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from django_q.models import Schedule
 SYNC_FUNC = "syncq.tasks.sync_due"
 PRUNE_FUNC = "syncq.tasks.prune_synced"
 VERIFY_FUNC = "syncq.tasks.verify_daily"
+ALERT_FUNC = "syncq.tasks.alerts_scan"
 SYNC_NAME_PREFIX = "keeper-sync-"
 PRUNE_NAME = "keeper-prune-synced"
 VERIFY_NAME = "keeper-verify"
+ALERT_NAME = "keeper-alerts"
 
 
 def _sync_plan(interval: int) -> tuple[int, int]:
@@ -31,8 +34,8 @@ def _sync_plan(interval: int) -> tuple[int, int]:
 
 
 def schedules_register() -> list[str]:
-    """Create or update the sync, prune and daily verify schedules; remove stale ones. Returns
-    their names."""
+    """Create or update the sync, prune and daily verify schedules, and the alert scan's (every
+    minute) when ``ALERT_WEBHOOK_URL`` is set; remove stale ones. Returns their names."""
     count, minutes = _sync_plan(settings.SYNC_INTERVAL_SECONDS)
     now = timezone.now()
     wanted = {
@@ -56,9 +59,16 @@ def schedules_register() -> list[str]:
         "minutes": None,
         "first_run": now + timedelta(minutes=15),
     }
+    if settings.ALERT_WEBHOOK_URL:
+        wanted[ALERT_NAME] = {
+            "func": ALERT_FUNC,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "first_run": now + timedelta(seconds=20),
+        }
     with transaction.atomic(using=router.db_for_write(Schedule)):
         ours = Schedule.objects.select_for_update().filter(
-            func__in=[SYNC_FUNC, PRUNE_FUNC, VERIFY_FUNC]
+            func__in=[SYNC_FUNC, PRUNE_FUNC, VERIFY_FUNC, ALERT_FUNC]
         )
         ours = list(ours.order_by("id"))
         kept: dict[str, Schedule] = {}

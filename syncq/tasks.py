@@ -8,6 +8,7 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 
+from syncq import alert_services
 from syncq.cache_keys import SYNC_KICK, keeper_cache_key
 from syncq.services import queue_prune, sync_kick, sync_until_idle
 from syncq.verify import sync_verify
@@ -72,3 +73,18 @@ def verify_daily() -> dict[str, object]:
         return {"skipped": "VH-Database.db is on the Control Room agent's desktop"}
     run = sync_verify(repair=False, source="schedule", actor_name="daily verify")
     return run.figures(ids_shown=0)
+
+
+def alerts_scan() -> dict[str, object]:
+    """The alert scan (:func:`syncq.alert_services.alerts_scan`), every minute while
+    ``ALERT_WEBHOOK_URL`` is set (:mod:`syncq.schedules`). Returns what it did (kept by
+    django-q2 as the task's result)."""
+    report = alert_services.alerts_scan()
+    return {"events": report.events, "message": report.message, "queued": report.queued}
+
+
+def alert_deliver(message_id: int) -> str:
+    """Post alert message ``message_id`` (:func:`syncq.alert_services.alert_deliver`);
+    returns its state. A message given up raises, so django-q2 keeps it among its failed
+    tasks."""
+    return alert_services.alert_deliver(message_id=message_id)

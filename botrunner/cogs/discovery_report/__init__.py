@@ -15,11 +15,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 from django.conf import settings
+from django.db import DatabaseError
 
 from botrunner.cogs.discovery_report.draft import ReportDraft
 from botrunner.cogs.discovery_report.embed import discovery_embed
 from botrunner.cogs.discovery_report.view import ReportView
+from botrunner.db import run_db
 from botrunner.delivery import NO_MENTIONS, interaction_answer_if_orphaned
+from botrunner.services import archive_post_record
 
 if TYPE_CHECKING:
     from discoveries.models import Discovery
@@ -72,13 +75,15 @@ class DiscoveryReport(commands.Cog):
         await interaction_answer_if_orphaned(interaction, prefix="report:")
 
     async def archive_post(self, discovery: Discovery) -> None:
-        """Post ``discovery``'s embed to ``ARCHIVE_CHANNEL_ID`` when set. A failure is logged
-        and costs the member nothing: the discovery is already stored."""
+        """Post ``discovery``'s embed to ``ARCHIVE_CHANNEL_ID`` when set, and record the
+        message (:func:`botrunner.services.archive_post_record`) for its edit once the
+        discovery reaches the Control Room (:mod:`botrunner.cogs.archive_edit`). A failure is
+        logged and costs the member nothing: the discovery is already stored."""
         channel_id = settings.ARCHIVE_CHANNEL_ID
         if channel_id is None:
             return
         try:
-            await self.bot.get_partial_messageable(channel_id).send(
+            message = await self.bot.get_partial_messageable(channel_id).send(
                 embed=discovery_embed(discovery), allowed_mentions=NO_MENTIONS
             )
         except discord.HTTPException as exc:
@@ -87,6 +92,18 @@ class DiscoveryReport(commands.Cog):
                 discovery.id,
                 channel_id,
                 exc,
+            )
+            return
+        try:
+            await run_db(
+                archive_post_record,
+                discovery_id=discovery.id,
+                channel_id=channel_id,
+                message_id=message.id,
+            )
+        except DatabaseError as exc:
+            logger.warning(
+                "could not record discovery %s's archive post %s: %s", discovery.id, message.id, exc
             )
 
 

@@ -3,6 +3,7 @@ Discord's embed limits (:mod:`botrunner.limits`) whatever the lengths of the sto
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import discord
@@ -19,11 +20,22 @@ def _shown(text: str, limit: int) -> str:
     return limits.cut(discord.utils.escape_markdown(text), limit)
 
 
-def discovery_embed(discovery: Discovery) -> discord.Embed:
+#: The field an archive post gains once its discovery reached the Control Room.
+REACHED_FIELD = "Control Room"
+
+
+def reached_text(reached_at: datetime) -> str:
+    """The line an archive post shows once its discovery reached the Control Room at
+    ``reached_at`` (aware)."""
+    return f"Reached the Control Room at {reached_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def discovery_embed(discovery: Discovery, *, reached_at: datetime | None = None) -> discord.Embed:
     """The archive channel's embed of a stored discovery, within every embed limit (title 256,
     description 4,096, field values 1,024, 25 fields, 6,000 in all), whatever the lengths of
     the stored texts. Member text is shown literally (markdown escaped); the evidence link is
-    the title's link."""
+    the title's link. With ``reached_at`` (aware), a last field says when the discovery
+    reached the Control Room (:func:`reached_text`)."""
     dtype = discovery.type
     type_name = dtype.name if dtype else "Discovery"
     system = discovery.system_name or "an unknown system"
@@ -43,7 +55,8 @@ def discovery_embed(discovery: Discovery) -> discord.Embed:
         value = values.get(type_field.key)
         if isinstance(value, str) and value.strip():
             fields.append((type_field.label, value))
-    for name, value in fields[: limits.EMBED_FIELDS_MAX - 1]:
+    kept = limits.EMBED_FIELDS_MAX - (2 if reached_at else 1)
+    for name, value in fields[:kept]:
         embed.add_field(
             name=limits.cut(name, limits.EMBED_FIELD_NAME_MAX),
             value=_shown(value, limits.EMBED_FIELD_VALUE_MAX),
@@ -58,6 +71,8 @@ def discovery_embed(discovery: Discovery) -> discord.Embed:
             ),
             inline=False,
         )
+    if reached_at is not None:
+        embed.add_field(name=REACHED_FIELD, value=reached_text(reached_at), inline=False)
     embed.set_footer(
         text=limits.cut(
             f"Discovery #{discovery.id} · reported by {discovery.username}",
