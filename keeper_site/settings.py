@@ -562,6 +562,52 @@ DISCORD_GATEWAY_URL = _env_url(
 # How long a /discovery-report form waits for its user before it disables itself. The form is
 # disabled through the user's last interaction, whose token Discord keeps for 15 minutes.
 BOT_VIEW_TIMEOUT_SECONDS = _env_int("BOT_VIEW_TIMEOUT_SECONDS", default=600, minimum=1, maximum=840)
+# How often the bot looks for archive posts whose discovery reached the Control Room, to edit
+# each once to say when.
+BOT_ARCHIVE_EDIT_SECONDS = _env_int(
+    "BOT_ARCHIVE_EDIT_SECONDS", default=20, minimum=1, maximum=3_600
+)
+
+# --- Alerts to a Discord webhook (syncq.alerts; README, "Alerts") ------------------------------
+# Off unless ALERT_WEBHOOK_URL is set: then a one-minute schedule looks for failures, items
+# waiting for their place, outages and the daily summary, and posts them to that webhook.
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _alert_webhook_url(raw: str) -> str | None:
+    """An https URL; http only to a loopback host (a local receiver, as in the tests)."""
+    found = re.fullmatch(r"(https?)://([^\s/?#@]+?)(:[0-9]{1,5})?(/[^\s#]*)?", raw)
+    if not found:
+        return None
+    scheme, host = found.group(1), found.group(2).lower()
+    return raw if scheme == "https" or host in _LOOPBACK_HOSTS else None
+
+
+ALERT_WEBHOOK_URL = _typed(
+    "ALERT_WEBHOOK_URL",
+    "",
+    _alert_webhook_url,
+    "a Discord webhook's https:// URL (Server Settings, Integrations, Webhooks, Copy Webhook "
+    "URL); http:// only to 127.0.0.1, localhost or [::1]",
+)
+# Failed attempts of one item after which it is reported (once per round of attempts).
+ALERT_FAILED_ATTEMPTS = _env_int("ALERT_FAILED_ATTEMPTS", default=5, minimum=1, maximum=1_000)
+# How long VH-Database.db (or the Control Room agent) must stay unreachable to be reported.
+ALERT_OUTAGE_MINUTES = _env_int("ALERT_OUTAGE_MINUTES", default=10, minimum=1, maximum=1_440)
+# When the daily summary is posted, "HH:MM" in UTC.
+ALERT_DAILY_AT = _env_matching(
+    "ALERT_DAILY_AT",
+    default="09:00",
+    pattern=r"([01][0-9]|2[0-3]):[0-5][0-9]",
+    expected="a UTC time of day as HH:MM, such as 09:00",
+)
+# Post each discovery as it reaches the Control Room, batched with the other alerts.
+ALERT_ON_SYNC = _env_bool("ALERT_ON_SYNC", default=False)
+if ALERT_ON_SYNC and not ALERT_WEBHOOK_URL:
+    raise ImproperlyConfigured(
+        "ALERT_ON_SYNC=true needs ALERT_WEBHOOK_URL: the Discord webhook the discoveries are "
+        "posted to"
+    )
 
 # The desktop side (manage.py haven_agent): the server's address, the agent's token, and the
 # agent's own small state file (its id and the catalog it last uploaded).
@@ -658,6 +704,8 @@ LOGGING = {
         # django-axes logs every sign-in and clean-up at INFO; failures and lockouts are
         # warnings.
         "axes": {"level": _QUIET_LEVEL},
+        # httpx logs every request's URL at INFO, and an alert webhook's URL holds its token.
+        "httpx": {"level": _QUIET_LEVEL},
         # Every request naming a host not in ALLOWED_HOSTS (scanners on the internet send
         # many) would log a traceback; each gets its 400 and a line in the access log.
         "django.security.DisallowedHost": {"level": "CRITICAL"},

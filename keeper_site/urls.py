@@ -1,5 +1,6 @@
-"""Keeper Sync's URLs: the Control Room API, its OpenAPI schema and docs, and the admin with
-the queue dashboard (both ahead of ``admin.site.urls``, so they win over its catch-all)."""
+"""Keeper Sync's URLs: the Control Room API, its OpenAPI schema and docs, and the admin (named
+Keeper Sync) with the queue dashboard (both ahead of ``admin.site.urls``, so they win over its
+catch-all)."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,6 +8,13 @@ from django.views.generic import RedirectView
 
 from syncq.api import DocsView, SchemaView
 from syncq.dashboard import admin_index, queue_dashboard
+
+# The console's name on every admin page, the login included.
+admin.site.site_header = "Keeper Sync"
+admin.site.site_title = "Keeper Sync"
+admin.site.index_title = "Operator console"
+# The lists need the page's width (1280 px screens); the index and breadcrumbs lead everywhere.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),

@@ -30,12 +30,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.text import Truncator, smart_split
 from django.utils.translation import ngettext
 
 from discoveries.models import Discovery
-from syncq.display import retry_due_text
+from syncq.display import retry_due_text, when_html
 from syncq.errors import ConflictVersionChanged, QueueItemNotFound, QueueItemNotInConflict
 from syncq.ids import MAX_ID, id_read
 from syncq.models import (
@@ -63,6 +64,24 @@ CONFIRM_ABOVE = 100
 
 #: How many characters of an error the list shows; the detail page shows all of it.
 ERROR_PREVIEW_CHARS = 80
+
+#: How many characters of a system, a place or a submitter's name the queue list shows; the
+#: whole text is the cell's tooltip.
+NAME_PREVIEW_CHARS = 24
+
+#: How many item ids an operator action's row links to; the rest are counted.
+ACTION_IDS_SHOWN = 8
+
+#: How an operator action's ``action`` reads in the console.
+ACTION_LABELS = {
+    "retry": "Retry",
+    "reset_attempts": "Reset attempts",
+    "write_unplaced": "Write without a place",
+    "edit": "Edit",
+    "delete": "Delete",
+    "conflict_keep_keeper": "Kept the keeper version",
+    "conflict_keep_control_room": "Kept the Control Room's version",
+}
 
 #: What a bulk action says of the items that are gone: ``"one|many"``.
 MISSING_TEXT = "{n} queue item no longer exists.|{n} queue items no longer exist."
@@ -470,17 +489,44 @@ def conflict_table(ours: dict | None, theirs: dict) -> list[dict]:
     ]
 
 
+def state_label(value: str | None) -> str:
+    """A queue item's state as people read it (:class:`SyncStatus`' labels); a state other
+    tools wrote, unknown here, as it is stored."""
+    if value in SyncStatus.values:
+        return SyncStatus(value).label
+    return value or "—"
+
+
+def _name_cell(text: str | None) -> str:
+    """A name cut to :data:`NAME_PREVIEW_CHARS`, the whole of it in the tooltip; ``"—"`` when
+    empty."""
+    if not text:
+        return "—"
+    short = Truncator(text).chars(NAME_PREVIEW_CHARS)
+    if short == text:
+        return text
+    return format_html('<span title="{}">{}</span>', text, short)
+
+
 class SyncAttemptInline(admin.TabularInline):
-    """Every attempt of the item, newest first, read-only."""
+    """Every attempt of the item, newest first, read-only. Numbers count on across retries
+    (:func:`syncq.services._attempt_numbers_load`)."""
 
     model = SyncAttempt
-    fields = ("number", "started_at", "duration_ms", "outcome", "error", "haven_discovery_id")
+    fields = ("number", "started", "duration_ms", "outcome", "error", "haven_discovery_id")
     readonly_fields = fields
     extra = 0
     can_delete = False
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, attempt: SyncAttempt) -> str:
+        return when_html(attempt.started_at, timezone.now())
 
 
 @admin.register(SyncQueueItem)
@@ -491,35 +537,49 @@ class SyncQueueItemAdmin(AsciiIdsAdmin):
     list_display = (
         "id",
         "discovery_link",
+        "where",
+        "submitter",
         "state",
         "attempts",
         "next_retry",
         "last_error",
-        "haven_discovery_id",
-        "created_at",
+        "vh_id",
+        "queued",
     )
+    list_select_related = ("discovery",)
     list_filter = (
         "sync_status",
         "operation",
         ErrorTextFilter,
         ("created_at", admin.DateFieldListFilter),
     )
-    search_fields = ("=id", "sync_error")
+    search_fields = (
+        "=id",
+        "sync_error",
+        "discovery__system_name",
+        "discovery__location",
+        "discovery__planet_name",
+        "discovery__username",
+        "discovery__discovery_type",
+    )
     list_per_page = 100
     actions = tuple(_admin_action(name, action) for name, action in BULK_ACTIONS.items())
     fields = (
         "discovery_link",
+        "system",
+        "place",
+        "submitter",
         "state",
         "operation",
         "attempts",
         "next_retry",
         "full_error",
         "haven_discovery_id",
-        "created_at",
-        "last_sync_attempt",
-        "next_retry_after",
-        "synced_at",
-        "leased_until",
+        "queued",
+        "last_attempt",
+        "retry_after",
+        "synced",
+        "leased_until_text",
         "metadata",
     )
     readonly_fields = fields
@@ -544,6 +604,16 @@ class SyncQueueItemAdmin(AsciiIdsAdmin):
                 wrap(self.write_unplaced_view),
                 name="{}_{}_write_unplaced".format(*info),
             ),
+            path(
+                "<path:object_id>/retry/",
+                wrap(self.retry_view),
+                name="{}_{}_retry".format(*info),
+            ),
+            path(
+                "<path:object_id>/reset-attempts/",
+                wrap(self.reset_attempts_view),
+                name="{}_{}_reset_attempts".format(*info),
+            ),
             *super().get_urls(),
         ]
 
@@ -551,21 +621,86 @@ class SyncQueueItemAdmin(AsciiIdsAdmin):
 
     @admin.display(description="discovery", ordering="discovery_id")
     def discovery_link(self, item: SyncQueueItem) -> str:
+        """The discovery's type (its emoji, the name in the tooltip) and id, linked to its
+        page."""
+        discovery = item.discovery
+        dtype = discovery.type
+        emoji = dtype.emoji if dtype else "❓"
+        type_name = dtype.name if dtype else f"unknown type {discovery.discovery_type!r}"
         if not self.admin_site.is_registered(Discovery):
-            return str(item.discovery_id)
-        url = reverse(
-            f"{self.admin_site.name}:discoveries_discovery_change", args=[item.discovery_id]
+            return format_html('<span title="{}">{} #{}</span>', type_name, emoji, discovery.id)
+        url = reverse(f"{self.admin_site.name}:discoveries_discovery_change", args=[discovery.id])
+        return format_html(
+            '<a href="{}" title="{}" class="queue-discovery">{}&nbsp;#{}</a>',
+            url,
+            type_name,
+            emoji,
+            discovery.id,
         )
-        return format_html('<a href="{}">{}</a>', url, item.discovery_id)
+
+    @admin.display(description="system", ordering="discovery__system_name")
+    def system(self, item: SyncQueueItem) -> str:
+        return _name_cell(item.discovery.system_name)
+
+    @admin.display(description="place", ordering="discovery__location")
+    def place(self, item: SyncQueueItem) -> str:
+        """The planet, moon or place named, with its kind (and a moon's planet) in the
+        tooltip."""
+        discovery = item.discovery
+        if not discovery.location:
+            return "—"
+        kind = discovery.location_type or "place"
+        whole = f"{discovery.location} ({kind}"
+        whole += f" of {discovery.planet_name})" if discovery.planet_name else ")"
+        return format_html(
+            '<span title="{}">{}</span>',
+            whole,
+            Truncator(discovery.location).chars(NAME_PREVIEW_CHARS),
+        )
+
+    @admin.display(description="system · place", ordering="discovery__system_name")
+    def where(self, item: SyncQueueItem) -> str:
+        """The system, and under it the planet, moon or place (:meth:`place`)."""
+        return format_html(
+            '{}<br><small class="queue-place">{}</small>', self.system(item), self.place(item)
+        )
+
+    @admin.display(description="VH id", ordering="haven_discovery_id")
+    def vh_id(self, item: SyncQueueItem) -> str:
+        return str(item.haven_discovery_id) if item.haven_discovery_id is not None else "—"
+
+    @admin.display(description="submitter", ordering="discovery__username")
+    def submitter(self, item: SyncQueueItem) -> str:
+        return _name_cell(item.discovery.username)
+
+    @admin.display(description="queued", ordering="created_at")
+    def queued(self, item: SyncQueueItem) -> str:
+        return when_html(item.created_at, timezone.now())
+
+    @admin.display(description="last attempt", ordering="last_sync_attempt")
+    def last_attempt(self, item: SyncQueueItem) -> str:
+        return when_html(item.last_sync_attempt, timezone.now())
+
+    @admin.display(description="next retry after", ordering="next_retry_after")
+    def retry_after(self, item: SyncQueueItem) -> str:
+        return when_html(item.next_retry_after, timezone.now())
+
+    @admin.display(description="synced", ordering="synced_at")
+    def synced(self, item: SyncQueueItem) -> str:
+        return when_html(item.synced_at, timezone.now())
+
+    @admin.display(description="leased until", ordering="leased_until")
+    def leased_until_text(self, item: SyncQueueItem) -> str:
+        return when_html(item.leased_until, timezone.now())
 
     @admin.display(description="state", ordering="sync_status")
     def state(self, item: SyncQueueItem) -> str:
         badge = format_html(
             '<span class="sync-state sync-state-{}" style="background:{};color:#fff;'
-            'padding:2px 8px;border-radius:10px;white-space:nowrap">{}</span>',
+            'padding:2px 8px;border-radius:10px;display:inline-block;line-height:1.4">{}</span>',
             item.sync_status,
             STATE_COLOURS.get(item.sync_status, "#4a5568"),
-            item.get_sync_status_display(),
+            state_label(item.sync_status),
         )
         if item.operation == Operation.DELETE and item.sync_status != SyncStatus.SYNCED:
             # The discovery goes once its VH row is gone; say so beside whatever state it is in.
@@ -610,14 +745,44 @@ class SyncQueueItemAdmin(AsciiIdsAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context.update(self._decision_context(request, obj))
+            # The page's title names the state as people read it, not as it is stored.
+            context["subtitle"] = (
+                f"Queue item {obj.pk} (discovery {obj.discovery_id}): "
+                f"{state_label(obj.sync_status)}"
+            )
+        # Every field is read only: the item changes through the buttons above, never a save;
+        # and deleting it would silently drop its discovery from the sync (its discovery's
+        # delete removes it).
+        context.update(
+            show_save=False,
+            show_save_and_continue=False,
+            show_save_and_add_another=False,
+            show_delete=False,
+        )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _decision_context(self, request, item: SyncQueueItem) -> dict:
         """What the change page shows above the item's fields: for a waiting item its reason,
         the nearest names and the "Write without a place" button; for a conflict both versions
         side by side and the two choices. Buttons only for users who may change queue items."""
+        can_change = self.has_change_permission(request, item)
+        retryable = item.sync_status in RETRYABLE
         context: dict[str, object] = {
-            "queue_can_decide": self.has_change_permission(request, item),
+            "queue_can_decide": can_change,
+            "queue_state_label": state_label(item.sync_status),
+            "queue_retry_urls": (
+                {
+                    "retry": reverse(
+                        f"{self.admin_site.name}:syncq_syncqueueitem_retry", args=[item.pk]
+                    ),
+                    "reset": reverse(
+                        f"{self.admin_site.name}:syncq_syncqueueitem_reset_attempts",
+                        args=[item.pk],
+                    ),
+                }
+                if can_change and retryable
+                else None
+            ),
             "queue_discovery_url": (
                 reverse(
                     f"{self.admin_site.name}:discoveries_discovery_change",
@@ -748,6 +913,44 @@ class SyncQueueItemAdmin(AsciiIdsAdmin):
         )
         return self._change_redirect(item.pk)
 
+    def retry_view(self, request, object_id):
+        """``POST <id>/retry/``: retry this one item now (attempts 0, error cleared, due now)
+        through :func:`syncq.services.queue_items_retry`, recorded as an operator action of
+        source ``admin``; a synced, syncing or conflict item is refused with the reason."""
+        return self._one_item_reset(
+            request, object_id, service=queue_items_retry, done="will be tried again now"
+        )
+
+    def reset_attempts_view(self, request, object_id):
+        """``POST <id>/reset-attempts/``: give this one item back its whole allowance
+        (attempts 0, due now, its last error kept) through
+        :func:`syncq.services.queue_items_reset_attempts`; refusals as :meth:`retry_view`."""
+        return self._one_item_reset(
+            request,
+            object_id,
+            service=queue_items_reset_attempts,
+            done="has its attempts back and is due now; its last error is kept until the next "
+            "attempt",
+        )
+
+    def _one_item_reset(self, request, object_id, *, service, done: str):
+        """Run ``service`` (a retry or a reset of attempts) on the item of a change page's
+        button, then back to its page with what happened."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        item = self._decision_item(request, object_id)
+        report = service(ids=[item.pk], actor=request.user, source="admin")
+        if report.reset:
+            self.message_user(request, f"Queue item {item.pk} {done}.", messages.SUCCESS)
+        for text in retry_refusals(report.refused):
+            self.message_user(request, text, messages.WARNING)
+        if report.missing:
+            self.message_user(request, f"Queue item {item.pk} no longer exists.", messages.WARNING)
+            return HttpResponseRedirect(
+                reverse(f"{self.admin_site.name}:syncq_syncqueueitem_changelist")
+            )
+        return self._change_redirect(item.pk)
+
     def write_unplaced_view(self, request, object_id):
         """``POST <id>/write-unplaced/``: "Write without a place" for this one waiting item,
         through :func:`syncq.services.queue_items_write_unplaced`; a refusal is shown with
@@ -867,13 +1070,85 @@ def _posted_action(request) -> str | None:
         return None
 
 
+class OperatorActionFilter(admin.SimpleListFilter):
+    """The actions recorded, by their labels (:data:`ACTION_LABELS`); the same parameter as
+    Django's own filter on the field, so older links keep working."""
+
+    title = "action"
+    parameter_name = "action__exact"
+
+    def lookups(self, request, model_admin):
+        actions = OperatorAction.objects.order_by().values_list("action", flat=True).distinct()
+        return [(a, ACTION_LABELS.get(a, a)) for a in sorted(actions)]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(action=self.value())
+        return queryset
+
+
 @admin.register(OperatorAction)
 class OperatorActionAdmin(AsciiIdsAdmin):
-    """Who changed the queue, when, how and how many items: a record, never edited."""
+    """Who changed the queue, when, how and how many items, and which: a record, never
+    edited."""
 
-    list_display = ("at", "actor_name", "source", "action", "items_changed")
-    list_filter = ("source", "action")
+    list_display = ("when", "actor_name", "source", "action_label", "items_changed", "items")
+    list_filter = ("source", OperatorActionFilter)
     search_fields = ("actor_name",)
+    fields = ("when", "actor_name", "source", "action_label", "items_changed", "items", "detail")
+    readonly_fields = fields
+
+    @admin.display(description="at", ordering="at")
+    def when(self, action: OperatorAction) -> str:
+        return when_html(action.at, timezone.now())
+
+    @admin.display(description="action", ordering="action")
+    def action_label(self, action: OperatorAction) -> str:
+        return ACTION_LABELS.get(action.action, action.action)
+
+    @admin.display(description="items")
+    def items(self, action: OperatorAction) -> str:
+        """What the action changed, from its ``detail``: the queue items by id (the first
+        :data:`ACTION_IDS_SHOWN`, each linked to its page, then how many more), every item in a
+        state (linked to the list filtered to it), or a discovery (linked to its page)."""
+        detail = action.detail if isinstance(action.detail, dict) else {}
+        site = self.admin_site.name
+        ids = detail.get("ids")
+        if isinstance(ids, list):
+            ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+            links = format_html_join(
+                ", ",
+                '<a href="{}">{}</a>',
+                (
+                    (reverse(f"{site}:syncq_syncqueueitem_change", args=[i]), i)
+                    for i in ids[:ACTION_IDS_SHOWN]
+                ),
+            )
+            more = len(ids) - ACTION_IDS_SHOWN
+            if more > 0:
+                return format_html(
+                    '<span title="{}">{} … and {} more</span>',
+                    ", ".join(str(i) for i in ids[:200]),
+                    links,
+                    more,
+                )
+            return links or "—"
+        status = detail.get("status")
+        if isinstance(status, str) and status:
+            url = reverse(f"{site}:syncq_syncqueueitem_changelist")
+            return format_html(
+                'every item <a href="{}?{}">{}</a>',
+                url,
+                urlencode({"sync_status__exact": status}),
+                state_label(status),
+            )
+        discovery_id = detail.get("discovery_id")
+        if isinstance(discovery_id, int) and not isinstance(discovery_id, bool):
+            if self.admin_site.is_registered(Discovery):
+                url = reverse(f"{site}:discoveries_discovery_change", args=[discovery_id])
+                return format_html('discovery <a href="{}">#{}</a>', url, discovery_id)
+            return f"discovery #{discovery_id}"
+        return "—"
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -895,11 +1170,11 @@ class HavenAgentAdmin(AsciiIdsAdmin):
     list_display = (
         "name",
         "is_online",
-        "last_seen_at",
+        "last_seen",
         "version",
         "host",
         "vh_state",
-        "started_at",
+        "started",
     )
     list_filter = ("vh_state",)
     search_fields = ("name", "host")
@@ -913,9 +1188,18 @@ class HavenAgentAdmin(AsciiIdsAdmin):
         "vh_state",
         "vh_detail",
         "catalog_hash",
-        "started_at",
-        "last_seen_at",
+        "started",
+        "last_seen",
     )
+    readonly_fields = fields
+
+    @admin.display(description="last seen", ordering="last_seen_at")
+    def last_seen(self, agent: HavenAgent) -> str:
+        return when_html(agent.last_seen_at, timezone.now())
+
+    @admin.display(description="running since", ordering="started_at")
+    def started(self, agent: HavenAgent) -> str:
+        return when_html(agent.started_at, timezone.now())
 
     @admin.display(boolean=True, description="online")
     def is_online(self, agent: HavenAgent) -> bool:

@@ -21,6 +21,9 @@ from django_q.conf import Conf
 BOT_HEARTBEAT = "keeper-bot:heartbeat"
 #: While this entry lives, a sync run has been requested and has not started yet.
 SYNC_KICK = "keeper-sync:kick-requested"
+#: VH-Database.db's state as the console last found it, and since when (see
+#: :func:`syncq.services.haven_state_note`).
+HAVEN_STATE = "keeper-sync:haven-state"
 
 
 def keeper_database_tag(database: Mapping | None = None) -> str:

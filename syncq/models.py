@@ -261,7 +261,8 @@ class SyncQueueItem(models.Model):
         verbose_name = "queue item"
 
     def __str__(self) -> str:
-        return f"queue item {self.id} (discovery {self.discovery_id}, {self.sync_status})"
+        state = self.get_sync_status_display()
+        return f"queue item {self.id} (discovery {self.discovery_id}, {state})"
 
     def lease_lapsed(self, now: datetime) -> bool:
         """Whether this item's lease has run out at ``now`` (an old bot's row has no lease:
@@ -345,7 +346,8 @@ class SyncAttempt(models.Model):
         indexes = [models.Index(fields=["queue_item", "started_at"], name="idx_sync_attempt_item")]
 
     def __str__(self) -> str:
-        return f"attempt {self.number} of queue item {self.queue_item_id}: {self.outcome}"
+        outcome = self.get_outcome_display()
+        return f"attempt {self.number} of queue item {self.queue_item_id}: {outcome}"
 
 
 class OperatorAction(models.Model):
@@ -490,3 +492,100 @@ class HavenAgent(models.Model):
         ``:<agent_id>:<instance>``): no worker process's (those are host, boot id and pid
         namespace), so only the agent's heartbeat tells whether it lives."""
         return f"agent:{self.name}"
+
+
+class AlertState(models.Model):
+    """Where the alert scan (:func:`syncq.alert_services.alerts_scan`) stands: one row, ``pk``
+    1, read and written under a lock in the scan's transaction, so that two scans at once
+    find each event once. ``attempt_cursor`` is the highest :class:`SyncAttempt` id already
+    looked at (None until the first scan, which starts at the newest attempt: history from
+    before alerts were switched on is not posted). ``outage_since`` is when VH-Database.db
+    (or, with ``USE_HAVEN_AGENT``, every agent) was first seen unreachable in a row of scans,
+    ``outage_what`` what was seen, ``outage_notified`` whether that outage was posted.
+    ``daily_last`` is the UTC date of the last daily summary. Times are UTC."""
+
+    attempt_cursor = models.BigIntegerField(null=True, blank=True)
+    outage_since = models.DateTimeField(null=True, blank=True)
+    outage_what = models.CharField(max_length=200, blank=True, default="")
+    outage_notified = models.BooleanField(default=False)
+    daily_last = models.DateField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "sync_alert_state"
+        verbose_name = "alert state"
+
+    def __str__(self) -> str:
+        return f"alert state (attempts up to {self.attempt_cursor})"
+
+
+class AlertStatus(models.TextChoices):
+    """Where an alert message is in its delivery."""
+
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class AlertMessage(models.Model):
+    """One message to ``ALERT_WEBHOOK_URL``: ``body``, the Discord webhook JSON prepared when
+    it was composed (:func:`syncq.alerts.message_body`), and its delivery: ``status``,
+    ``tries`` made, ``next_try_at`` (due for its next try), ``lease_until`` (a delivery task
+    holds it until then; a task that died leaves it to be taken again), ``sent_at`` and
+    ``last_error``. ``events`` counts the :class:`AlertEvent` rows it tells of. Times UTC."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    body = models.JSONField(default=dict)
+    events = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=16, choices=AlertStatus.choices, default=AlertStatus.PENDING
+    )
+    tries = models.PositiveIntegerField(default=0)
+    next_try_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "sync_alert_message"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_try_at"], name="idx_alert_message_due")]
+        verbose_name = "alert message"
+
+    def __str__(self) -> str:
+        return f"alert message {self.id} ({self.status}, {self.events} events)"
+
+
+class AlertKind(models.TextChoices):
+    """What an alert event tells, in the order a message lists them."""
+
+    OUTAGE = "outage", "Unreachable"
+    RECOVERED = "recovered", "Reachable again"
+    EXCEEDED = "exceeded", "Out of attempts"
+    FAILING = "failing", "Failing"
+    WAITING = "waiting", "Waiting for a place"
+    DAILY = "daily", "Daily summary"
+    SYNCED = "synced", "Reached the Control Room"
+
+
+class AlertEvent(models.Model):
+    """One thing to tell in an alert: its ``kind``, when it happened (``at``, UTC) and its
+    ``data`` (:mod:`syncq.alerts` says the keys of each kind). Found by the scan and written
+    in the same transaction as the scan's cursors; ``message`` is the message that tells it
+    (None until one is composed)."""
+
+    kind = models.CharField(max_length=16, choices=AlertKind.choices)
+    at = models.DateTimeField(default=timezone.now)
+    data = models.JSONField(default=dict)
+    message = models.ForeignKey(
+        AlertMessage, on_delete=models.CASCADE, null=True, blank=True, related_name="told"
+    )
+
+    class Meta:
+        db_table = "sync_alert_event"
+        ordering = ["id"]
+        verbose_name = "alert event"
+
+    def __str__(self) -> str:
+        return f"alert event {self.id}: {self.kind}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+import statistics
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -333,11 +334,34 @@ def queue_items(
     return items.time_window("created_at", since=since, until=until)
 
 
+#: The most synced items (the newest) a latency window reads; its ``sample`` says how many it
+#: had, so a day past this many is measured on its newest items.
+LATENCY_SAMPLE_MAX = 10_000
+
+
+def latency_figures(seconds: list[float]) -> dict[str, float | int] | None:
+    """``{median, p95, sample}`` of queued→synced ``seconds`` (each to the millisecond;
+    ``p95`` by nearest rank: the smallest value at least 95 % of the sample reach), or None
+    for an empty list."""
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    rank = min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)
+    return {
+        "median": round(statistics.median(ordered), 3),
+        "p95": round(ordered[rank], 3),
+        "sample": len(ordered),
+    }
+
+
 def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
     """Figures of the queue, computed from the database (true in every process):
     ``counts`` per state; ``oldest_pending_age_seconds`` (None when nothing is pending);
     ``synced_last_hour`` and ``synced_last_day``; ``sync_seconds`` ``{mean, p95, sample}``,
-    queued→synced over the last 1,000 synced items (None when there are none); and
+    queued→synced over the last 1,000 synced items (None when there are none);
+    ``sync_seconds_last_hour`` and ``sync_seconds_last_day`` ``{median, p95, sample}``
+    (:func:`latency_figures`) of the items synced in the last hour and day (at most
+    :data:`LATENCY_SAMPLE_MAX`, the newest; None when there are none; one query for both); and
     ``top_errors``, the 10 most common error texts of items not synced, as
     ``[{error, count}]``; ``verify``, the last :class:`~syncq.models.SyncVerifyRun`
     (:meth:`~syncq.models.SyncVerifyRun.figures`: the newest started, so a run cut short
@@ -347,6 +371,8 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
     synced = SyncQueueItem.objects.filter(sync_status=SyncStatus.SYNCED)
     oldest = SyncQueueItem.objects.oldest_pending_created()
     durations = sorted(_sync_seconds_last(synced, 1000))
+    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
+    day = _sync_timings(synced.time_window("synced_at", since=day_ago), LATENCY_SAMPLE_MAX)
     timing = None
     if durations:
         timing = {
@@ -371,6 +397,10 @@ def queue_statistics(*, now: datetime | None = None) -> dict[str, object]:
         "synced_last_hour": synced.time_window("synced_at", since=now - timedelta(hours=1)).count(),
         "synced_last_day": synced.time_window("synced_at", since=now - timedelta(days=1)).count(),
         "sync_seconds": timing,
+        "sync_seconds_last_hour": latency_figures(
+            [seconds for done, seconds in day if done >= hour_ago]
+        ),
+        "sync_seconds_last_day": latency_figures([seconds for _, seconds in day]),
         "top_errors": [{"error": e["sync_error"], "count": e["count"]} for e in errors],
         "verify": last_verify.figures() if last_verify else None,
     }
@@ -385,12 +415,19 @@ def synced_seconds_since(*, since: datetime, limit: int) -> list[float]:
 
 
 def _sync_seconds_last(synced, count: int) -> list[float]:
-    """Queued→synced seconds (0 at least) of the ``count`` items of ``synced`` synced last,
-    each pair of times read as Django reads them; pairs with a time that reads as none are
-    left out. On SQLite the stored text is fetched as text and read here as Django's reading
-    begins, with ``datetime.fromisoformat``, naive meaning UTC: a thousand rows through
-    Django's two converters a value were most of ``/sync/statistics``' time. Text that does
-    not read so, or names a time outside what Django shows, goes through Django's reading."""
+    """Queued→synced seconds (0 at least) of the ``count`` items of ``synced`` synced last
+    (:func:`_sync_timings`)."""
+    return [seconds for _, seconds in _sync_timings(synced, count)]
+
+
+def _sync_timings(synced, count: int) -> list[tuple[datetime, float]]:
+    """``(synced_at, queued→synced seconds)`` of the ``count`` items of ``synced`` synced
+    last, newest first: ``synced_at`` aware UTC, the seconds 0 at least, each pair of times
+    read as Django reads them; pairs with a time that reads as none are left out. On SQLite
+    the stored text is fetched as text and read here as Django's reading begins, with
+    ``datetime.fromisoformat``, naive meaning UTC: a thousand rows through Django's two
+    converters a value were most of ``/sync/statistics``' time. Text that does not read so,
+    or names a time outside what Django shows, goes through Django's reading."""
     recent = synced.exclude(synced_at=None).ordered_by_time("synced_at", descending=True)
     if connection.vendor != "sqlite":
         pairs = recent.values_list("created_at", "synced_at")[:count]
@@ -405,9 +442,8 @@ def _sync_seconds_last(synced, count: int) -> list[float]:
     for queued, done in pairs:
         if queued is None or done is None:
             continue
-        if (queued.tzinfo is None) != (done.tzinfo is None):  # one text had a zone
-            queued, done = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (queued, done))
-        seconds.append(max(0.0, (done - queued).total_seconds()))
+        queued, done = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (queued, done))
+        seconds.append((done, max(0.0, (done - queued).total_seconds())))
     return seconds
 
 

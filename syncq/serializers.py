@@ -357,6 +357,12 @@ class SyncSecondsSerializer(serializers.Serializer):
     sample = serializers.IntegerField()
 
 
+class LatencySerializer(serializers.Serializer):
+    median = serializers.FloatField(help_text="Median queued→synced seconds.")
+    p95 = serializers.FloatField(help_text="95th percentile (nearest rank), seconds.")
+    sample = serializers.IntegerField(help_text="Items measured (at most the newest 10,000).")
+
+
 class ErrorCountSerializer(serializers.Serializer):
     error = serializers.CharField()
     count = serializers.IntegerField()
@@ -399,6 +405,8 @@ class FiguresSerializer(serializers.Serializer):
     synced_last_hour = serializers.IntegerField()
     synced_last_day = serializers.IntegerField()
     sync_seconds = SyncSecondsSerializer(allow_null=True)
+    sync_seconds_last_hour = LatencySerializer(allow_null=True)
+    sync_seconds_last_day = LatencySerializer(allow_null=True)
     top_errors = ErrorCountSerializer(many=True)
     verify = VerifyRunSerializer(allow_null=True)
 

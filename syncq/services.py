@@ -33,7 +33,7 @@ from functools import partial
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -52,7 +52,7 @@ from discoveries.rules import EDITABLE, discovery_payload_validate, discovery_va
 from discoveries.services import discovery_changes_apply, discovery_values
 from syncq.agent_protocol import values_digest
 from syncq.backoff import retry_delay
-from syncq.cache_keys import SYNC_KICK, keeper_cache_key
+from syncq.cache_keys import HAVEN_STATE, SYNC_KICK, keeper_cache_key
 from syncq.errors import (
     ConflictVersionChanged,
     DiscoveryBeingDeleted,
@@ -96,6 +96,7 @@ def discovery_submit_once(
     submission_key: str,
     submitted_at: datetime | None = None,
     first_submitted_here: bool = True,
+    imported_keeper_id: int | None = None,
     **fields: object,
 ) -> tuple[Discovery, bool]:
     """:func:`discovery_submit`, idempotent by ``submission_key`` (text of 1 to 64 characters
@@ -108,15 +109,19 @@ def discovery_submit_once(
     ``ValueError`` for an empty or over-long key. ``first_submitted_here`` false (an imported
     discovery, which another keeper.db may already have written into this VH) leaves its
     queue item unmarked (:func:`submitted_here`), so its sync looks for that row first and
-    links it rather than write a second.
+    links it rather than write a second. ``imported_keeper_id`` (an imported discovery's id in
+    the keeper.db that exported it, with its submitter and ``submitted_at`` kept) is stored on
+    the new discovery: its sync then takes over the VH row that keeper.db wrote
+    (:func:`discoveries.haven.ledger.ledger_take_over`). A discovery already stored under the
+    key is returned as it is.
     """
     if not isinstance(submission_key, str) or not 1 <= len(submission_key) <= 64:
         raise ValueError("submission_key must be text of 1 to 64 characters")
+    values = discovery_validate(**fields)
+    if imported_keeper_id is not None:
+        values["imported_keeper_id"] = imported_keeper_id
     return _discovery_store(
-        discovery_validate(**fields),
-        submitted_at,
-        key=submission_key,
-        submitted=first_submitted_here,
+        values, submitted_at, key=submission_key, submitted=first_submitted_here
     )
 
 
@@ -227,6 +232,35 @@ def sync_kick() -> None:
     if not cache.add(keeper_cache_key(SYNC_KICK), True, timeout=KICK_WINDOW_SECONDS):
         return
     async_task("syncq.tasks.sync_due", group="keeper-sync", task_name="keeper-sync-kick")
+
+
+def haven_state_note(*, state: str, now: datetime) -> dict[str, object]:
+    """Note that VH-Database.db was found in ``state`` (``ok``, ``missing``, ``locked``,
+    ``disabled``, or the agent's word for it with ``USE_HAVEN_AGENT``) at ``now`` (aware),
+    in the cache every process shares (:data:`~syncq.cache_keys.HAVEN_STATE`, kept until the
+    state changes), and return what is known: ``{"state", "since", "known"}``. ``since`` is
+    when it was first found in that state: the moment of the change when ``known`` is true,
+    else the first look after the entry was lost or never written (it was so then, and may
+    have been for longer). A cache that cannot be read or written gives ``since`` None."""
+    key = keeper_cache_key(HAVEN_STATE)
+    try:
+        noted = cache.get(key)
+    except Exception as exc:  # the cache backend's own errors vary by backend
+        logger.warning("cannot read VH-Database.db's noted state: %s", exc)
+        return {"state": state, "since": None, "known": False}
+    if (
+        isinstance(noted, dict)
+        and noted.get("state") == state
+        and isinstance(noted.get("since"), datetime)
+    ):
+        return {"state": state, "since": noted["since"], "known": bool(noted.get("known"))}
+    # A change seen (an entry of another state), or the first look: since now, either way.
+    entry = {"state": state, "since": now, "known": isinstance(noted, dict)}
+    try:
+        cache.set(key, entry, timeout=None)
+    except Exception as exc:  # as above
+        logger.warning("cannot note VH-Database.db's state: %s", exc)
+    return entry
 
 
 def queue_leases_expire(*, now=None) -> int:
@@ -490,6 +524,27 @@ def _merged_metadata(item: SyncQueueItem, *, drop=(), **values) -> dict:
     return merged
 
 
+def _attempt_numbers_load(items: list[SyncQueueItem]) -> None:
+    """Give each of ``items`` its next attempt's number as ``attempt_number``: one more than
+    the highest number its history holds, so that numbers count on across operator retries
+    and resets (1, 2, 3, not 1, 2, 1) while ``sync_attempts``, the backoff's and
+    ``max_attempts``' counter, starts again; never less than ``sync_attempts`` (an item
+    tried before attempts were kept). One grouped query for all of them, none when each
+    already has its number."""
+    missing = [item for item in items if getattr(item, "attempt_number", None) is None]
+    if not missing:
+        return
+    highest = dict(
+        SyncAttempt.objects.filter(queue_item_id__in=[item.id for item in missing])
+        .order_by()
+        .values("queue_item_id")
+        .annotate(highest=Max("number"))
+        .values_list("queue_item_id", "highest")
+    )
+    for item in missing:
+        item.attempt_number = max((highest.get(item.id) or 0) + 1, item.sync_attempts)
+
+
 def _attempt_row(
     item: SyncQueueItem,
     *,
@@ -500,9 +555,11 @@ def _attempt_row(
     haven_discovery_id: int | None = None,
 ) -> SyncAttempt:
     started_at = started_at or item.last_sync_attempt or finished_at
+    _attempt_numbers_load([item])
+    number, item.attempt_number = item.attempt_number, None
     return SyncAttempt(
         queue_item_id=item.id,
-        number=item.sync_attempts,
+        number=number,
         started_at=started_at,
         duration_ms=max(0, round((finished_at - started_at).total_seconds() * 1000)),
         outcome=outcome,
@@ -646,6 +703,7 @@ def queue_items_succeed(*, token: str, results: list[Attempted]) -> dict[int, st
         )
         mine = [r for r in results if r.item.id in held]
         stored = _stored_values(r.item.discovery_id for r in mine)
+        _attempt_numbers_load([r.item for r in mine])
         rows, discovery_rows, attempts = [], [], []
         again_any = False
         for attempted in mine:
@@ -1143,6 +1201,7 @@ def outcomes_record(attempted: list[Attempted], token: str, report: BatchReport)
     ended: list[tuple[Attempted, str | None]] = []
     try:
         with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            _attempt_numbers_load([a.item for a in attempted])
             states = queue_items_succeed(token=token, results=in_vh) if in_vh else {}
             ended.extend((a, states[a.item.id]) for a in in_vh)
             for a in attempted:

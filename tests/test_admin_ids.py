@@ -147,10 +147,10 @@ def test_a_page_of_an_id_that_is_not_ascii_digits_finds_nothing(browser, model, 
 
 
 @pytest.mark.parametrize("bad", ["abc", "١", str(10**30)])
-@pytest.mark.parametrize("button", ["keep/keeper", "write-unplaced"])
+@pytest.mark.parametrize("button", ["keep/keeper", "write-unplaced", "retry", "reset-attempts"])
 def test_the_queue_items_buttons_of_an_id_that_is_not_ascii_digits_are_404(browser, button, bad):
-    """The change page's buttons (keep a version, write without a place) posted to a bad id
-    answer 404 and change nothing."""
+    """The change page's buttons (keep a version, write without a place, retry, reset
+    attempts) posted to a bad id answer 404 and change nothing."""
     item = queue_item_exceeded()
     response = browser.post(f"/admin/syncq/syncqueueitem/{bad}/{button}/")
     assert response.status_code == 404

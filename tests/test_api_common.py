@@ -432,6 +432,8 @@ def test_schema_components_have_the_keys_old_clients_read():
             "synced_last_hour",
             "synced_last_day",
             "sync_seconds",
+            "sync_seconds_last_hour",
+            "sync_seconds_last_day",
             "top_errors",
             "verify",
         },

@@ -106,6 +106,8 @@ def test_statistics_has_every_key_with_the_real_figures(viewer):
         "synced_last_hour",
         "synced_last_day",
         "sync_seconds",
+        "sync_seconds_last_hour",
+        "sync_seconds_last_day",
         "top_errors",
         "verify",
     }
@@ -121,6 +123,8 @@ def test_statistics_has_every_key_with_the_real_figures(viewer):
     assert stats["synced_last_day"] == 1
     assert set(stats["sync_seconds"]) == {"mean", "p95", "sample"}
     assert stats["sync_seconds"]["sample"] == 1
+    assert set(stats["sync_seconds_last_day"]) == {"median", "p95", "sample"}
+    assert stats["sync_seconds_last_day"]["sample"] == 1
     assert stats["top_errors"] == [
         {"error": "VH locked", "count": 3},
         {"error": "disk full", "count": 1},
